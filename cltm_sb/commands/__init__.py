@@ -1,0 +1,1 @@
+"""Subcommands of the ``cltm`` command line, one module per group."""

@@ -1,0 +1,282 @@
+"""Result records: one JSON file per training run, and the loader that turns a folder of them
+into a tidy table (DESIGN.md §6).
+
+A record holds one evaluation per evaluated language: a pair run trained on a_t ∪ a_s is
+evaluated on both t and s. The loader groups records by (task, config_hash, data_hash) so that a
+matrix never mixes configurations, skips (and counts) failed runs, and refuses duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cltm_sb.io import atomic_write_json, stable_hash
+from cltm_sb.tasks import get_task
+
+logger = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+RUN_KINDS = ("single", "self", "pair", "multi", "curve")
+STATUSES = ("ok", "failed")
+# Keys of the resolved hparams that change from run to run without changing the configuration.
+PER_RUN_KEYS = frozenset(
+    {
+        "seed",
+        "train_csv",
+        "test_csv",
+        "trials_csv",
+        "output_folder",
+        "save_folder",
+        "train_log",
+        "data_root",
+        "device",
+        "record_path",
+        "run_id",
+        "kind",
+        "__set_seed",
+    }
+)
+
+
+class RecordError(ValueError):
+    """A record or a folder of records that cannot be used as asked."""
+
+
+@dataclass
+class Evaluation:
+    """The metric of one trained model on one language's test set."""
+
+    locale: str
+    metric: str
+    value: float
+    n_items: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecord:
+    """Everything known about one training run (DESIGN.md §6)."""
+
+    run_id: str
+    task: str
+    kind: str
+    train_set: list[dict[str, str]]
+    seed: int
+    status: str = "ok"
+    evaluations: list[Evaluation] = field(default_factory=list)
+    config_hash: str = ""
+    data_hash: str = ""
+    encoder: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    threads: int | None = None
+    device: str = ""
+    wall_time_s: float | None = None
+    error: str | None = None
+    log_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = RECORD_VERSION
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        if self.kind not in RUN_KINDS:
+            raise RecordError(f"run {self.run_id}: unknown kind {self.kind!r}; valid: {RUN_KINDS}")
+        if self.status not in STATUSES:
+            raise RecordError(f"run {self.run_id}: unknown status {self.status!r}; valid: {STATUSES}")
+        self.train_set = normalize_train_set(self.train_set)
+        self.evaluations = [
+            e if isinstance(e, Evaluation) else Evaluation(**e) for e in self.evaluations
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dictionary."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Build a record from its dictionary form; unknown keys go to ``extra``."""
+        known = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in data.items() if k in known}
+        unknown = {k: v for k, v in data.items() if k not in known}
+        if unknown:
+            kwargs.setdefault("extra", {}).update(unknown)
+        missing = {"run_id", "task", "kind", "train_set", "seed"} - set(kwargs)
+        if missing:
+            raise RecordError(f"record is missing the fields {sorted(missing)}")
+        return cls(**kwargs)
+
+
+def normalize_train_set(train_set: Iterable[Mapping[str, str]]) -> list[dict[str, str]]:
+    """Sorted, de-duplicated list of {locale, subset} dictionaries."""
+    pairs = sorted({(str(item["locale"]), str(item["subset"])) for item in train_set})
+    return [{"locale": locale, "subset": subset} for locale, subset in pairs]
+
+
+def train_set_key(train_set: Iterable[Mapping[str, str]]) -> str:
+    """A canonical string for a train set, e.g. ``en:a+es:a``."""
+    return "+".join(f"{d['locale']}:{d['subset']}" for d in normalize_train_set(train_set))
+
+
+def config_hash(resolved_hparams: Mapping[str, Any]) -> str:
+    """Hash of a configuration, ignoring the keys that change per run (seed, paths, device)."""
+    kept = {k: v for k, v in resolved_hparams.items() if k not in PER_RUN_KEYS}
+    return stable_hash(_plain(kept))
+
+
+def _plain(value: Any) -> Any:
+    """Reduce hparams values to JSON-stable data (objects become their type and repr)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def write_record(record: RunRecord, path: str | os.PathLike) -> Path:
+    """Write a record atomically: readers never see a partial file."""
+    return atomic_write_json(path, record.to_dict())
+
+
+def read_record(path: str | os.PathLike) -> RunRecord:
+    """Read one record; a broken file raises a RecordError that names it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RunRecord.from_dict(data)
+    except (json.JSONDecodeError, TypeError, KeyError, ValueError) as error:
+        raise RecordError(f"{path}: not a valid run record ({error}); delete it and rerun") from error
+
+
+TABLE_COLUMNS = [
+    "run_id",
+    "task",
+    "kind",
+    "train_key",
+    "train_locales",
+    "seed",
+    "eval_locale",
+    "metric",
+    "value",
+    "n_items",
+    "config_hash",
+    "data_hash",
+]
+
+
+@dataclass
+class RecordTable:
+    """Records loaded from a folder: the tidy table of ok evaluations plus bookkeeping."""
+
+    table: pd.DataFrame
+    n_records: int
+    n_failed: int
+    failed: list[RunRecord]
+    records: list[RunRecord]
+
+    @property
+    def groups(self) -> list[tuple[str, str, str]]:
+        """The distinct (task, config_hash, data_hash) groups among ok records."""
+        cols = ["task", "config_hash", "data_hash"]
+        return [tuple(row) for row in self.table[cols].drop_duplicates().itertuples(index=False)]
+
+    def select(
+        self, task: str, config_hash: str | None = None, data_hash: str | None = None
+    ) -> pd.DataFrame:
+        """Evaluations of one task and configuration.
+
+        Without hashes, the folder must hold exactly one (config_hash, data_hash) group for the
+        task; otherwise the error names the groups found so the user can choose.
+        """
+        get_task(task)
+        sub = self.table[self.table["task"] == task]
+        if config_hash is not None:
+            sub = sub[sub["config_hash"] == config_hash]
+        if data_hash is not None:
+            sub = sub[sub["data_hash"] == data_hash]
+        pairs = sub[["config_hash", "data_hash"]].drop_duplicates()
+        if len(pairs) > 1:
+            listed = "; ".join(
+                f"config_hash={c} data_hash={d} ({int(((sub.config_hash == c) & (sub.data_hash == d)).sum())} evaluations)"
+                for c, d in pairs.itertuples(index=False)
+            )
+            raise RecordError(
+                f"records of task {task!r} mix configurations: {listed}. A matrix needs one; "
+                "pass --config-hash/--data-hash or move the other records to another folder."
+            )
+        return sub.reset_index(drop=True)
+
+
+def records_to_table(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """Tidy table with one row per (ok run, evaluated language); duplicates are an error.
+
+    A duplicate is the same (task, config, data, train set, evaluated locale, seed) twice: it would
+    count one seed twice in a mean.
+    """
+    rows = []
+    for record in records:
+        if record.status != "ok":
+            continue
+        locales = sorted({d["locale"] for d in record.train_set})
+        for evaluation in record.evaluations:
+            rows.append(
+                {
+                    "run_id": record.run_id,
+                    "task": record.task,
+                    "kind": record.kind,
+                    "train_key": train_set_key(record.train_set),
+                    "train_locales": "+".join(locales),
+                    "seed": int(record.seed),
+                    "eval_locale": evaluation.locale,
+                    "metric": evaluation.metric,
+                    "value": float(evaluation.value) if evaluation.value is not None else float("nan"),
+                    "n_items": int(evaluation.n_items),
+                    "config_hash": record.config_hash,
+                    "data_hash": record.data_hash,
+                }
+            )
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    key = ["task", "config_hash", "data_hash", "train_key", "eval_locale", "seed"]
+    dup = table[table.duplicated(key, keep=False)]
+    if not dup.empty:
+        first = dup.iloc[0]
+        ids = sorted(dup[(dup[key] == first[key]).all(axis=1)]["run_id"])
+        raise RecordError(
+            f"duplicate result: train set {first.train_key}, evaluated on {first.eval_locale}, "
+            f"seed {first.seed} appears in runs {ids}; keep one record and delete the others"
+        )
+    return table
+
+
+def load_records(folder: str | os.PathLike) -> RecordTable:
+    """Load every ``*.json`` record in ``folder`` (or in ``folder/records`` for a grid folder).
+
+    Failed runs are counted and skipped (logged with their error); temporary files of writes in
+    progress (``.*.tmp``) are ignored.
+    """
+    folder = Path(folder)
+    if (folder / "records").is_dir():
+        folder = folder / "records"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder of run records")
+    records = [read_record(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
+    failed = [r for r in records if r.status != "ok"]
+    for record in failed:
+        logger.warning(
+            "skipping failed run %s (%s); log: %s", record.run_id, record.error, record.log_path
+        )
+    return RecordTable(
+        table=records_to_table(records),
+        n_records=len(records),
+        n_failed=len(failed),
+        failed=failed,
+        records=records,
+    )

@@ -1,0 +1,65 @@
+"""Factories for tests: synthetic run records with known metric values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cltm_sb.results import Evaluation, RunRecord, write_record
+
+
+def make_record(
+    train: list[tuple[str, str]],
+    evals: dict[str, float],
+    seed: int,
+    task: str = "gr",
+    config_hash: str = "cfg1",
+    data_hash: str = "data1",
+    status: str = "ok",
+    run_id: str | None = None,
+) -> RunRecord:
+    """A record trained on ``train`` [(locale, subset)] and evaluated on ``evals`` {locale: value}."""
+    locales = sorted({loc for loc, _ in train})
+    kind = "single" if len(train) == 1 else ("self" if len(locales) == 1 else "pair")
+    metric = "macro_f1" if task == "gr" else "auc"
+    return RunRecord(
+        run_id=run_id or f"{'+'.join(f'{a}{b}' for a, b in train)}-{'+'.join(evals)}-s{seed}",
+        task=task,
+        kind=kind,
+        train_set=[{"locale": loc, "subset": sub} for loc, sub in train],
+        seed=seed,
+        status=status,
+        evaluations=[Evaluation(loc, metric, value, n_items=10) for loc, value in evals.items()],
+        config_hash=config_hash,
+        data_hash=data_hash,
+        error="boom" if status == "failed" else None,
+    )
+
+
+def write_records(folder: Path, records: list[RunRecord]) -> Path:
+    """Write each record as ``<folder>/<run_id>.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        write_record(record, folder / f"{record.run_id}.json")
+    return folder
+
+
+def known_grid() -> list[RunRecord]:
+    """Three languages, two seeds, with hand-computable CLTM entries.
+
+    en: P_single .61 (.60/.62), P_self .71 (.70/.72), pair en+es on en .66 -> M = 0.5;
+        the pair en+fr is missing -> NaN.
+    es: P_single .50, P_self .49 -> self-gain -0.01 <= 0 -> row NaN.
+    fr: P_single .80, P_self .90, en+fr on fr .85 -> 0.5, es+fr on fr .75 -> -0.5.
+    """
+    r = []
+    for seed, (en_single, en_self) in zip((1, 2), ((0.60, 0.70), (0.62, 0.72))):
+        r.append(make_record([("en", "a")], {"en": en_single}, seed))
+        r.append(make_record([("en", "a"), ("en", "b")], {"en": en_self}, seed))
+        r.append(make_record([("es", "a")], {"es": 0.50}, seed))
+        r.append(make_record([("es", "a"), ("es", "b")], {"es": 0.48 if seed == 1 else 0.50}, seed))
+        r.append(make_record([("fr", "a")], {"fr": 0.80}, seed))
+        r.append(make_record([("fr", "a"), ("fr", "b")], {"fr": 0.90}, seed))
+        r.append(make_record([("en", "a"), ("es", "a")], {"en": 0.66, "es": 0.45}, seed))
+        r.append(make_record([("en", "a"), ("fr", "a")], {"fr": 0.85}, seed))
+        r.append(make_record([("es", "a"), ("fr", "a")], {"es": 0.52, "fr": 0.75}, seed))
+    return r

@@ -1,0 +1,101 @@
+"""``cltm analyze``, ``cltm matrix`` and ``cltm heatmap`` as a user runs them."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cltm_sb.cli import main
+from cltm_sb.languages import default_registry, read_registry_csv
+
+from helpers import known_grid, write_records
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example_cltm.csv"
+CONTRACT_KEYS = {
+    "n_languages", "rfd", "asymmetry", "row_cosine", "prop_positive",
+    "reciprocity_positive", "intra_family_positive",
+}  # fmt: skip
+
+
+def test_analyze_json_follows_the_contract(capsys):
+    assert main(["analyze", str(EXAMPLE), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= CONTRACT_KEYS
+    assert report["n_languages"] == 16
+    for key in CONTRACT_KEYS - {"n_languages", "rfd", "asymmetry", "row_cosine"}:
+        assert 0.0 <= report[key] <= 1.0
+
+
+def test_analyze_writes_null_for_nan(tmp_path, capsys):
+    path = tmp_path / "m.csv"
+    path.write_text(",en,es\nen,1,\nes,,1\n")
+    assert main(["analyze", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prop_positive"] is None
+    assert report["excluded"]["entries"] == [["en", "es"], ["es", "en"]]
+
+
+def test_analyze_human_table(capsys):
+    assert main(["analyze", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "reciprocity+" in out and "%" in out
+
+
+def test_analyze_unknown_codes_name_them(tmp_path, capsys):
+    path = tmp_path / "m.csv"
+    path.write_text(",en,xx1\nen,1,0.5\nxx1,0.5,1\n")
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "xx1" in err and "--families" in err
+
+
+def test_analyze_with_own_families(tmp_path, capsys):
+    families = tmp_path / "fam.csv"
+    families.write_text("code,name,family\nxx1,Lang One,Fam A\nxx2,Lang Two,Fam A\n")
+    path = tmp_path / "m.csv"
+    path.write_text(",xx1,xx2\nxx1,1,0.5\nxx2,0.25,1\n")
+    assert main(["analyze", str(path), "--families", str(families), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["intra_family_positive"] == 1.0
+
+
+def test_malformed_matrix_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "m.csv"
+    path.write_text(",en,es\nen,1,x\nes,0.5,1\n")
+    assert main(["analyze", str(path)]) == 2
+    assert "row 'en', column 'es': 'x' is not a number" in capsys.readouterr().err
+
+
+def test_matrix_command_writes_the_folder(tmp_path, capsys):
+    records = write_records(tmp_path / "grid" / "records", known_grid())
+    out = tmp_path / "out"
+    assert main(["matrix", str(records.parent), "--task", "gr", "-o", str(out)]) == 0
+    for name in ("cltm.csv", "cltm_se.csv", "relative.csv", "gains.csv", "diagnostics.json", "cltm.png", "cltm.pdf"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "diagnostics.json").read_text())
+    assert report["task"] == "gr" and report["metric"] == "macro_f1"
+    assert report["seeds"] == [1, 2]
+    assert report["excluded"]["rows"] == ["es"]
+    assert any(r["target"] == "en" and r["donor"] == "fr" for r in report["nan_reasons"])
+
+
+def test_heatmap_subset_png_and_pdf(tmp_path, capsys):
+    out = tmp_path / "fig.png"
+    assert main(["heatmap", str(EXAMPLE), "-o", str(out), "--locales", "en,de,fr,es"]) == 0
+    assert out.stat().st_size > 1000 and out.with_suffix(".pdf").is_file()
+
+
+def test_registry_covers_the_paper_languages():
+    registry = default_registry()
+    paper = ["kab", "ar", "eo", "ta", "hy-AM", "cy", "nl", "en", "de", "sv-SE", "bn", "ur", "ckb", "kmr", "fa", "ca", "fr", "gl", "it", "pt", "ro", "es", "be", "cs", "pl", "ru", "uk", "ka", "th", "eu", "lg", "rw", "sw", "ab", "yue", "zh-CN", "zh-HK", "zh-TW", "ky", "tr", "ug", "uz", "hu", "mhr", "mt", "id", "lt", "lv", "fy-NL", "dv", "sl", "ja", "mn", "et"]
+    assert len(paper) == 54
+    registry.check(paper)
+    assert registry.family("es") == "Indo-European (Romance)"
+    assert registry.family("hy-AM") == "Indo-European"
+    assert registry.order(["es", "ar", "ca"]) == ["ar", "ca", "es"]
+
+
+def test_registry_csv_errors_name_the_line(tmp_path):
+    path = tmp_path / "fam.csv"
+    path.write_text("code,name,family\nxx1,,Fam\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_registry_csv(path)

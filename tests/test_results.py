@@ -1,0 +1,71 @@
+"""Run records: atomic round trip, loading, grouping, failures and duplicates."""
+
+import json
+
+import pytest
+
+from cltm_sb.results import RecordError, config_hash, load_records, read_record, train_set_key
+
+from helpers import make_record, write_records
+
+
+def test_record_roundtrip_and_sorted_train_set(tmp_path):
+    record = make_record([("fr", "a"), ("en", "a")], {"en": 0.7, "fr": 0.6}, seed=42)
+    write_records(tmp_path, [record])
+    back = read_record(tmp_path / f"{record.run_id}.json")
+    assert back.train_set == [{"locale": "en", "subset": "a"}, {"locale": "fr", "subset": "a"}]
+    assert [e.locale for e in back.evaluations] == ["en", "fr"]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_train_set_key_is_order_free():
+    a = [{"locale": "fr", "subset": "a"}, {"locale": "en", "subset": "a"}]
+    assert train_set_key(a) == train_set_key(reversed(a)) == "en:a+fr:a"
+
+
+def test_config_hash_ignores_per_run_keys():
+    base = {"lr": 1e-5, "seed": 1, "output_folder": "/x", "encoder": {"layers": 2}}
+    other = {**base, "seed": 2, "output_folder": "/y", "train_csv": ["a.csv"]}
+    assert config_hash(base) == config_hash(other)
+    assert config_hash(base) != config_hash({**base, "lr": 1e-4})
+
+
+def test_loader_counts_and_skips_failed_runs(tmp_path):
+    ok = make_record([("en", "a")], {"en": 0.7}, seed=1)
+    bad = make_record([("en", "a")], {}, seed=2, status="failed")
+    table = load_records(write_records(tmp_path, [ok, bad]))
+    assert table.n_records == 2 and table.n_failed == 1
+    assert table.table["seed"].tolist() == [1]
+
+
+def test_loader_reads_a_grid_folder_with_records_subfolder(tmp_path):
+    write_records(tmp_path / "records", [make_record([("en", "a")], {"en": 0.7}, seed=1)])
+    (tmp_path / "plan.json").write_text("{}")
+    assert load_records(tmp_path).n_records == 1
+
+
+def test_duplicates_are_an_error(tmp_path):
+    a = make_record([("en", "a")], {"en": 0.7}, seed=1, run_id="one")
+    b = make_record([("en", "a")], {"en": 0.71}, seed=1, run_id="two")
+    with pytest.raises(RecordError, match=r"seed 1 appears in runs \['one', 'two'\]"):
+        load_records(write_records(tmp_path, [a, b]))
+
+
+def test_mixing_configurations_is_an_error_naming_both(tmp_path):
+    a = make_record([("en", "a")], {"en": 0.7}, seed=1, config_hash="aaa")
+    b = make_record([("en", "a")], {"en": 0.7}, seed=2, config_hash="bbb")
+    table = load_records(write_records(tmp_path, [a, b]))
+    with pytest.raises(RecordError, match="config_hash=aaa.*config_hash=bbb"):
+        table.select("gr")
+    assert len(table.select("gr", config_hash="aaa")) == 1
+
+
+def test_broken_record_names_the_file(tmp_path):
+    (tmp_path / "x.json").write_text(json.dumps({"run_id": "x"}))
+    with pytest.raises(RecordError, match="x.json: not a valid run record"):
+        load_records(tmp_path)
+
+
+def test_unknown_task_is_rejected():
+    with pytest.raises(ValueError, match="unknown task 'asr'"):
+        make_record([("en", "a")], {"en": 0.7}, seed=1, task="asr")
