@@ -18,6 +18,7 @@ from cltm_sb import __version__
 # Modules that contribute subcommands, in the order their commands appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "cltm_sb.commands.analysis",
+    "cltm_sb.commands.data",
 )
 
 

@@ -6,6 +6,13 @@ from pathlib import Path
 
 from cltm_sb.results import Evaluation, RunRecord, write_record
 
+# Small but enough for a tiny-encoder training: GR N=16 (8 speakers per gender per subset),
+# SV N=32 with K=4 (8 speakers per subset), GR test 40 clips and SV test 10 speakers per locale.
+TOY_LANGUAGES = 3  # qaa, qab (one family) and qba (another)
+TOY_GR_N = 16
+TOY_SV_N = 32
+TOY_SV_K = 4
+
 
 def make_record(
     train: list[tuple[str, str]],

@@ -1,0 +1,448 @@
+"""Common Voice preparation for the CLTM: balanced subsets a/b, test sets and SV trials.
+
+Expected layout (Common Voice 17.0 and later; older gender labels are read too)::
+
+    <cv_root>/<locale>/clips/*.mp3
+    <cv_root>/<locale>/validated.tsv, train.tsv, dev.tsv, test.tsv, clip_durations.tsv, ...
+
+Output (``out_dir``)::
+
+    <out>/<locale>/a.csv, b.csv, test.csv [, trials.csv for sv]
+    <out>/prepare.json          written last: parameters, counts, file hashes, data_hash
+    <out>/audio/...             the decoded 16 kHz cache, unless ``cache_dir`` is given
+
+Protocol (see DESIGN.md §2 and §6): per locale, two speaker-disjoint subsets a and b of N clips
+each, N/K speakers with K clips each, half the speakers of each gender; training speakers come
+from ``validated.tsv`` minus the dev and test speakers; GR test = every usable ``test.tsv`` row;
+SV test = trials among the ``test.tsv`` speakers. A client_id found in several locales under the
+root is left out everywhere. Each locale's draw is seeded by (seed, locale).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cltm_sb import __version__
+from cltm_sb.data import DataError
+from cltm_sb.data.audio import AudioCache, CachedClip, cache_clip
+from cltm_sb.data.cv_tables import speakers_in_several_locales
+from cltm_sb.data.manifests import (
+    DATA_ROOT_PREFIX,
+    GENDERS,
+    ManifestRow,
+    write_manifest,
+    write_trials,
+)
+from cltm_sb.data.pools import LocalePool, load_locale_pool
+from cltm_sb.data.sampling import (
+    TrainingDraw,
+    draw_speaker_clips,
+    draw_training,
+    make_trials,
+    max_supported_n,
+    speakers_per_subset,
+)
+from cltm_sb.io import atomic_write_json, sha256_file, stable_hash
+from cltm_sb.tasks import get_task
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+PREPARE_FILE = "prepare.json"
+PARAM_KEYS = (
+    "format_version", "task", "n", "clips_per_speaker", "seed", "locales", "cv_root", "data_root",
+    "trials_per_speaker",
+)  # fmt: skip
+
+
+def parse_locales(locales: str | Iterable[str]) -> list[str]:
+    """``"en,es"`` or a list -> a list of codes without blanks or repeats, in the given order."""
+    items = locales.split(",") if isinstance(locales, str) else list(locales)
+    out: list[str] = []
+    for item in (str(i).strip() for i in items):
+        if item and item not in out:
+            out.append(item)
+    if not out:
+        raise DataError("no locales given; pass --locales en,es,...")
+    return out
+
+
+def _resolve_k(task: str, clips_per_speaker: int | None) -> int:
+    k = get_task(task).clips_per_speaker if clips_per_speaker is None else int(clips_per_speaker)
+    if k < 1:
+        raise DataError(f"--clips-per-speaker must be at least 1, got {k}")
+    return k
+
+
+def _cv_root(cv_root: str | os.PathLike) -> Path:
+    root = Path(cv_root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"Common Voice folder {root} not found; pass --cv-root DIR")
+    return root
+
+
+def locale_capacity(pool: LocalePool, task: str, k: int) -> dict[str, Any]:
+    """What a locale offers for (task, K): speaker and clip counts and the largest N."""
+    row: dict[str, Any] = {"locale": pool.locale}
+    eligible = []
+    for gender in GENDERS:
+        speakers = pool.speakers("train", gender)
+        row[f"train_speakers_{gender}"] = len(speakers)
+        row[f"eligible_speakers_{gender}"] = n_eligible = sum(len(s.clips) >= k for s in speakers)
+        eligible.append(n_eligible)
+    clip_counts = [len(s.clips) for s in pool.train.values()]
+    row["clips_per_speaker_median"] = statistics.median(clip_counts) if clip_counts else 0
+    row["clips_per_speaker_max"] = max(clip_counts, default=0)
+    for gender in GENDERS:
+        test = pool.speakers("test", gender)
+        row[f"test_speakers_{gender}"] = len(test)
+        row[f"test_clips_{gender}"] = sum(len(s.clips) for s in test)
+    row["max_n"] = max_supported_n(eligible, k)
+    row["test_ok"] = _test_problem(pool, task) is None
+    return row
+
+
+def _test_problem(pool: LocalePool, task: str) -> str | None:
+    """Why the locale's test set cannot serve ``task``, or None."""
+    if task == "gr":
+        missing = [g for g in GENDERS if not pool.speakers("test", g)]
+        if missing:
+            return f"its test.tsv has no usable {' or '.join(missing)} clip"
+        return None
+    if not any(
+        len(pool.speakers("test", g)) >= 2 and pool.speakers("test", g, min_clips=2)
+        for g in GENDERS
+    ):
+        return "its test.tsv lacks two same-gender speakers, one of them with two clips (no trials)"
+    return None
+
+
+def _check_feasible(pools: Sequence[LocalePool], task: str, n: int, k: int) -> None:
+    """Raise one DataError that names every locale unable to meet the request."""
+    needed = speakers_per_subset(n, k)  # per gender over a and b: 2 * (S/2)
+    problems = []
+    for pool in pools:
+        cap = locale_capacity(pool, task, k)
+        if cap["max_n"] < n:
+            problems.append(
+                f"locale {pool.locale!r} cannot supply N={n} with K={k} (needs {needed} speakers "
+                f"per gender with at least {k} clips in its training pool): it has "
+                f"{cap['eligible_speakers_female']} female and {cap['eligible_speakers_male']} male "
+                f"such speakers ({cap['train_speakers_female']} female, "
+                f"{cap['train_speakers_male']} male in all; median "
+                f"{cap['clips_per_speaker_median']} clips per speaker); the largest N it supports "
+                f"is {cap['max_n']}"
+            )
+        test_problem = _test_problem(pool, task)
+        if test_problem:
+            problems.append(f"locale {pool.locale!r}: {test_problem}")
+    if problems:
+        raise DataError(
+            "\n".join(problems)
+            + "\nUse a smaller --n or --clips-per-speaker, or leave these locales out "
+            "(`cltm prepare --report` shows what every locale offers)."
+        )
+
+
+class _Decoder:
+    """Decodes clips into the cache, in this process or in a pool of worker processes."""
+
+    def __init__(self, cache: AudioCache, workers: int, progress: bool) -> None:
+        self.cache = cache
+        self.progress = progress
+        self.status: Counter = Counter()
+        self._pool = (
+            ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+            if workers > 1
+            else None
+        )
+
+    def __enter__(self) -> _Decoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def decode(self, locale: str, sources: Sequence[Path], what: str) -> list[CachedClip | str]:
+        root = str(self.cache.root)
+        args = ([root] * len(sources), [locale] * len(sources), [str(s) for s in sources])
+        if self._pool is not None:
+            results = self._pool.map(cache_clip, *args, chunksize=8)
+        else:
+            results = map(cache_clip, *args)
+        out = list(
+            tqdm(results, total=len(sources), desc=f"{locale} {what}", unit="clip",
+                 disable=not self.progress or not sources, leave=False)
+        )  # fmt: skip
+        self.status.update(r.status if isinstance(r, CachedClip) else "failed" for r in out)
+        return out
+
+
+def _manifest_row(pool: LocalePool, clip: str, cached: CachedClip, spk: str, gender: str, subset: str) -> ManifestRow:
+    duration = pool.durations.get(clip) or cached.source_duration
+    return ManifestRow(
+        ID=f"{pool.locale}_{Path(clip).stem}",
+        duration=round(duration, 3),
+        wav=DATA_ROOT_PREFIX + cached.relpath,
+        spk_id=spk,
+        gender=gender,
+        locale=pool.locale,
+        subset=subset,
+    )
+
+
+def _decode_training(
+    pool: LocalePool, draw: TrainingDraw, k: int, seed: int, decoder: _Decoder, stats: Counter
+) -> dict[str, CachedClip]:
+    """Decode the drawn clips; a failed clip is redrawn from the same speaker (or the speaker
+    from the same gender's spares when they run out of clips) until every clip decodes."""
+    done: dict[str, CachedClip] = {}
+    failed: set[str] = set()
+    while True:
+        needed = sorted({c for d in draw.speakers for c in d.chosen if c not in done and c not in failed})
+        if not needed:
+            return done
+        results = decoder.decode(pool.locale, [pool.clip_path(c) for c in needed], "train")
+        for clip, result in zip(needed, results, strict=True):
+            if isinstance(result, CachedClip):
+                done[clip] = result
+            else:
+                failed.add(clip)
+                stats["decode_failed"] += 1
+                logger.warning("%s: %s; redrawing from the same speaker", pool.locale, result)
+        for index, sd in enumerate(draw.speakers):
+            for slot, clip in enumerate(sd.chosen):
+                if clip not in failed:
+                    continue
+                if sd.spare:
+                    sd.chosen[slot] = sd.spare.pop(0)
+                    stats["redraws"] += 1
+                    continue
+                spares = draw.spare_speakers[sd.speaker.gender]
+                if not spares:
+                    raise DataError(
+                        f"locale {pool.locale!r}: too many clips fail to decode; no spare "
+                        f"{sd.speaker.gender} speaker left to replace {sd.speaker.client_id}"
+                    )
+                draw.speakers[index] = draw_speaker_clips(spares.pop(0), k, seed, pool.locale, sd.subset)
+                stats["speakers_replaced"] += 1
+                break
+
+
+def _prepare_locale(
+    pool: LocalePool, task: str, n: int, k: int, seed: int, trials_per_speaker: int,
+    decoder: _Decoder, out_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Draw, decode and write one locale's manifests; return its counts."""
+    locale = pool.locale
+    stats: Counter = Counter()
+    by_gender = {g: pool.speakers("train", g, min_clips=k) for g in GENDERS}
+    too_few = sum(1 for s in pool.train.values() if len(s.clips) < k)
+    draw = draw_training(by_gender, n, k, seed, locale)
+    cached = _decode_training(pool, draw, k, seed, decoder, stats)
+    subsets: dict[str, list[ManifestRow]] = {"a": [], "b": [], "test": []}
+    for sd in draw.speakers:
+        for clip in sd.chosen:
+            subsets[sd.subset].append(
+                _manifest_row(pool, clip, cached[clip], sd.speaker.client_id, sd.speaker.gender, sd.subset)
+            )
+    test_speakers = sorted(pool.test.values(), key=lambda s: s.client_id)
+    test_clips = [(s, c) for s in test_speakers for c in s.clips]
+    results = decoder.decode(locale, [pool.clip_path(c) for _, c in test_clips], "test")
+    for (speaker, clip), result in zip(test_clips, results, strict=True):
+        if isinstance(result, CachedClip):
+            subsets["test"].append(
+                _manifest_row(pool, clip, result, speaker.client_id, speaker.gender, "test")
+            )
+        else:
+            stats["test_decode_failed"] += 1
+            logger.warning("%s: %s; left out of the test set", locale, result)
+    counts: dict[str, Any] = {}
+    folder = out_dir / locale
+    if task == "sv":
+        trials, skipped = make_trials(subsets["test"], trials_per_speaker, seed, locale)
+        labels = Counter(t.label for t in trials)
+        if not labels[0] or not labels[1]:
+            raise DataError(f"locale {locale!r}: its test clips give no {'negative' if labels[1] else 'positive'} trials")
+        used = {t.enrol_ID for t in trials} | {t.test_ID for t in trials}
+        stats["test_clips_not_in_trials"] = sum(r.ID not in used for r in subsets["test"])
+        subsets["test"] = [r for r in subsets["test"] if r.ID in used]
+        write_trials(folder / "trials.csv", trials)
+        counts["trials"] = {"positive": labels[1], "negative": labels[0], **dict(skipped)}
+    for subset, rows in subsets.items():
+        write_manifest(folder / f"{subset}.csv", rows)
+        counts[subset] = _subset_counts(rows)
+    counts["dropped_rows"] = {part: dict(sorted(c.items())) for part, c in pool.dropped.items()}
+    counts["dropped_speakers"] = {"too_few_clips": too_few}
+    counts["decoding"] = {
+        key: int(stats[key])
+        for key in ("decode_failed", "redraws", "speakers_replaced", "test_decode_failed")
+    }
+    if task == "sv":
+        counts["decoding"]["test_clips_not_in_trials"] = int(stats["test_clips_not_in_trials"])
+    return counts
+
+
+def _subset_counts(rows: Sequence[ManifestRow]) -> dict[str, int]:
+    counts = {"clips": len(rows), "speakers": len({r.spk_id for r in rows})}
+    for gender in GENDERS:
+        counts[f"{gender}_clips"] = sum(r.gender == gender for r in rows)
+        counts[f"{gender}_speakers"] = len({r.spk_id for r in rows if r.gender == gender})
+    return counts
+
+
+def _read_existing(out_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = out_dir / PREPARE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise DataError(f"{path}: unreadable ({error}); delete the folder or choose another --out") from error
+
+
+def _is_intact(out_dir: Path, info: dict[str, Any]) -> bool:
+    """Manifests unchanged and every referenced cache entry valid."""
+    cache = AudioCache(info["data_root"])
+    for relpath, digest in info.get("files", {}).items():
+        path = out_dir / relpath
+        if not path.is_file() or sha256_file(path) != digest:
+            logger.info("%s is missing or changed: preparing again", path)
+            return False
+        if path.name != "trials.csv":
+            wavs = pd.read_csv(path, usecols=["wav"], dtype=str)["wav"]
+            for wav in wavs:
+                if cache.read_entry(wav[len(DATA_ROOT_PREFIX):]) is None:
+                    logger.info("cache entry %s is missing or corrupt: preparing again", wav)
+                    return False
+    return True
+
+
+def prepare_common_voice(
+    cv_root: str | os.PathLike,
+    locales: str | Sequence[str],
+    task: str,
+    n: int,
+    out_dir: str | os.PathLike,
+    clips_per_speaker: int | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int = 1,
+    trials_per_speaker: int = 200,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prepare the CLTM subsets, test sets (and SV trials) of ``locales``; return prepare.json.
+
+    Args:
+        cv_root: Common Voice folder holding one folder per locale.
+        locales: locale codes (list or comma-separated string).
+        task: ``gr`` or ``sv``.
+        n: clips per subset (a multiple of 2K).
+        out_dir: output folder (manifests and prepare.json).
+        clips_per_speaker: K; defaults to the task's.
+        seed: seed of the draw; each locale uses (seed, locale).
+        cache_dir: audio cache folder (default ``<out_dir>/audio``); may be shared.
+        workers: decoding processes.
+        trials_per_speaker: cap of within-speaker positive trials per test speaker (sv).
+        progress: show tqdm progress bars.
+
+    Re-running with the same arguments is a no-op; different arguments into a folder that holds a
+    finished preparation raise :class:`DataError`. A folder without prepare.json is an unfinished
+    run: it is overwritten, and the clips already in the cache are reused.
+    """
+    task = get_task(task).name
+    k = _resolve_k(task, clips_per_speaker)
+    speakers_per_subset(int(n), k)
+    if int(trials_per_speaker) < 1:
+        raise DataError(f"--trials-per-speaker must be at least 1, got {trials_per_speaker}")
+    codes = parse_locales(locales)
+    root = _cv_root(cv_root)
+    out = Path(out_dir).expanduser().resolve()
+    data_root = Path(cache_dir).expanduser().resolve() if cache_dir else out / "audio"
+    params = {
+        "format_version": FORMAT_VERSION, "task": task, "n": int(n), "clips_per_speaker": k,
+        "seed": int(seed), "locales": codes, "cv_root": str(root), "data_root": str(data_root),
+        "trials_per_speaker": int(trials_per_speaker),
+    }  # fmt: skip
+    existing = _read_existing(out)
+    if existing is not None:
+        old = {key: existing.get(key) for key in PARAM_KEYS}
+        if old != params:
+            changed = ", ".join(f"{key}: {old[key]!r} -> {params[key]!r}" for key in PARAM_KEYS if old[key] != params[key])
+            raise DataError(
+                f"{out / PREPARE_FILE} holds a preparation with other arguments ({changed}); "
+                "choose another --out or delete that folder"
+            )
+        if _is_intact(out, existing):
+            logger.info("%s is already prepared with these arguments: nothing to do", out)
+            return existing
+    excluded = speakers_in_several_locales(root)
+    if excluded:
+        logger.info("%d speaker(s) appear in several locales under %s: left out", len(excluded), root)
+    pools = [load_locale_pool(root, code, set(excluded)) for code in codes]
+    _check_feasible(pools, task, int(n), k)
+    cache = AudioCache(data_root)
+    counts: dict[str, Any] = {}
+    with _Decoder(cache, int(workers), progress) as decoder:
+        for pool in tqdm(pools, desc="locales", unit="locale", disable=not progress or len(pools) < 2):
+            counts[pool.locale] = _prepare_locale(
+                pool, task, int(n), k, int(seed), int(trials_per_speaker), decoder, out
+            )
+    files = {}
+    for code in codes:
+        for name in ("a.csv", "b.csv", "test.csv", "trials.csv"):
+            if (out / code / name).is_file() and (name != "trials.csv" or task == "sv"):
+                files[f"{code}/{name}"] = sha256_file(out / code / name)
+    info = {
+        **params,
+        "speakers_per_subset": int(n) // k,
+        "counts": counts,
+        "cross_locale_speakers": len(excluded),
+        "cache": dict(sorted(decoder.status.items())),
+        "files": files,
+        "data_hash": stable_hash(files),
+        "cltm_sb_version": __version__,
+    }
+    atomic_write_json(out / PREPARE_FILE, info)
+    logger.info("prepared %s (%s) in %s, data_hash %s", task, ", ".join(codes), out, info["data_hash"])
+    return info
+
+
+def report_common_voice(
+    cv_root: str | os.PathLike,
+    locales: str | Sequence[str] | None,
+    task: str,
+    clips_per_speaker: int | None = None,
+) -> pd.DataFrame:
+    """One row per locale: eligible speakers per gender, clips per speaker, test size, largest N.
+
+    ``locales=None`` reports every locale folder under ``cv_root``. Nothing is written.
+    """
+    task = get_task(task).name
+    k = _resolve_k(task, clips_per_speaker)
+    root = _cv_root(cv_root)
+    excluded = set(speakers_in_several_locales(root))
+    if locales is None:
+        from cltm_sb.data.cv_tables import list_locale_dirs
+
+        codes = [p.name for p in list_locale_dirs(root)]
+    else:
+        codes = parse_locales(locales)
+    rows = [locale_capacity(load_locale_pool(root, code, excluded), task, k) for code in codes]
+    frame = pd.DataFrame(rows)
+    frame.insert(1, "clips_per_speaker", k)
+    return frame

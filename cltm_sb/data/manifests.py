@@ -1,0 +1,209 @@
+"""SpeechBrain CSV manifests and verification trial lists: rows, reading, writing, validation.
+
+A manifest has the header ``ID,duration,wav,spk_id,gender,locale,subset``; ``wav`` is
+``$data_root/<path in the audio cache>`` and ``data_root`` is given in the folder's
+``prepare.json``. A trial list has the header ``enrol_ID,test_ID,label``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cltm_sb.io import atomic_write_text
+
+MANIFEST_COLUMNS = ("ID", "duration", "wav", "spk_id", "gender", "locale", "subset")
+TRIAL_COLUMNS = ("enrol_ID", "test_ID", "label")
+GENDERS = ("female", "male")
+SUBSETS = ("a", "b", "test")
+DATA_ROOT_PREFIX = "$data_root/"
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One utterance of a manifest."""
+
+    ID: str
+    duration: float
+    wav: str
+    spk_id: str
+    gender: str
+    locale: str
+    subset: str
+
+    def values(self) -> list[str]:
+        """The row as CSV fields, in column order."""
+        return [
+            self.ID, f"{self.duration:.3f}", self.wav, self.spk_id, self.gender, self.locale,
+            self.subset,
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One verification trial: two utterance IDs and 1 (same speaker) or 0."""
+
+    enrol_ID: str
+    test_ID: str
+    label: int
+
+
+def _csv_text(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> Path:
+    """Atomically write a manifest, rows sorted by ID (byte-identical for the same rows)."""
+    ordered = sorted(rows, key=lambda r: r.ID)
+    return atomic_write_text(path, _csv_text(MANIFEST_COLUMNS, (r.values() for r in ordered)))
+
+
+def write_trials(path: str | os.PathLike, trials: Iterable[Trial]) -> Path:
+    """Atomically write a trial list in the given order."""
+    rows = ((t.enrol_ID, t.test_ID, str(t.label)) for t in trials)
+    return atomic_write_text(path, _csv_text(TRIAL_COLUMNS, rows))
+
+
+def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
+    """Read a manifest; raises ValueError naming the file and line if it is malformed."""
+    problems = validate_manifest(path, check_files=False)
+    if problems:
+        raise ValueError(f"{path}: invalid manifest: " + "; ".join(problems[:5]))
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return [
+            ManifestRow(r["ID"], float(r["duration"]), r["wav"], r["spk_id"], r["gender"],
+                        r["locale"], r["subset"])
+            for r in reader
+        ]  # fmt: skip
+
+
+def read_trials(path: str | os.PathLike) -> list[Trial]:
+    """Read a trial list."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != TRIAL_COLUMNS:
+            raise ValueError(f"{path}: header must be {','.join(TRIAL_COLUMNS)}")
+        return [Trial(r["enrol_ID"], r["test_ID"], int(r["label"])) for r in reader]
+
+
+def find_data_root(manifest: str | os.PathLike) -> Path | None:
+    """The ``data_root`` of the prepared folder holding ``manifest`` (its parent or grandparent)."""
+    for folder in list(Path(manifest).resolve().parents)[:2]:
+        info = folder / "prepare.json"
+        if info.is_file():
+            try:
+                return Path(json.loads(info.read_text(encoding="utf-8"))["data_root"])
+            except (ValueError, KeyError, OSError):
+                return None
+    return None
+
+
+def validate_manifest(
+    path: str | os.PathLike, data_root: str | os.PathLike | None = None, check_files: bool = True
+) -> list[str]:
+    """Check a manifest (or a trial list, recognised by its header); return the problems found.
+
+    Each problem names the line and what is wrong. With ``check_files``, ``$data_root`` is taken
+    from ``data_root`` or from the ``prepare.json`` of the folder holding the manifest, and every
+    audio file must exist. A trial list is checked against the ``test.csv`` beside it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path}: file not found"]
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return [f"{path}: empty file (expected the header {','.join(MANIFEST_COLUMNS)})"]
+    header = tuple(rows[0])
+    if header == TRIAL_COLUMNS:
+        return _validate_trials(path, rows)
+    if header != MANIFEST_COLUMNS:
+        return [
+            f"{path}: header is {','.join(header)}; expected {','.join(MANIFEST_COLUMNS)} "
+            f"(manifest) or {','.join(TRIAL_COLUMNS)} (trials)"
+        ]
+    problems: list[str] = []
+    root = Path(data_root) if data_root else (find_data_root(path) if check_files else None)
+    if check_files and root is None:
+        problems.append(f"{path}: no prepare.json beside it and no data root given: audio files not checked")
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        where = f"{path}, line {line}"
+        if len(row) != len(MANIFEST_COLUMNS):
+            problems.append(f"{where}: {len(row)} fields, expected {len(MANIFEST_COLUMNS)}")
+            continue
+        rid, duration, wav, spk, gender, locale, subset = row
+        if not rid:
+            problems.append(f"{where}: empty ID")
+        elif rid in seen:
+            problems.append(f"{where}: ID {rid!r} already used on line {seen[rid]}")
+        else:
+            seen[rid] = line
+        try:
+            value = float(duration)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{where}: duration {duration!r} is not a positive number of seconds")
+        if not wav.startswith(DATA_ROOT_PREFIX):
+            problems.append(f"{where}: wav {wav!r} must start with {DATA_ROOT_PREFIX}")
+        elif check_files and root is not None and not (root / wav[len(DATA_ROOT_PREFIX):]).is_file():
+            problems.append(f"{where}: audio file {root / wav[len(DATA_ROOT_PREFIX):]} not found")
+        if not spk:
+            problems.append(f"{where}: empty spk_id")
+        if gender not in GENDERS:
+            problems.append(f"{where}: gender {gender!r} is not one of {', '.join(GENDERS)}")
+        if not locale:
+            problems.append(f"{where}: empty locale")
+        if subset not in SUBSETS:
+            problems.append(f"{where}: subset {subset!r} is not one of {', '.join(SUBSETS)}")
+    if len(rows) == 1:
+        problems.append(f"{path}: no rows")
+    return problems
+
+
+def _validate_trials(path: Path, rows: list[list[str]]) -> list[str]:
+    problems: list[str] = []
+    test_csv = path.with_name("test.csv")
+    ids: set[str] | None = None
+    if test_csv.is_file():
+        with test_csv.open(newline="", encoding="utf-8") as handle:
+            ids = {r["ID"] for r in csv.DictReader(handle)}
+    else:
+        problems.append(f"{path}: no test.csv beside it: trial IDs not checked")
+    seen: set[tuple[str, str]] = set()
+    labels = {"0": 0, "1": 0}
+    for line, row in enumerate(rows[1:], start=2):
+        where = f"{path}, line {line}"
+        if len(row) != 3:
+            problems.append(f"{where}: {len(row)} fields, expected 3")
+            continue
+        enrol, test, label = row
+        if label not in labels:
+            problems.append(f"{where}: label {label!r} must be 0 or 1")
+        else:
+            labels[label] += 1
+        if enrol == test:
+            problems.append(f"{where}: enrol and test are the same utterance {enrol!r}")
+        if ids is not None:
+            for uid in (enrol, test):
+                if uid not in ids:
+                    problems.append(f"{where}: {uid!r} is not in {test_csv}")
+        key = (min(enrol, test), max(enrol, test))
+        if key in seen:
+            problems.append(f"{where}: pair {enrol},{test} listed twice")
+        seen.add(key)
+    if not labels["0"] or not labels["1"]:
+        problems.append(f"{path}: needs both positive (1) and negative (0) trials, found {labels}")
+    return problems
