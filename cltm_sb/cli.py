@@ -18,7 +18,9 @@ from cltm_sb import __version__
 # Modules that contribute subcommands, in the order their commands appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "cltm_sb.commands.analysis",
+    "cltm_sb.commands.grid",
     "cltm_sb.commands.data",
+    "cltm_sb.commands.report",
 )
 
 

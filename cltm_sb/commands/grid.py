@@ -1,0 +1,260 @@
+"""``cltm plan``, ``cltm run``, ``cltm status`` and ``cltm demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from cltm_sb.grid import (
+    DEFAULT_RUNNER,
+    PLAN_FILE,
+    PlanError,
+    estimate_seconds,
+    format_duration,
+    load_plan,
+    make_plan,
+    plan_status,
+    seconds_per_subset,
+    trainings_per_seed,
+)
+from cltm_sb.tasks import TASKS
+
+
+def parse_list(text: str | None) -> list[str]:
+    """``en,es, fr`` -> ``["en", "es", "fr"]``."""
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``42,43`` or ``42-51`` (inclusive) or a mix."""
+    seeds: list[int] = []
+    for part in parse_list(text):
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ValueError(f"--seeds {text!r}: expected e.g. 42,43 or 42-51") from None
+    return seeds
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as YAML (numbers, lists, booleans)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--override {item!r}: expected key=value")
+        out[key.strip().lstrip("-")] = yaml.safe_load(value)
+    return out
+
+
+def _plan(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    overrides = parse_overrides(args.override)
+    plan = make_plan(
+        out,
+        args.data,
+        args.task,
+        parse_list(args.locales),
+        parse_seeds(args.seeds),
+        hparams_file=args.hparams,
+        overrides=overrides,
+        one_run_per_cell=args.one_run_per_cell,
+        targets=parse_list(args.targets) or None,
+        donors=parse_list(args.donors) or None,
+        donor_sets=[d.split("+") for d in parse_list(args.donor_sets)],
+        runner=args.runner,
+    )
+    if (out / PLAN_FILE).is_file() and not args.force:
+        old = load_plan(out)
+        if (old.task, old.config_hash, old.data_hash) != (plan.task, plan.config_hash, plan.data_hash):
+            raise PlanError(
+                f"{out / PLAN_FILE} holds a plan of another task, configuration or data set; "
+                "choose another --out folder, or pass --force to replace it (old records stay)"
+            )
+    plan.save()
+    kinds = Counter(r.kind for r in plan.runs)
+    n_loc = len(plan.locales)
+    print(f"plan: {plan.plan_file}")
+    print(
+        f"{plan.n_trainings} trainings ({', '.join(f'{n} {k}' for k, n in kinds.items())}) "
+        f"for {len(plan.seeds)} seeds, {len(plan.targets)} targets x {len(plan.donors)} donors"
+    )
+    if plan.targets == plan.locales and plan.donors == plan.locales and not plan.donor_sets:
+        shared, per_cell = trainings_per_seed(n_loc), trainings_per_seed(n_loc, True)
+        print(
+            f"per seed: {shared} with pair sharing, {per_cell} with one run per cell "
+            f"({'used' if plan.one_run_per_cell else 'x' + format(per_cell / shared, '.2f') + ' more'})"
+        )
+    per_subset = None
+    if plan.records_dir.is_dir():
+        from cltm_sb.results import load_records
+
+        per_subset = seconds_per_subset(load_records(plan.records_dir).records)
+    if per_subset is None and args.time_per_run:
+        per_subset = args.time_per_run
+    if per_subset is None and args.measure:
+        from cltm_sb.executors import LocalExecutor
+
+        first = plan.runs[0]
+        report = LocalExecutor(workers=1).run(plan, [first.run_id], progress=False)
+        if report.failed:
+            raise PlanError(f"the measured run {first.run_id} failed: {report.failed[0].error}")
+        per_subset = seconds_per_subset(report.records)
+    if per_subset is not None:
+        total = estimate_seconds(plan, plan.runs, per_subset, workers=args.workers)
+        print(f"estimated time with {args.workers} worker(s): {format_duration(total)} "
+              f"({per_subset:.1f} s per training subset, measured)")
+    else:
+        print("no time estimate: pass --measure (runs one training now) or --time-per-run SECONDS")
+    return 0
+
+
+def _slurm_options(args: argparse.Namespace) -> dict[str, Any]:
+    from cltm_sb.executors import read_slurm_config
+
+    options = read_slurm_config(args.slurm_config) if args.slurm_config else {}
+    for key in ("partition", "account", "qos", "constraint", "time", "gpus", "cpus_per_task",
+                "mem_gb", "array_parallelism", "runs_per_task", "job_name"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    if args.runs_per_gpu is not None:
+        options["runs_per_gpu"] = args.runs_per_gpu
+    return options
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cltm_sb.executors import InProcessExecutor, LocalExecutor, SlurmExecutor
+
+    plan = load_plan(args.plan)
+    if args.executor == "slurm":
+        executor = SlurmExecutor(_slurm_options(args), wait=not args.no_wait)
+    elif args.executor == "inprocess":
+        executor = InProcessExecutor(threads=args.threads)
+    else:
+        executor = LocalExecutor(
+            workers=args.workers, runs_per_gpu=args.runs_per_gpu or 1, threads=args.threads
+        )
+    report = executor.run(plan, retry_failed=not args.no_retry_failed, progress=not args.no_progress)
+    if report.submitted:
+        print(f"submitted {report.n_runs} runs; follow them with `cltm status {args.plan}`")
+        return 0
+    print(f"{report.n_ok} runs finished, {len(report.failed)} failed, "
+          f"{report.n_skipped} already done or skipped")
+    for record in report.failed:
+        print(f"  FAILED {record.run_id}: {record.error}\n         log: {record.log_path}")
+    if report.failed:
+        print(f"fix the cause and rerun `cltm run {args.plan}`: only unfinished runs run again")
+    return 1 if report.failed else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    states = plan_status(plan)
+    counts = Counter(s.state for s in states)
+    per_subset = seconds_per_subset(s.record for s in states if s.record is not None)
+    left = [s.spec for s in states if s.state != "done"]
+    eta = estimate_seconds(plan, left, per_subset, args.workers) if per_subset is not None else None
+    summary = {
+        "plan": str(plan.plan_file),
+        "task": plan.task,
+        "total": len(states),
+        "done": counts["done"],
+        "failed": counts["failed"],
+        "pending": counts["pending"],
+        "eta_s": eta,
+        "failures": [
+            {"run_id": s.spec.run_id, "error": s.record.error, "log": s.record.log_path}
+            for s in states
+            if s.state == "failed" and s.record is not None
+        ],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['plan']}: {summary['done']}/{summary['total']} done, "
+          f"{summary['failed']} failed, {summary['pending']} pending")
+    if left:
+        print(f"ETA with {args.workers} worker(s): {format_duration(eta)}")
+    for failure in summary["failures"]:
+        print(f"  FAILED {failure['run_id']}: {failure['error']}\n         log: {failure['log']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cltm_sb.demo import run_demo
+
+    report = run_demo(args.out, quick=args.quick, workers=args.workers, progress=not args.no_progress)
+    print(f"demo results: {report}", file=sys.stdout)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the grid subcommands."""
+    p = subparsers.add_parser("plan", help="list the training runs of a CLTM grid (plan.json)")
+    p.add_argument("--data", required=True, help="prepared data folder (from `cltm prepare`)")
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--locales", required=True, help="comma-separated Common Voice codes")
+    p.add_argument("--seeds", default="42,43", help="e.g. 42,43 or 42-51 (default: %(default)s)")
+    p.add_argument("-o", "--out", required=True, help="plan folder (plan.json, runs/, records/, logs/)")
+    p.add_argument("--hparams", help="task YAML (default: the packaged one)")
+    p.add_argument("--override", action="append", metavar="KEY=VALUE",
+                   help="hparams override, repeatable (e.g. encoder=tiny_hubert, preset=toy)")
+    p.add_argument("--one-run-per-cell", action="store_true",
+                   help="the authors' protocol: one pair training per cell (L(L+1) per seed)")
+    p.add_argument("--targets", help="only these rows (comma-separated; default: all locales)")
+    p.add_argument("--donors", help="only these columns (comma-separated; default: all locales)")
+    p.add_argument("--donor-sets", help="multi-donor train sets, e.g. es+fr,de+it+fr")
+    p.add_argument("--runner", default=DEFAULT_RUNNER, help="run function (default: %(default)s)")
+    p.add_argument("--measure", action="store_true", help="run the first training now to time it")
+    p.add_argument("--time-per-run", type=float, help="seconds of one single-subset training")
+    p.add_argument("--workers", type=int, default=1, help="workers assumed by the estimate")
+    p.add_argument("--force", action="store_true", help="replace a different plan in --out")
+    p.set_defaults(func=_plan)
+
+    p = subparsers.add_parser("run", help="run a plan's unfinished runs (resumable)")
+    p.add_argument("plan", help="plan folder or its plan.json")
+    p.add_argument("--executor", choices=("local", "slurm", "inprocess"), default="local")
+    p.add_argument("--workers", type=int, help="local: concurrent runs (default: one per GPU, or 1)")
+    p.add_argument("--runs-per-gpu", type=int, help="runs sharing one GPU (default: 1)")
+    p.add_argument("--threads", type=int, help="threads per run (default: cores / workers)")
+    p.add_argument("--no-retry-failed", action="store_true", help="leave failed runs as they are")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("SLURM (--executor slurm)")
+    g.add_argument("--slurm-config", help="YAML file of SLURM options (the flags below win)")
+    g.add_argument("--partition")
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--constraint")
+    g.add_argument("--time", help="per array task: minutes or HH:MM:SS")
+    g.add_argument("--gpus", type=int, help="GPUs per array task")
+    g.add_argument("--cpus-per-task", type=int)
+    g.add_argument("--mem-gb", type=float)
+    g.add_argument("--array-parallelism", type=int, help="cap on simultaneous array tasks")
+    g.add_argument("--runs-per-task", type=int, help="runs per array task (amortises start-up)")
+    g.add_argument("--job-name")
+    g.add_argument("--no-wait", action="store_true", help="submit and return")
+    p.set_defaults(func=_run)
+
+    p = subparsers.add_parser("status", help="done/failed/pending runs of a plan and an ETA")
+    p.add_argument("plan", help="plan folder or its plan.json")
+    p.add_argument("--workers", type=int, default=1, help="workers assumed by the ETA")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_status)
+
+    p = subparsers.add_parser("demo", help="toy corpus -> both grids -> matrices and report.md")
+    p.add_argument("--out", default="cltm_demo", help="output folder (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="fewer languages and epochs (a smoke test)")
+    p.add_argument("--workers", type=int, help="concurrent runs (default: one per 2 cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_demo)

@@ -1,0 +1,341 @@
+"""``cltm interval``, ``cltm geometry``, ``cltm report`` and ``cltm compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cltm_sb.bootstrap import DEFAULT_REPLICATES
+from cltm_sb.io import atomic_write, atomic_write_json, to_jsonable
+from cltm_sb.languages import load_registry
+from cltm_sb.matrix import DEFAULT_MIN_SEEDS
+from cltm_sb.tasks import TASKS
+
+FAMILIES_HELP = "CSV with columns code,name,family (default: the built-in registry)"
+
+
+def _codes(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+def _curve_sources(args: argparse.Namespace, out: Path) -> list[str]:
+    """Folders to analyse: --records as given, plus the plans made (and run) for --data."""
+    sources = list(args.records or [])
+    if args.data:
+        from cltm_sb.commands.grid import parse_overrides, parse_seeds
+        from cltm_sb.executors import make_executor
+        from cltm_sb.grid import DEFAULT_RUNNER, load_plan
+        from cltm_sb.interval import plan_curves
+
+        locales = _codes(args.locales)
+        if not locales:
+            raise ValueError("--data needs --locales: the languages to train learning curves for")
+        plans = plan_curves(
+            out / "plans",
+            args.data,
+            args.task,
+            locales,
+            parse_seeds(args.seeds),
+            hparams_file=args.hparams,
+            overrides=parse_overrides(args.override),
+            runner=args.runner or DEFAULT_RUNNER,
+        )
+        if args.plan_only:
+            for plan_dir in plans:
+                print(f"planned {plan_dir}; run it with `cltm run {plan_dir}`")
+            return []
+        options = {"workers": args.workers} if args.workers and args.executor == "local" else {}
+        executor = make_executor(args.executor, **options)
+        for plan_dir in plans:
+            report = executor.run(load_plan(plan_dir), progress=False)
+            if report.failed:
+                raise ValueError(
+                    f"{len(report.failed)} learning-curve run(s) of {plan_dir} failed, e.g. "
+                    f"{report.failed[0].run_id}: {report.failed[0].error} (log: {report.failed[0].log_path}); "
+                    "fix the cause and run `cltm interval` again: finished runs are kept"
+                )
+        sources += [str(p) for p in plans]
+    if not sources:
+        raise ValueError("give --records [N=]DIR (existing runs) or --data PREPARED (to run them)")
+    return sources
+
+
+def _interval(args: argparse.Namespace) -> int:
+    from cltm_sb.curves_plot import plot_learning_curves
+    from cltm_sb.interval import IntervalError, gain_table, load_curves, select_interval
+    from cltm_sb.tasks import get_task
+
+    out = Path(args.out)
+    sources = _curve_sources(args, out)
+    if not sources:
+        return 0
+    curves = load_curves(
+        sources, args.task, locales=_codes(args.locales), config_hash=args.config_hash
+    )
+    gains = gain_table(curves, min_seeds=args.min_seeds)
+    atomic_write(
+        out / "curves.csv", lambda tmp: curves.to_csv(tmp, index=False, float_format="%.6g")
+    )
+    atomic_write(out / "gains.csv", lambda tmp: gains.to_csv(tmp, index=False, float_format="%.6g"))
+    metric = get_task(args.task).metric
+    try:
+        choice = select_interval(gains, z=args.z, locales=_codes(args.locales))
+    except IntervalError as error:
+        plot_learning_curves(
+            curves, out / "curves.png", title="Learning curves (no N qualifies)", metric=metric
+        )
+        atomic_write_json(
+            out / "interval.json", {"n": None, "error": str(error), "z_threshold": args.z}
+        )
+        raise
+    plot_learning_curves(
+        curves, out / "curves.png", choice=choice, title="Learning curves", metric=metric
+    )
+    atomic_write_json(out / "interval.json", choice.to_dict())
+    if args.json:
+        print(json.dumps(to_jsonable(choice.to_dict()), indent=2))
+    else:
+        print(
+            f"recommended N = {choice.n} (interval [{choice.n}, {2 * choice.n}]); "
+            f"smallest z = {choice.min_z:.2f} (threshold {choice.threshold:g})"
+        )
+        for locale, z in sorted(choice.z.items(), key=lambda kv: kv[1]):
+            row = gains[(gains["locale"] == locale) & (gains["n"] == choice.n)].iloc[0]
+            print(f"  {locale}: gain {row['gain']:.4g} ± {row['se']:.2g} (z = {z:.2f})")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _geometry(args: argparse.Namespace) -> int:
+    from cltm_sb.geometry import analyze_geometry
+    from cltm_sb.matrix import build_cltm
+    from cltm_sb.results import load_records
+
+    records = load_records(args.grid)
+    table = records.select(args.task, config_hash=args.config_hash, data_hash=args.data_hash)
+    table = table[table["kind"].isin(["single", "self", "pair"])]
+    if table.empty:
+        raise ValueError(f"{args.grid}: no finished {args.task} runs to build the CLTM from")
+    result = build_cltm(table, locales=_codes(args.locales), min_seeds=args.min_seeds)
+    geometry = analyze_geometry(
+        [r for r in records.records if r.task == args.task],
+        result.matrix,
+        plan_dir=args.grid,
+        n_permutations=args.permutations,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    atomic_write(
+        out / "pairs.csv", lambda tmp: geometry.pairs.to_csv(tmp, index=False, float_format="%.6g")
+    )
+    atomic_write(
+        out / "per_seed.csv",
+        lambda tmp: geometry.per_seed.to_csv(tmp, index=False, float_format="%.6g"),
+    )
+    summary = {
+        "correlation": {k: v.to_dict() for k, v in geometry.correlation.items()},
+        "skipped_runs": geometry.skipped,
+        "n_pairs": len(geometry.pairs),
+    }
+    atomic_write_json(out / "geometry.json", summary)
+    print(geometry.pairs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for name, mantel in geometry.correlation.items():
+        print(
+            f"{name} distance vs mean transfer: Spearman rho = {mantel.rho:.3f}, Mantel p = "
+            f"{mantel.p_value:.4f} ({mantel.n_pairs} pairs, {mantel.n_permutations} permutations)"
+        )
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _analysis(args: argparse.Namespace, grid: str, task: str | None):
+    from cltm_sb.report import analyze_grid
+
+    registry = load_registry(args.families)
+    analysis = analyze_grid(
+        grid,
+        registry,
+        task=task,
+        locales=_codes(getattr(args, "locales", None)),
+        min_seeds=args.min_seeds,
+        n_replicates=args.bootstrap,
+        rng_seed=args.seed,
+        config_hash=getattr(args, "config_hash", None),
+        data_hash=getattr(args, "data_hash", None),
+    )
+    return analysis, registry
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cltm_sb.report import write_report
+
+    analysis, registry = _analysis(args, args.grid, args.task)
+    subset = args.subset if args.subset == "paper" else _codes(args.subset)
+    written = write_report(analysis, registry, args.out, subset=subset, top_k=args.top)
+    for path in (written["html"], written["markdown"]):
+        print(path)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from cltm_sb.report import write_comparison
+
+    labels = tuple(_codes(args.labels) or ["A", "B"])
+    if len(labels) != 2:
+        raise ValueError(f"--labels needs two comma-separated names, got {args.labels!r}")
+    a, registry = _analysis(args, args.grid_a, args.task_a)
+    b, _ = _analysis(args, args.grid_b, args.task_b)
+    written = write_comparison(a, b, registry, args.out, labels=labels)  # type: ignore[arg-type]
+    for path in (written["html"], written["markdown"]):
+        print(path)
+    return 0
+
+
+def _bootstrap_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--families", help=FAMILIES_HELP)
+    p.add_argument(
+        "--min-seeds",
+        type=int,
+        default=DEFAULT_MIN_SEEDS,
+        help="P(D, t) with fewer finished seeds is NaN (default: %(default)s)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_REPLICATES,
+        help="seed-bootstrap replicates for the 95%% intervals (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed of the bootstrap (default: %(default)s)"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the interval, geometry, report and compare subcommands."""
+    p = subparsers.add_parser(
+        "interval",
+        help="learning curves and the recommended training size N (paper §2.2)",
+        description="Analyse learning-curve runs (one folder of records or plan per N) and pick the N "
+        "where every language's self-gain P(2N) - P(N) is at least --z standard errors above 0.",
+    )
+    p.add_argument(
+        "--records",
+        action="append",
+        metavar="[N=]DIR",
+        help="folder of records (or plan folder) of one N; repeat per N. N is read from "
+        "plan.json/prepare.json or the records unless given as N=DIR",
+    )
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument(
+        "--locales", help="comma-separated languages that must all qualify (default: all found)"
+    )
+    p.add_argument(
+        "--z", type=float, default=2.0, help="required self-gain in SE units (default: %(default)s)"
+    )
+    p.add_argument(
+        "--min-seeds",
+        type=int,
+        default=DEFAULT_MIN_SEEDS,
+        help="seeds needed per point (default: %(default)s)",
+    )
+    p.add_argument("--config-hash", help="pick one configuration when the folders mix several")
+    p.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="output folder (curves.csv, gains.csv, interval.json, curves.png)",
+    )
+    p.add_argument("--json", action="store_true", help="print the choice as JSON")
+    g = p.add_argument_group("running the curves (instead of --records)")
+    g.add_argument(
+        "--data",
+        action="append",
+        metavar="PREPARED",
+        help="prepared folder of one N (its prepare.json has n); repeat per N. Plans go "
+        "to OUT/plans/n<N> with the a and a+b runs of --locales, and are run",
+    )
+    g.add_argument(
+        "--seeds", default="42-46", help="seeds of the curve runs (default: %(default)s)"
+    )
+    g.add_argument("--hparams", help="task YAML (default: the packaged one)")
+    g.add_argument("--override", action="append", metavar="KEY=VALUE", help="hparams override")
+    g.add_argument("--runner", help="run function (default: the packaged recipe runner)")
+    g.add_argument("--executor", choices=("local", "inprocess"), default="local")
+    g.add_argument("--workers", type=int, help="local: concurrent runs")
+    g.add_argument("--plan-only", action="store_true", help="write the plans and stop")
+    p.set_defaults(func=_interval)
+
+    p = subparsers.add_parser(
+        "geometry", help="SV embedding centroid distances beside the CLTM (paper §4.3)"
+    )
+    p.add_argument("grid", help="plan folder of an SV grid (records/ and runs/ with embeddings)")
+    p.add_argument(
+        "-o", "--out", required=True, help="output folder (pairs.csv, per_seed.csv, geometry.json)"
+    )
+    p.add_argument(
+        "--task", default="sv", choices=sorted(TASKS), help="task (default: %(default)s)"
+    )
+    p.add_argument("--locales", help="comma-separated languages of the CLTM (default: all)")
+    p.add_argument(
+        "--min-seeds", type=int, default=DEFAULT_MIN_SEEDS, help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--permutations", type=int, default=9999, help="Mantel permutations (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed of the permutations (default: %(default)s)"
+    )
+    p.add_argument("--config-hash", help="pick one configuration when records mix several")
+    p.add_argument("--data-hash", help="pick one prepared data set when records mix several")
+    p.set_defaults(func=_geometry)
+
+    p = subparsers.add_parser("report", help="HTML and Markdown report of a finished grid")
+    p.add_argument("grid", help="plan folder or folder of records")
+    p.add_argument(
+        "-o", "--out", required=True, help="output folder (report.html, report.md, matrix files)"
+    )
+    p.add_argument(
+        "--task", choices=sorted(TASKS), help="task (default: the plan's or the records' only task)"
+    )
+    p.add_argument("--locales", help="comma-separated languages and their order (default: all)")
+    p.add_argument(
+        "--subset",
+        help="languages of a second heatmap: comma-separated, or 'paper' for the paper's 16",
+    )
+    p.add_argument(
+        "--top",
+        type=int,
+        default=5,
+        help="top positive/negative pairs to list (default: %(default)s)",
+    )
+    p.add_argument("--config-hash", help="pick one configuration when records mix several")
+    p.add_argument("--data-hash", help="pick one prepared data set when records mix several")
+    _bootstrap_options(p)
+    p.set_defaults(func=_report)
+
+    p = subparsers.add_parser(
+        "compare", help="two grids side by side, with their difference matrix"
+    )
+    p.add_argument("grid_a", help="first plan folder or folder of records")
+    p.add_argument("grid_b", help="second plan folder or folder of records")
+    p.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="output folder (compare.html, compare.md, difference.csv)",
+    )
+    p.add_argument(
+        "--labels",
+        default="A,B",
+        help="names of the two grids, comma-separated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--task-a", choices=sorted(TASKS), help="task of the first grid (default: inferred)"
+    )
+    p.add_argument(
+        "--task-b", choices=sorted(TASKS), help="task of the second grid (default: inferred)"
+    )
+    _bootstrap_options(p)
+    p.set_defaults(func=_compare)

@@ -1,0 +1,185 @@
+"""``cltm demo``: the whole pipeline on the built-in toy corpus, offline, on a laptop CPU.
+
+toy corpus (Common Voice layout) → ``prepare`` for gender recognition and speaker verification →
+a plan per task (tiny encoder, ``toy`` preset, 2 seeds) → local grid → CLTM, standard errors,
+diagnostics and heatmaps per task → ``<out>/report.md``.
+
+Everything is resumable: running the demo again reuses the corpus, the prepared data and every
+finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cltm_sb.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo; ``quick`` is the end-to-end smoke test."""
+
+    n_languages: int
+    seeds: tuple[int, ...]
+    gr_n: int
+    sv_n: int
+    sv_k: int
+    overrides: tuple[tuple[str, Any], ...]
+    corpus_size: dict[str, int] | None = None
+
+
+FULL = DemoConfig(
+    n_languages=6,
+    seeds=(42, 43),
+    gr_n=16,
+    sv_n=32,
+    sv_k=4,
+    overrides=(("encoder", "tiny_hubert"), ("preset", "toy")),
+)
+QUICK = DemoConfig(
+    n_languages=3,
+    seeds=(42, 43),
+    gr_n=8,
+    sv_n=16,
+    sv_k=4,
+    overrides=(("encoder", "tiny_hubert"), ("preset", "toy"), ("number_of_epochs", 1)),
+    corpus_size={
+        "train_speakers_per_gender": 10,
+        "train_clips_per_speaker": 4,
+        "test_speakers_per_gender": 3,
+        "test_clips_per_speaker": 4,
+        "dev_speakers_per_gender": 1,
+        "dev_clips_per_speaker": 1,
+        "unlabelled_speakers": 1,
+    },
+)
+TASK_SIZES = {"gr": ("gr_n", None), "sv": ("sv_n", "sv_k")}
+
+
+def demo_folders(out: str | os.PathLike) -> dict[str, Path]:
+    """Every folder the demo writes, by role."""
+    out = Path(out)
+    return {
+        "out": out,
+        "corpus": out / "corpus",
+        "cache": out / "audio_cache",
+        "prepared": out / "prepared",
+        "grids": out / "grids",
+        "report": out / "report.md",
+    }
+
+
+def run_demo(
+    out: str | os.PathLike = "cltm_demo",
+    *,
+    quick: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    runner: str | None = None,
+) -> Path:
+    """Run the demo into ``out`` and return the path of ``report.md``.
+
+    ``<out>/gr/`` and ``<out>/sv/`` hold what ``cltm matrix`` writes (cltm.csv, cltm_se.csv,
+    diagnostics.json, cltm.png, ...). ``runner`` replaces the training function (tests).
+    """
+    from cltm_sb.data.common_voice import prepare_common_voice
+    from cltm_sb.data.synth import CorpusSize, synthesize_corpus
+    from cltm_sb.executors import LocalExecutor, usable_cores
+    from cltm_sb.grid import DEFAULT_RUNNER, make_plan
+    from cltm_sb.languages import read_registry_csv
+    from cltm_sb.summary import matrix_from_records
+
+    config = QUICK if quick else FULL
+    folders = demo_folders(out)
+    folders["out"].mkdir(parents=True, exist_ok=True)
+    workers = workers or usable_cores()
+    corpus = folders["corpus"]
+    if not (corpus / "families.csv").is_file():
+        size = CorpusSize(**config.corpus_size) if config.corpus_size else None
+        logger.info("writing the toy corpus into %s", corpus)
+        synthesize_corpus(corpus, seed=0, n_languages=config.n_languages, size=size, workers=workers)
+    registry = read_registry_csv(corpus / "families.csv")
+    locales = sorted(p.name for p in corpus.iterdir() if p.is_dir())[: config.n_languages]
+
+    sections = []
+    for task, (n_attr, k_attr) in TASK_SIZES.items():
+        prepared = folders["prepared"] / task
+        if not (prepared / "prepare.json").is_file():
+            prepare_common_voice(
+                corpus, locales, task, getattr(config, n_attr), prepared,
+                clips_per_speaker=getattr(config, k_attr) if k_attr else None, seed=0,
+                cache_dir=folders["cache"], workers=workers, progress=progress,
+            )  # fmt: skip
+        plan = make_plan(
+            folders["grids"] / task, prepared, task, locales, list(config.seeds),
+            overrides=dict(config.overrides), runner=runner or DEFAULT_RUNNER,
+        )  # fmt: skip
+        plan.save()
+        report = LocalExecutor(workers=workers).run(plan, progress=progress)
+        if report.failed:
+            logger.warning("%d %s runs failed; see %s", len(report.failed), task, plan.plan_dir / "logs")
+        result, diagnostics = matrix_from_records(
+            plan.plan_dir, task, registry, folders["out"] / task, locales=locales
+        )
+        sections.append((task, plan, result, diagnostics))
+    atomic_write_text(folders["report"], render_demo_report(sections, folders["out"]))
+    return folders["report"]
+
+
+DIAGNOSTIC_ROWS = (
+    ("rfd", "RFD (relative Frobenius deviation)", False),
+    ("asymmetry", "relative asymmetry", False),
+    ("row_cosine", "average row cosine", False),
+    ("prop_positive", "prop+", True),
+    ("reciprocity_positive", "reciprocity+", True),
+    ("intra_family_positive", "intra-family+", True),
+    ("rms_offdiag", "RMS of off-diagonal entries", False),
+    ("se_median", "median SE of the entries", False),
+    ("se_mean", "mean SE of the entries", False),
+    ("self_gain_min", "min self-gain", False),
+    ("self_gain_median", "median self-gain", False),
+)
+
+
+def _fmt(value: Any, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+
+
+def render_demo_report(sections: list[tuple[str, Any, Any, dict[str, Any]]], base: Path) -> str:
+    """The Markdown report: per task the heatmap, diagnostics, self-gains and flagged targets."""
+    from cltm_sb.tasks import get_task
+
+    lines = ["# cltm demo", "",
+             "Toy corpus, tiny encoder, `toy` preset. Rows are targets, columns donors; "
+             "M[t, s] = G(t, s) / G_self(t).", ""]  # fmt: skip
+    for task, plan, result, diag in sections:
+        spec = get_task(task)
+        lines += [f"## {spec.title} ({task}, metric {spec.metric})", ""]
+        lines += [f"{plan.n_trainings} trainings, seeds {', '.join(map(str, plan.seeds))}; "
+                  f"files in [`{task}/`]({task}/)", ""]  # fmt: skip
+        png = base / task / "cltm.png"
+        if png.is_file():
+            lines += [f"![{spec.title} CLTM]({task}/cltm.png)", ""]
+        lines += ["| diagnostic | value |", "|---|---|"]
+        lines += [f"| {label} | {_fmt(diag.get(key), pct)} |" for key, label, pct in DIAGNOSTIC_ROWS]
+        lines += ["", "| target | P(a_t) | P(a_t ∪ b_t) | self-gain ± SE | flagged |", "|---|---|---|---|---|"]
+        for locale, row in result.gains.iterrows():
+            lines.append(
+                f"| {locale} | {_fmt(row['p_single'])} | {_fmt(row['p_self'])} | "
+                f"{_fmt(row['self_gain'])} ± {_fmt(row['self_gain_se'])} | "
+                f"{'yes' if row['flagged'] else ''} |"
+            )
+        flagged = result.flagged if hasattr(result, "flagged") else []
+        lines += ["", f"Targets with a self-gain within 2 SE of zero: {', '.join(flagged) or 'none'}.", ""]
+        if diag.get("n_failed_runs"):
+            lines += [f"{diag['n_failed_runs']} runs failed; see `cltm status {plan.plan_dir}`.", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,315 @@
+"""Embedding geometry of speaker verification (paper §4.3): centroid distances beside transfer.
+
+Each pair run trained on a_t ∪ a_s keeps the embeddings of the test utterances of t and of s
+(``embeddings_<locale>.npz``: ``ids`` and float16 L2-normalised ``emb``). Per run, the centroids of
+t's and s's embeddings come from the same model, so their Euclidean and cosine distances are
+defined; the distance of the pair is the mean of the per-seed distances (seeds train different
+models, whose embedding spaces need not line up, so centroids are never averaged across models),
+with its standard error across seeds.
+
+The distances are set beside M[t, s], M[s, t] and their mean, and their association with transfer
+is the Spearman correlation over all pairs. Pairs that share a language are not independent, so
+the p-value comes from permuting language labels (a Mantel test), not from the usual formula.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from cltm_sb.results import RunRecord
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PERMUTATIONS = 9999
+EMBEDDINGS_PATTERN = "embeddings_{locale}.npz"
+
+
+class GeometryError(ValueError):
+    """Embeddings that are missing or unusable; the message names the file and what to do."""
+
+
+@dataclass
+class MantelResult:
+    """Spearman correlation between two symmetric matrices with a label-permutation p-value."""
+
+    rho: float
+    p_value: float
+    n_pairs: int
+    n_permutations: int
+    statistic: str = "spearman"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rho": self.rho,
+            "p_value": self.p_value,
+            "n_pairs": self.n_pairs,
+            "n_permutations": self.n_permutations,
+            "statistic": self.statistic,
+        }
+
+
+@dataclass
+class GeometryResult:
+    """Per-seed distances, the pair table and the correlations with transfer."""
+
+    per_seed: pd.DataFrame
+    pairs: pd.DataFrame
+    correlation: dict[str, MantelResult] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, emb)`` of an embeddings file, ``emb`` as float64 of shape (n, dim)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GeometryError(
+            f"{path}: embeddings file not found; rerun the SV run with save_embeddings: True"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids, emb = data["ids"], data["emb"].astype(np.float64)
+    except (KeyError, ValueError, OSError) as error:
+        raise GeometryError(
+            f"{path}: not an embeddings file with arrays ids and emb ({error})"
+        ) from error
+    if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[0] != len(ids):
+        raise GeometryError(
+            f"{path}: emb has shape {emb.shape} for {len(ids)} ids; expected (n_ids, dim), n_ids > 0"
+        )
+    if not np.isfinite(emb).all():
+        raise GeometryError(f"{path}: embeddings contain NaN or inf")
+    return ids, emb
+
+
+def centroid(emb: np.ndarray) -> np.ndarray:
+    """Mean of the embedding rows."""
+    return np.asarray(emb, dtype=np.float64).mean(axis=0)
+
+
+def euclidean_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||a − b||₂."""
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 − cos(a, b) (NaN for a zero vector)."""
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(1.0 - np.dot(a, b) / norm) if norm > 0 else float("nan")
+
+
+def embeddings_path(
+    record: RunRecord, locale: str, plan_dir: str | os.PathLike | None
+) -> Path | None:
+    """Where the run kept ``locale``'s embeddings: the path its record names, or the plan's run folder.
+
+    The recorded path is used when it exists; otherwise ``<plan>/runs/<run_id>/embeddings_<locale>.npz``
+    (a plan folder that was moved or copied).
+    """
+    recorded = None
+    for evaluation in record.evaluations:
+        if evaluation.locale == locale:
+            recorded = evaluation.extra.get("embeddings")
+    if recorded and Path(recorded).is_file():
+        return Path(recorded)
+    if plan_dir is not None:
+        fallback = (
+            Path(plan_dir) / "runs" / record.run_id / EMBEDDINGS_PATTERN.format(locale=locale)
+        )
+        if fallback.is_file():
+            return fallback
+    return Path(recorded) if recorded else None
+
+
+def pair_distances(
+    records: Iterable[RunRecord], plan_dir: str | os.PathLike | None = None
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Per pair run (two languages, subsets a): the centroid distances of its two languages.
+
+    Returns:
+        (table, skipped): the table has columns run_id, t, s (t < s), seed, euclidean, cosine,
+        n_t, n_s; ``skipped`` lists pair runs without embeddings of both languages, with the
+        reason (e.g. one run per cell, where each run embeds one language only).
+    """
+    rows, skipped = [], []
+    for record in records:
+        if record.status != "ok" or record.kind != "pair":
+            continue
+        locales = sorted({d["locale"] for d in record.train_set})
+        if len(locales) != 2:
+            continue
+        paths = {loc: embeddings_path(record, loc, plan_dir) for loc in locales}
+        lacking = [loc for loc, p in paths.items() if p is None]
+        if lacking:
+            skipped.append(
+                {
+                    "run_id": record.run_id,
+                    "reason": f"no embeddings of {', '.join(lacking)} (the run did not embed them; "
+                    "one run per cell embeds the target only)",
+                }
+            )
+            continue
+        embedded = {loc: read_embeddings(p) for loc, p in paths.items()}
+        t, s = locales
+        c_t, c_s = centroid(embedded[t][1]), centroid(embedded[s][1])
+        if c_t.shape != c_s.shape:
+            raise GeometryError(
+                f"run {record.run_id}: embeddings of {t} and {s} differ in size ({c_t.shape} vs {c_s.shape})"
+            )
+        rows.append(
+            {
+                "run_id": record.run_id,
+                "t": t,
+                "s": s,
+                "seed": int(record.seed),
+                "euclidean": euclidean_distance(c_t, c_s),
+                "cosine": cosine_distance(c_t, c_s),
+                "n_t": len(embedded[t][0]),
+                "n_s": len(embedded[s][0]),
+            }
+        )
+    columns = ["run_id", "t", "s", "seed", "euclidean", "cosine", "n_t", "n_s"]
+    return pd.DataFrame(rows, columns=columns), skipped
+
+
+def _mean_se(values: pd.Series) -> tuple[float, float]:
+    values = values.dropna()
+    if values.empty:
+        return float("nan"), float("nan")
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(values.mean()), se
+
+
+def distance_table(per_seed: pd.DataFrame, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per unordered pair: mean distances with SE across seeds, beside M[t,s], M[s,t], mean.
+
+    Columns: t, s, n_seeds, euclidean, euclidean_se, cosine, cosine_se, m_ts, m_st, m_mean
+    (``m_mean`` is NaN when either entry is), sorted by Euclidean distance.
+    """
+    rows = []
+    for (t, s), part in per_seed.groupby(["t", "s"]):
+        e, e_se = _mean_se(part["euclidean"])
+        c, c_se = _mean_se(part["cosine"])
+        row = {
+            "t": t,
+            "s": s,
+            "n_seeds": int(part["seed"].nunique()),
+            "euclidean": e,
+            "euclidean_se": e_se,
+            "cosine": c,
+            "cosine_se": c_se,
+        }
+        m_ts = m_st = float("nan")
+        if matrix is not None and t in matrix.index and s in matrix.index:
+            m_ts, m_st = float(matrix.loc[t, s]), float(matrix.loc[s, t])
+        row.update(m_ts=m_ts, m_st=m_st, m_mean=(m_ts + m_st) / 2)
+        rows.append(row)
+    columns = [
+        "t",
+        "s",
+        "n_seeds",
+        "euclidean",
+        "euclidean_se",
+        "cosine",
+        "cosine_se",
+        "m_ts",
+        "m_st",
+        "m_mean",
+    ]
+    return (
+        pd.DataFrame(rows, columns=columns)
+        .sort_values("euclidean", kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def pair_matrix(pairs: pd.DataFrame, column: str, locales: list[str] | None = None) -> pd.DataFrame:
+    """A symmetric labelled matrix from a pair table column (NaN diagonal and missing pairs)."""
+    locales = locales or sorted(set(pairs["t"]) | set(pairs["s"]))
+    out = pd.DataFrame(np.nan, index=locales, columns=locales)
+    for rec in pairs.itertuples(index=False):
+        if rec.t in out.index and rec.s in out.index:
+            out.loc[rec.t, rec.s] = out.loc[rec.s, rec.t] = getattr(rec, column)
+    return out
+
+
+def mantel_spearman(
+    a: pd.DataFrame | np.ndarray,
+    b: pd.DataFrame | np.ndarray,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+) -> MantelResult:
+    """Spearman correlation of the upper triangles of two symmetric matrices, with a Mantel p-value.
+
+    The p-value is two-sided: (1 + #{|ρ_perm| ≥ |ρ|}) / (1 + permutations), where each permutation
+    relabels the languages of ``a`` (rows and columns together). Pairs where either matrix is NaN
+    are left out, in the observed and in every permuted statistic. Deterministic for a given seed.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 2 or x.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"Mantel test needs two square matrices of one shape, got {x.shape} and {y.shape}"
+        )
+    n = x.shape[0]
+    iu = np.triu_indices(n, k=1)
+
+    def rho(xm: np.ndarray) -> tuple[float, int]:
+        u, v = xm[iu], y[iu]
+        keep = np.isfinite(u) & np.isfinite(v)
+        if keep.sum() < 3 or np.ptp(u[keep]) == 0 or np.ptp(v[keep]) == 0:
+            return float("nan"), int(keep.sum())
+        return float(spearmanr(u[keep], v[keep]).statistic), int(keep.sum())
+
+    observed, n_pairs = rho(x)
+    if not np.isfinite(observed) or n < 3 or n_permutations <= 0:
+        return MantelResult(observed, float("nan"), n_pairs, 0)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n_permutations):
+        order = rng.permutation(n)
+        value, _ = rho(x[np.ix_(order, order)])
+        if np.isfinite(value) and abs(value) >= abs(observed) - 1e-12:
+            hits += 1
+    return MantelResult(observed, (1 + hits) / (1 + n_permutations), n_pairs, n_permutations)
+
+
+def analyze_geometry(
+    records: Iterable[RunRecord],
+    matrix: pd.DataFrame | None = None,
+    plan_dir: str | os.PathLike | None = None,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+) -> GeometryResult:
+    """Distances of every pair run, the pair table, and Spearman/Mantel correlations with transfer.
+
+    ``correlation`` holds ``euclidean`` and ``cosine`` entries: distance against the mean transfer
+    (M[t,s] + M[s,t]) / 2 over the pairs where both are defined.
+    """
+    per_seed, skipped = pair_distances(records, plan_dir)
+    if per_seed.empty:
+        reasons = (
+            "; ".join(f"{s['run_id']}: {s['reason']}" for s in skipped[:3]) or "no ok pair runs"
+        )
+        raise GeometryError(
+            f"{plan_dir or 'records'}: no pair run with embeddings of both languages ({reasons}); "
+            "geometry needs SV pair runs of the shared protocol with save_embeddings: True"
+        )
+    for item in skipped:
+        logger.warning("geometry: skipping run %s: %s", item["run_id"], item["reason"])
+    pairs = distance_table(per_seed, matrix)
+    correlation: dict[str, MantelResult] = {}
+    if matrix is not None:
+        locales = [str(c) for c in matrix.index]
+        transfer = pair_matrix(pairs, "m_mean", locales)
+        for column in ("euclidean", "cosine"):
+            distance = pair_matrix(pairs, column, locales)
+            correlation[column] = mantel_spearman(distance, transfer, n_permutations, seed)
+    return GeometryResult(per_seed=per_seed, pairs=pairs, correlation=correlation, skipped=skipped)

@@ -1,0 +1,626 @@
+"""The CLTM grid: which training runs a matrix needs, their stable ids, and where each run's files go.
+
+A plan is plain data saved as ``<plan_dir>/plan.json`` (never pickle). For a target t and a donor s
+the CLTM needs three kinds of runs per seed (DESIGN.md §1):
+
+- ``single``: trained on a_t, evaluated on t;
+- ``self``:   trained on a_t ∪ b_t, evaluated on t;
+- ``pair``:   trained on a_t ∪ a_s, evaluated on t (cell M[t, s]) and, by default, on s as well
+  (cell M[s, t]): L(L+3)/2 trainings per seed instead of the L(L+1) of one training per cell.
+
+``one_run_per_cell=True`` gives the authors' protocol: one pair run per ordered (t, s), the union
+ordered target first, evaluated on t only. ``donor_sets`` adds ``multi`` runs a_t ∪ a_s1 ∪ a_s2 ...
+to check a ranked donor list by training on it.
+
+:class:`RunPaths` owns every per-run file name: the output folder (with its marker file), the
+record and the log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cltm_sb.io import atomic_write_json, sha256_file, stable_hash
+from cltm_sb.results import RecordError, RunRecord, read_record
+from cltm_sb.tasks import get_task
+
+logger = logging.getLogger(__name__)
+
+PLAN_FORMAT = "cltm-plan"
+PLAN_VERSION = 1
+PLAN_FILE = "plan.json"
+DEFAULT_RUNNER = "cltm_sb.runner:run_recipe"
+RUN_MARKER = ".cltm_run"
+PREPARE_FILE = "prepare.json"
+# Tasks whose test set is scored through a trial list beside test.csv.
+TRIALS_TASKS = frozenset({"sv"})
+
+
+class PlanError(ValueError):
+    """A plan that cannot be made, read or run as asked; the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid: a pure description, enough to run it anywhere.
+
+    Attributes:
+        run_id: stable id derived from the content (see :func:`run_id_for`).
+        task: task code (``gr``, ``sv``).
+        kind: ``single``, ``self``, ``pair`` or ``multi``.
+        train: (locale, subset) pairs in training order (target first).
+        eval_locales: languages the trained model is evaluated on.
+        seed: random seed.
+        config_hash: hash of the configuration (hparams minus per-run keys).
+    """
+
+    run_id: str
+    task: str
+    kind: str
+    train: tuple[tuple[str, str], ...]
+    eval_locales: tuple[str, ...]
+    seed: int
+    config_hash: str
+
+    @property
+    def train_set(self) -> list[dict[str, str]]:
+        """The train set in the records' form (list of {locale, subset}, training order)."""
+        return [{"locale": loc, "subset": sub} for loc, sub in self.train]
+
+    @property
+    def target(self) -> str:
+        """The first training language (the target of a single/self/multi run)."""
+        return self.train[0][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (the task and config hash live in the plan)."""
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "train": [list(pair) for pair in self.train],
+            "eval_locales": list(self.eval_locales),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], task: str, config_hash: str) -> RunSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            run_id=str(data["run_id"]),
+            task=task,
+            kind=str(data["kind"]),
+            train=tuple((str(a), str(b)) for a, b in data["train"]),
+            eval_locales=tuple(str(x) for x in data["eval_locales"]),
+            seed=int(data["seed"]),
+            config_hash=config_hash,
+        )
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def run_id_for(
+    task: str,
+    kind: str,
+    train: Sequence[tuple[str, str]],
+    eval_locales: Sequence[str],
+    seed: int,
+    config_hash: str,
+    ordered: bool = False,
+) -> str:
+    """Stable id of a run: a readable prefix plus a content hash.
+
+    The hash covers the task, the train set (sorted, or in training order when ``ordered`` — the
+    one-run-per-cell protocol, where the two mirror runs differ in data order), the evaluated
+    locales, the seed and the config hash. Example: ``pair-en+es-s42-1a2b3c4d5e6f``.
+    """
+    train_key = [list(p) for p in train] if ordered else sorted([list(p) for p in train])
+    content = {
+        "task": task,
+        "train": train_key,
+        "ordered": bool(ordered),
+        "eval": sorted(eval_locales),
+        "seed": int(seed),
+        "config_hash": config_hash,
+    }
+    locales: list[str] = []
+    for loc, _ in train:
+        if loc not in locales:
+            locales.append(loc)
+    shown = locales if ordered else sorted(locales)
+    prefix = f"{kind}-{'+'.join(shown)}"
+    if ordered and kind == "pair":
+        prefix += f"-on-{'+'.join(eval_locales)}"
+    return _safe(f"{prefix}-s{int(seed)}-{stable_hash(content, length=12)}")
+
+
+def trainings_per_seed(n_languages: int, one_run_per_cell: bool = False) -> int:
+    """Trainings per seed of a full grid: L(L+3)/2 with pair sharing, L(L+1) without."""
+    n = n_languages
+    return n * (n + 1) if one_run_per_cell else n * (n + 3) // 2
+
+
+def plan_runs(
+    task: str,
+    locales: Sequence[str],
+    seeds: Sequence[int],
+    config_hash: str,
+    *,
+    one_run_per_cell: bool = False,
+    targets: Sequence[str] | None = None,
+    donors: Sequence[str] | None = None,
+    donor_sets: Sequence[Sequence[str]] = (),
+) -> list[RunSpec]:
+    """The runs of a grid (pure: no files are read).
+
+    ``targets`` (rows) and ``donors`` (columns) default to every locale. Single and self runs are
+    needed for the targets only. With pair sharing, the pair {t, s} is trained once and evaluated
+    on each of t and s whose cell is wanted (t a target and s a donor, or the reverse).
+    """
+    get_task(task)
+    locales = list(dict.fromkeys(locales))
+    if not locales:
+        raise PlanError("no languages: pass --locales")
+    if not seeds:
+        raise PlanError("no seeds: pass --seeds")
+    if len(set(seeds)) != len(seeds):
+        raise PlanError(f"seeds repeat: {list(seeds)}")
+    targets = list(dict.fromkeys(targets)) if targets else list(locales)
+    donors = list(dict.fromkeys(donors)) if donors else list(locales)
+    for name, chosen in (("targets", targets), ("donors", donors)):
+        unknown = [c for c in chosen if c not in locales]
+        if unknown:
+            raise PlanError(f"--{name} {unknown} are not among --locales {locales}")
+    sets: list[tuple[str, ...]] = []
+    for donor_set in donor_sets:
+        clean = tuple(dict.fromkeys(donor_set))
+        unknown = [c for c in clean if c not in locales]
+        if unknown:
+            raise PlanError(f"--donor-sets {list(donor_set)}: {unknown} not among --locales {locales}")
+        if len(clean) < 2:
+            raise PlanError(f"--donor-sets {list(donor_set)}: a donor set needs two or more donors")
+        sets.append(clean)
+
+    runs: list[RunSpec] = []
+
+    def add(kind: str, train: list[tuple[str, str]], evals: list[str], seed: int, ordered: bool) -> None:
+        run_id = run_id_for(task, kind, train, evals, seed, config_hash, ordered=ordered)
+        runs.append(RunSpec(run_id, task, kind, tuple(train), tuple(evals), int(seed), config_hash))
+
+    for seed in seeds:
+        for t in targets:
+            add("single", [(t, "a")], [t], seed, False)
+            add("self", [(t, "a"), (t, "b")], [t], seed, False)
+        if one_run_per_cell:
+            for t in targets:
+                for s in donors:
+                    if s != t:
+                        add("pair", [(t, "a"), (s, "a")], [t], seed, True)
+        else:
+            for i, x in enumerate(locales):
+                for y in locales[i + 1 :]:
+                    evals = []
+                    if x in targets and y in donors:
+                        evals.append(x)
+                    if y in targets and x in donors:
+                        evals.append(y)
+                    if evals:
+                        first = evals[0]
+                        other = y if first == x else x
+                        add("pair", [(first, "a"), (other, "a")], evals, seed, False)
+        for t in targets:
+            for donor_set in sets:
+                if t in donor_set:
+                    continue
+                train = [(t, "a")] + [(s, "a") for s in donor_set]
+                add("multi", train, [t], seed, one_run_per_cell)
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):  # pragma: no cover - would be a bug in the id
+        raise PlanError("two runs of the plan share an id")
+    return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Per-run paths
+
+
+class RunPaths:
+    """Every file name of one run of a plan; nothing else builds them.
+
+    - ``run_dir``: ``<plan>/runs/<run_id>/``, the run's output folder, tagged with a marker file
+      so that only folders made by the grid are ever deleted;
+    - ``record``: ``<plan>/records/<run_id>.json``, written atomically when the run ends;
+    - ``log``: ``<plan>/logs/<run_id>.log``.
+    """
+
+    def __init__(self, plan_dir: str | os.PathLike, run_id: str) -> None:
+        self.plan_dir = Path(plan_dir)
+        self.run_id = run_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plan_dir / "runs" / self.run_id
+
+    @property
+    def marker(self) -> Path:
+        return self.run_dir / RUN_MARKER
+
+    @property
+    def record(self) -> Path:
+        return self.plan_dir / "records" / f"{self.run_id}.json"
+
+    @property
+    def log(self) -> Path:
+        return self.plan_dir / "logs" / f"{self.run_id}.log"
+
+    def stale_temp_records(self) -> list[Path]:
+        """Temporary files of record writes that were killed (``.<run_id>.json.*.tmp``)."""
+        folder = self.record.parent
+        return sorted(folder.glob(f".{self.run_id}.json.*.tmp")) if folder.is_dir() else []
+
+    def fresh_run_dir(self) -> Path:
+        """Remove what an interrupted attempt left, then make an empty folder with the marker.
+
+        Only a folder that carries the marker is deleted; any other folder in the way is an error.
+        """
+        if self.run_dir.exists():
+            if not self.marker.is_file():
+                raise PlanError(
+                    f"{self.run_dir} exists but was not made by the grid (no {RUN_MARKER}); "
+                    "move it away and run again"
+                )
+            shutil.rmtree(self.run_dir)
+        for tmp in self.stale_temp_records():
+            tmp.unlink(missing_ok=True)
+        self.run_dir.mkdir(parents=True)
+        self.marker.write_text(f"{self.run_id}\n", encoding="utf-8")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.record.parent.mkdir(parents=True, exist_ok=True)
+        return self.run_dir
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+
+
+@dataclass
+class Plan:
+    """A grid of runs over one prepared data folder, task and configuration."""
+
+    plan_dir: Path
+    task: str
+    data_dir: str
+    data_hash: str
+    data_root: str
+    hparams_file: str | None
+    overrides: dict[str, Any]
+    config_hash: str
+    seeds: list[int]
+    locales: list[str]
+    targets: list[str]
+    donors: list[str]
+    donor_sets: list[list[str]] = field(default_factory=list)
+    one_run_per_cell: bool = False
+    runner: str = DEFAULT_RUNNER
+    runs: list[RunSpec] = field(default_factory=list)
+
+    @property
+    def plan_file(self) -> Path:
+        return self.plan_dir / PLAN_FILE
+
+    @property
+    def records_dir(self) -> Path:
+        return self.plan_dir / "records"
+
+    def paths(self, run: RunSpec | str) -> RunPaths:
+        """The :class:`RunPaths` of a run (or run id)."""
+        return RunPaths(self.plan_dir, run if isinstance(run, str) else run.run_id)
+
+    def run(self, run_id: str) -> RunSpec:
+        """The run called ``run_id``."""
+        for spec in self.runs:
+            if spec.run_id == run_id:
+                return spec
+        raise PlanError(f"{self.plan_file}: no run {run_id!r}")
+
+    @property
+    def n_trainings(self) -> int:
+        return len(self.runs)
+
+    def manifest(self, locale: str, subset: str) -> Path:
+        """``<data_dir>/<locale>/<subset>.csv``."""
+        return Path(self.data_dir) / locale / f"{subset}.csv"
+
+    def trials(self, locale: str) -> Path:
+        """``<data_dir>/<locale>/trials.csv``."""
+        return Path(self.data_dir) / locale / "trials.csv"
+
+    def needed_files(self) -> list[Path]:
+        """Every manifest (and trial list) the plan's runs read."""
+        files: dict[Path, None] = {}
+        for spec in self.runs:
+            for loc, sub in spec.train:
+                files[self.manifest(loc, sub)] = None
+            for loc in spec.eval_locales:
+                files[self.manifest(loc, "test")] = None
+                if self.task in TRIALS_TASKS:
+                    files[self.trials(loc)] = None
+        return list(files)
+
+    def run_overrides(self, spec: RunSpec) -> dict[str, Any]:
+        """The hparams overrides of one run: the plan's own plus manifests, seed and folder."""
+        out = dict(self.overrides)
+        out["train_csv"] = [str(self.manifest(loc, sub)) for loc, sub in spec.train]
+        out["test_csv"] = [str(self.manifest(loc, "test")) for loc in spec.eval_locales]
+        if self.task in TRIALS_TASKS:
+            out["trials_csv"] = [str(self.trials(loc)) for loc in spec.eval_locales]
+        out["data_root"] = self.data_root
+        out["seed"] = spec.seed
+        out["output_folder"] = str(self.paths(spec).run_dir)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to ``plan.json`` (the folder itself is not stored)."""
+        return {
+            "format": PLAN_FORMAT,
+            "version": PLAN_VERSION,
+            "task": self.task,
+            "data_dir": self.data_dir,
+            "data_hash": self.data_hash,
+            "data_root": self.data_root,
+            "hparams_file": self.hparams_file,
+            "overrides": self.overrides,
+            "config_hash": self.config_hash,
+            "seeds": list(self.seeds),
+            "locales": list(self.locales),
+            "targets": list(self.targets),
+            "donors": list(self.donors),
+            "donor_sets": [list(s) for s in self.donor_sets],
+            "one_run_per_cell": self.one_run_per_cell,
+            "runner": self.runner,
+            "n_trainings": self.n_trainings,
+            "runs": [r.to_dict() for r in self.runs],
+        }
+
+    def save(self) -> Path:
+        """Write ``<plan_dir>/plan.json`` atomically."""
+        return atomic_write_json(self.plan_file, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], plan_dir: str | os.PathLike) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise PlanError(f"{plan_dir}: not a cltm plan (format {data.get('format')!r})")
+        if data.get("version") != PLAN_VERSION:
+            raise PlanError(
+                f"{plan_dir}: plan version {data.get('version')} (this cltm reads {PLAN_VERSION}); "
+                "make the plan again with `cltm plan`"
+            )
+        task, chash = str(data["task"]), str(data["config_hash"])
+        return cls(
+            plan_dir=Path(plan_dir),
+            task=task,
+            data_dir=str(data["data_dir"]),
+            data_hash=str(data["data_hash"]),
+            data_root=str(data["data_root"]),
+            hparams_file=data.get("hparams_file"),
+            overrides=dict(data.get("overrides") or {}),
+            config_hash=chash,
+            seeds=[int(s) for s in data["seeds"]],
+            locales=[str(x) for x in data["locales"]],
+            targets=[str(x) for x in data["targets"]],
+            donors=[str(x) for x in data["donors"]],
+            donor_sets=[[str(x) for x in s] for s in data.get("donor_sets") or []],
+            one_run_per_cell=bool(data.get("one_run_per_cell", False)),
+            runner=str(data.get("runner") or DEFAULT_RUNNER),
+            runs=[RunSpec.from_dict(r, task, chash) for r in data["runs"]],
+        )
+
+
+def load_plan(path: str | os.PathLike) -> Plan:
+    """Read a plan from its folder or from its ``plan.json``."""
+    path = Path(path)
+    plan_file = path if path.is_file() else path / PLAN_FILE
+    if not plan_file.is_file():
+        raise FileNotFoundError(f"{plan_file}: no plan here; make one with `cltm plan`")
+    try:
+        data = json.loads(plan_file.read_text(encoding="utf-8"))
+        return Plan.from_dict(data, plan_file.parent)
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise PlanError(f"{plan_file}: not a valid plan ({error}); make it again with `cltm plan`") from error
+
+
+def import_object(path: str) -> Any:
+    """Import ``"package.module:attribute"``; the error names the path and what is wrong."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise PlanError(f"runner {path!r}: expected 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise PlanError(f"runner {path!r}: cannot import {module_name} ({error})") from error
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise PlanError(f"runner {path!r}: {module_name} has no {attr!r}") from None
+
+
+def config_hash_function(runner: str) -> Callable[..., str]:
+    """``config_hash_for(task, overrides, hparams_file)`` from the runner's module."""
+    return import_object(f"{runner.partition(':')[0]}:config_hash_for")
+
+
+def read_prepared(data_dir: str | os.PathLike) -> tuple[str, str]:
+    """(data_hash, data_root) of a prepared folder, from its ``prepare.json``.
+
+    A folder of manifests without ``prepare.json`` (own data) gets a hash of its CSV files and
+    its own path as data root.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such prepared data folder; run `cltm prepare` first")
+    info_file = data_dir / PREPARE_FILE
+    if info_file.is_file():
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise PlanError(f"{info_file}: not valid JSON ({error}); prepare the data again") from error
+        root = Path(info.get("data_root") or data_dir)
+        if not root.is_absolute():
+            root = data_dir / root
+        data_hash = info.get("data_hash")
+        if not data_hash:
+            data_hash = stable_hash({k: v for k, v in info.items() if k != "data_root"})
+        return str(data_hash), str(root.resolve())
+    csvs = sorted(data_dir.glob("*/*.csv"))
+    if not csvs:
+        raise PlanError(f"{data_dir}: neither {PREPARE_FILE} nor <locale>/<subset>.csv manifests found")
+    logger.warning("%s has no %s: hashing its manifests instead", data_dir, PREPARE_FILE)
+    return stable_hash({str(p.relative_to(data_dir)): sha256_file(p) for p in csvs}), str(data_dir.resolve())
+
+
+def make_plan(
+    plan_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    task: str,
+    locales: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    hparams_file: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    one_run_per_cell: bool = False,
+    targets: Sequence[str] | None = None,
+    donors: Sequence[str] | None = None,
+    donor_sets: Iterable[Sequence[str]] = (),
+    runner: str = DEFAULT_RUNNER,
+    config_hash: str | None = None,
+    check_files: bool = True,
+) -> Plan:
+    """Build the plan of a grid (not saved: call :meth:`Plan.save`).
+
+    The config hash comes from the runner's ``config_hash_for(task, overrides, hparams_file)``
+    unless given. With ``check_files`` every manifest the runs need must exist.
+    """
+    get_task(task)
+    data_path = Path(data_dir).resolve()
+    data_hash, data_root = read_prepared(data_path)
+    overrides = dict(overrides or {})
+    hparams = str(Path(hparams_file).resolve()) if hparams_file else None
+    if config_hash is None:
+        config_hash = str(config_hash_function(runner)(task, overrides, hparams))
+    donor_sets = [list(s) for s in donor_sets]
+    runs = plan_runs(
+        task,
+        locales,
+        seeds,
+        config_hash,
+        one_run_per_cell=one_run_per_cell,
+        targets=targets,
+        donors=donors,
+        donor_sets=donor_sets,
+    )
+    plan = Plan(
+        plan_dir=Path(plan_dir),
+        task=task,
+        data_dir=str(data_path),
+        data_hash=data_hash,
+        data_root=data_root,
+        hparams_file=hparams,
+        overrides=overrides,
+        config_hash=config_hash,
+        seeds=[int(s) for s in seeds],
+        locales=list(dict.fromkeys(locales)),
+        targets=list(dict.fromkeys(targets or locales)),
+        donors=list(dict.fromkeys(donors or locales)),
+        donor_sets=donor_sets,
+        one_run_per_cell=one_run_per_cell,
+        runner=runner,
+        runs=runs,
+    )
+    if check_files:
+        missing = [str(p) for p in plan.needed_files() if not p.is_file()]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise PlanError(
+                f"{data_path}: missing manifests {shown}; prepare these languages with "
+                "`cltm prepare` or leave them out of --locales"
+            )
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+# Progress of a plan
+
+
+@dataclass
+class RunState:
+    """Where one run stands: ``done``, ``failed`` or ``pending``."""
+
+    spec: RunSpec
+    state: str
+    record: RunRecord | None = None
+
+
+def run_state(plan: Plan, spec: RunSpec) -> RunState:
+    """State of one run from its record: done only when the record is ok and matches the plan."""
+    path = plan.paths(spec).record
+    if not path.is_file():
+        return RunState(spec, "pending")
+    try:
+        record = read_record(path)
+    except RecordError as error:
+        logger.warning("%s; the run will be redone", error)
+        return RunState(spec, "pending")
+    if record.config_hash != plan.config_hash or (record.data_hash and record.data_hash != plan.data_hash):
+        logger.warning(
+            "%s: config/data hash %s/%s differs from the plan's %s/%s; the run will be redone",
+            path, record.config_hash, record.data_hash, plan.config_hash, plan.data_hash,
+        )
+        return RunState(spec, "pending", record)
+    return RunState(spec, "done" if record.status == "ok" else "failed", record)
+
+
+def plan_status(plan: Plan) -> list[RunState]:
+    """The state of every run of the plan, in plan order."""
+    return [run_state(plan, spec) for spec in plan.runs]
+
+
+def estimate_seconds(plan: Plan, runs: Sequence[RunSpec], seconds_per_subset: float, workers: int = 1) -> float:
+    """Rough wall time of ``runs``: training time grows with the number of training subsets."""
+    total = sum(len(spec.train) for spec in runs) * seconds_per_subset
+    return total / max(1, workers)
+
+
+def seconds_per_subset(records: Iterable[RunRecord]) -> float | None:
+    """Mean measured wall time per training subset over finished records (None without any)."""
+    times = [
+        r.wall_time_s / max(1, len(r.train_set))
+        for r in records
+        if r.status == "ok" and r.wall_time_s
+    ]
+    return sum(times) / len(times) if times else None
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m20s`` or ``45s``."""
+    if seconds is None:
+        return "unknown"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -1,0 +1,392 @@
+"""The dynamic training interval (paper §2.2): where does more data still help every language?
+
+For each language l and each training size N (one prepared folder per N), a learning-curve run
+trains on a_l (N clips) and another on a_l ∪ b_l (2N clips), over several seeds. The self-gain at N
+is Δ_l(N) = P(2N) − P(N) with the standard error across seeds
+
+    se_l(N) = sqrt(s²_N / n_N + s²_2N / n_2N),     z_l(N) = Δ_l(N) / se_l(N)
+
+(s² the between-seed variance, n the number of finished seeds). An N qualifies when every chosen
+language has Δ_l > 0 and z_l ≥ z (default 2); among those, the recommended N maximises the smallest
+z_l (ties: the smaller N, which is cheaper and further from the plateau).
+
+Everything here is a pure function of a tidy table of per-seed values with the columns
+``locale, n, role, size, seed, value`` (role ``n``: trained on a_l, size N; role ``2n``: trained on
+a_l ∪ b_l, size 2N); :func:`load_curves` builds it from folders of run records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cltm_sb.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
+from cltm_sb.results import RecordTable, load_records
+
+DEFAULT_Z = 2.0
+CURVE_COLUMNS = ["locale", "n", "role", "size", "seed", "value"]
+CURVE_KINDS = ("curve", "single", "self")
+
+
+class IntervalError(ValueError):
+    """No training size qualifies, or the learning-curve records cannot be used as given."""
+
+
+@dataclass
+class IntervalChoice:
+    """The recommended training size.
+
+    Attributes:
+        n: the recommended N (the interval is [N, 2N]).
+        min_z: the smallest z_l at N over the chosen languages.
+        z: z_l at N per language.
+        threshold: the z every language had to reach.
+        qualifying: every N that qualified, with its smallest z.
+        gains: the full gain table (see :func:`gain_table`).
+    """
+
+    n: int
+    min_z: float
+    z: dict[str, float]
+    threshold: float
+    qualifying: dict[int, float] = field(default_factory=dict)
+    gains: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the gain table)."""
+        return {
+            "n": self.n,
+            "interval": [self.n, 2 * self.n],
+            "min_z": self.min_z,
+            "z": self.z,
+            "z_threshold": self.threshold,
+            "qualifying": {str(k): v for k, v in self.qualifying.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# From records to the tidy curve table
+
+
+def curve_rows(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Learning-curve points of one prepared folder (training size ``n``) from a record table.
+
+    Rows trained on a_l and evaluated on l give P(N); rows trained on a_l ∪ b_l and evaluated on l
+    give P(2N). Other rows (pairs, other evaluations) are ignored.
+    """
+    if n <= 0:
+        raise IntervalError(f"training size N must be positive, got {n}")
+    rows = []
+    for rec in table.itertuples(index=False):
+        locale = rec.eval_locale
+        if rec.train_key == single_key(locale):
+            role, size = "n", n
+        elif rec.train_key == self_key(locale):
+            role, size = "2n", 2 * n
+        else:
+            continue
+        rows.append((locale, int(n), role, size, int(rec.seed), float(rec.value)))
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _n_from_prepare(data_dir: Path) -> int | None:
+    info = data_dir / "prepare.json"
+    if not info.is_file():
+        return None
+    try:
+        value = json.loads(info.read_text(encoding="utf-8")).get("n")
+    except json.JSONDecodeError as error:
+        raise IntervalError(f"{info}: not valid JSON ({error})") from error
+    return int(value) if value is not None else None
+
+
+def infer_n(folder: str | os.PathLike, records: RecordTable) -> int:
+    """Training size N of a folder of learning-curve records.
+
+    Looked up, in order: the plan's prepared folder (``plan.json`` → ``data_dir/prepare.json``,
+    key ``n``), a ``prepare.json`` in the folder itself, and the ``n_train`` that single runs on
+    a_l record in their ``extra``. The error says how to give N by hand (``N=FOLDER``).
+    """
+    folder = Path(folder)
+    plan_file = folder / "plan.json"
+    if plan_file.is_file():
+        try:
+            data_dir = json.loads(plan_file.read_text(encoding="utf-8")).get("data_dir")
+        except json.JSONDecodeError as error:
+            raise IntervalError(f"{plan_file}: not valid JSON ({error})") from error
+        if data_dir:
+            n = _n_from_prepare(Path(data_dir))
+            if n is not None:
+                return n
+    n = _n_from_prepare(folder)
+    if n is not None:
+        return n
+    sizes = {
+        int(r.extra["n_train"])
+        for r in records.records
+        if r.status == "ok"
+        and len(r.train_set) == 1
+        and r.train_set[0]["subset"] == "a"
+        and "n_train" in r.extra
+    }
+    if len(sizes) == 1:
+        return sizes.pop()
+    found = f"several sizes {sorted(sizes)}" if sizes else "no plan.json, prepare.json or n_train"
+    raise IntervalError(
+        f"{folder}: cannot tell the training size N ({found}); give it as N={folder}"
+    )
+
+
+def parse_source(text: str) -> tuple[int | None, str]:
+    """``"120=runs/n120"`` → (120, "runs/n120"); a plain folder → (None, folder)."""
+    head, sep, tail = text.partition("=")
+    if sep and head.strip().isdigit():
+        return int(head), tail
+    return None, text
+
+
+def load_curves(
+    sources: Sequence[str | os.PathLike | tuple[int | None, str | os.PathLike]],
+    task: str,
+    locales: Sequence[str] | None = None,
+    config_hash: str | None = None,
+) -> pd.DataFrame:
+    """The tidy curve table from folders of records, one folder (plan or records) per N.
+
+    Args:
+        sources: folders, or (N, folder) pairs where N is known; N is otherwise inferred with
+            :func:`infer_n`.
+        task: task code; records of other tasks are ignored.
+        locales: languages to keep (default: all found).
+        config_hash: pick one configuration where the folders hold several.
+    """
+    if not sources:
+        raise IntervalError("no learning-curve folders given")
+    parts, seen_n, hashes = [], {}, {}
+    for source in sources:
+        n, folder = source if isinstance(source, tuple) else parse_source(str(source))
+        records = load_records(folder)
+        table = records.table[
+            (records.table["task"] == task) & records.table["kind"].isin(CURVE_KINDS)
+        ]
+        if config_hash is not None:
+            table = table[table["config_hash"] == config_hash]
+        if table.empty:
+            raise IntervalError(
+                f"{folder}: no finished {task} learning-curve runs ({records.n_records} records, "
+                f"{records.n_failed} failed)"
+            )
+        n = int(n) if n is not None else infer_n(folder, records)
+        if n in seen_n:
+            raise IntervalError(
+                f"N={n} is given twice: {seen_n[n]} and {folder}; keep one folder per N"
+            )
+        seen_n[n] = folder
+        for h in table["config_hash"].unique():
+            hashes.setdefault(str(h), []).append(str(folder))
+        parts.append(curve_rows(table, n))
+    if len(hashes) > 1:
+        listed = "; ".join(f"{h}: {', '.join(f)}" for h, f in hashes.items())
+        raise IntervalError(
+            f"the learning-curve runs mix configurations ({listed}); pass --config-hash to pick one"
+        )
+    curves = pd.concat(parts, ignore_index=True)
+    if locales is not None:
+        missing = sorted(set(locales) - set(curves["locale"]))
+        if missing:
+            raise IntervalError(
+                f"no learning-curve runs for {', '.join(missing)} in {list(seen_n.values())}"
+            )
+        curves = curves[curves["locale"].isin(locales)].reset_index(drop=True)
+    return curves
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+
+
+def _check_curves(curves: pd.DataFrame) -> None:
+    missing = [c for c in ("locale", "n", "role", "seed", "value") if c not in curves.columns]
+    if missing:
+        raise IntervalError(f"curve table lacks the columns {missing}")
+    bad = sorted(set(curves["role"]) - {"n", "2n"})
+    if bad:
+        raise IntervalError(f"curve table: unknown role(s) {bad}; valid: n, 2n")
+
+
+def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per (locale, n, role): training size, mean, between-seed SD, SE of the mean and seed count."""
+    _check_curves(curves)
+    frame = curves.copy()
+    if "size" not in frame:
+        frame["size"] = np.where(frame["role"] == "2n", 2 * frame["n"], frame["n"])
+    grouped = frame.groupby(["locale", "n", "role"])
+    out = grouped.agg(size=("size", "first"), mean=("value", "mean"), n_seeds=("value", "count"))
+    out["sd"] = grouped["value"].std(ddof=1)
+    out["se"] = out["sd"] / np.sqrt(out["n_seeds"])
+    return out.reset_index()
+
+
+def gain_table(curves: pd.DataFrame, min_seeds: int = DEFAULT_MIN_SEEDS) -> pd.DataFrame:
+    """Self-gain P(2N) − P(N), its SE and z per (locale, N); ``reason`` says why a z is NaN.
+
+    Columns: locale, n, p_n, sd_n, seeds_n, p_2n, sd_2n, seeds_2n, gain, se, z, reason. A zero SE
+    with a positive gain gives z = inf; fewer than ``min_seeds`` seeds on either side give NaN.
+    """
+    summary = curve_summary(curves).set_index(["locale", "n", "role"])
+    rows = []
+    for locale, n in sorted({(loc, int(n)) for loc, n, _ in summary.index}):
+        row: dict[str, Any] = {"locale": locale, "n": n}
+        reason = ""
+        for role, tag in (("n", "n"), ("2n", "2n")):
+            if (locale, n, role) in summary.index:
+                s = summary.loc[(locale, n, role)]
+                row[f"p_{tag}"], row[f"sd_{tag}"], row[f"seeds_{tag}"] = (
+                    s["mean"],
+                    s["sd"],
+                    int(s["n_seeds"]),
+                )
+            else:
+                row[f"p_{tag}"], row[f"sd_{tag}"], row[f"seeds_{tag}"] = np.nan, np.nan, 0
+            what = "a_l (N)" if role == "n" else "a_l ∪ b_l (2N)"
+            if not reason and row[f"seeds_{tag}"] < min_seeds:
+                reason = (
+                    f"{what} has {row[f'seeds_{tag}']} finished seed(s), fewer than {min_seeds}"
+                )
+        gain = row["p_2n"] - row["p_n"]
+        se = (
+            math.sqrt(row["sd_n"] ** 2 / row["seeds_n"] + row["sd_2n"] ** 2 / row["seeds_2n"])
+            if not reason
+            else np.nan
+        )
+        if reason:
+            z = np.nan
+        elif se > 0:
+            z = gain / se
+        else:
+            z = math.copysign(math.inf, gain) if gain != 0 else np.nan
+            if gain == 0:
+                reason = "no gain and no seed spread"
+        row.update(gain=gain, se=se, z=z, reason=reason)
+        rows.append(row)
+    columns = [
+        "locale",
+        "n",
+        "p_n",
+        "sd_n",
+        "seeds_n",
+        "p_2n",
+        "sd_2n",
+        "seeds_2n",
+        "gain",
+        "se",
+        "z",
+        "reason",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _failure(row: pd.Series | None, threshold: float) -> str | None:
+    """Why a language does not qualify at one N (None when it does)."""
+    if row is None:
+        return "no runs"
+    if row["reason"]:
+        return str(row["reason"])
+    if not row["gain"] > 0:
+        return f"gain {row['gain']:.4g} <= 0"
+    if not row["z"] >= threshold:
+        return f"z = {row['z']:.2f} < {threshold:g}"
+    return None
+
+
+def select_interval(
+    gains: pd.DataFrame, z: float = DEFAULT_Z, locales: Sequence[str] | None = None
+) -> IntervalChoice:
+    """The N whose smallest z_l over ``locales`` is largest among the N where all pass.
+
+    Raises:
+        IntervalError: no N qualifies; the message lists, per N, the languages that fail and why.
+    """
+    if gains.empty:
+        raise IntervalError("no learning-curve points to choose N from")
+    locales = list(locales) if locales is not None else sorted(set(gains["locale"]))
+    indexed = {(r.locale, int(r.n)): r for r in gains.itertuples(index=False)}
+    sizes = sorted({int(n) for n in gains["n"]})
+    qualifying: dict[int, float] = {}
+    failures: dict[int, list[str]] = {}
+    for n in sizes:
+        fails = []
+        for locale in locales:
+            rec = indexed.get((locale, n))
+            why = _failure(pd.Series(rec._asdict()) if rec is not None else None, z)
+            if why:
+                fails.append(f"{locale} ({why})")
+        if fails:
+            failures[n] = fails
+        else:
+            qualifying[n] = float(min(indexed[(loc, n)].z for loc in locales))
+    if not qualifying:
+        detail = "; ".join(f"N={n}: {', '.join(f)}" for n, f in failures.items())
+        always = sorted(
+            set.intersection(*[{f.split(" ")[0] for f in fs} for fs in failures.values()])
+        )
+        hint = f" {', '.join(always)} fail at every N." if always else ""
+        raise IntervalError(
+            f"no training size gives every language a self-gain at least {z:g} SE above zero.{hint} "
+            f"Per N: {detail}. Add seeds, try other N, or leave those languages out."
+        )
+    best = max(qualifying, key=lambda n: (qualifying[n], -n))
+    return IntervalChoice(
+        n=best,
+        min_z=qualifying[best],
+        z={loc: float(indexed[(loc, best)].z) for loc in locales},
+        threshold=float(z),
+        qualifying=qualifying,
+        gains=gains,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Launching the learning-curve runs (a thin layer over the grid)
+
+
+def plan_curves(
+    plans_dir: str | os.PathLike,
+    data_dirs: Sequence[str | os.PathLike],
+    task: str,
+    locales: Sequence[str],
+    seeds: Sequence[int],
+    **plan_options: Any,
+) -> list[Path]:
+    """Save one plan per prepared folder (one folder per N) holding only its a_l and a_l ∪ b_l runs.
+
+    Each plan goes to ``<plans_dir>/n<N>`` (N from the folder's ``prepare.json``); run them with any
+    executor (``cltm run``), which skips finished runs, and analyse them with :func:`load_curves`.
+    ``plan_options`` go to :func:`cltm_sb.grid.make_plan` (hparams_file, overrides, runner, ...).
+    """
+    from cltm_sb.grid import make_plan
+
+    written = []
+    seen: dict[int, str] = {}
+    for data_dir in data_dirs:
+        n = _n_from_prepare(Path(data_dir))
+        if n is None:
+            raise IntervalError(
+                f"{data_dir}: no prepare.json with 'n'; prepare one folder per N with `cltm prepare`"
+            )
+        if n in seen:
+            raise IntervalError(f"N={n} is prepared twice: {seen[n]} and {data_dir}; keep one")
+        seen[n] = str(data_dir)
+        plan = make_plan(Path(plans_dir) / f"n{n}", data_dir, task, locales, seeds, **plan_options)
+        plan.runs = [r for r in plan.runs if r.kind in ("single", "self")]
+        plan.save()
+        written.append(plan.plan_dir)
+    return written

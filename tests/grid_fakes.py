@@ -1,0 +1,100 @@
+"""A fast fake runner with the signature of ``cltm_sb.runner.run_recipe``: no training.
+
+Used as ``runner="grid_fakes:run_fake"``. Metric values are a deterministic function of
+(train set, evaluated locale, seed), so an interrupted and an uninterrupted grid give the same
+matrix. Overrides that steer it: ``fake_sleep`` (seconds per run), ``fake_fail`` (list of
+``locale:subset+...`` train keys that raise).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from cltm_sb.io import stable_hash
+from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, train_set_key, write_record
+from cltm_sb.tasks import get_task
+
+BASE = {"single": 0.60, "self": 0.70}
+
+
+def config_hash_for(task: str, overrides: dict | None, hparams_file: str | None) -> str:
+    return stable_hash({"task": task, "overrides": overrides or {}, "hparams": hparams_file})
+
+
+def fake_value(train_key: str, locale: str, seed: int) -> float:
+    """0.6 + a per-locale offset; self +0.1; donors add a hash-based gain in [-0.05, 0.05]."""
+    parts = train_key.split("+")
+    offset = int(stable_hash(locale, 4), 16) % 100 / 1000
+    noise = (int(stable_hash([locale, seed], 4), 16) % 100 - 50) / 5000
+    value = 0.6 + offset + noise
+    if f"{locale}:b" in parts:
+        value += 0.1
+    for part in parts:
+        donor = part.split(":")[0]
+        if donor != locale:
+            value += (int(stable_hash([locale, donor], 4), 16) % 100 - 50) / 1000
+    return round(value, 6)
+
+
+def run_fake(
+    task: str,
+    overrides: dict | None = None,
+    hparams_file: str | None = None,
+    *,
+    run_id: str | None = None,
+    kind: str = "single",
+    record_path: str | None = None,
+    run_opts: dict | None = None,
+) -> RunRecord:
+    overrides = dict(overrides or {})
+    out = Path(overrides["output_folder"])
+    (out / "pid").write_text(str(os.getpid()))
+    train = []
+    for csv in overrides["train_csv"]:
+        path = Path(csv)
+        train.append({"locale": path.parent.name, "subset": path.stem})
+    key = train_set_key(train)
+    time.sleep(float(overrides.get("fake_sleep", 0)))
+    if key in overrides.get("fake_fail", []):
+        raise RuntimeError(f"fake failure of {key}")
+    (out / "partial.txt").write_text("work in progress")
+    seed = int(overrides["seed"])
+    metric = get_task(task).metric
+    evals = [
+        Evaluation(Path(csv).parent.name, metric, fake_value(key, Path(csv).parent.name, seed), 10)
+        for csv in overrides["test_csv"]
+    ]
+    record = RunRecord(
+        run_id=run_id or out.name,
+        task=task,
+        kind=kind,
+        train_set=train,
+        seed=seed,
+        evaluations=evals,
+        config_hash=config_hash_for(
+            task, {k: v for k, v in overrides.items() if k not in PER_RUN_KEYS}, hparams_file
+        ),
+        data_hash="",
+        device=str((run_opts or {}).get("device", "cpu")),
+        wall_time_s=float(overrides.get("fake_sleep", 0)) + 0.01,
+    )
+    if record_path:
+        write_record(record, record_path)
+    return record
+
+
+def make_prepared(folder: Path, locales: list[str], data_hash: str = "data-toy") -> Path:
+    """A prepared-data folder with empty manifests, trial lists and prepare.json."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for loc in locales:
+        for name in ("a.csv", "b.csv", "test.csv", "trials.csv"):
+            (folder / loc).mkdir(exist_ok=True)
+            (folder / loc / name).write_text("ID,duration,wav,spk_id,gender,locale,subset\n")
+    (folder / "prepare.json").write_text(
+        json.dumps({"data_hash": data_hash, "data_root": str(folder / "audio")})
+    )
+    return folder

@@ -1,0 +1,213 @@
+"""Dynamic training interval: learning-curve gains, z and the choice of N on curves with a known answer."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cltm_sb.cli import main
+from cltm_sb.interval import (
+    IntervalError,
+    gain_table,
+    infer_n,
+    load_curves,
+    parse_source,
+    select_interval,
+)
+from cltm_sb.results import load_records
+
+from helpers import make_record, write_records
+
+SIZES = (50, 100, 200, 400)
+# Five seeds whose offsets have mean 0 and a known SD: sd = 0.005 * sqrt(2.5).
+OFFSETS = np.array([-2, -1, 0, 1, 2]) * 0.005
+SD = 0.005 * math.sqrt(2.5)
+
+
+def saturating(n: float) -> float:
+    """Grows fast, then plateaus: gains shrink with N."""
+    return 0.9 - 0.4 * math.exp(-n / 100)
+
+
+def late(n: float) -> float:
+    """Flat at first, grows around N = 300."""
+    return 0.5 + 0.4 / (1 + math.exp(-(n - 300) / 60))
+
+
+def flat(n: float) -> float:
+    return 0.7
+
+
+CURVES = {"sat": saturating, "late": late, "flat": flat}
+
+
+def curve_table(languages=("sat", "late"), sizes=SIZES, offsets=OFFSETS) -> pd.DataFrame:
+    rows = []
+    for locale in languages:
+        f = CURVES[locale]
+        for n in sizes:
+            for seed, off in enumerate(offsets):
+                rows.append((locale, n, "n", n, seed, f(n) + off))
+                rows.append((locale, n, "2n", 2 * n, seed, f(2 * n) + off))
+    return pd.DataFrame(rows, columns=["locale", "n", "role", "size", "seed", "value"])
+
+
+def test_gain_and_z_follow_the_formula():
+    gains = gain_table(curve_table())
+    row = gains[(gains.locale == "sat") & (gains.n == 100)].iloc[0]
+    se = math.sqrt(SD**2 / 5 + SD**2 / 5)
+    assert row.gain == pytest.approx(saturating(200) - saturating(100))
+    assert row.se == pytest.approx(se)
+    assert row.z == pytest.approx((saturating(200) - saturating(100)) / se)
+    assert row.seeds_n == row.seeds_2n == 5
+
+
+def test_choice_maximises_the_smallest_z():
+    # min z over {sat, late}: N=50 ~1.5 (late still flat), N=100 ~10.0, N=200 ~9.4, N=400 ~1.4 (sat saturated)
+    choice = select_interval(gain_table(curve_table()), z=2.0)
+    assert choice.n == 100
+    assert set(choice.qualifying) == {100, 200}
+    assert choice.min_z == pytest.approx(min(choice.z.values()))
+    assert choice.z["late"] < choice.z["sat"]
+    assert choice.to_dict()["interval"] == [100, 200]
+
+
+def test_a_flat_language_makes_every_n_fail_and_is_named():
+    gains = gain_table(curve_table(("sat", "late", "flat")))
+    with pytest.raises(IntervalError, match=r"flat fail at every N") as info:
+        select_interval(gains)
+    assert "N=100: flat (gain 0 <= 0)" in str(info.value)
+    # leaving the flat language out gives the answer back
+    assert select_interval(gains, locales=["sat", "late"]).n == 100
+
+
+def test_a_higher_threshold_can_exclude_every_n():
+    with pytest.raises(IntervalError, match="late"):
+        select_interval(gain_table(curve_table()), z=12.0)
+
+
+def test_too_few_seeds_gives_nan_z_with_reason():
+    gains = gain_table(curve_table(offsets=np.array([0.0])))
+    assert gains["z"].isna().all()
+    assert gains["reason"].str.contains("1 finished seed").all()
+    with pytest.raises(IntervalError, match="fewer than 2"):
+        select_interval(gains)
+
+
+def test_zero_spread_positive_gain_is_infinite_z():
+    gains = gain_table(curve_table(("sat",), offsets=np.zeros(3)))
+    assert np.isinf(gains["z"]).all()
+    assert select_interval(gains).n == 50  # ties (all inf) go to the smallest N
+
+
+# ---- from records -----------------------------------------------------------------------------
+
+
+def curve_records(n: int, languages=("sat", "late"), n_train: bool = True):
+    records = []
+    for locale in languages:
+        f = CURVES[locale]
+        for seed, off in enumerate(OFFSETS):
+            single = make_record([(locale, "a")], {locale: f(n) + off}, seed)
+            both = make_record([(locale, "a"), (locale, "b")], {locale: f(2 * n) + off}, seed)
+            for rec, size in ((single, n), (both, 2 * n)):
+                rec.kind = "curve"
+                if n_train:
+                    rec.extra["n_train"] = size
+                records.append(rec)
+    return records
+
+
+def test_load_curves_from_folders_infers_n(tmp_path):
+    sources = []
+    for n in SIZES:
+        write_records(tmp_path / f"n{n}" / "records", curve_records(n))
+        sources.append(tmp_path / f"n{n}")
+    curves = load_curves(sources, "gr")
+    assert sorted(curves["n"].unique()) == list(SIZES)
+    assert select_interval(gain_table(curves)).n == 100
+
+
+def test_n_from_plan_and_prepare_json(tmp_path):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "prepare.json").write_text(json.dumps({"n": 120}))
+    plan = tmp_path / "plan"
+    write_records(plan / "records", curve_records(120, n_train=False))
+    (plan / "plan.json").write_text(json.dumps({"data_dir": str(prepared)}))
+    assert infer_n(plan, load_records(plan)) == 120
+
+
+def test_unknown_n_asks_for_it(tmp_path):
+    folder = write_records(tmp_path / "x", curve_records(50, n_train=False))
+    with pytest.raises(IntervalError, match=r"give it as N="):
+        load_curves([folder], "gr")
+    assert parse_source(f"50={folder}") == (50, str(folder))
+    assert load_curves([f"50={folder}"], "gr")["n"].unique().tolist() == [50]
+
+
+def test_same_n_twice_is_an_error(tmp_path):
+    a = write_records(tmp_path / "a", curve_records(50))
+    b = write_records(tmp_path / "b", curve_records(50))
+    with pytest.raises(IntervalError, match="N=50 is given twice"):
+        load_curves([a, b], "gr")
+
+
+def test_cli_interval_writes_the_choice_and_the_figure(tmp_path, capsys):
+    args = ["interval", "--task", "gr", "-o", str(tmp_path / "out")]
+    for n in SIZES:
+        args += ["--records", str(write_records(tmp_path / f"n{n}", curve_records(n)))]
+    assert main(args) == 0
+    assert "recommended N = 100" in capsys.readouterr().out
+    for name in ("curves.csv", "gains.csv", "interval.json", "curves.png", "curves.pdf"):
+        assert (tmp_path / "out" / name).is_file()
+    assert json.loads((tmp_path / "out" / "interval.json").read_text())["n"] == 100
+
+
+def test_cli_interval_failure_names_the_language(tmp_path, capsys):
+    args = ["interval", "--task", "gr", "-o", str(tmp_path / "out")]
+    for n in SIZES:
+        args += [
+            "--records",
+            str(write_records(tmp_path / f"n{n}", curve_records(n, ("sat", "flat")))),
+        ]
+    assert main(args) == 2
+    assert "flat fail at every N" in capsys.readouterr().err
+    assert (tmp_path / "out" / "curves.png").is_file()
+
+
+def test_cli_interval_plans_and_runs_the_curves(tmp_path, capsys):
+    from grid_fakes import make_prepared
+
+    args = [
+        "interval",
+        "--task",
+        "gr",
+        "--locales",
+        "en,es",
+        "--seeds",
+        "1-3",
+        "-o",
+        str(tmp_path / "out"),
+        "--runner",
+        "grid_fakes:run_fake",
+        "--executor",
+        "inprocess",
+    ]
+    for n in (20, 40):
+        prepared = make_prepared(tmp_path / f"prep{n}", ["en", "es"], data_hash=f"d{n}")
+        info = json.loads((prepared / "prepare.json").read_text())
+        (prepared / "prepare.json").write_text(json.dumps({**info, "n": n}))
+        args += ["--data", str(prepared)]
+    assert main(args[:-1] + [args[-1]] + ["--plan-only"]) == 0
+    assert "planned" in capsys.readouterr().out
+    plan = json.loads((tmp_path / "out" / "plans" / "n20" / "plan.json").read_text())
+    assert {r["kind"] for r in plan["runs"]} == {"single", "self"} and len(
+        plan["runs"]
+    ) == 2 * 2 * 3
+    assert main(args) == 0
+    # the fake adds exactly 0.1 for b at every N: equal z everywhere, the smaller N wins
+    assert "recommended N = 20" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "plans" / "n40" / "records").glob("*.json"))) == 12

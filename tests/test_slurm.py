@@ -1,0 +1,238 @@
+"""SLURM: option checking, the generated sbatch script, and a real single-node cluster on localhost.
+
+The cluster test needs the Debian packages slurmctld, slurmd and slurm-client and root (``.ci/run``
+installs them when CI is set); without them it is skipped with the reason. The daemons bind to
+localhost ports 6817/6818, run from a temporary folder, and are stopped in the fixture finaliser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from grid_fakes import make_prepared
+
+from cltm_sb.executors import (
+    SLURM_OPTIONS,
+    SlurmExecutor,
+    check_slurm_options,
+    parse_minutes,
+    read_slurm_config,
+    sbatch_script,
+    slurm_parameters,
+)
+from cltm_sb.grid import make_plan, plan_status
+
+TESTS = Path(__file__).parent
+GOLDEN = TESTS / "golden" / "sbatch_gpu.txt"
+RUNNER = "grid_fakes:run_fake"
+SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel")
+PORTS = (6817, 6818)
+
+
+def test_unknown_option_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown SLURM options \['partion'\]; valid options: partition"):
+        check_slurm_options({"partion": "gpu"})
+    with pytest.raises(ValueError, match="runs_per_task must be >= 1"):
+        check_slurm_options({"runs_per_task": 0})
+
+
+def test_yaml_options(tmp_path: Path) -> None:
+    good = tmp_path / "slurm.yaml"
+    good.write_text("partition: gpu\ntime: '1-00:00:00'\nadditional: {mail-type: END}\n")
+    assert read_slurm_config(good) == {"partition": "gpu", "time": "1-00:00:00", "additional": {"mail-type": "END"}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gpu: 1\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown SLURM options \['gpu'\]"):
+        read_slurm_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "minutes"), [(30, 30), ("45", 45), ("02:00:00", 120), ("1-00:00:00", 1440), ("00:30:30", 31)]
+)
+def test_parse_minutes(value: object, minutes: int) -> None:
+    assert parse_minutes(value) == minutes
+
+
+def test_sbatch_golden() -> None:
+    options = {
+        "partition": "gpu", "account": "lab", "gpus": 1, "cpus_per_task": 8, "mem_gb": 32,
+        "time": "04:00:00", "array_parallelism": 4, "runs_per_task": 3,
+        "setup": ["module load cuda"], "additional": {"mail-type": "END"},
+    }
+    got = sbatch_script(options, "/PLAN/slurm", n_tasks=10)
+    if not GOLDEN.exists():
+        GOLDEN.write_text(got, encoding="utf-8")
+    assert got == GOLDEN.read_text(encoding="utf-8"), (
+        f"the sbatch script changed; if this is intended, delete {GOLDEN} and rerun to record it"
+    )
+    assert set(slurm_parameters({})) >= {"timeout_min", "cpus_per_task", "slurm_array_parallelism"}
+    assert set(SLURM_OPTIONS) >= {"partition", "account", "time", "gpus", "array_parallelism"}
+
+
+def test_chunks_group_runs_per_task(tmp_path: Path) -> None:
+    data = make_prepared(tmp_path / "prep", ["en", "es"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en", "es"], [1], runner=RUNNER)
+    chunks = SlurmExecutor({"runs_per_task": 2}).chunks(plan.runs)
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    assert [r for c in chunks for r in c] == [r.run_id for r in plan.runs]
+
+
+# ------------------------------------------------------------------------------ real cluster
+
+SACCT_SHIM = '''#!{python}
+"""sacct without accounting: answer submitit's `sacct -o JobID,State,NodeList --parsable2 -j ID`."""
+import subprocess, sys
+ids = [sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "-j"]
+print("JobID|State|NodeList")
+for jid in ids:
+    out = subprocess.run(["scontrol", "show", "job", jid, "-o"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        task = f.get("ArrayTaskId")
+        name = f"{{f.get('ArrayJobId', f['JobId'])}}_{{task}}" if task else f["JobId"]
+        if task and not task.isdigit():
+            name = f"{{f['ArrayJobId']}}_[{{task}}]"
+        print(f"{{name}}|{{f.get('JobState', 'UNKNOWN')}}|{{f.get('NodeList', '')}}")
+'''
+
+SLURM_CONF = """ClusterName=cltmtest
+SlurmctldHost=localhost
+SlurmctldPort={p0}
+SlurmdPort={p1}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/none
+CredType=cred/none
+MailProg=/bin/true
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MinJobAge=3600
+SlurmdParameters=config_overrides
+StateSaveLocation={t}/state
+SlurmdSpoolDir={t}/spool
+SlurmctldPidFile={t}/slurmctld.pid
+SlurmdPidFile={t}/slurmd.pid
+SlurmctldLogFile={t}/log/slurmctld.log
+SlurmdLogFile={t}/log/slurmd.log
+NodeName=localhost CPUs=8 RealMemory=8000 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.is_file() else ""
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    missing = [b for b in SLURM_BINARIES if shutil.which(b) is None]
+    if missing:
+        pytest.skip(
+            f"SLURM is not installed ({', '.join(missing)} not found): install the Debian packages "
+            "slurmctld slurmd slurm-client, or run .ci/run with CI set, as root"
+        )
+    if os.geteuid() != 0:
+        pytest.skip("a local SLURM cluster needs root (SlurmUser=root, slurmd)")
+    busy = [p for p in PORTS if _port_busy(p)]
+    if busy:
+        pytest.skip(f"localhost ports {busy} are in use (another SLURM cluster is running?)")
+    t = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool", "log", "bin"):
+        (t / sub).mkdir()
+    conf = t / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(t=t, p0=PORTS[0], p1=PORTS[1]))
+    shim = t / "bin" / "sacct"
+    shim.write_text(SACCT_SHIM.format(python=sys.executable))
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH", "PYTHONPATH")}
+    os.environ["SLURM_CONF"] = str(conf)
+    os.environ["PATH"] = f"{t / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), saved["PYTHONPATH"]]))
+    daemons = [
+        # their logs go to the files named in slurm.conf
+        subprocess.Popen(["slurmctld", "-D", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL),
+        subprocess.Popen(["slurmd", "-D", "-N", "localhost", "-f", str(conf)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+
+    def stop() -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and subprocess.run(
+            ["pgrep", "-x", "slurmstepd"], capture_output=True
+        ).returncode == 0:
+            time.sleep(0.25)
+        for proc in reversed(daemons):
+            proc.terminate()
+        for proc in reversed(daemons):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            state = subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%T"],
+                                   capture_output=True, text=True).stdout.strip()
+            if state == "idle":
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the local SLURM node did not become idle (state {state!r}).\nslurmctld:\n"
+                    f"{_tail(t / 'log' / 'slurmctld.log')}\nslurmd:\n{_tail(t / 'log' / 'slurmd.log')}"
+                )
+            time.sleep(0.25)
+        yield {"folder": str(t)}
+    finally:
+        stop()
+
+
+@pytest.mark.slurm
+def test_grid_on_a_local_slurm_cluster(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
+    data = make_prepared(tmp_path / "prep", ["en", "es"])
+    plan = make_plan(tmp_path / "plan dir", data, "gr", ["en", "es"], [1, 2], runner=RUNNER,
+                     overrides={"fake_fail": ["es:a"]})
+    plan.save()
+    executor = SlurmExecutor(
+        {"runs_per_task": 3, "array_parallelism": 2, "time": 5, "partition": "debug"}, poll_s=0.5
+    )
+    report = executor.run(plan, progress=False)
+    assert report.n_runs == 10
+    assert sorted(r.run_id for r in report.failed) == sorted(
+        r.run_id for r in plan.runs if r.train == (("es", "a"),)
+    )
+    states = [s.state for s in plan_status(plan)]
+    assert states.count("done") == 8 and states.count("failed") == 2
+    tasks = [p for p in (plan.plan_dir / "slurm").iterdir() if p.is_dir() and "_" in p.name]
+    assert len(tasks) == 4  # ceil(10 / 3) array tasks
+    # resume: only the failed ones are submitted again
+    again = executor.run(plan, progress=False)
+    assert again.n_runs == 2 and again.n_skipped == 8
