@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -50,6 +51,19 @@ FAMILY_NAMES = ("Toy-Northern", "Toy-Southern", "Toy-Eastern", "Toy-Western", "T
 LANGUAGE_STEMS = ("Arvic", "Belan", "Corish", "Dunic", "Eskar", "Falin", "Gorvic", "Hestan", "Ilmar", "Jorun", "Kessic", "Lunar")
 AGES = ("teens", "twenties", "thirties", "fourties", "fifties", "sixties")
 PITCH_RANGE = {"female": (165.0, 255.0), "male": (85.0, 150.0)}
+# Voice quality also differs by gender (the same in every language): breathier voices with a
+# steeper source roll-off for female speakers, so that gender leaves a spectral trace too.
+BREATHINESS = {"female": (0.15, 0.35), "male": (0.01, 0.15)}
+SOURCE_TILT = {"female": (0.3, 0.6), "male": (0.55, 0.85)}
+# A speaker's timbre: a fixed gain curve over these bands (spread in dB), like a vocal tract
+# and a microphone that never change between the speaker's clips.
+EQ_BANDS_HZ = (150.0, 300.0, 600.0, 1000.0, 1600.0, 2500.0, 4000.0, 6500.0)
+EQ_SPREAD_DB = 8.0
+# ... around a gender-specific mean curve (brighter female voices), the same in every language.
+GENDER_EQ_DB = {
+    "female": (-4.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 6.0),
+    "male": (4.0, 4.0, 2.0, 0.0, -2.0, -4.0, -6.0, -6.0),
+}
 # Vowel space (F1, F2, F3 in Hz for a reference vocal tract) from which inventories are drawn.
 VOWEL_SPACE = (
     (280, 2250, 2900), (400, 2000, 2600), (550, 1800, 2500), (700, 1700, 2500), (750, 1300, 2450),
@@ -93,6 +107,7 @@ class ToySpeaker:
     tilt: float  # one-pole low-pass coefficient of the source
     rate: float
     formant_jitter: tuple[float, float, float]
+    eq_db: tuple[float, ...]  # the speaker's fixed spectral colouring (timbre), per band
 
 
 def _rng(*parts: object) -> np.random.Generator:
@@ -147,12 +162,21 @@ def make_speaker(seed: int, locale: str, index: int, gender: str) -> ToySpeaker:
         age=AGES[int(rng.integers(len(AGES)))],
         f0=float(rng.uniform(low, high)),
         f0_range=float(rng.uniform(0.08, 0.3)),
-        vtl=float(rng.normal(1.12 if gender == "female" else 1.0, 0.05)),
-        breathiness=float(rng.uniform(0.01, 0.25)),
-        tilt=float(rng.uniform(0.3, 0.85)),
+        vtl=float(rng.normal(1.18 if gender == "female" else 1.0, 0.06)),
+        breathiness=float(rng.uniform(*BREATHINESS[gender])),
+        tilt=float(rng.uniform(*SOURCE_TILT[gender])),
         rate=float(rng.uniform(0.85, 1.15)),
-        formant_jitter=tuple(float(v) for v in rng.uniform(0.94, 1.06, size=3)),
+        formant_jitter=tuple(float(v) for v in rng.uniform(0.88, 1.12, size=3)),
+        eq_db=tuple(float(v) for v in rng.normal(GENDER_EQ_DB[gender], EQ_SPREAD_DB)),
     )
+
+
+def _colour(x: np.ndarray, eq_db: Sequence[float]) -> np.ndarray:
+    """Apply a smooth gain curve (dB at :data:`EQ_BANDS_HZ`, log-frequency interpolation)."""
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1.0 / SAMPLE_RATE)
+    gain_db = np.interp(np.log(np.maximum(freqs, 50.0)), np.log(EQ_BANDS_HZ), eq_db)
+    return np.fft.irfft(spectrum * 10 ** (gain_db / 20), n=len(x))
 
 
 def _resonate(x: np.ndarray, freq: float, bandwidth: float, zi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -246,6 +270,7 @@ def synthesize_utterance(lang: ToyLanguage, speaker: ToySpeaker, rng: np.random.
             shaped, _ = _resonate(noise, float(param) * speaker.vtl, 0.35 * float(param), None)
             out[pos:end] += (0.5 if kind == "fric" else 0.8) * shaped * ramp
         pos = end
+    out = _colour(out, speaker.eq_db)
     out += 1e-3 * rng.standard_normal(n_total)  # room noise
     peak = np.max(np.abs(out)) or 1.0
     out *= rng.uniform(0.3, 0.8) / peak

@@ -1,0 +1,310 @@
+"""Speech encoders, pooling and layer averaging, usable from YAML through ``!new:cltm_sb.encoders...``.
+
+Every encoder here follows one interface so that the Brains and the verification code never
+depend on which encoder a YAML file chose::
+
+    layers, frame_lens = encoder(wavs, wav_lens)
+
+``wavs`` is a padded ``(batch, samples)`` float tensor, ``wav_lens`` SpeechBrain relative lengths
+``(batch,)`` in (0, 1]. ``layers`` is a list of ``(batch, frames, dim)`` tensors (for a
+transformer: the CNN/projection output, then every layer; the last entry is the top layer),
+``frame_lens`` the relative number of valid frames per item, for :func:`masked_mean`.
+
+Waveform normalisation happens once in the recipe's data pipeline
+(:func:`cltm_sb.data.audio.normalize_waveform`);
+the encoders never normalise again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+#: Configuration of the tiny HuBERT used by tests and the demo. Changing it changes the weights,
+#: so the cache folder name carries a version.
+TINY_HUBERT_VERSION = 3
+TINY_HUBERT_CONFIG = {
+    "hidden_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 96,
+    "conv_dim": (64,),
+    "conv_stride": (320,),
+    "conv_kernel": (400,),
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": False,
+    "layerdrop": 0.0,
+    "mask_time_prob": 0.0,
+}
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Boolean ``(batch, max_len)`` mask from relative lengths (SpeechBrain convention)."""
+    abs_len = torch.round(lengths.float() * max_len).clamp(min=1, max=max_len)
+    return torch.arange(max_len, device=lengths.device)[None, :] < abs_len[:, None]
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over time of ``x`` ``(batch, time, dim)``, counting valid frames only.
+
+    Arguments:
+        x: padded features.
+        lengths: relative lengths ``(batch,)``; ``None`` means every frame is valid.
+
+    Example:
+        >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])
+        >>> masked_mean(x, torch.tensor([2 / 3])).tolist()
+        [[2.0]]
+    """
+    if lengths is None:
+        return x.mean(dim=1)
+    mask = lengths_to_mask(lengths, x.shape[1]).to(x.dtype).unsqueeze(-1)
+    return (x * mask).sum(dim=1) / mask.sum(dim=1)
+
+
+class MaskedMeanPooling(nn.Module):
+    """Module form of :func:`masked_mean` for YAML files."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Pool ``(batch, time, dim)`` to ``(batch, dim)`` over valid frames."""
+        return masked_mean(x, lengths)
+
+
+class LayerAverage(nn.Module):
+    """Mean of the last ``k`` entries of an encoder's list of layers.
+
+    Arguments:
+        k: how many top layers to average (``k=1`` is the last layer).
+    """
+
+    def __init__(self, k: int = 1) -> None:
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"LayerAverage: k must be >= 1, got {k}")
+        self.k = k
+
+    def forward(self, layers: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Average the top ``k`` layers; more than available raises and names both numbers."""
+        if self.k > len(layers):
+            raise ValueError(
+                f"LayerAverage: asked for the last {self.k} layers but the encoder returns "
+                f"{len(layers)}; set embed_layers to at most {len(layers)}"
+            )
+        if self.k == 1:
+            return layers[-1]
+        return torch.stack(list(layers[-self.k :]), dim=0).mean(dim=0)
+
+
+class HFSSLEncoder(nn.Module):
+    """A HuggingFace self-supervised encoder (HuBERT, wav2vec 2.0, WavLM, ...), fully trainable.
+
+    Loads with ``trust_remote_code=False`` and prefers safetensors. ``source`` is a hub id
+    (``utter-project/mHuBERT-147``; offline it must already be in ``save_path``) or a local folder
+    with ``config.json`` and the weights.
+
+    Arguments:
+        source: hub id or local folder.
+        save_path: HuggingFace cache folder for hub ids (``None``: the default cache).
+        revision: hub revision (branch, tag or commit); ignored for local folders.
+        layerdrop: set explicitly (HuBERT's config default 0.1 applies in training).
+        config_overrides: other config attributes to set after loading (e.g. dropouts,
+            ``mask_time_prob``); ``None`` keeps the checkpoint's values.
+        freeze_feature_extractor: freeze the CNN feature extractor.
+        expected_hidden_size: the size the YAML declares next to the source; a checkpoint of
+            another size raises instead of building a mis-sized head.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        save_path: str | os.PathLike | None = None,
+        revision: str | None = None,
+        layerdrop: float = 0.0,
+        config_overrides: dict | None = None,
+        freeze_feature_extractor: bool = False,
+        expected_hidden_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        source = str(source)
+        local = Path(source).is_dir()
+        kwargs = {
+            "cache_dir": None if save_path is None else str(save_path),
+            "revision": None if local else revision,
+            "trust_remote_code": False,
+            "local_files_only": local,
+        }
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        if expected_hidden_size is not None and config.hidden_size != int(expected_hidden_size):
+            raise ValueError(
+                f"{source} has hidden_size {config.hidden_size} but the encoder YAML says "
+                f"encoder_dim: {expected_hidden_size}; fix encoder_dim"
+            )
+        config.layerdrop = float(layerdrop)
+        for key, value in (config_overrides or {}).items():
+            if not hasattr(config, key):
+                raise ValueError(f"HFSSLEncoder: {source} config has no attribute {key!r}")
+            setattr(config, key, value)
+        self.model = AutoModel.from_pretrained(source, config=config, **kwargs)
+        self.source = source
+        self.revision = revision
+        # Models whose CNN uses group norm were trained without attention masks (HF convention);
+        # padding then changes the outputs, which is why verification embeds unpadded clips.
+        self.use_attention_mask = getattr(config, "feat_extract_norm", "group") == "layer"
+        if freeze_feature_extractor:
+            self.model.feature_extractor._freeze_parameters()
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of every layer."""
+        return int(self.model.config.hidden_size)
+
+    def config_summary(self) -> dict:
+        """The regularisation settings in effect (recorded in run records)."""
+        cfg = self.model.config
+        keys = (
+            "layerdrop",
+            "hidden_dropout",
+            "attention_dropout",
+            "activation_dropout",
+            "feat_proj_dropout",
+            "final_dropout",
+            "mask_time_prob",
+            "mask_feature_prob",
+        )
+        return {k: getattr(cfg, k) for k in keys if hasattr(cfg, k)}
+
+    def forward(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Return the list of hidden states and the relative valid frame lengths."""
+        n_samples = wavs.shape[1]
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
+        abs_samples = torch.round(wav_lens * n_samples).long()
+        attention_mask = None
+        if self.use_attention_mask:
+            attention_mask = (
+                torch.arange(n_samples, device=wavs.device)[None, :] < abs_samples[:, None]
+            ).long()
+        out = self.model(wavs, attention_mask=attention_mask, output_hidden_states=True)
+        layers = list(out.hidden_states)
+        n_frames = layers[-1].shape[1]
+        valid = self.model._get_feat_extract_output_lengths(abs_samples).clamp(1, n_frames)
+        return layers, valid.float() / n_frames
+
+
+class FbankECAPA(nn.Module):
+    """SpeechBrain's ECAPA-TDNN on log-Mel filterbanks, trained from scratch (non-SSL baseline).
+
+    Returns a single "layer" of one frame (the ECAPA embedding), so pooling and layer averaging
+    (with ``k=1``) apply unchanged.
+
+    Arguments:
+        n_mels: filterbank channels.
+        embedding_dim: ECAPA output size.
+        channels: ECAPA block widths.
+        attention_channels: attentive statistics pooling width.
+        sample_rate: audio sample rate.
+    """
+
+    def __init__(
+        self,
+        n_mels: int = 80,
+        embedding_dim: int = 192,
+        channels: list[int] | tuple[int, ...] = (512, 512, 512, 512, 1536),
+        attention_channels: int = 128,
+        sample_rate: int = 16000,
+    ) -> None:
+        super().__init__()
+        from speechbrain.lobes.features import Fbank
+        from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+        from speechbrain.processing.features import InputNormalization
+
+        self.fbank = Fbank(n_mels=n_mels, sample_rate=sample_rate)
+        self.norm = InputNormalization(norm_type="sentence", std_norm=False)
+        self.ecapa = ECAPA_TDNN(
+            input_size=n_mels,
+            lin_neurons=embedding_dim,
+            channels=list(channels),
+            attention_channels=attention_channels,
+            se_channels=min(128, attention_channels),
+        )
+        self.hidden_size = embedding_dim
+
+    def config_summary(self) -> dict:
+        """No dropout or layerdrop in this encoder."""
+        return {"layerdrop": 0.0}
+
+    def forward(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Return ``[embedding (batch, 1, dim)]`` and all-ones frame lengths."""
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
+        feats = self.norm(self.fbank(wavs), wav_lens)
+        emb = self.ecapa(feats, wav_lens)
+        return [emb], torch.ones(wavs.shape[0], device=wavs.device)
+
+
+def default_cache_dir() -> Path:
+    """``$CLTM_CACHE``, else ``$XDG_CACHE_HOME/cltm_sb``, else ``~/.cache/cltm_sb``."""
+    if os.environ.get("CLTM_CACHE"):
+        return Path(os.environ["CLTM_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cltm_sb"
+
+
+def build_tiny_hubert(folder: str | os.PathLike | None = None) -> Path:
+    """Create (once) a tiny randomly initialised HuBERT in ``folder`` and return its path.
+
+    The folder holds ``config.json``, ``model.safetensors`` and ``preprocessor_config.json``, so it
+    loads like any local HuggingFace checkpoint, offline. Weights come from a fixed seed inside a
+    forked RNG (the caller's random state is untouched) and the folder is written to a temporary
+    name, then renamed: concurrent builders never see a partial folder.
+
+    Arguments:
+        folder: target folder; ``None`` means ``<default_cache_dir()>/tiny_hubert-v<version>``.
+    """
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    folder = (
+        Path(folder)
+        if folder is not None
+        else default_cache_dir() / f"tiny_hubert-v{TINY_HUBERT_VERSION}"
+    )
+    if (folder / "model.safetensors").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = HubertModel(HubertConfig(**TINY_HUBERT_CONFIG))
+        model.save_pretrained(tmp, safe_serialization=True)
+        Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=16000, do_normalize=False, return_attention_mask=False
+        ).save_pretrained(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "model.safetensors").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process won the race
+        else:
+            logger.info("built tiny HuBERT in %s", folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

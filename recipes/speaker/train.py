@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""Recipe: speaker (speaker verification) with a swappable encoder.
+
+Usage::
+
+    python recipes/speaker/train.py hparams/speaker.yaml --train_csv=[prep/en/a.csv] \
+        --test_csv=[prep/en/test.csv] --trials_csv=[prep/en/trials.csv] --seed=42 \
+        --output_folder=results/speaker/en/42 --encoder=tiny_hubert --preset=toy
+
+Every YAML key can be overridden; the Brain, data pipeline and evaluation live in the
+library (``cltm_sb.runner.run_recipe``, ``cltm_sb.brains``), shared with the other recipe.
+"""
+
+import json
+import logging
+import sys
+
+from cltm_sb.runner import main
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+    record = main("sv", sys.argv[1:])
+    print(json.dumps([e.__dict__ for e in record.evaluations], indent=2, default=str))

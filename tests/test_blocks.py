@@ -1,0 +1,174 @@
+"""Building blocks: pooling, layer averaging, heads, the tiny HuBERT, Brains from third-party YAML."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from cltm_sb.brains import GenderBrain, NonFiniteLossError, SpeakerIDBrain
+from cltm_sb.encoders import (
+    HFSSLEncoder,
+    LayerAverage,
+    MaskedMeanPooling,
+    build_tiny_hubert,
+    masked_mean,
+)
+from cltm_sb.heads import LinearHead
+from cltm_sb.io import sha256_file
+from cltm_sb.runner import make_dataset, read_manifests
+
+sys.path.insert(0, str(Path(__file__).parent))
+from recipe_toy import make_prepared  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_hubert(tmp_path_factory) -> Path:
+    return build_tiny_hubert(tmp_path_factory.mktemp("cache") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("toy"), locales=("xa",), speakers_per_gender=2,
+                         clips_per_speaker=2, test_speakers_per_gender=1, seconds=0.6)
+
+
+def test_masked_mean_ignores_padding() -> None:
+    x = torch.randn(1, 5, 3)
+    padded = torch.cat([x, torch.full((1, 3, 3), 1e6)], dim=1)
+    np.testing.assert_allclose(masked_mean(padded, torch.tensor([5 / 8])), x.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(MaskedMeanPooling()(x), x.mean(1))
+
+
+def test_layer_average() -> None:
+    layers = [torch.full((1, 2, 2), float(i)) for i in range(5)]
+    assert LayerAverage(1)(layers).unique().item() == 4.0
+    assert LayerAverage(4)(layers).unique().item() == 2.5
+    with pytest.raises(ValueError, match="at most 5"):
+        LayerAverage(6)(layers)
+
+
+def test_linear_head() -> None:
+    head = LinearHead(4, 3, dropout=0.1)
+    assert head(torch.zeros(2, 4)).shape == (2, 3) and head.n_classes == 3
+    with pytest.raises(ValueError, match="2 classes"):
+        LinearHead(4, 1)
+
+
+def test_tiny_hubert_is_deterministic_and_loads_offline(tiny_hubert: Path, tmp_path: Path) -> None:
+    state = torch.random.get_rng_state()
+    other = build_tiny_hubert(tmp_path / "again")
+    assert torch.equal(state, torch.random.get_rng_state())  # caller's RNG untouched
+    assert sha256_file(other / "model.safetensors") == sha256_file(tiny_hubert / "model.safetensors")
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {
+        p.name for p in tiny_hubert.iterdir()
+    }
+    assert build_tiny_hubert(tiny_hubert) == tiny_hubert  # cached
+    enc = HFSSLEncoder(tiny_hubert, layerdrop=0.0, expected_hidden_size=48)
+    assert enc.model.config.layerdrop == 0.0 and enc.config_summary()["layerdrop"] == 0.0
+    layers, lens = enc(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
+    assert len(layers) == 3 and layers[-1].shape[-1] == 48
+    assert lens[0] == 1.0 and 0.45 < lens[1] < 0.55
+    with pytest.raises(ValueError, match="encoder_dim"):
+        HFSSLEncoder(tiny_hubert, expected_hidden_size=64)
+
+
+def _speaker_brain(tiny_hubert: Path, n_classes: int = 2) -> SpeakerIDBrain:
+    torch.manual_seed(0)
+    enc = HFSSLEncoder(tiny_hubert, layerdrop=0.0)
+    modules = {"encoder": enc, "head": LinearHead(48, n_classes)}
+    return SpeakerIDBrain(modules=modules, hparams={"embed_layers": 2},
+                          run_opts={"device": "cpu", "noprogressbar": True})
+
+
+def test_verification_embedding_is_never_padded(tiny_hubert: Path, toy: Path) -> None:
+    """Embedding alone == embedding from embed_dataset (the code never pads embeddings).
+
+    HuBERT-base CNNs (group norm) normalise over padding too, which is why each test utterance is
+    embedded alone. The tiny encoder uses layer norm with an attention mask, so for it a padded
+    batch gives the same embedding as well; this test shows both facts.
+    """
+    brain = _speaker_brain(tiny_hubert)
+    rows = read_manifests([toy / "xa" / "test.csv"])
+    data = make_dataset(rows, str(toy.parent / "audio"))
+    ids, emb = brain.embed_dataset(data)
+    with data.output_keys_as(["id", "sig"]):
+        first, second = data[0]["sig"], data[1]["sig"]
+    alone = brain.embed(first[None])[0]
+    np.testing.assert_allclose(emb[0], alone.numpy(), atol=1e-6)
+    assert abs(np.linalg.norm(emb, axis=1) - 1).max() < 1e-5
+    n = max(len(first), len(second)) + 3200
+    batch = torch.zeros(2, n)
+    batch[0, : len(first)], batch[1, : len(second)] = first, second
+    padded = brain.embed(batch, torch.tensor([len(first) / n, len(second) / n]))[0]
+    torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)
+
+
+THIRD_PARTY_YAML = """
+seed: 7
+__set_seed: !apply:speechbrain.utils.seed.seed_everything [!ref <seed>, False]
+hub: !PLACEHOLDER
+label_classes: [female, male]
+embed_layers: 2
+encoder: !new:cltm_sb.encoders.HFSSLEncoder
+    source: !ref <hub>
+    layerdrop: 0.0
+pooling: !new:cltm_sb.encoders.MaskedMeanPooling
+head: !new:cltm_sb.heads.LinearHead
+    input_size: 48
+    n_classes: 2
+modules:
+    encoder: !ref <encoder>
+    head: !ref <head>
+opt_class: !name:torch.optim.AdamW
+    lr: 0.001
+"""
+
+
+def test_third_party_yaml_builds_and_trains_a_brain(tiny_hubert: Path, toy: Path) -> None:
+    hp = load_hyperpyyaml(THIRD_PARTY_YAML, {"hub": str(tiny_hubert)})
+    rows = read_manifests([toy / "xa" / "a.csv"])
+    data = make_dataset(rows, str(toy.parent / "audio"), "gender", hp["label_classes"])
+    brain = GenderBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
+                        run_opts={"device": "cpu", "noprogressbar": True}, run_name="third")
+    before = hp["head"].linear.weight.detach().clone()
+    brain.fit(range(1, 2), data, train_loader_kwargs={"batch_size": 2})
+    assert not torch.equal(before, hp["head"].linear.weight)
+    assert len(brain.optimizer.param_groups) == 1  # one group: the clip is the global norm
+    brain.evaluate(data, test_loader_kwargs={"batch_size": 1})
+    assert set(brain.stage_metrics) >= {"macro_f1", "accuracy", "recall"}
+
+
+class _NaNEncoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, wavs, lens):
+        return [wavs[:, :, None] * self.w * float("nan")], lens
+
+
+def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
+    rows = read_manifests([toy / "xa" / "a.csv"])
+    data = make_dataset(rows, str(toy.parent / "audio"), "gender", ["female", "male"])
+    brain = GenderBrain(
+        modules={"encoder": _NaNEncoder(), "head": LinearHead(1, 2)},
+        opt_class=lambda p: torch.optim.AdamW(p, lr=1e-3),
+        hparams={"label_classes": ["female", "male"]},
+        run_opts={"device": "cpu", "noprogressbar": True},
+        run_name="nan-run",
+    )
+    with pytest.raises(NonFiniteLossError, match=r"run nan-run.*step 1; batch IDs \['xa_a_"):
+        brain.fit(range(1, 2), data, train_loader_kwargs={"batch_size": 2})
