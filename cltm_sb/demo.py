@@ -11,13 +11,13 @@ finished run.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cltm_sb.io import atomic_write_text
+from cltm_sb.summary import DIAGNOSTIC_ROWS, format_value
 
 logger = logging.getLogger(__name__)
 
@@ -133,27 +133,6 @@ def run_demo(
     return folders["report"]
 
 
-DIAGNOSTIC_ROWS = (
-    ("rfd", "RFD (relative Frobenius deviation)", False),
-    ("asymmetry", "relative asymmetry", False),
-    ("row_cosine", "average row cosine", False),
-    ("prop_positive", "prop+", True),
-    ("reciprocity_positive", "reciprocity+", True),
-    ("intra_family_positive", "intra-family+", True),
-    ("rms_offdiag", "RMS of off-diagonal entries", False),
-    ("se_median", "median SE of the entries", False),
-    ("se_mean", "mean SE of the entries", False),
-    ("self_gain_min", "min self-gain", False),
-    ("self_gain_median", "median self-gain", False),
-)
-
-
-def _fmt(value: Any, percent: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
-
-
 def render_demo_report(sections: list[tuple[str, Any, Any, dict[str, Any]]], base: Path) -> str:
     """The Markdown report: per task the heatmap, diagnostics, self-gains and flagged targets."""
     from cltm_sb.tasks import get_task
@@ -170,15 +149,15 @@ def render_demo_report(sections: list[tuple[str, Any, Any, dict[str, Any]]], bas
         if png.is_file():
             lines += [f"![{spec.title} CLTM]({task}/cltm.png)", ""]
         lines += ["| diagnostic | value |", "|---|---|"]
-        lines += [f"| {label} | {_fmt(diag.get(key), pct)} |" for key, label, pct in DIAGNOSTIC_ROWS]
+        lines += [f"| {label} | {format_value(diag.get(key), pct)} |" for key, label, pct in DIAGNOSTIC_ROWS]
         lines += ["", "| target | P(a_t) | P(a_t ∪ b_t) | self-gain ± SE | flagged |", "|---|---|---|---|---|"]
         for locale, row in result.gains.iterrows():
             lines.append(
-                f"| {locale} | {_fmt(row['p_single'])} | {_fmt(row['p_self'])} | "
-                f"{_fmt(row['self_gain'])} ± {_fmt(row['self_gain_se'])} | "
+                f"| {locale} | {format_value(row['p_single'])} | {format_value(row['p_self'])} | "
+                f"{format_value(row['self_gain'])} ± {format_value(row['self_gain_se'])} | "
                 f"{'yes' if row['flagged'] else ''} |"
             )
-        flagged = result.flagged if hasattr(result, "flagged") else []
+        flagged = result.flagged_targets
         lines += ["", f"Targets with a self-gain within 2 SE of zero: {', '.join(flagged) or 'none'}.", ""]
         if diag.get("n_failed_runs"):
             lines += [f"{diag['n_failed_runs']} runs failed; see `cltm status {plan.plan_dir}`.", ""]

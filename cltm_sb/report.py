@@ -37,7 +37,13 @@ from cltm_sb.languages import PAPER_SUBSET, LanguageRegistry
 from cltm_sb.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
 from cltm_sb.plots import plot_heatmap
 from cltm_sb.results import load_records
-from cltm_sb.summary import write_matrix_folder
+from cltm_sb.summary import (
+    STABILITY_ROWS,
+    TABLE1_ROWS,
+    format_value,
+    grid_metadata,
+    write_matrix_folder,
+)
 from cltm_sb.tasks import get_task
 
 PROTOCOL_SHARED = "shared pair runs"
@@ -51,23 +57,6 @@ PAPER_TABLE1 = {
     "row_cosine": (0.990, 0.615),
     "intra_family_positive": (0.0498, 0.4168),
 }
-# (key, label, shown as percent)
-TABLE1_ROWS = (
-    ("rfd", "RFD (relative Frobenius deviation)", False),
-    ("asymmetry", "relative asymmetry", False),
-    ("prop_positive", "prop+", True),
-    ("reciprocity_positive", "reciprocity+", True),
-    ("row_cosine", "average row cosine", False),
-    ("intra_family_positive", "intra-family+", True),
-)
-STABILITY_ROWS = (
-    ("se_median", "median SE of entries", False),
-    ("se_mean", "mean SE of entries", False),
-    ("rms_offdiag", "RMS of off-diagonal entries", False),
-    ("self_gain_min", "min self-gain", False),
-    ("self_gain_median", "median self-gain", False),
-)
-
 
 @dataclass
 class GridAnalysis:
@@ -175,22 +164,7 @@ def analyze_grid(
         if r.status == "ok" and r.kind == "pair" and r.task == task
     ]
     protocol, protocol_source = detect_protocol(folder, pair_evals)
-    metadata = {
-        "task": task,
-        "metric": spec.metric,
-        "title": f"{spec.title} CLTM",
-        "config_hash": str(table["config_hash"].iloc[0]),
-        "data_hash": str(table["data_hash"].iloc[0]),
-        "seeds": sorted(int(s) for s in table["seed"].unique()),
-        "n_records": records.n_records,
-        "n_failed_runs": records.n_failed,
-        "failed_runs": [
-            {"run_id": r.run_id, "error": r.error, "log": r.log_path} for r in records.failed
-        ],
-        "min_seeds": min_seeds,
-        "protocol": protocol,
-        "protocol_source": protocol_source,
-    }
+    metadata = grid_metadata(task, table, records, min_seeds)
     return GridAnalysis(
         folder,
         task,
@@ -269,12 +243,7 @@ class _Block:
     level: int = 2
 
 
-def _num(value: Any, percent: bool = False, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, (int, np.integer)) and not percent:
-        return str(value)
-    return f"{100 * float(value):.2f}%" if percent else f"{float(value):.{digits}f}"
+_num = format_value
 
 
 def _interval(lo: float, hi: float, percent: bool = False) -> str:

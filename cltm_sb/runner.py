@@ -363,7 +363,7 @@ def config_hash_for(
     """
     _, overrides, text = _compose(task, overrides, hparams_file)
     stand_ins = {
-        key: (["<per-run>"] if key in LIST_KEYS else "<per-run>")
+        key: (["per-run-stand-in"] if key in LIST_KEYS else "per-run-stand-in")
         for key in PER_RUN_KEYS & set(_top_level(text))
         if key not in overrides and not key.startswith("__")
     }

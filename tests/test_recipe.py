@@ -14,6 +14,7 @@ from cltm_sb.runner import (
     RecipeError,
     available,
     compose_hparams,
+    config_hash_for,
     hparams_dir,
     main,
     make_dataset,
@@ -80,6 +81,9 @@ def test_gender_end_to_end(prepared: Path, tiny_folder: str, tmp_path: Path) -> 
     assert record.train_set == [{"locale": "xa", "subset": "a"}]
     assert record.data_hash == "toy-0" and record.encoder["weights_sha256"]
     assert record.extra["lr"] == 0.0005 and record.extra["encoder_config"]["layerdrop"] == 0.0
+    per_run = {"train_csv", "test_csv", "seed", "output_folder"}
+    planned = {k: v for k, v in _overrides(prepared, "gr", tmp_path, tiny_folder).items() if k not in per_run}
+    assert config_hash_for("gr", planned) == record.config_hash  # what the grid checks on resume
     again = read_record(tmp_path / "run" / "record.json")
     assert again.to_dict() == record.to_dict()
     assert not (tmp_path / "run" / "save").exists()  # no checkpoints kept by default

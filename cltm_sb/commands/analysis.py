@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
@@ -12,34 +11,18 @@ from cltm_sb.diagnostics import diagnose, read_matrix_csv
 from cltm_sb.io import to_jsonable
 from cltm_sb.languages import load_registry
 from cltm_sb.matrix import DEFAULT_MIN_SEEDS
+from cltm_sb.summary import DIAGNOSTIC_ROWS, format_value
 from cltm_sb.tasks import TASKS
-
-HEADLINE = (
-    ("rfd", "RFD (relative Frobenius deviation)", False),
-    ("asymmetry", "relative asymmetry", False),
-    ("row_cosine", "average row cosine", False),
-    ("prop_positive", "prop+", True),
-    ("reciprocity_positive", "reciprocity+", True),
-    ("intra_family_positive", "intra-family+", True),
-    ("rms_offdiag", "RMS of off-diagonal entries", False),
-    ("se_median", "median SE", False),
-    ("se_mean", "mean SE", False),
-    ("self_gain_min", "min self-gain", False),
-    ("self_gain_median", "median self-gain", False),
-)
-
-
-def _fmt(value: Any, percent: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{100 * value:.2f}%" if percent else f"{value:.4g}"
 
 
 def format_diagnostics(report: dict[str, Any]) -> str:
     """A plain-text table of the diagnostics for people."""
     lines = [f"languages: {report['n_languages']} ({', '.join(report['languages'])})"]
-    width = max(len(label) for _, label, _ in HEADLINE)
-    lines += [f"  {label:<{width}}  {_fmt(report.get(key), pct)}" for key, label, pct in HEADLINE]
+    width = max(len(label) for _, label, _ in DIAGNOSTIC_ROWS)
+    lines += [
+        f"  {label:<{width}}  {format_value(report.get(key), pct, digits=4)}"
+        for key, label, pct in DIAGNOSTIC_ROWS
+    ]
     if report.get("flagged_targets"):
         lines.append(f"self-gain within 2 SE of zero: {', '.join(report['flagged_targets'])}")
     for key, title in (("top_positive", "top positive"), ("top_negative", "top negative")):
