@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,37 @@ def prepared_sv(toy_corpus: Path, toy_locales: list[str], tmp_path_factory: pyte
         toy_corpus, toy_locales, "sv", TOY_SV_N, out, clips_per_speaker=TOY_SV_K, seed=0, progress=False
     )
     return out
+
+
+def _forget_unloadable_lazy_modules() -> None:
+    """Drop SpeechBrain's lazy placeholders of optional integrations (k2, ...) from sys.modules.
+
+    Hypothesis scans ``sys.modules`` for constants and reads ``module.__file__``; on a placeholder
+    whose optional dependency is not installed that read raises ImportError instead of
+    AttributeError, which crashes the session. The placeholders are re-created on a real import.
+    """
+    lazy_type = getattr(sys.modules.get("speechbrain.utils.importutils"), "LazyModule", None)
+    if lazy_type is None:
+        return
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, lazy_type):
+            try:
+                with warnings.catch_warnings():  # deprecated redirects warn when resolved
+                    warnings.simplefilter("ignore")
+                    getattr(module, "__file__", None)
+            except ImportError:
+                del sys.modules[name]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems() -> None:
+    """Runs before Hypothesis scans the modules imported during collection."""
+    _forget_unloadable_lazy_modules()
+
+
+@pytest.fixture(autouse=True)
+def _safe_modules_for_hypothesis():
+    """Tests may import SpeechBrain parts that register new placeholders: clean before each."""
+    _forget_unloadable_lazy_modules()
+    yield
+
