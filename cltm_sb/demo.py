@@ -38,7 +38,7 @@ class DemoConfig:
 FULL = DemoConfig(
     n_languages=6,
     seeds=(42, 43),
-    gr_n=16,
+    gr_n=8,  # 4 speakers per gender: the steep part of the toy learning curve
     sv_n=32,
     sv_k=4,
     overrides=(("encoder", "tiny_hubert"), ("preset", "toy")),
