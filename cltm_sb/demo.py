@@ -87,14 +87,15 @@ def run_demo(
     """Run the demo into ``out`` and return the path of ``report.md``.
 
     ``<out>/gr/`` and ``<out>/sv/`` hold what ``cltm matrix`` writes (cltm.csv, cltm_se.csv,
-    diagnostics.json, cltm.png, ...). ``runner`` replaces the training function (tests).
+    diagnostics.json, cltm.png, ...) plus the full report (report.html, report.md, donors.csv).
+    ``runner`` replaces the training function (tests).
     """
     from cltm_sb.data.common_voice import prepare_common_voice
     from cltm_sb.data.synth import CorpusSize, synthesize_corpus
     from cltm_sb.executors import LocalExecutor, usable_cores
     from cltm_sb.grid import DEFAULT_RUNNER, make_plan
     from cltm_sb.languages import read_registry_csv
-    from cltm_sb.summary import matrix_from_records
+    from cltm_sb.report import analyze_grid, write_report
 
     config = QUICK if quick else FULL
     folders = demo_folders(out)
@@ -125,10 +126,9 @@ def run_demo(
         report = LocalExecutor(workers=workers).run(plan, progress=progress)
         if report.failed:
             logger.warning("%d %s runs failed; see %s", len(report.failed), task, plan.plan_dir / "logs")
-        result, diagnostics = matrix_from_records(
-            plan.plan_dir, task, registry, folders["out"] / task, locales=locales
-        )
-        sections.append((task, plan, result, diagnostics))
+        analysis = analyze_grid(plan.plan_dir, registry, task=task, locales=locales)
+        write_report(analysis, registry, folders["out"] / task)
+        sections.append((task, plan, analysis.result, {**analysis.metadata, **analysis.diagnostics}))
     atomic_write_text(folders["report"], render_demo_report(sections, folders["out"]))
     return folders["report"]
 
@@ -144,7 +144,8 @@ def render_demo_report(sections: list[tuple[str, Any, Any, dict[str, Any]]], bas
         spec = get_task(task)
         lines += [f"## {spec.title} ({task}, metric {spec.metric})", ""]
         lines += [f"{plan.n_trainings} trainings, seeds {', '.join(map(str, plan.seeds))}; "
-                  f"files in [`{task}/`]({task}/)", ""]  # fmt: skip
+                  f"files in [`{task}/`]({task}/), full report in "
+                  f"[`{task}/report.html`]({task}/report.html)", ""]  # fmt: skip
         png = base / task / "cltm.png"
         if png.is_file():
             lines += [f"![{spec.title} CLTM]({task}/cltm.png)", ""]

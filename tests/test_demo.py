@@ -22,9 +22,9 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert str(out / "report.md") in capsys.readouterr().out
     report = (out / "report.md").read_text(encoding="utf-8")
     for task in ("gr", "sv"):
-        for name in (*MATRIX_FILES, "cltm_se.csv", "cltm.png"):
+        for name in (*MATRIX_FILES, "cltm_se.csv", "cltm.png", "report.html", "donors.csv"):
             assert (out / task / name).is_file(), f"{task}/{name} missing"
-        assert f"]({task}/cltm.png)" in report
+        assert f"]({task}/cltm.png)" in report and f"]({task}/report.html)" in report
         diag = json.loads((out / task / "diagnostics.json").read_text())
         assert diag["n_failed_runs"] == 0 and diag["seeds"] == [42, 43]
         records = list((out / "grids" / task / "records").glob("*.json"))
