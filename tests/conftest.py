@@ -84,3 +84,14 @@ def _safe_modules_for_hypothesis():
     _forget_unloadable_lazy_modules()
     yield
 
+
+@pytest.fixture
+def one_torch_thread():
+    """Train with one torch thread (as each grid worker does), restoring the setting after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from recipe_toy import make_prepared
 
 from cltm_sb.brains import GenderBrain, NonFiniteLossError, SpeakerIDBrain
 from cltm_sb.encoders import (
@@ -22,16 +22,7 @@ from cltm_sb.heads import LinearHead
 from cltm_sb.io import sha256_file
 from cltm_sb.runner import make_dataset, read_manifests
 
-sys.path.insert(0, str(Path(__file__).parent))
-from recipe_toy import make_prepared  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from recipe_toy import make_prepared
 
 from cltm_sb.results import read_record
 from cltm_sb.runner import (
@@ -22,9 +21,6 @@ from cltm_sb.runner import (
     run_recipe,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
-from recipe_toy import make_prepared  # noqa: E402
-
 pytestmark = pytest.mark.slow
 ECAPA_SMALL = {
     "encoder": "ecapa",
@@ -35,12 +31,7 @@ ECAPA_SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
