@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cltm_sb.diagnostics import diagnose
-from cltm_sb.matrix import DEFAULT_MIN_SEEDS, build_cltm, infer_locales
+from cltm_sb.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm, infer_locales
 
 MIN_BOOTSTRAP_SEEDS = 5
 DEFAULT_REPLICATES = 1000
@@ -164,6 +164,7 @@ def bootstrap_cltm(
     rng_seed: int = 0,
     min_seeds: int = DEFAULT_MIN_SEEDS,
     min_bootstrap_seeds: int = MIN_BOOTSTRAP_SEEDS,
+    full: CLTMResult | None = None,
 ) -> BootstrapResult:
     """Percentile intervals of the CLTM entries, self-gains and diagnostics by a seed bootstrap.
 
@@ -176,11 +177,14 @@ def bootstrap_cltm(
         rng_seed: seed of the draws; the same seed gives the same intervals.
         min_seeds: the matrix's own ``min_seeds`` (NaN rules), applied per replicate.
         min_bootstrap_seeds: fewer seeds than this give NaN intervals with a note.
+        full: the matrix already built from ``table`` with these locales and ``min_seeds``
+            (saves building it, and logging its NaN reasons, a second time).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     locales = list(locales) if locales is not None else infer_locales(table)
-    full = build_cltm(table, locales=locales, min_seeds=min_seeds)
+    if full is None:
+        full = build_cltm(table, locales=locales, min_seeds=min_seeds)
     point = diagnose(full.matrix, families=families, se=full.se, gains=full.gains)
     seeds = sorted(int(s) for s in table["seed"].unique())
     n = len(locales)

@@ -157,6 +157,7 @@ def analyze_grid(
         n_replicates=n_replicates,
         rng_seed=rng_seed,
         min_seeds=min_seeds,
+        full=result,
     )
     pair_evals = [
         len(r.evaluations)
