@@ -61,8 +61,8 @@ EQ_BANDS_HZ = (150.0, 300.0, 600.0, 1000.0, 1600.0, 2500.0, 4000.0, 6500.0)
 EQ_SPREAD_DB = 8.0
 # ... around a gender-specific mean curve (brighter female voices), the same in every language.
 GENDER_EQ_DB = {
-    "female": (-4.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 6.0),
-    "male": (4.0, 4.0, 2.0, 0.0, -2.0, -4.0, -6.0, -6.0),
+    "female": (-6.0, -6.0, -3.0, 0.0, 3.0, 6.0, 9.0, 9.0),
+    "male": (6.0, 6.0, 3.0, 0.0, -3.0, -6.0, -9.0, -9.0),
 }
 # Vowel space (F1, F2, F3 in Hz for a reference vocal tract) from which inventories are drawn.
 VOWEL_SPACE = (
