@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.io import atomic_write_json, sha256_file, stable_hash
+from cltm_sb.data.manifests import PREPARE_FILE, prepared_data_hash, read_prepare_info
+from cltm_sb.io import atomic_write_json, stable_hash
 from cltm_sb.results import RecordError, RunRecord, read_record
 from cltm_sb.tasks import get_task
 
@@ -40,7 +41,6 @@ PLAN_VERSION = 1
 PLAN_FILE = "plan.json"
 DEFAULT_RUNNER = "cltm_sb.runner:run_recipe"
 RUN_MARKER = ".cltm_run"
-PREPARE_FILE = "prepare.json"
 # Tasks whose test set is scored through a trial list beside test.csv.
 TRIALS_TASKS = frozenset({"sv"})
 
@@ -472,24 +472,19 @@ def read_prepared(data_dir: str | os.PathLike) -> tuple[str, str]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such prepared data folder; run `cltm prepare` first")
-    info_file = data_dir / PREPARE_FILE
-    if info_file.is_file():
-        try:
-            info = json.loads(info_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise PlanError(f"{info_file}: not valid JSON ({error}); prepare the data again") from error
+    try:
+        info = read_prepare_info(data_dir)
+    except ValueError as error:
+        raise PlanError(str(error)) from error
+    if info is not None:
         root = Path(info.get("data_root") or data_dir)
         if not root.is_absolute():
             root = data_dir / root
-        data_hash = info.get("data_hash")
-        if not data_hash:
-            data_hash = stable_hash({k: v for k, v in info.items() if k != "data_root"})
-        return str(data_hash), str(root.resolve())
-    csvs = sorted(data_dir.glob("*/*.csv"))
-    if not csvs:
+        return prepared_data_hash(data_dir), str(root.resolve())
+    if not any(data_dir.glob("*/*.csv")):
         raise PlanError(f"{data_dir}: neither {PREPARE_FILE} nor <locale>/<subset>.csv manifests found")
     logger.warning("%s has no %s: hashing its manifests instead", data_dir, PREPARE_FILE)
-    return stable_hash({str(p.relative_to(data_dir)): sha256_file(p) for p in csvs}), str(data_dir.resolve())
+    return prepared_data_hash(data_dir), str(data_dir.resolve())
 
 
 def make_plan(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cltm_sb.data.manifests import read_prepare_info
 from cltm_sb.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
 from cltm_sb.results import RecordTable, load_records
 
@@ -98,13 +99,11 @@ def curve_rows(table: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def _n_from_prepare(data_dir: Path) -> int | None:
-    info = data_dir / "prepare.json"
-    if not info.is_file():
-        return None
     try:
-        value = json.loads(info.read_text(encoding="utf-8")).get("n")
-    except json.JSONDecodeError as error:
-        raise IntervalError(f"{info}: not valid JSON ({error})") from error
+        info = read_prepare_info(data_dir)
+    except ValueError as error:
+        raise IntervalError(str(error)) from error
+    value = (info or {}).get("n")
     return int(value) if value is not None else None
 
 

@@ -28,8 +28,8 @@ import torch
 
 import cltm_sb
 from cltm_sb.data.audio import normalize_waveform
-from cltm_sb.data.manifests import find_data_root
-from cltm_sb.io import atomic_write, atomic_write_text, sha256_file, stable_hash
+from cltm_sb.data.manifests import find_data_root, prepared_data_hash
+from cltm_sb.io import atomic_write, atomic_write_text, sha256_file
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
 from cltm_sb.tasks import get_task
 
@@ -181,22 +181,13 @@ def read_manifests(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, st
     return data
 
 
-def prepare_info(manifest: str | os.PathLike) -> dict:
-    """``prepare.json`` two folders up from a manifest (``<prepared>/<locale>/a.csv``), or {}."""
-    import json
-
-    path = Path(manifest).resolve().parent.parent / "prepare.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def data_hash_of(manifests: Sequence[str | os.PathLike]) -> str:
-    """The prepared folder's data hash, else a hash of the manifests' contents."""
-    info = prepare_info(manifests[0])
-    if info:
-        return str(info.get("data_hash") or stable_hash(info))
-    return stable_hash([Path(m).read_text(encoding="utf-8") for m in manifests])
+    """The data hash of the prepared folder holding the manifests (``<prepared>/<locale>/a.csv``).
+
+    The same value the grid puts in its plan: ``prepare.json``'s hash, else a hash of the
+    folder's manifests.
+    """
+    return prepared_data_hash(Path(manifests[0]).resolve().parent.parent)
 
 
 def load_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:

@@ -40,6 +40,7 @@ from cltm_sb.data.cv_tables import speakers_in_several_locales
 from cltm_sb.data.manifests import (
     DATA_ROOT_PREFIX,
     GENDERS,
+    PREPARE_FILE,
     ManifestRow,
     write_manifest,
     write_trials,
@@ -59,7 +60,6 @@ from cltm_sb.tasks import get_task
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-PREPARE_FILE = "prepare.json"
 PARAM_KEYS = (
     "format_version", "task", "n", "clips_per_speaker", "seed", "locales", "cv_root", "data_root",
     "trials_per_speaker",

@@ -97,15 +97,49 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
         return [Trial(r["enrol_ID"], r["test_ID"], int(r["label"])) for r in reader]
 
 
+PREPARE_FILE = "prepare.json"
+
+
+def read_prepare_info(folder: str | os.PathLike) -> dict | None:
+    """The ``prepare.json`` of a prepared folder, or None where there is none.
+
+    A file that is not valid JSON raises a ValueError that names it.
+    """
+    path = Path(folder) / PREPARE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); prepare the data again") from error
+
+
+def prepared_data_hash(folder: str | os.PathLike) -> str:
+    """The data hash of a prepared folder: ``prepare.json``'s, else a hash of its manifests.
+
+    A folder of own manifests (``<locale>/<subset>.csv``, no ``prepare.json``) is hashed by the
+    contents of those CSV files, so every run and plan over it agrees on one hash.
+    """
+    from cltm_sb.io import sha256_file, stable_hash
+
+    folder = Path(folder)
+    info = read_prepare_info(folder)
+    if info is not None:
+        return str(info.get("data_hash") or stable_hash({k: v for k, v in info.items() if k != "data_root"}))
+    csvs = sorted(folder.glob("*/*.csv"))
+    return stable_hash({str(p.relative_to(folder)): sha256_file(p) for p in csvs})
+
+
 def find_data_root(manifest: str | os.PathLike) -> Path | None:
     """The ``data_root`` of the prepared folder holding ``manifest`` (its parent or grandparent)."""
     for folder in list(Path(manifest).resolve().parents)[:2]:
-        info = folder / "prepare.json"
-        if info.is_file():
-            try:
-                return Path(json.loads(info.read_text(encoding="utf-8"))["data_root"])
-            except (ValueError, KeyError, OSError):
-                return None
+        try:
+            info = read_prepare_info(folder)
+        except ValueError:
+            return None
+        if info is not None:
+            root = info.get("data_root")
+            return Path(root) if root else None
     return None
 
 
