@@ -2,10 +2,10 @@
 
     python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task gr [--n 8] [--seeds 42,43,44]
     python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task sv --n 32 --k 4 \
-        --set number_of_epochs=15
+        --override number_of_epochs=15
 
 Synthesises the demo's toy corpus (once), prepares it for the task, trains every language on a and
-on a+b for each seed (the tiny encoder, the `toy` preset plus any --set overrides) and prints, per
+on a+b for each seed (the tiny encoder, the `toy` preset plus any --override) and prints, per
 language, P(a), P(a+b), the self-gain, its standard error (per-seed spread, as `cltm matrix`) and
 z = gain / SE. DESIGN asks for every toy language clearly above seed noise (z > 2). Append the
 output to bench/RESULTS.md with the machine and the date.
@@ -14,7 +14,6 @@ output to bench/RESULTS.md with the machine and the date.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,19 +33,13 @@ def _train(task: str, overrides: dict) -> float:
     return run_recipe(task, overrides).evaluations[0].value
 
 
-def _parse_set(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value
-    return out
-
-
 def main() -> None:
+    from cltm_sb.commands.grid import parse_overrides
     from cltm_sb.data.common_voice import prepare_common_voice
     from cltm_sb.data.synth import synthesize_corpus
     from cltm_sb.demo import FULL
     from cltm_sb.executors import usable_cores
+    from cltm_sb.matrix import CellStats
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -56,7 +49,7 @@ def main() -> None:
     parser.add_argument("--seeds", default=",".join(map(str, FULL.seeds)))
     parser.add_argument("--corpus-seed", type=int, default=0)
     parser.add_argument("--languages", type=int, default=FULL.n_languages)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="hparams override, e.g. number_of_epochs=15 (repeatable)")
     parser.add_argument("--workers", type=int, default=usable_cores())
     args = parser.parse_args()
@@ -64,7 +57,7 @@ def main() -> None:
     n = args.n or (FULL.gr_n if args.task == "gr" else FULL.sv_n)
     k = args.k or (None if args.task == "gr" else FULL.sv_k)
     seeds = [int(s) for s in args.seeds.split(",")]
-    extra = {**dict(FULL.overrides), **_parse_set(args.set)}
+    extra = {**dict(FULL.overrides), **parse_overrides(args.override)}
     out = Path(args.out)
     corpus = out / f"corpus-{args.corpus_seed}"
     if not (corpus / "families.csv").is_file():
@@ -105,12 +98,15 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     clear = 0
     for locale in locales:
-        single, both = np.array(scores[(locale, "a")]), np.array(scores[(locale, "a+b")])
-        gain = both.mean() - single.mean()
-        se = float(np.sqrt(single.var(ddof=1) / len(single) + both.var(ddof=1) / len(both)))
+        single, both = (
+            CellStats(float(np.mean(v)), float(np.var(v, ddof=1)), len(v))
+            for v in (scores[(locale, "a")], scores[(locale, "a+b")])
+        )
+        gain = both.mean - single.mean
+        se = float(np.sqrt(single.v + both.v))  # as cltm matrix's self-gain SE
         z = gain / se if se > 0 else float("inf") * np.sign(gain)
         clear += bool(z > 2)
-        print(f"| {locale} | {single.mean():.3f} | {both.mean():.3f} | {gain:+.3f} | {se:.3f} | {z:.1f} |")
+        print(f"| {locale} | {single.mean:.3f} | {both.mean:.3f} | {gain:+.3f} | {se:.3f} | {z:.1f} |")
     print(f"clear of seed noise (z > 2): {clear}/{len(locales)}")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,7 @@ class MantelResult:
     statistic: str = "spearman"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "rho": self.rho,
-            "p_value": self.p_value,
-            "n_pairs": self.n_pairs,
-            "n_permutations": self.n_permutations,
-            "statistic": self.statistic,
-        }
+        return asdict(self)
 
 
 @dataclass

@@ -59,24 +59,10 @@ def grid_records(n_seeds=6, scale=1.0, one_run_per_cell=False, task="gr", noise=
                 for x, y in ((t, s), (s, t))
             }
             if one_run_per_cell:
-                records.append(
-                    make_record(
-                        [(t, "a"), (s, "a")],
-                        {t: value[t]},
-                        seed,
-                        task=task,
-                        run_id=f"p-{t}-{s}-{seed}",
-                    )
-                )
-                records.append(
-                    make_record(
-                        [(s, "a"), (t, "a")],
-                        {s: value[s]},
-                        seed,
-                        task=task,
-                        run_id=f"p-{s}-{t}-{seed}",
-                    )
-                )
+                records += [
+                    make_record([(x, "a"), (y, "a")], {x: value[x]}, seed, task=task, run_id=f"p-{x}-{y}-{seed}")
+                    for x, y in ((t, s), (s, t))
+                ]
             else:
                 records.append(make_record([(t, "a"), (s, "a")], value, seed, task=task))
     return records
