@@ -1,6 +1,6 @@
 """Benchmark: self-gains of the `toy` preset on the demo corpus (is every one clear of seed noise?).
 
-    python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task gr [--n 8] [--seeds 42,43,44]
+    python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task gr [--n 8] [--seeds 47,48,49,50,51]
     python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task sv --n 32 --k 4 \
         --override number_of_epochs=15
 

@@ -6,8 +6,9 @@ A task YAML (``hparams/gender.yaml`` or ``hparams/speaker.yaml``) names an encod
     preset: paper         # hparams/presets/<name>.yaml, or a path
 
 :func:`compose_hparams` appends those two files to the task YAML (their top-level keys must be
-disjoint) and the result is loaded with ``load_hyperpyyaml`` and the overrides, so every key of
-the three files can be overridden the same way (``--lr=1e-4``, ``--encoder=tiny_hubert``).
+disjoint), plus the preset's per-recipe part if it has one (``toy.speaker.yaml``), and the result
+is loaded with ``load_hyperpyyaml`` and the overrides, so every key of these files can be
+overridden the same way (``--lr=1e-4``, ``--encoder=tiny_hubert``).
 A YAML without ``encoder``/``preset`` keys is loaded as it is.
 """
 
@@ -56,7 +57,18 @@ def hparams_dir() -> Path:
 
 def available(kind: str) -> list[str]:
     """Names of the packaged encoders (``kind="encoders"``) or presets (``"presets"``)."""
-    return sorted(p.stem for p in (hparams_dir() / kind).glob("*.yaml"))
+    return sorted(p.stem for p in (hparams_dir() / kind).glob("*.yaml") if "." not in p.stem)
+
+
+def recipe_part(component: Path, hparams_file: str | os.PathLike) -> Path | None:
+    """The optional per-recipe part of a preset: ``<preset>.<recipe>.yaml`` beside it.
+
+    A preset holds what every recipe shares; what one recipe needs on its own (the toy preset's
+    epochs and batch size differ between gender and speaker ID) lives in the part named after
+    the recipe's YAML, e.g. ``toy.speaker.yaml``, composed whenever ``toy`` is.
+    """
+    part = component.with_name(f"{component.stem}.{Path(hparams_file).stem}{component.suffix}")
+    return part if part.is_file() else None
 
 
 def resolve_component(kind: str, value: str | os.PathLike) -> Path:
@@ -87,7 +99,10 @@ def _top_level(text: str) -> dict:
 
 
 def compose_hparams(hparams_file: str | os.PathLike, overrides: Mapping[str, Any]) -> str:
-    """The task YAML followed by its encoder and preset YAML (chosen in YAML or in overrides)."""
+    """The task YAML followed by its encoder and preset YAML (chosen in YAML or in overrides).
+
+    A preset's per-recipe part (:func:`recipe_part`) follows the preset.
+    """
     hparams_file = Path(hparams_file)
     text = hparams_file.read_text(encoding="utf-8")
     top = _top_level(text)
@@ -99,8 +114,10 @@ def compose_hparams(hparams_file: str | os.PathLike, overrides: Mapping[str, Any
         if value is None:
             raise RecipeError(f"{hparams_file}: set {key!r} (valid: {', '.join(available(kind))})")
         path = resolve_component(kind, value)
-        part = path.read_text(encoding="utf-8")
-        parts.append((str(path), part, set(_top_level(part))))
+        for component in (path, recipe_part(path, hparams_file) if kind == "presets" else None):
+            if component is not None:
+                part = component.read_text(encoding="utf-8")
+                parts.append((str(component), part, set(_top_level(part))))
     seen: dict[str, str] = {}
     for name, _, keys in parts:
         for key in keys:

@@ -16,6 +16,7 @@ from cltm_sb.encoders import (
     LayerAverage,
     MaskedMeanPooling,
     build_tiny_hubert,
+    gabor_filterbank,
     masked_mean,
 )
 from cltm_sb.heads import LinearHead
@@ -74,6 +75,28 @@ def test_tiny_hubert_is_deterministic_and_loads_offline(tiny_hubert: Path, tmp_p
     assert lens[0] == 1.0 and 0.45 < lens[1] < 0.55
     with pytest.raises(ValueError, match="encoder_dim"):
         HFSSLEncoder(tiny_hubert, expected_hidden_size=64)
+
+
+def test_gabor_filterbank_pairs_peak_at_mel_spaced_centres() -> None:
+    bank = gabor_filterbank(16, 400)[:, 0].double()
+    spectrum = torch.fft.rfft(bank, n=16000).abs()  # 1 Hz bins
+    peaks = spectrum.argmax(dim=1).reshape(8, 2)
+    assert (peaks[:, 0] - peaks[:, 1]).abs().max() <= 3  # cosine and sine of a pair share a band
+    assert 70 <= peaks[0, 0] <= 90 and 6950 <= peaks[-1, 0] <= 7050
+    mel = 2595 * torch.log10(1 + peaks[:, 0] / 700)
+    steps = mel.diff()
+    assert torch.allclose(steps, steps.mean(), rtol=0.1)  # even steps on the mel scale
+    pairs = bank.reshape(8, 2, 400)
+    assert (pairs[:, 0] * pairs[:, 1]).sum(-1).abs().max() < 0.05  # quadrature
+    assert torch.allclose(bank.norm(dim=1), torch.full((16,), 2**0.5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="even"):
+        gabor_filterbank(15, 400)
+
+
+def test_tiny_hubert_front_end_is_the_filterbank(tiny_hubert: Path) -> None:
+    enc = HFSSLEncoder(tiny_hubert, layerdrop=0.0)
+    conv = enc.model.feature_extractor.conv_layers[0].conv
+    assert torch.equal(conv.weight, gabor_filterbank(conv.out_channels, conv.kernel_size[0]))
 
 
 def _speaker_brain(tiny_hubert: Path, n_classes: int = 2) -> SpeakerIDBrain:

@@ -169,6 +169,29 @@ def test_paper_preset_is_one_adamw_group() -> None:
     assert text.count("opt_class:") == 1
 
 
+def test_preset_recipe_parts_are_composed_per_recipe(tmp_path: Path) -> None:
+    assert not any("." in name for name in available("presets"))
+    tiny = {"encoder": "tiny_hubert", "preset": "toy"}
+    gender = compose_hparams(hparams_dir() / "gender.yaml", tiny)
+    speaker = compose_hparams(hparams_dir() / "speaker.yaml", tiny)
+    assert "from " + str(hparams_dir() / "presets" / "toy.gender.yaml") in gender
+    assert "from " + str(hparams_dir() / "presets" / "toy.speaker.yaml") not in gender
+    assert "number_of_epochs: 6" in gender and "number_of_epochs: 12" in speaker
+    assert gender.count("lr: 0.0005") == speaker.count("lr: 0.0005") == 1
+    # A user's preset given by path gets its sibling part too; a clash names both files.
+    (tmp_path / "mine.yaml").write_text((hparams_dir() / "presets" / "toy.yaml").read_text())
+    (tmp_path / "mine.speaker.yaml").write_text("number_of_epochs: 2\nbatch_size: 2\n")
+    assert "number_of_epochs: 2" in compose_hparams(
+        hparams_dir() / "speaker.yaml", {**tiny, "preset": str(tmp_path / "mine.yaml")}
+    )
+    assert "number_of_epochs" not in compose_hparams(
+        hparams_dir() / "gender.yaml", {**tiny, "preset": str(tmp_path / "mine.yaml")}
+    ).split("mine.yaml")[-1]
+    (tmp_path / "mine.speaker.yaml").write_text("lr: 0.1\n")
+    with pytest.raises(RecipeError, match="mine.speaker.yaml"):
+        compose_hparams(hparams_dir() / "speaker.yaml", {**tiny, "preset": str(tmp_path / "mine.yaml")})
+
+
 def test_command_line_main(prepared: Path, tiny_folder: str, tmp_path: Path) -> None:
     argv = [
         str(hparams_dir() / "gender.yaml"),
