@@ -29,7 +29,12 @@ import torch
 
 import cltm_sb
 from cltm_sb.data.audio import normalize_waveform
-from cltm_sb.data.manifests import find_data_root, prepared_data_hash
+from cltm_sb.data.manifests import (
+    MANIFEST_COLUMNS,
+    TRIAL_COLUMNS,
+    find_data_root,
+    prepared_data_hash,
+)
 from cltm_sb.io import atomic_write, atomic_write_text, sha256_file
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
 from cltm_sb.tasks import get_task
@@ -38,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 KEEP_CHECKPOINTS = ("none", "head", "all")
 PRECISIONS = ("fp32", "fp16", "bf16", "auto")
-MANIFEST_COLUMNS = ("ID", "duration", "wav", "spk_id", "gender", "locale", "subset")
-TRIALS_COLUMNS = ("enrol_ID", "test_ID", "label")
 #: Files whose presence means a run already used a folder.
 RUN_MARKERS = ("hyperparams.yaml", "record.json")
 LIST_KEYS = ("train_csv", "test_csv", "trials_csv")
@@ -565,7 +568,7 @@ def _evaluate_verification(
 
     test_set = make_dataset(rows, hp["data_root"], sample_rate=hp["sample_rate"])
     ids, emb = brain.embed_dataset(test_set)
-    trials = read_csv_rows(trials_path, TRIALS_COLUMNS)
+    trials = read_csv_rows(trials_path, TRIAL_COLUMNS)
     if not trials:
         raise RecipeError(f"{trials_path}: no trials")
     enrol = [t["enrol_ID"] for t in trials]
@@ -597,7 +600,7 @@ def _evaluate_verification(
         atomic_write(emb_path, write_npz)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["enrol_ID", "test_ID", "label", "score"])
+    writer.writerow([*TRIAL_COLUMNS, "score"])
     writer.writerows(zip(enrol, test, labels.tolist(), [f"{s:.6f}" for s in scores]))
     scores_path = atomic_write_text(output_folder / f"scores_{locale}.csv", buffer.getvalue())
     value = metrics.pop("auc")
