@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from cltm_sb import __version__
+from cltm_sb.environment import InstallError, require_loadable_torchaudio
 
 # Modules that contribute subcommands, in the order their commands appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -52,7 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if getattr(args, "trains", False):
+            require_loadable_torchaudio()
         return int(args.func(args) or 0)
+    except InstallError as error:
+        print(f"cltm {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except (CLTMError, ValueError, FileNotFoundError) as error:
         if args.verbose:
             raise

@@ -554,15 +554,28 @@ def slurm_parameters(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sbatch_script(options: Mapping[str, Any], folder: str | os.PathLike, n_tasks: int = 1) -> str:
-    """The sbatch script submitit would submit for one array of ``n_tasks`` (for review, tests)."""
+    """The sbatch script submitit would submit for one array of ``n_tasks`` (for review, tests).
+
+    Works on any machine: rendering a script needs no SLURM installation.
+    """
     import submitit
 
-    executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster="slurm")
-    executor.update_parameters(**slurm_parameters(options))
-    inner = executor._executor  # noqa: SLF001 - submitit exposes no public preview
+    class ScriptOnlySlurmExecutor(submitit.SlurmExecutor):
+        """submitit's SLURM executor without its check for ``srun``; it renders, never submits."""
+
+        @classmethod
+        def affinity(cls) -> int:
+            return 1
+
+    executor = ScriptOnlySlurmExecutor(folder=Path(folder) / "%j")
+    params = slurm_parameters(options)
+    # The same split AutoExecutor makes: generic names are renamed, ``slurm_`` ones lose the prefix.
+    generic = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    specific = {k.removeprefix("slurm_"): v for k, v in params.items() if k.startswith("slurm_")}
+    executor.update_parameters(**executor._convert_parameters(generic), **specific)  # noqa: SLF001
     if n_tasks > 1:
-        inner.parameters["map_count"] = n_tasks
-    return inner._make_submission_file_text("python -u -m submitit.core._submit <FOLDER>", "<UID>")
+        executor.parameters["map_count"] = n_tasks
+    return executor._make_submission_file_text("python -u -m submitit.core._submit <FOLDER>", "<UID>")
 
 
 def read_slurm_config(path: str | os.PathLike) -> dict[str, Any]:

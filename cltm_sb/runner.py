@@ -35,6 +35,7 @@ from cltm_sb.data.manifests import (
     find_data_root,
     prepared_data_hash,
 )
+from cltm_sb.environment import torchaudio_problem
 from cltm_sb.io import atomic_write, atomic_write_text, sha256_file
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
 from cltm_sb.tasks import get_task
@@ -625,6 +626,9 @@ def _save_checkpoint(hp: Mapping[str, Any], folder: Path, keep: str) -> None:
 # ------------------------------------------------------------------------------ command line
 def main(task: str, argv: Sequence[str] | None = None) -> RunRecord:
     """``python recipes/<task>/train.py hparams/<task>.yaml --key=value ...``."""
+    problem = torchaudio_problem()
+    if problem:
+        raise SystemExit(f"error: {problem}")
     import speechbrain as sb
     import yaml
 

@@ -1,8 +1,11 @@
-"""Factories for tests: synthetic run records with known metric values."""
+"""Factories for tests: synthetic run records with known metric values; golden-file checks."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from cltm_sb.results import Evaluation, RunRecord, write_record
 
@@ -70,3 +73,19 @@ def known_grid() -> list[RunRecord]:
         r.append(make_record([("en", "a"), ("fr", "a")], {"fr": 0.85}, seed))
         r.append(make_record([("es", "a"), ("fr", "a")], {"es": 0.52, "fr": 0.75}, seed))
     return r
+
+
+#: Set to 1 to (re)write golden files from the current output; review the diff, then commit it.
+RECORD_GOLDEN = "CLTM_RECORD_GOLDEN"
+
+
+def assert_golden(path: Path, got: str) -> None:
+    """``got`` equals the committed golden file ``path``; a missing golden file fails."""
+    if os.environ.get(RECORD_GOLDEN) == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(got, encoding="utf-8")
+    if not path.exists():
+        pytest.fail(f"golden file {path} is missing: record it with {RECORD_GOLDEN}=1 pytest, review, commit")
+    assert got == path.read_text(encoding="utf-8"), (
+        f"{path.name} changed; if this is intended, rerun with {RECORD_GOLDEN}=1, review the diff and commit"
+    )

@@ -22,6 +22,8 @@ from cltm_sb.grid import (
     trainings_per_seed,
 )
 
+from helpers import assert_golden
+
 LOCALES = ["de", "en", "es", "fr", "it", "pl"]
 GOLDEN = Path(__file__).parent / "golden" / "plan_gr_en_es_fr.json"
 RUNNER = "grid_fakes:run_fake"
@@ -128,12 +130,7 @@ def test_plan_file_golden(tmp_path: Path) -> None:
     )
     plan.save()
     got = _golden_view(plan.plan_file, data)
-    if not GOLDEN.exists():  # first run writes the record; review it and commit it
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(got, encoding="utf-8")
-    assert got == GOLDEN.read_text(encoding="utf-8"), (
-        f"plan.json changed; if this is intended, delete {GOLDEN} and rerun to record it again"
-    )
+    assert_golden(GOLDEN, got)
 
 
 def test_plan_roundtrip_in_a_weird_folder(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ from cltm_sb.executors import (
 )
 from cltm_sb.grid import make_plan, plan_status
 
+from helpers import assert_golden
+
 TESTS = Path(__file__).parent
 GOLDEN = TESTS / "golden" / "sbatch_gpu.txt"
 RUNNER = "grid_fakes:run_fake"
@@ -62,18 +64,22 @@ def test_parse_minutes(value: object, minutes: int) -> None:
     assert parse_minutes(value) == minutes
 
 
+def test_a_missing_golden_file_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLTM_RECORD_GOLDEN", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="is missing"):
+        assert_golden(tmp_path / "missing.txt", "anything")
+    assert not (tmp_path / "missing.txt").exists()
+
+
 def test_sbatch_golden() -> None:
+    """The script renders on a machine without SLURM (no srun needed) and matches the record."""
     options = {
         "partition": "gpu", "account": "lab", "gpus": 1, "cpus_per_task": 8, "mem_gb": 32,
         "time": "04:00:00", "array_parallelism": 4, "runs_per_task": 3,
         "setup": ["module load cuda"], "additional": {"mail-type": "END"},
     }
     got = sbatch_script(options, "/PLAN/slurm", n_tasks=10)
-    if not GOLDEN.exists():
-        GOLDEN.write_text(got, encoding="utf-8")
-    assert got == GOLDEN.read_text(encoding="utf-8"), (
-        f"the sbatch script changed; if this is intended, delete {GOLDEN} and rerun to record it"
-    )
+    assert_golden(GOLDEN, got)
     assert set(slurm_parameters({})) >= {"timeout_min", "cpus_per_task", "slurm_array_parallelism"}
     assert set(SLURM_OPTIONS) >= {"partition", "account", "time", "gpus", "array_parallelism"}
 

@@ -220,7 +220,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--time-per-run", type=float, help="seconds of one single-subset training")
     p.add_argument("--workers", type=int, default=1, help="workers assumed by the estimate")
     p.add_argument("--force", action="store_true", help="replace a different plan in --out")
-    p.set_defaults(func=_plan)
+    p.set_defaults(func=_plan, trains=True)  # --measure trains
 
     p = subparsers.add_parser("run", help="run a plan's unfinished runs (resumable)")
     p.add_argument("plan", help="plan folder or its plan.json")
@@ -244,7 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--runs-per-task", type=int, help="runs per array task (amortises start-up)")
     g.add_argument("--job-name")
     g.add_argument("--no-wait", action="store_true", help="submit and return")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, trains=True)
 
     p = subparsers.add_parser("status", help="done/failed/pending runs of a plan and an ETA")
     p.add_argument("plan", help="plan folder or its plan.json")
@@ -257,4 +257,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="fewer languages and epochs (a smoke test)")
     p.add_argument("--workers", type=int, help="concurrent runs (default: one per 2 cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_demo, trains=True)
