@@ -21,8 +21,9 @@ def main() -> None:
     from cltm_sb.data.common_voice import prepare_common_voice
     from cltm_sb.data.synth import synthesize_corpus
     from cltm_sb.demo import FULL
-    from cltm_sb.executors import LocalExecutor, usable_cores
-    from cltm_sb.grid import make_plan
+    from cltm_sb.grid.executors.core import usable_cores
+    from cltm_sb.grid.executors.local import LocalExecutor
+    from cltm_sb.grid.plan import make_plan
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)

@@ -92,8 +92,9 @@ def run_demo(
     """
     from cltm_sb.data.common_voice import prepare_common_voice
     from cltm_sb.data.synth import CorpusSize, synthesize_corpus
-    from cltm_sb.executors import LocalExecutor, usable_cores
-    from cltm_sb.grid import DEFAULT_RUNNER, make_plan
+    from cltm_sb.grid.executors.core import usable_cores
+    from cltm_sb.grid.executors.local import LocalExecutor
+    from cltm_sb.grid.plan import DEFAULT_RUNNER, make_plan
     from cltm_sb.languages import read_registry_csv
     from cltm_sb.report import analyze_grid, write_report
 

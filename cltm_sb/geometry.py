@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from cltm_sb.grid.layout import GridLayout
 from cltm_sb.results import RunRecord
+from cltm_sb.run_files import embeddings_file
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PERMUTATIONS = 9999
-EMBEDDINGS_PATTERN = "embeddings_{locale}.npz"
 
 
 class GeometryError(ValueError):
@@ -115,9 +116,7 @@ def embeddings_path(
     if recorded and Path(recorded).is_file():
         return Path(recorded)
     if plan_dir is not None:
-        fallback = (
-            Path(plan_dir) / "runs" / record.run_id / EMBEDDINGS_PATTERN.format(locale=locale)
-        )
+        fallback = embeddings_file(GridLayout(plan_dir).run(record.run_id).run_dir, locale)
         if fallback.is_file():
             return fallback
     return Path(recorded) if recorded else None

@@ -17,7 +17,6 @@ a_l ∪ b_l, size 2N); :func:`load_curves` builds it from folders of run records
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cltm_sb.data.manifests import read_prepare_info
+from cltm_sb.grid.layout import GridLayout, PlanError
 from cltm_sb.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
 from cltm_sb.results import RecordTable, load_records
 
@@ -115,16 +115,14 @@ def infer_n(folder: str | os.PathLike, records: RecordTable) -> int:
     a_l record in their ``extra``. The error says how to give N by hand (``N=FOLDER``).
     """
     folder = Path(folder)
-    plan_file = folder / "plan.json"
-    if plan_file.is_file():
-        try:
-            data_dir = json.loads(plan_file.read_text(encoding="utf-8")).get("data_dir")
-        except json.JSONDecodeError as error:
-            raise IntervalError(f"{plan_file}: not valid JSON ({error})") from error
-        if data_dir:
-            n = _n_from_prepare(Path(data_dir))
-            if n is not None:
-                return n
+    try:
+        plan = GridLayout(folder).plan_fields()
+    except PlanError as error:
+        raise IntervalError(str(error)) from error
+    if plan and plan.get("data_dir"):
+        n = _n_from_prepare(Path(plan["data_dir"]))
+        if n is not None:
+            return n
     n = _n_from_prepare(folder)
     if n is not None:
         return n
@@ -369,9 +367,9 @@ def plan_curves(
 
     Each plan goes to ``<plans_dir>/n<N>`` (N from the folder's ``prepare.json``); run them with any
     executor (``cltm run``), which skips finished runs, and analyse them with :func:`load_curves`.
-    ``plan_options`` go to :func:`cltm_sb.grid.make_plan` (hparams_file, overrides, runner, ...).
+    ``plan_options`` go to :func:`cltm_sb.grid.plan.make_plan` (hparams_file, overrides, runner, ...).
     """
-    from cltm_sb.grid import make_plan
+    from cltm_sb.grid.plan import make_plan
 
     written = []
     seen: dict[int, str] = {}

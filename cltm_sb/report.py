@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from cltm_sb.bootstrap import (
     bootstrap_cltm,
 )
 from cltm_sb.diagnostics import diagnose, write_matrix_csv
+from cltm_sb.grid.layout import GridLayout, PlanError
 from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
 from cltm_sb.languages import PAPER_SUBSET, LanguageRegistry
 from cltm_sb.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
@@ -89,14 +89,11 @@ def detect_protocol(folder: str | os.PathLike, pair_evaluations: Sequence[int]) 
     Without a plan, pair runs evaluated on both languages mean shared runs; pair runs that all
     evaluate one language mean one run per cell.
     """
-    folder = Path(folder)
-    plan_file = folder / "plan.json"
-    if plan_file.is_file():
-        try:
-            data = json.loads(plan_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{plan_file}: not valid JSON ({error})") from error
-        return (PROTOCOL_PER_CELL if data.get("one_run_per_cell") else PROTOCOL_SHARED), "plan.json"
+    layout = GridLayout(folder)
+    plan = layout.plan_fields()
+    if plan is not None:
+        protocol = PROTOCOL_PER_CELL if plan.get("one_run_per_cell") else PROTOCOL_SHARED
+        return protocol, layout.plan_file.name
     if not pair_evaluations:
         return "unknown (no pair runs)", "records"
     shared = any(n > 1 for n in pair_evaluations)
@@ -104,13 +101,11 @@ def detect_protocol(folder: str | os.PathLike, pair_evaluations: Sequence[int]) 
 
 
 def _plan_task(folder: Path) -> str | None:
-    plan_file = folder / "plan.json"
-    if plan_file.is_file():
-        try:
-            return json.loads(plan_file.read_text(encoding="utf-8")).get("task")
-        except json.JSONDecodeError:
-            return None
-    return None
+    try:
+        plan = GridLayout(folder).plan_fields()
+    except PlanError:
+        return None
+    return plan.get("task") if plan else None
 
 
 def analyze_grid(

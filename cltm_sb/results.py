@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from cltm_sb.grid.layout import GridLayout
 from cltm_sb.io import atomic_write_json, stable_hash
 from cltm_sb.tasks import get_task
 
@@ -263,8 +264,8 @@ def load_records(folder: str | os.PathLike) -> RecordTable:
     progress (``.*.tmp``) are ignored.
     """
     folder = Path(folder)
-    if (folder / "records").is_dir():
-        folder = folder / "records"
+    if GridLayout(folder).records_dir.is_dir():
+        folder = GridLayout(folder).records_dir
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of run records")
     records = [read_record(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]

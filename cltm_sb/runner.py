@@ -38,14 +38,21 @@ from cltm_sb.data.manifests import (
 from cltm_sb.environment import torchaudio_problem
 from cltm_sb.io import atomic_write, atomic_write_text, sha256_file
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
+from cltm_sb.run_files import (
+    CHECKPOINT_DIR,
+    HPARAMS_FILE,
+    LOG_FILE,
+    RECORD_FILE,
+    RUN_MARKERS,
+    embeddings_file,
+    scores_file,
+)
 from cltm_sb.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
 KEEP_CHECKPOINTS = ("none", "head", "all")
 PRECISIONS = ("fp32", "fp16", "bf16", "auto")
-#: Files whose presence means a run already used a folder.
-RUN_MARKERS = ("hyperparams.yaml", "record.json")
 LIST_KEYS = ("train_csv", "test_csv", "trials_csv")
 
 
@@ -446,16 +453,16 @@ def run_recipe(
     output_folder.mkdir(parents=True, exist_ok=True)
     final_overrides = {**overrides, **derived}
     atomic_write_text(
-        output_folder / "hyperparams.yaml",
+        output_folder / HPARAMS_FILE,
         _resolved_text(text, final_overrides),
     )
-    with _RunLog(output_folder / "log.txt"):
+    with _RunLog(output_folder / LOG_FILE):
         hp = load_hyperpyyaml(text, final_overrides)  # seeds every random source first
         record = _train_and_evaluate(
             spec.name, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts
         )
         if keep != "none":
-            _save_checkpoint(hp, output_folder / "save", keep)
+            _save_checkpoint(hp, output_folder / CHECKPOINT_DIR, keep)
 
     seed = int(hp["seed"])
     encoder = hp["modules"]["encoder"]
@@ -485,10 +492,10 @@ def run_recipe(
         threads=torch.get_num_threads(),
         device=str(record["device"]),
         wall_time_s=round(time.perf_counter() - start, 3),
-        log_path=str(output_folder / "log.txt"),
+        log_path=str(output_folder / LOG_FILE),
         extra={**extra, "train_time_s": record["train_time_s"]},
     )
-    write_record(result, record_path or output_folder / "record.json")
+    write_record(result, record_path or output_folder / RECORD_FILE)
     return result
 
 
@@ -591,7 +598,7 @@ def _evaluate_verification(
     metrics = V.verification_metrics(
         scores, labels, hp["dcf_p_target"], hp["dcf_c_miss"], hp["dcf_c_fa"]
     )
-    emb_path = output_folder / f"embeddings_{locale}.npz"
+    emb_path = embeddings_file(output_folder, locale)
     if hp.get("save_embeddings", True):
 
         def write_npz(tmp: Path) -> None:
@@ -603,7 +610,7 @@ def _evaluate_verification(
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*TRIAL_COLUMNS, "score"])
     writer.writerows(zip(enrol, test, labels.tolist(), [f"{s:.6f}" for s in scores]))
-    scores_path = atomic_write_text(output_folder / f"scores_{locale}.csv", buffer.getvalue())
+    scores_path = atomic_write_text(scores_file(output_folder, locale), buffer.getvalue())
     value = metrics.pop("auc")
     metrics["score_norm"] = norm
     metrics["scores"] = str(scores_path)

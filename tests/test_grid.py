@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 from grid_fakes import make_prepared
 
-from cltm_sb.grid import (
-    RUN_MARKER,
-    PlanError,
-    RunPaths,
-    load_plan,
-    make_plan,
-    plan_runs,
-    run_id_for,
-    trainings_per_seed,
-)
+from cltm_sb.grid.layout import RUN_MARKER, PlanError, RunPaths
+from cltm_sb.grid.plan import load_plan, make_plan, plan_runs, run_id_for, trainings_per_seed
 
 from helpers import assert_golden
 
@@ -102,7 +94,7 @@ def test_ids_depend_on_content_only() -> None:
 
 def test_ids_stable_across_invocations() -> None:
     code = (
-        "from cltm_sb.grid import plan_runs; "
+        "from cltm_sb.grid.plan import plan_runs; "
         "print(' '.join(r.run_id for r in plan_runs('gr', ['en','es','fr'], [42, 43], 'cfg')))"
     )
     outs = {

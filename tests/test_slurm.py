@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from grid_fakes import make_prepared
 
-from cltm_sb.executors import (
+from cltm_sb.grid.executors.slurm import (
     SLURM_OPTIONS,
     SlurmExecutor,
     check_slurm_options,
@@ -29,7 +29,8 @@ from cltm_sb.executors import (
     sbatch_script,
     slurm_parameters,
 )
-from cltm_sb.grid import make_plan, plan_status
+from cltm_sb.grid.plan import make_plan
+from cltm_sb.grid.status import plan_status
 
 from helpers import assert_golden
 

@@ -9,18 +9,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.grid import (
-    DEFAULT_RUNNER,
-    PLAN_FILE,
-    PlanError,
-    estimate_seconds,
-    format_duration,
-    load_plan,
-    make_plan,
-    plan_status,
-    seconds_per_subset,
-    trainings_per_seed,
-)
+from cltm_sb.grid.layout import PLAN_FILE, PlanError
+from cltm_sb.grid.plan import DEFAULT_RUNNER, load_plan, make_plan, trainings_per_seed
+from cltm_sb.grid.status import estimate_seconds, format_duration, plan_status, seconds_per_subset
 from cltm_sb.tasks import TASKS
 
 
@@ -103,7 +94,7 @@ def _plan(args: argparse.Namespace) -> int:
     if per_subset is None and args.time_per_run:
         per_subset = args.time_per_run
     if per_subset is None and args.measure:
-        from cltm_sb.executors import LocalExecutor
+        from cltm_sb.grid.executors.local import LocalExecutor
 
         first = plan.runs[0]
         report = LocalExecutor(workers=1).run(plan, [first.run_id], progress=False)
@@ -120,7 +111,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _slurm_options(args: argparse.Namespace) -> dict[str, Any]:
-    from cltm_sb.executors import read_slurm_config
+    from cltm_sb.grid.executors.slurm import read_slurm_config
 
     options = read_slurm_config(args.slurm_config) if args.slurm_config else {}
     for key in ("partition", "account", "qos", "constraint", "time", "gpus", "cpus_per_task",
@@ -134,7 +125,9 @@ def _slurm_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cltm_sb.executors import InProcessExecutor, LocalExecutor, SlurmExecutor
+    from cltm_sb.grid.executors.core import InProcessExecutor
+    from cltm_sb.grid.executors.local import LocalExecutor
+    from cltm_sb.grid.executors.slurm import SlurmExecutor
 
     plan = load_plan(args.plan)
     if args.executor == "slurm":

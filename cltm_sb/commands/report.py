@@ -25,8 +25,8 @@ def _curve_sources(args: argparse.Namespace, out: Path) -> list[str]:
     sources = list(args.records or [])
     if args.data:
         from cltm_sb.commands.grid import parse_overrides, parse_seeds
-        from cltm_sb.executors import make_executor
-        from cltm_sb.grid import DEFAULT_RUNNER, load_plan
+        from cltm_sb.grid.executors import make_executor
+        from cltm_sb.grid.plan import DEFAULT_RUNNER, load_plan
         from cltm_sb.interval import plan_curves
 
         locales = _codes(args.locales)

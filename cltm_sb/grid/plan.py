@@ -12,8 +12,7 @@ the CLTM needs three kinds of runs per seed (DESIGN.md §1):
 ordered target first, evaluated on t only. ``donor_sets`` adds ``multi`` runs a_t ∪ a_s1 ∪ a_s2 ...
 to check a ranked donor list by training on it.
 
-:class:`RunPaths` owns every per-run file name: the output folder (with its marker file), the
-record and the log.
+:class:`cltm_sb.grid.layout.GridLayout` owns every file name of the grid folder.
 """
 
 from __future__ import annotations
@@ -23,30 +22,23 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cltm_sb.data.manifests import PREPARE_FILE, prepared_data_hash, read_prepare_info
+from cltm_sb.grid.layout import PLAN_FILE, GridLayout, PlanError, RunPaths
 from cltm_sb.io import atomic_write_json, stable_hash
-from cltm_sb.results import RecordError, RunRecord, read_record
 from cltm_sb.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
 PLAN_FORMAT = "cltm-plan"
 PLAN_VERSION = 1
-PLAN_FILE = "plan.json"
 DEFAULT_RUNNER = "cltm_sb.runner:run_recipe"
-RUN_MARKER = ".cltm_run"
 # Tasks whose test set is scored through a trial list beside test.csv.
 TRIALS_TASKS = frozenset({"sv"})
-
-
-class PlanError(ValueError):
-    """A plan that cannot be made, read or run as asked; the message says what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,65 +227,6 @@ def plan_runs(
 
 
 # --------------------------------------------------------------------------------------------
-# Per-run paths
-
-
-class RunPaths:
-    """Every file name of one run of a plan; nothing else builds them.
-
-    - ``run_dir``: ``<plan>/runs/<run_id>/``, the run's output folder, tagged with a marker file
-      so that only folders made by the grid are ever deleted;
-    - ``record``: ``<plan>/records/<run_id>.json``, written atomically when the run ends;
-    - ``log``: ``<plan>/logs/<run_id>.log``.
-    """
-
-    def __init__(self, plan_dir: str | os.PathLike, run_id: str) -> None:
-        self.plan_dir = Path(plan_dir)
-        self.run_id = run_id
-
-    @property
-    def run_dir(self) -> Path:
-        return self.plan_dir / "runs" / self.run_id
-
-    @property
-    def marker(self) -> Path:
-        return self.run_dir / RUN_MARKER
-
-    @property
-    def record(self) -> Path:
-        return self.plan_dir / "records" / f"{self.run_id}.json"
-
-    @property
-    def log(self) -> Path:
-        return self.plan_dir / "logs" / f"{self.run_id}.log"
-
-    def stale_temp_records(self) -> list[Path]:
-        """Temporary files of record writes that were killed (``.<run_id>.json.*.tmp``)."""
-        folder = self.record.parent
-        return sorted(folder.glob(f".{self.run_id}.json.*.tmp")) if folder.is_dir() else []
-
-    def fresh_run_dir(self) -> Path:
-        """Remove what an interrupted attempt left, then make an empty folder with the marker.
-
-        Only a folder that carries the marker is deleted; any other folder in the way is an error.
-        """
-        if self.run_dir.exists():
-            if not self.marker.is_file():
-                raise PlanError(
-                    f"{self.run_dir} exists but was not made by the grid (no {RUN_MARKER}); "
-                    "move it away and run again"
-                )
-            shutil.rmtree(self.run_dir)
-        for tmp in self.stale_temp_records():
-            tmp.unlink(missing_ok=True)
-        self.run_dir.mkdir(parents=True)
-        self.marker.write_text(f"{self.run_id}\n", encoding="utf-8")
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.record.parent.mkdir(parents=True, exist_ok=True)
-        return self.run_dir
-
-
-# --------------------------------------------------------------------------------------------
 # Plan
 
 
@@ -319,16 +252,21 @@ class Plan:
     runs: list[RunSpec] = field(default_factory=list)
 
     @property
+    def layout(self) -> GridLayout:
+        """The names of the plan's folder."""
+        return GridLayout(self.plan_dir)
+
+    @property
     def plan_file(self) -> Path:
-        return self.plan_dir / PLAN_FILE
+        return self.layout.plan_file
 
     @property
     def records_dir(self) -> Path:
-        return self.plan_dir / "records"
+        return self.layout.records_dir
 
     def paths(self, run: RunSpec | str) -> RunPaths:
         """The :class:`RunPaths` of a run (or run id)."""
-        return RunPaths(self.plan_dir, run if isinstance(run, str) else run.run_id)
+        return self.layout.run(run if isinstance(run, str) else run.run_id)
 
     def run(self, run_id: str) -> RunSpec:
         """The run called ``run_id``."""
@@ -554,68 +492,3 @@ def make_plan(
                 "`cltm prepare` or leave them out of --locales"
             )
     return plan
-
-
-# --------------------------------------------------------------------------------------------
-# Progress of a plan
-
-
-@dataclass
-class RunState:
-    """Where one run stands: ``done``, ``failed`` or ``pending``."""
-
-    spec: RunSpec
-    state: str
-    record: RunRecord | None = None
-
-
-def run_state(plan: Plan, spec: RunSpec) -> RunState:
-    """State of one run from its record: done only when the record is ok and matches the plan."""
-    path = plan.paths(spec).record
-    if not path.is_file():
-        return RunState(spec, "pending")
-    try:
-        record = read_record(path)
-    except RecordError as error:
-        logger.warning("%s; the run will be redone", error)
-        return RunState(spec, "pending")
-    if record.config_hash != plan.config_hash or (record.data_hash and record.data_hash != plan.data_hash):
-        logger.warning(
-            "%s: config/data hash %s/%s differs from the plan's %s/%s; the run will be redone",
-            path, record.config_hash, record.data_hash, plan.config_hash, plan.data_hash,
-        )
-        return RunState(spec, "pending", record)
-    return RunState(spec, "done" if record.status == "ok" else "failed", record)
-
-
-def plan_status(plan: Plan) -> list[RunState]:
-    """The state of every run of the plan, in plan order."""
-    return [run_state(plan, spec) for spec in plan.runs]
-
-
-def estimate_seconds(plan: Plan, runs: Sequence[RunSpec], seconds_per_subset: float, workers: int = 1) -> float:
-    """Rough wall time of ``runs``: training time grows with the number of training subsets."""
-    total = sum(len(spec.train) for spec in runs) * seconds_per_subset
-    return total / max(1, workers)
-
-
-def seconds_per_subset(records: Iterable[RunRecord]) -> float | None:
-    """Mean measured wall time per training subset over finished records (None without any)."""
-    times = [
-        r.wall_time_s / max(1, len(r.train_set))
-        for r in records
-        if r.status == "ok" and r.wall_time_s
-    ]
-    return sum(times) / len(times) if times else None
-
-
-def format_duration(seconds: float | None) -> str:
-    """``1h02m``, ``3m20s`` or ``45s``."""
-    if seconds is None:
-        return "unknown"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

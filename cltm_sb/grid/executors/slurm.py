@@ -1,0 +1,256 @@
+"""SLURM execution: job arrays through submitit, several runs per array task."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cltm_sb.grid.executors.core import Executor, _signals_interrupt, failed_record
+from cltm_sb.grid.executors.local import LocalExecutor
+from cltm_sb.grid.plan import Plan, RunSpec, load_plan
+from cltm_sb.results import RecordError, RunRecord, read_record, write_record
+
+logger = logging.getLogger(__name__)
+
+
+# Options of the SLURM executor, with their defaults; `slurm_parameters` maps them to submitit.
+SLURM_OPTIONS: dict[str, Any] = {
+    "partition": None,
+    "account": None,
+    "qos": None,
+    "constraint": None,
+    "time": 60,  # minutes per array task, or "HH:MM:SS" / "D-HH:MM:SS"
+    "gpus": 0,  # per array task
+    "cpus_per_task": 1,
+    "mem_gb": None,
+    "array_parallelism": 16,  # simultaneous array tasks
+    "runs_per_task": 1,  # runs one array task works through (amortises start-up)
+    "runs_per_gpu": 1,  # runs sharing a GPU inside an array task
+    "job_name": "cltm",
+    "setup": [],  # shell lines run before the task (e.g. "module load cuda")
+    "additional": {},  # any other sbatch option, e.g. {"mail-type": "END"}
+}
+
+
+def check_slurm_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``options`` with the defaults; an unknown key raises with the valid keys listed."""
+    unknown = sorted(set(options) - set(SLURM_OPTIONS))
+    if unknown:
+        valid = ", ".join(f"{k} (default {v!r})" for k, v in SLURM_OPTIONS.items())
+        raise ValueError(f"unknown SLURM options {unknown}; valid options: {valid}")
+    merged = {**SLURM_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
+    for key in ("runs_per_task", "array_parallelism", "cpus_per_task", "runs_per_gpu"):
+        if int(merged[key]) < 1:
+            raise ValueError(f"SLURM option {key} must be >= 1, got {merged[key]}")
+    if int(merged["gpus"]) < 0:
+        raise ValueError(f"SLURM option gpus must be >= 0, got {merged['gpus']}")
+    parse_minutes(merged["time"])
+    return merged
+
+
+def parse_minutes(value: Any) -> int:
+    """Minutes from an int or a SLURM time string (``MM``, ``HH:MM:SS``, ``D-HH:MM:SS``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        minutes = int(value)
+    else:
+        text = str(value).strip()
+        days = 0
+        if "-" in text:
+            day_text, text = text.split("-", 1)
+            days = int(day_text)
+        try:
+            parts = [int(p) for p in text.split(":")]
+        except ValueError:
+            raise ValueError(f"SLURM time {value!r}: expected minutes, HH:MM:SS or D-HH:MM:SS") from None
+        if len(parts) == 1:
+            minutes = parts[0]
+        elif len(parts) == 2:
+            minutes = parts[0] * 60 + parts[1] if days else parts[0] + (parts[1] > 0)
+        elif len(parts) == 3:
+            minutes = parts[0] * 60 + parts[1] + (parts[2] > 0)
+        else:
+            raise ValueError(f"SLURM time {value!r}: expected minutes, HH:MM:SS or D-HH:MM:SS")
+        minutes += days * 24 * 60
+    if minutes < 1:
+        raise ValueError(f"SLURM time {value!r} must be at least one minute")
+    return minutes
+
+
+def slurm_parameters(options: Mapping[str, Any]) -> dict[str, Any]:
+    """submitit ``update_parameters`` keywords for the (checked) options."""
+    o = check_slurm_options(options)
+    params: dict[str, Any] = {
+        "name": o["job_name"],
+        "timeout_min": parse_minutes(o["time"]),
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "cpus_per_task": int(o["cpus_per_task"]),
+        "slurm_array_parallelism": int(o["array_parallelism"]),
+    }
+    if int(o["gpus"]):
+        params["gpus_per_node"] = int(o["gpus"])
+    if o["mem_gb"] is not None:
+        params["mem_gb"] = float(o["mem_gb"])
+    for key in ("partition", "account", "qos", "constraint"):
+        if o[key]:
+            params[f"slurm_{key}"] = str(o[key])
+    if o["setup"]:
+        params["slurm_setup"] = [str(line) for line in o["setup"]]
+    if o["additional"]:
+        params["slurm_additional_parameters"] = {str(k): v for k, v in dict(o["additional"]).items()}
+    return dict(sorted(params.items()))
+
+
+def sbatch_script(options: Mapping[str, Any], folder: str | os.PathLike, n_tasks: int = 1) -> str:
+    """The sbatch script submitit would submit for one array of ``n_tasks`` (for review, tests).
+
+    Works on any machine: rendering a script needs no SLURM installation.
+    """
+    import submitit
+
+    class ScriptOnlySlurmExecutor(submitit.SlurmExecutor):
+        """submitit's SLURM executor without its check for ``srun``; it renders, never submits."""
+
+        @classmethod
+        def affinity(cls) -> int:
+            return 1
+
+    executor = ScriptOnlySlurmExecutor(folder=Path(folder) / "%j")
+    params = slurm_parameters(options)
+    # The same split AutoExecutor makes: generic names are renamed, ``slurm_`` ones lose the prefix.
+    generic = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    specific = {k.removeprefix("slurm_"): v for k, v in params.items() if k.startswith("slurm_")}
+    executor.update_parameters(**executor._convert_parameters(generic), **specific)  # noqa: SLF001
+    if n_tasks > 1:
+        executor.parameters["map_count"] = n_tasks
+    return executor._make_submission_file_text("python -u -m submitit.core._submit <FOLDER>", "<UID>")
+
+
+def read_slurm_config(path: str | os.PathLike) -> dict[str, Any]:
+    """SLURM options from a YAML file (a mapping of the keys of :data:`SLURM_OPTIONS`)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read SLURM options ({error})") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of SLURM options")
+    try:
+        check_slurm_options(data)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return data
+
+
+def slurm_task(plan_dir: str, run_ids: list[str], runs_per_gpu: int = 1) -> list[tuple[str, str]]:
+    """Body of one SLURM array task: run ``run_ids`` with local workers on the allocated devices."""
+    plan = load_plan(plan_dir)
+    specs = [plan.run(run_id) for run_id in run_ids]
+    executor = LocalExecutor(runs_per_gpu=runs_per_gpu)
+    done: list[tuple[str, str]] = []
+    executor._execute(plan, specs, lambda r: done.append((r.run_id, r.status)))
+    return done
+
+
+class SlurmExecutor(Executor):
+    """Job arrays through submitit; ``runs_per_task`` runs share one array task.
+
+    Args:
+        options: keys of :data:`SLURM_OPTIONS` (unknown keys raise).
+        wait: follow the jobs until they end (else submit and return; see ``cltm status``).
+        cluster: submitit cluster (``slurm``; ``local`` or ``debug`` for tests without SLURM).
+        poll_s: seconds between looks at the records while waiting.
+    """
+
+    def __init__(
+        self,
+        options: Mapping[str, Any] | None = None,
+        wait: bool = True,
+        cluster: str = "slurm",
+        poll_s: float = 5.0,
+    ) -> None:
+        self.options = check_slurm_options(options or {})
+        self.wait = wait
+        self.cluster = cluster
+        self.poll_s = poll_s
+
+    def chunks(self, runs: Sequence[RunSpec]) -> list[list[str]]:
+        """Run ids grouped ``runs_per_task`` at a time, in plan order."""
+        k = int(self.options["runs_per_task"])
+        return [[s.run_id for s in runs[i : i + k]] for i in range(0, len(runs), k)]
+
+    def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunRecord], None]) -> bool:
+        import submitit
+
+        folder = plan.layout.slurm_dir / "%j"
+        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        params = slurm_parameters(self.options)
+        if self.cluster != "slurm":
+            params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+        executor.update_parameters(**params)
+        chunks = self.chunks(runs)
+        submitted_at = time.time()
+        jobs = executor.map_array(
+            slurm_task,
+            [str(plan.plan_dir)] * len(chunks),
+            chunks,
+            [int(self.options["runs_per_gpu"])] * len(chunks),
+        )
+        logger.info(
+            "submitted %d runs as %d array tasks (job %s)", len(runs), len(chunks),
+            jobs[0].job_id.split("_")[0] if jobs else "-",
+        )
+        if not self.wait:
+            return True
+        by_id = {s.run_id: s for s in runs}
+        pending = {run_id: job for job, ids in zip(jobs, chunks) for run_id in ids}
+        try:
+            with _signals_interrupt():
+                while pending:
+                    for run_id, job in list(pending.items()):
+                        record = self._fresh_record(plan, run_id, submitted_at)
+                        if record is None and job.done():
+                            record = self._fresh_record(plan, run_id, submitted_at) or self._job_failure(
+                                plan, by_id[run_id], job
+                            )
+                        if record is not None:
+                            del pending[run_id]
+                            on_done(record)
+                    if pending:
+                        time.sleep(self.poll_s)
+        except BaseException:
+            for job in {id(j): j for j in pending.values()}.values():
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+            raise
+        return False
+
+    @staticmethod
+    def _fresh_record(plan: Plan, run_id: str, since: float) -> RunRecord | None:
+        path = plan.paths(run_id).record
+        try:
+            if path.stat().st_mtime < since - 2.0:
+                return None
+            return read_record(path)
+        except (FileNotFoundError, RecordError):
+            return None
+
+    @staticmethod
+    def _job_failure(plan: Plan, spec: RunSpec, job: Any) -> RunRecord:
+        try:
+            error = job.exception()
+            message = f"SLURM job {job.job_id} ended without a record: {error!r}" if error else (
+                f"SLURM job {job.job_id} ended without a record (state {job.state})"
+            )
+        except Exception as error:  # noqa: BLE001 - the job's own failure text
+            message = f"SLURM job {job.job_id} failed: {type(error).__name__}: {error}"
+        record = failed_record(plan, spec, message, extra={"slurm_stderr": str(job.paths.stderr)})
+        write_record(record, plan.paths(spec).record)
+        return record

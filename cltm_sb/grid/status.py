@@ -1,0 +1,73 @@
+"""Where the runs of a plan stand (done, failed, pending) and how long the rest may take."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cltm_sb.grid.plan import Plan, RunSpec
+from cltm_sb.results import RecordError, RunRecord, read_record
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """Where one run stands: ``done``, ``failed`` or ``pending``."""
+
+    spec: RunSpec
+    state: str
+    record: RunRecord | None = None
+
+
+def run_state(plan: Plan, spec: RunSpec) -> RunState:
+    """State of one run from its record: done only when the record is ok and matches the plan."""
+    path = plan.paths(spec).record
+    if not path.is_file():
+        return RunState(spec, "pending")
+    try:
+        record = read_record(path)
+    except RecordError as error:
+        logger.warning("%s; the run will be redone", error)
+        return RunState(spec, "pending")
+    if record.config_hash != plan.config_hash or (record.data_hash and record.data_hash != plan.data_hash):
+        logger.warning(
+            "%s: config/data hash %s/%s differs from the plan's %s/%s; the run will be redone",
+            path, record.config_hash, record.data_hash, plan.config_hash, plan.data_hash,
+        )
+        return RunState(spec, "pending", record)
+    return RunState(spec, "done" if record.status == "ok" else "failed", record)
+
+
+def plan_status(plan: Plan) -> list[RunState]:
+    """The state of every run of the plan, in plan order."""
+    return [run_state(plan, spec) for spec in plan.runs]
+
+
+def estimate_seconds(plan: Plan, runs: Sequence[RunSpec], seconds_per_subset: float, workers: int = 1) -> float:
+    """Rough wall time of ``runs``: training time grows with the number of training subsets."""
+    total = sum(len(spec.train) for spec in runs) * seconds_per_subset
+    return total / max(1, workers)
+
+
+def seconds_per_subset(records: Iterable[RunRecord]) -> float | None:
+    """Mean measured wall time per training subset over finished records (None without any)."""
+    times = [
+        r.wall_time_s / max(1, len(r.train_set))
+        for r in records
+        if r.status == "ok" and r.wall_time_s
+    ]
+    return sum(times) / len(times) if times else None
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m20s`` or ``45s``."""
+    if seconds is None:
+        return "unknown"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
