@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cltm_sb.io import default_mode
+
 logger = logging.getLogger(__name__)
 
 #: Configuration of the tiny HuBERT used by tests and the demo. Changing it (or its front-end
@@ -331,6 +333,7 @@ def build_tiny_hubert(folder: str | os.PathLike | None = None) -> Path:
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, default_mode(directory=True))  # shared caches stay readable (mkdtemp makes 0700)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

@@ -1,7 +1,8 @@
-"""Small file helpers: atomic writes and content hashes."""
+"""Small file helpers: atomic, durable writes that respect the umask, and content hashes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,11 +12,46 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """This process's umask (read without changing it where Linux allows)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc: the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The permissions ``open``/``mkdir`` would give a new file or folder under the umask.
+
+    ``tempfile`` makes private files (0600) and folders (0700); what the tool writes (records,
+    manifests, a lab's shared audio cache) must be as readable as any other file the user writes.
+    """
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or folder's) data to disk; folders that cannot be opened are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     """Write ``path`` through ``writer(tmp_path)`` and rename into place.
 
     The temporary file lives in the same folder so that the rename is atomic: readers see either
-    the old file or the complete new one, never a partial write.
+    the old file or the complete new one, never a partial write. Its content is flushed to disk
+    before the rename (and the rename after it), so a power cut cannot leave an empty file under
+    the final name; the file gets the permissions the umask gives any new file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,10 +60,13 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)
+        os.chmod(tmp_path, default_mode())
+        fsync_path(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)
     return path
 
 

@@ -1,0 +1,48 @@
+"""Atomic writes: whole files only, durable, and as readable as the umask allows."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from cltm_sb.io import atomic_write, atomic_write_text, current_umask, default_mode
+
+
+@pytest.fixture
+def umask():
+    """Set a umask for one test and restore the old one."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path: Path, umask, mask: int, mode: int) -> None:
+    umask(mask)
+    assert current_umask() == mask
+    path = atomic_write_text(tmp_path / "shared" / "record.json", "{}\n")
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert default_mode(directory=True) == 0o777 & ~mask
+
+
+def test_a_failing_writer_leaves_nothing(tmp_path: Path) -> None:
+    def broken(tmp: Path) -> None:
+        tmp.write_text("half", encoding="utf-8")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "out.csv", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_content_is_flushed_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (order.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (order.append("replace"), real_replace(a, b))[1])
+    atomic_write_text(tmp_path / "r.json", "{}")
+    assert order[:2] == ["fsync", "replace"]
