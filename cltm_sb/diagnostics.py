@@ -37,10 +37,11 @@ def _off_mask(n: int) -> Array:
 
 
 def rfd(matrix: Array | pd.DataFrame) -> float:
-    """Relative Frobenius deviation from the all-ones matrix."""
+    """Relative Frobenius deviation from the all-ones matrix (NaN without a finite off-diagonal entry)."""
     m = _square(matrix)
     finite = np.isfinite(m)
-    if not finite.any():
+    # The diagonal is 1 by construction: without an off-diagonal entry RFD would be a fake 0.
+    if not (finite & _off_mask(m.shape[0])).any():
         return float("nan")
     return float(np.sqrt(np.mean((m[finite] - 1.0) ** 2)))
 
@@ -50,7 +51,8 @@ def relative_asymmetry(matrix: Array | pd.DataFrame) -> float:
     m = _square(matrix)
     both = np.isfinite(m) & np.isfinite(m.T)
     norm = np.sqrt(np.sum(m[both] ** 2))
-    if not both.any() or norm == 0:
+    # Only the diagonal would give a fake 0: asymmetry needs an off-diagonal entry and its mirror.
+    if not (both & _off_mask(m.shape[0])).any() or norm == 0:
         return float("nan")
     return float(np.sqrt(np.sum((m - m.T)[both] ** 2)) / norm)
 
@@ -108,6 +110,57 @@ def rms_offdiag(matrix: Array | pd.DataFrame) -> float:
     return float(np.sqrt(np.mean(off**2))) if off.size else float("nan")
 
 
+def undefined_reasons(
+    matrix: Array | pd.DataFrame, families: Sequence[str] | None = None, se: Array | None = None
+) -> dict[str, str]:
+    """Why each diagnostic of :func:`diagnose` that is undefined (NaN) is undefined."""
+    m = _square(matrix)
+    n = m.shape[0]
+    off = _off_mask(n)
+    finite = np.isfinite(m)
+    no_off = "no finite off-diagonal entry"
+    no_mirror = "no off-diagonal entry whose mirror entry is finite too"
+    checks: dict[str, tuple[float, str]] = {
+        "rfd": (rfd(m), no_off),
+        "asymmetry": (
+            relative_asymmetry(m),
+            no_mirror if not (finite & finite.T & off).any() else "the matrix is zero",
+        ),
+        "row_cosine": (
+            row_cosine(m),
+            "no two targets with non-zero rows over common finite columns"
+            if n > 1
+            else "one target only",
+        ),
+        "prop_positive": (prop_positive(m), no_off),
+        "reciprocity_positive": (reciprocity_positive(m), no_mirror),
+        "rms_offdiag": (rms_offdiag(m), no_off),
+    }
+    if families:
+        checks["intra_family_positive"] = (
+            intra_family_positive(m, families),
+            no_off if not (finite & off).any() else "no positive off-diagonal entry",
+        )
+    else:
+        checks["intra_family_positive"] = (float("nan"), "no language families given")
+    if se is None or not np.isfinite(np.asarray(se, dtype=float)[off]).any():
+        reason = "no standard errors given" if se is None else "no finite off-diagonal standard error"
+        checks["se_median"] = checks["se_mean"] = (float("nan"), reason)
+    return {name: reason for name, (value, reason) in checks.items() if not np.isfinite(value)}
+
+
+def check_finite_or_nan(matrix: pd.DataFrame, where: str) -> None:
+    """Refuse ``inf`` entries (NaN is an undefined cell; infinity is a broken one), naming the cell."""
+    values = np.asarray(matrix, dtype=float)
+    bad = np.argwhere(np.isinf(values))
+    if bad.size:
+        i, j = bad[0]
+        raise ValueError(
+            f"{where}: row {matrix.index[i]!r}, column {matrix.columns[j]!r} is {values[i, j]:g}; "
+            f"a CLTM entry must be a finite number or empty/NaN ({len(bad)} infinite entries in all)"
+        )
+
+
 def _nan_stat(values: Array, fn) -> float:
     values = values[np.isfinite(values)]
     return float(fn(values)) if values.size else float("nan")
@@ -131,6 +184,7 @@ def diagnose(
     """
     locales = [str(c) for c in matrix.index]
     m = _square(matrix)
+    check_finite_or_nan(matrix, "the CLTM")
     n = len(locales)
     off = _off_mask(n)
     finite = np.isfinite(m)
@@ -158,6 +212,7 @@ def diagnose(
         "n_valid_entries": int(finite.sum()),
         "n_valid_offdiag": int((finite & off).sum()),
         "excluded": {"rows": empty_rows, "entries": missing_entries},
+        "undefined": undefined_reasons(m, families, se_values if se is not None else None),
     }
     if gains is not None and "self_gain" in gains:
         g = gains["self_gain"].to_numpy(dtype=float)
@@ -238,6 +293,8 @@ def read_matrix_csv(path: str | os.PathLike) -> pd.DataFrame:
                 raise ValueError(
                     f"{path}: row {target!r}, column {donor!r}: {cell!r} is not a number"
                 ) from None
+    frame = pd.DataFrame(values, index=rows, columns=rows)
+    check_finite_or_nan(frame, str(path))
     for i, target in enumerate(rows):
         if np.isfinite(values[i, i]) and not np.isclose(values[i, i], 1.0):
             warnings.warn(
@@ -245,7 +302,6 @@ def read_matrix_csv(path: str | os.PathLike) -> pd.DataFrame:
                 "(a CLTM row is normalised by its self-gain)",
                 stacklevel=2,
             )
-    frame = pd.DataFrame(values, index=rows, columns=rows)
     frame.index.name, frame.columns.name = "target", "donor"
     return frame
 

@@ -35,6 +35,35 @@ def test_analyze_writes_null_for_nan(tmp_path, capsys):
     assert report["excluded"]["entries"] == [["en", "es"], ["es", "en"]]
 
 
+def test_analyze_without_off_diagonal_entries_gives_no_fake_zeros(tmp_path, capsys):
+    """Only the diagonal is finite: RFD and asymmetry are undefined (null with a reason), not 0."""
+    path = tmp_path / "m.csv"
+    path.write_text(",en,es,fr\nen,1,,\nes,,1,\nfr,,,1\n")
+    assert main(["analyze", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("rfd", "asymmetry", "row_cosine", "prop_positive", "reciprocity_positive"):
+        assert report[key] is None, key
+        assert report["undefined"][key], key
+    assert report["undefined"]["rfd"] == "no finite off-diagonal entry"
+    assert main(["analyze", str(path)]) == 0
+    assert "undefined: rfd (no finite off-diagonal entry)" in capsys.readouterr().out
+
+
+def test_analyze_lists_nothing_undefined_for_a_full_matrix(capsys):
+    assert main(["analyze", str(EXAMPLE), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["undefined"]) == {"se_median", "se_mean"}  # a bare matrix has no SE
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity"])
+def test_an_infinite_entry_is_an_error_naming_the_cell(tmp_path, capsys, cell):
+    path = tmp_path / "m.csv"
+    path.write_text(f",en,es\nen,1,0.5\nes,{cell},1\n")
+    assert main(["analyze", str(path), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "row 'es', column 'en'" in err and "finite" in err
+
+
 def test_analyze_human_table(capsys):
     assert main(["analyze", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out

@@ -171,3 +171,15 @@ def test_read_matrix_csv_accepts_empty_cells_as_nan(tmp_path):
         warnings.simplefilter("error")
         m = d.read_matrix_csv(path)
     assert np.isnan(m.loc["en"]).all()
+
+
+def test_diagnose_refuses_infinity_and_explains_undefined_values() -> None:
+    labels = ["en", "es"]
+    broken = pd.DataFrame([[1.0, np.inf], [0.5, 1.0]], index=labels, columns=labels)
+    with pytest.raises(ValueError, match=r"row 'en', column 'es' is inf"):
+        d.diagnose(broken)
+    diagonal_only = pd.DataFrame([[1.0, np.nan], [np.nan, 1.0]], index=labels, columns=labels)
+    report = d.diagnose(diagonal_only, families=["A", "A"])
+    assert np.isnan(report["rfd"]) and np.isnan(report["asymmetry"])
+    assert report["undefined"]["asymmetry"] == "no off-diagonal entry whose mirror entry is finite too"
+    assert report["undefined"]["intra_family_positive"] == "no finite off-diagonal entry"

@@ -30,6 +30,9 @@ def format_diagnostics(report: dict[str, Any]) -> str:
         if pairs:
             shown = ", ".join(f"{p['donor']}→{p['target']} {p['value']:.2f}" for p in pairs)
             lines.append(f"{title} donor→target: {shown}")
+    undefined = report.get("undefined") or {}
+    if undefined:
+        lines.append("undefined: " + "; ".join(f"{name} ({reason})" for name, reason in undefined.items()))
     excluded = report.get("excluded", {})
     if excluded.get("rows") or excluded.get("entries"):
         lines.append(
