@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,9 +73,10 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             ids, emb = data["ids"], data["emb"].astype(np.float64)
-    except (KeyError, ValueError, OSError) as error:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise GeometryError(
-            f"{path}: not an embeddings file with arrays ids and emb ({error})"
+            f"{path}: truncated or not an embeddings file with arrays ids and emb ({error}); "
+            "run that SV run again (delete its record so that `cltm run` redoes it)"
         ) from error
     if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[0] != len(ids):
         raise GeometryError(

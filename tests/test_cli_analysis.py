@@ -64,6 +64,17 @@ def test_an_infinite_entry_is_an_error_naming_the_cell(tmp_path, capsys, cell):
     assert str(path) in err and "row 'es', column 'en'" in err and "finite" in err
 
 
+@pytest.mark.parametrize(
+    ("content", "says"), [(b"", "the file is empty"), (b",en\n\xff\xfe,1\n", "not UTF-8 text (line 2, byte 4)")]
+)
+def test_an_empty_or_non_utf8_matrix_is_named(tmp_path, capsys, content, says):
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"cltm analyze: error: {path}: {says}") and "\n" not in err
+
+
 def test_analyze_human_table(capsys):
     assert main(["analyze", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out

@@ -158,6 +158,14 @@ def test_bad_embeddings_file_is_named(tmp_path):
         read_embeddings(tmp_path / "missing.npz")
 
 
+def test_truncated_embeddings_file_is_named(tmp_path):
+    path = tmp_path / "embeddings_xx.npz"
+    np.savez(path, ids=np.array(["a", "b"]), emb=np.ones((2, 8), dtype=np.float16))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(GeometryError, match=r"embeddings_xx.npz: truncated .* run that SV run again"):
+        read_embeddings(path)
+
+
 def test_cli_geometry(tmp_path, capsys):
     plan = write_sv_grid(tmp_path / "plan")
     out = tmp_path / "geo"
