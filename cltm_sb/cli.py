@@ -8,8 +8,10 @@ line on stderr with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -64,9 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"cltm {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"cltm {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        # 128 + the signal, as a shell reports a process the signal killed: SIGINT (Ctrl-C) 130,
+        # SIGTERM 143, SIGHUP 129 (a grid turns each into GridInterrupted with its number).
+        signum = int(getattr(error, "signum", signal.SIGINT))
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(f"cltm {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -357,3 +358,95 @@ def build_tiny_hubert(folder: str | os.PathLike | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+# ------------------------------------------------------------------------------ identity
+#: Weight files of a local checkpoint folder, in the order HuggingFace prefers them.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# SHA-256 of weight files by (path, size, mtime_ns): hashing mHuBERT-147 (380 MB) once per process
+# is enough, and a replaced file has another size or mtime, so it is hashed again.
+_WEIGHTS_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def weight_files(folder: str | os.PathLike) -> list[Path]:
+    """The weight file(s) of a local checkpoint folder: one file, or the shards of a split one."""
+    folder = Path(folder)
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return [folder / name]
+    for pattern in ("model-*-of-*.safetensors", "pytorch_model-*-of-*.bin"):
+        shards = sorted(folder.glob(pattern))
+        if shards:
+            return shards
+    return []
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of one weight file, cached in this process by (path, size, mtime)."""
+    from cltm_sb.io import sha256_file
+
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), int(stat.st_size), int(stat.st_mtime_ns))
+    if key not in _WEIGHTS_SHA256:
+        _WEIGHTS_SHA256[key] = sha256_file(path)
+    return _WEIGHTS_SHA256[key]
+
+
+def _cached_hub_commit(repo_id: str, ref: str, save_path: str | os.PathLike | None) -> str | None:
+    """The commit that the local HuggingFace cache maps ``ref`` to (``refs/<ref>``), or None."""
+    if save_path is None:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        save_path = HF_HUB_CACHE
+    ref_file = Path(save_path) / f"models--{repo_id.replace('/', '--')}" / "refs" / ref
+    try:
+        commit = ref_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return commit or None
+
+
+def encoder_identity(
+    source: object, revision: str | None = None, save_path: str | os.PathLike | None = None
+) -> dict[str, str | None]:
+    """What identifies an encoder's starting weights, for the configuration hash and the record.
+
+    - a local folder: the SHA-256 of its weights (``weights_sha256``; of each shard, combined,
+      for a split checkpoint), so two checkpoints under one name never share a configuration;
+    - a hub id: ``revision`` when the hparams give one (a commit as is; a branch or tag is
+      resolved through the local cache's ``refs/`` when it is there), else the commit that the
+      local cache's ``refs/main`` points to, else nothing but the id. This is only as good as the
+      cache: without a revision and without a cached copy the id stands for "whatever main is",
+      and an online load that moves ``refs/main`` between `cltm plan` and a run changes the
+      identity (the grid then refuses the run's record as another configuration). Pin
+      ``encoder_revision`` to a commit to be sure;
+    - anything else (an encoder trained from scratch, e.g. ECAPA): its source text.
+
+    Computed the same way at plan time (:func:`cltm_sb.runner.config_hash_for`) and at run time.
+    """
+    if source is None:
+        return {"source": None}
+    text = str(source)
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        files = weight_files(folder)
+        if not files:
+            return {"source": str(folder.resolve()), "weights_sha256": None}
+        if len(files) == 1:
+            return {"weights_sha256": weights_sha256(files[0])}
+        from cltm_sb.io import stable_hash
+
+        shards = {f.name: weights_sha256(f) for f in files}
+        return {"weights_sha256": stable_hash(shards, length=64)}
+    if not _HUB_ID.match(text):
+        return {"source": text}
+    if revision and _COMMIT.match(str(revision)):
+        commit: str | None = str(revision)
+    else:
+        commit = _cached_hub_commit(text, str(revision or "main"), save_path) or (
+            str(revision) if revision else None
+        )
+    return {"hub_id": text, "revision": commit}

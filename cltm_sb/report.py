@@ -294,7 +294,8 @@ def report_blocks(
                     ["languages", f"{len(a.locales)}: {', '.join(a.locales)}"],
                     ["seeds", f"{len(meta['seeds'])}: {', '.join(map(str, meta['seeds']))}"],
                     ["protocol", f"{a.protocol} ({a.protocol_source})"],
-                    ["records", f"{meta['n_records']} ({meta['n_failed_runs']} failed, skipped)"],
+                    ["records", f"{meta['n_records']} ({meta['n_failed_runs']} failed, "
+                                f"{meta.get('n_debug_runs', 0)} --debug, skipped)"],
                     ["config / data hash", f"{meta['config_hash']} / {meta['data_hash']}"],
                     ["min seeds per P", str(meta["min_seeds"])],
                 ],

@@ -25,6 +25,12 @@ from cltm_sb.tasks import get_task
 logger = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
+# What a config_hash covers (DESIGN.md §6). 1: the resolved hparams minus per-run keys. 2 (since
+# 2026-12-01): that plus the encoder's identity (weights SHA-256 or hub revision), so two
+# checkpoints under one encoder name never share a configuration. Run ids derive from the
+# config_hash, so a plan and its records carry the version they were made with; a record or plan
+# without the field is of version 1.
+IDENTITY_VERSION = 2
 RUN_KINDS = ("single", "self", "pair", "multi", "curve")
 STATUSES = ("ok", "failed")
 # Keys of the resolved hparams that change from run to run without changing the configuration.
@@ -84,6 +90,9 @@ class RunRecord:
     log_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
+    identity_version: int = IDENTITY_VERSION
+    # A SpeechBrain ``--debug`` run (a few batches): kept for inspection, never in a matrix.
+    debug: bool = False
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -111,6 +120,7 @@ class RunRecord:
         missing = {"run_id", "task", "kind", "train_set", "seed"} - set(kwargs)
         if missing:
             raise RecordError(f"record is missing the fields {sorted(missing)}")
+        kwargs.setdefault("identity_version", 1)  # written before the field existed
         return cls(**kwargs)
 
 
@@ -125,10 +135,19 @@ def train_set_key(train_set: Iterable[Mapping[str, str]]) -> str:
     return "+".join(f"{d['locale']}:{d['subset']}" for d in normalize_train_set(train_set))
 
 
-def config_hash(resolved_hparams: Mapping[str, Any]) -> str:
-    """Hash of a configuration, ignoring the keys that change per run (seed, paths, device)."""
-    kept = {k: v for k, v in resolved_hparams.items() if k not in PER_RUN_KEYS}
-    return stable_hash(_plain(kept))
+def config_hash(
+    resolved_hparams: Mapping[str, Any], encoder_identity: Mapping[str, Any] | None = None
+) -> str:
+    """Hash of a configuration, ignoring the keys that change per run (seed, paths, device).
+
+    With ``encoder_identity`` (:func:`cltm_sb.encoders.encoder_identity`) the hash is of identity
+    version 2 (:data:`IDENTITY_VERSION`): the same hparams over other starting weights are another
+    configuration. Without it, the hparams alone (version 1).
+    """
+    kept = _plain({k: v for k, v in resolved_hparams.items() if k not in PER_RUN_KEYS})
+    if encoder_identity is None:
+        return stable_hash(kept)
+    return stable_hash({"hparams": kept, "encoder_identity": _plain(encoder_identity)})
 
 
 def _plain(value: Any) -> Any:
@@ -182,6 +201,17 @@ class RecordTable:
     n_failed: int
     failed: list[RunRecord]
     records: list[RunRecord]
+    debug: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def n_debug(self) -> int:
+        """Records of ``--debug`` runs: counted, never in the table."""
+        return len(self.debug)
+
+    @property
+    def older_identity(self) -> list[RunRecord]:
+        """Records whose config_hash is of an older identity version (read as they are)."""
+        return [r for r in self.records if r.identity_version < IDENTITY_VERSION]
 
     @property
     def groups(self) -> list[tuple[str, str, str]]:
@@ -220,11 +250,11 @@ def records_to_table(records: Iterable[RunRecord]) -> pd.DataFrame:
     """Tidy table with one row per (ok run, evaluated language); duplicates are an error.
 
     A duplicate is the same (task, config, data, train set, evaluated locale, seed) twice: it would
-    count one seed twice in a mean.
+    count one seed twice in a mean. ``--debug`` runs (a few batches) are left out like failed ones.
     """
     rows = []
     for record in records:
-        if record.status != "ok":
+        if record.status != "ok" or record.debug:
             continue
         locales = sorted({d["locale"] for d in record.train_set})
         for evaluation in record.evaluations:
@@ -260,8 +290,10 @@ def records_to_table(records: Iterable[RunRecord]) -> pd.DataFrame:
 def load_records(folder: str | os.PathLike) -> RecordTable:
     """Load every ``*.json`` record in ``folder`` (or in ``folder/records`` for a grid folder).
 
-    Failed runs are counted and skipped (logged with their error); temporary files of writes in
-    progress (``.*.tmp``) are ignored.
+    Failed runs and ``--debug`` runs are counted and skipped (logged); temporary files of writes
+    in progress (``.*.tmp``) are ignored. Records of an older identity version (their
+    config_hash leaves out the encoder's weights) are read as they are, grouped by their own
+    config_hash, and reported once.
     """
     folder = Path(folder)
     if GridLayout(folder).records_dir.is_dir():
@@ -274,10 +306,24 @@ def load_records(folder: str | os.PathLike) -> RecordTable:
         logger.warning(
             "skipping failed run %s (%s); log: %s", record.run_id, record.error, record.log_path
         )
-    return RecordTable(
+    debug = [r for r in records if r.debug and r.status == "ok"]
+    for record in debug:
+        logger.warning(
+            "skipping run %s: a --debug run (a few batches only), never part of a matrix",
+            record.run_id,
+        )
+    table = RecordTable(
         table=records_to_table(records),
         n_records=len(records),
         n_failed=len(failed),
         failed=failed,
         records=records,
+        debug=debug,
     )
+    if table.older_identity:
+        logger.info(
+            "%s: %d record(s) of configuration identity version 1 (their config_hash leaves out "
+            "the encoder's weights); read as they are, never grouped with version %d records",
+            folder, len(table.older_identity), IDENTITY_VERSION,
+        )  # fmt: skip
+    return table

@@ -14,6 +14,7 @@ A YAML without ``encoder``/``preset`` keys is loaded as it is.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -35,8 +36,9 @@ from cltm_sb.data.manifests import (
     find_data_root,
     prepared_data_hash,
 )
+from cltm_sb.encoders import encoder_identity
 from cltm_sb.environment import torchaudio_problem
-from cltm_sb.io import atomic_write, atomic_write_text, sha256_file
+from cltm_sb.io import atomic_write, atomic_write_text
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
 from cltm_sb.run_files import (
     CHECKPOINT_DIR,
@@ -325,18 +327,36 @@ def _train_loader_kwargs(hp: Mapping[str, Any], dataset, seed: int) -> dict:
     return kwargs
 
 
-def _encoder_info(hp: Mapping[str, Any], encoder: torch.nn.Module) -> dict:
+def encoder_identity_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The encoder identity of a configuration, the same at plan time and at run time.
+
+    ``config`` is the plain resolved configuration (plan time), where ``encoder_source`` may
+    still be an ``!apply:`` node (the tiny HuBERT is built by one), or the loaded hparams (run
+    time), where it is the folder or hub id itself.
+    """
+    source = config.get("encoder_source")
+    if isinstance(source, Mapping) and str(source.get("tag", "")).startswith("!apply:"):
+        source = _applied(source)
+    return encoder_identity(source, config.get("encoder_revision"), config.get("encoder_save_path"))
+
+
+def _applied(node: Mapping[str, Any]) -> Any:
+    """Evaluate a plain ``{"tag": "!apply:f", "value": args}`` node as hyperpyyaml does at run time."""
+    import json
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    return load_hyperpyyaml(f"value: {node['tag']} {json.dumps(node['value'])}\n")["value"]
+
+
+def _encoder_info(hp: Mapping[str, Any], encoder: torch.nn.Module, identity: Mapping[str, Any]) -> dict:
+    """The record's ``encoder``: name, source and the identity that entered the config hash."""
     source = str(hp.get("encoder_source", type(encoder).__name__))
-    info: dict[str, Any] = {"name": str(hp.get("encoder", "")), "source": source}
-    folder = Path(source)
-    weights = [folder / n for n in ("model.safetensors", "pytorch_model.bin")]
-    weights = [w for w in weights if w.is_file()]
-    if folder.is_dir() and weights:
-        info["weights_sha256"] = sha256_file(weights[0])
-    else:
-        model = getattr(encoder, "model", None)
-        commit = getattr(getattr(model, "config", None), "_commit_hash", None)
-        info["revision"] = commit or hp.get("encoder_revision")
+    info: dict[str, Any] = {"name": str(hp.get("encoder", "")), "source": source, **identity}
+    model = getattr(encoder, "model", None)
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    if commit:  # what transformers says it loaded (a hub checkpoint)
+        info["loaded_commit"] = commit
     return info
 
 
@@ -377,8 +397,11 @@ def config_hash_for(
 ) -> str:
     """The ``config_hash`` that :func:`run_recipe` will record for these overrides.
 
-    Computed without data or models: per-run keys the caller left unset (manifests, seed, output
-    folder, ...) get stand-in values, which the hash ignores anyway.
+    Computed without data or training: per-run keys the caller left unset (manifests, seed,
+    output folder, ...) get stand-in values, which the hash ignores anyway. The encoder's identity
+    (:func:`encoder_identity_of`) is part of it: a local folder's weights are hashed (once per
+    process), a hub id is looked up in the local cache (nothing is downloaded), and a source made
+    by ``!apply:`` is evaluated as the run will (the tiny HuBERT is built once into its cache).
     """
     _, overrides, text = _compose(task, overrides, hparams_file)
     stand_ins = {
@@ -386,7 +409,8 @@ def config_hash_for(
         for key in PER_RUN_KEYS & set(_top_level(text))
         if key not in overrides and not key.startswith("__")
     }
-    return config_hash(resolve_plain(text, {**stand_ins, **overrides}))
+    resolved = resolve_plain(text, {**stand_ins, **overrides})
+    return config_hash(resolved, encoder_identity_of(resolved))
 
 
 def run_recipe(
@@ -398,6 +422,7 @@ def run_recipe(
     kind: str = "single",
     record_path: str | Path | None = None,
     run_opts: dict | None = None,
+    in_grid: bool = False,
 ) -> RunRecord:
     """Train one model, evaluate it on each test locale and write its result record.
 
@@ -412,9 +437,13 @@ def run_recipe(
         kind: ``single``, ``self``, ``pair``, ``multi`` or ``curve`` (recorded).
         record_path: where to write the record (default ``<output_folder>/record.json``).
         run_opts: SpeechBrain run options (``device``, ``precision``, ``noprogressbar``, ...).
+        in_grid: a grid's executor calls: it writes the returned record to
+            ``<plan>/records/<run_id>.json`` and keeps the run's log in ``<plan>/logs/``, so this
+            run writes neither a record nor its own ``log.txt``.
 
     Returns:
-        The record (also written atomically). Failures raise; nothing is recorded then.
+        The record (written atomically unless ``in_grid``). Failures raise; nothing is recorded
+        then.
     """
     start = time.perf_counter()
     spec, overrides, text = _compose(task, overrides, hparams_file)
@@ -440,13 +469,14 @@ def run_recipe(
     run_id = run_id or output_folder.name
 
     train_rows = read_manifests(train_csv)
+    # Before any training: refuses a prepared folder left unfinished or edited since prepare.
+    data_hash = data_hash_of(train_csv)
     data_root = config.get("data_root") or find_data_root(train_csv[0])
     data_root = None if data_root is None else str(data_root)
     label_key = str(config["label_key"])
     derived: dict[str, Any] = {"data_root": data_root}
     if config.get("label_classes") is None:  # e.g. speakers: sorted training labels
         derived["label_classes"] = sorted({row[label_key] for row in train_rows.values()})
-    cfg_hash = config_hash(config)
 
     from hyperpyyaml import load_hyperpyyaml
 
@@ -456,8 +486,11 @@ def run_recipe(
         output_folder / HPARAMS_FILE,
         _resolved_text(text, final_overrides),
     )
-    with _RunLog(output_folder / LOG_FILE):
+    with contextlib.nullcontext() if in_grid else _RunLog(output_folder / LOG_FILE):
         hp = load_hyperpyyaml(text, final_overrides)  # seeds every random source first
+        # After loading: a hub checkpoint fetched now is in the cache the identity reads.
+        identity = encoder_identity_of(hp)
+        cfg_hash = config_hash(config, identity)
         record = _train_and_evaluate(
             spec.name, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts
         )
@@ -486,16 +519,18 @@ def run_recipe(
         seed=seed,
         evaluations=record["evaluations"],
         config_hash=cfg_hash,
-        data_hash=data_hash_of(train_csv),
-        encoder=_encoder_info(hp, encoder),
+        data_hash=data_hash,
+        encoder=_encoder_info(hp, encoder, identity),
         code_version=cltm_sb.__version__,
         threads=torch.get_num_threads(),
         device=str(record["device"]),
         wall_time_s=round(time.perf_counter() - start, 3),
-        log_path=str(output_folder / LOG_FILE),
+        log_path=None if in_grid else str(output_folder / LOG_FILE),
         extra={**extra, "train_time_s": record["train_time_s"]},
+        debug=bool((run_opts or {}).get("debug", False)),  # SpeechBrain's --debug: a few batches
     )
-    write_record(result, record_path or output_folder / RECORD_FILE)
+    if not in_grid:  # in a grid the executor is the one writer of the record
+        write_record(result, record_path or output_folder / RECORD_FILE)
     return result
 
 

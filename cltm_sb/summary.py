@@ -53,7 +53,7 @@ def format_value(value: Any, percent: bool = False, digits: int = 3) -> str:
 
 
 def grid_metadata(task: str, table: pd.DataFrame, records: RecordTable, min_seeds: int) -> dict[str, Any]:
-    """What a matrix was built from: task, hashes, seeds, records and failed runs."""
+    """What a matrix was built from: task, hashes, seeds, records, failed and --debug runs."""
     spec = get_task(task)
     return {
         "task": task,
@@ -65,6 +65,7 @@ def grid_metadata(task: str, table: pd.DataFrame, records: RecordTable, min_seed
         "n_records": records.n_records,
         "n_failed_runs": records.n_failed,
         "failed_runs": [{"run_id": r.run_id, "error": r.error, "log": r.log_path} for r in records.failed],
+        "n_debug_runs": records.n_debug,  # --debug runs: skipped like failed ones
         "min_seeds": min_seeds,
     }
 

@@ -3,11 +3,14 @@
 Used as ``runner="grid_fakes:run_fake"``. Metric values are a deterministic function of
 (train set, evaluated locale, seed), so an interrupted and an uninterrupted grid give the same
 matrix. Overrides that steer it: ``fake_sleep`` (seconds per run), ``fake_fail`` (list of
-``locale:subset+...`` train keys that raise).
+``locale:subset+...`` train keys that raise). Like the real runner, it returns its record and,
+in a grid (``in_grid=True``), writes none: the executor does. It writes its pid to
+``<output_folder>/pid`` and logs one line ``fake run <run_id> trains on <train key>``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, train_set_key, 
 from cltm_sb.tasks import get_task
 
 BASE = {"single": 0.60, "self": 0.70}
+logger = logging.getLogger(__name__)
 
 
 def config_hash_for(task: str, overrides: dict | None, hparams_file: str | None) -> str:
@@ -47,6 +51,7 @@ def run_fake(
     kind: str = "single",
     record_path: str | None = None,
     run_opts: dict | None = None,
+    in_grid: bool = False,
 ) -> RunRecord:
     overrides = dict(overrides or {})
     out = Path(overrides["output_folder"])
@@ -56,6 +61,7 @@ def run_fake(
         path = Path(csv)
         train.append({"locale": path.parent.name, "subset": path.stem})
     key = train_set_key(train)
+    logger.info("fake run %s trains on %s", run_id or out.name, key)
     time.sleep(float(overrides.get("fake_sleep", 0)))
     if key in overrides.get("fake_fail", []):
         raise RuntimeError(f"fake failure of {key}")
@@ -80,9 +86,16 @@ def run_fake(
         device=str((run_opts or {}).get("device", "cpu")),
         wall_time_s=float(overrides.get("fake_sleep", 0)) + 0.01,
     )
-    if record_path:
-        write_record(record, record_path)
+    if not in_grid:
+        write_record(record, record_path or out / "record.json")
     return record
+
+
+def run_fake_old_contract(task: str, overrides: dict | None = None, hparams_file: str | None = None,
+                          **kwargs) -> None:
+    """A runner of the old contract: writes the grid's record itself and returns nothing."""
+    record = run_fake(task, overrides, hparams_file, **{**kwargs, "in_grid": True})
+    write_record(record, Path(overrides["output_folder"]).parent.parent / "records" / f"{record.run_id}.json")
 
 
 def make_prepared(folder: Path, locales: list[str], data_hash: str = "data-toy") -> Path:

@@ -7,6 +7,7 @@ localhost ports 6817/6818, run from a temporary folder, and are stopped in the f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,12 +15,14 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from grid_fakes import make_prepared
 
+from cltm_sb.cli import main
 from cltm_sb.grid.executors.slurm import (
     SLURM_OPTIONS,
     SlurmExecutor,
@@ -29,6 +32,7 @@ from cltm_sb.grid.executors.slurm import (
     sbatch_script,
     slurm_parameters,
 )
+from cltm_sb.grid.jobs import grid_status, read_jobs, runs_in_slurm
 from cltm_sb.grid.plan import make_plan
 from cltm_sb.grid.status import plan_status
 
@@ -240,6 +244,71 @@ def test_grid_on_a_local_slurm_cluster(slurm_cluster: dict[str, str], tmp_path: 
     assert states.count("done") == 8 and states.count("failed") == 2
     tasks = [p for p in (plan.plan_dir / "slurm").iterdir() if p.is_dir() and "_" in p.name]
     assert len(tasks) == 4  # ceil(10 / 3) array tasks
+    (submission,) = read_jobs(plan.layout)  # the job file knows which runs went where
+    assert sorted(r for t in submission.tasks for r in t.run_ids) == sorted(r.run_id for r in plan.runs)
     # resume: only the failed ones are submitted again
     again = executor.run(plan, progress=False)
     assert again.n_runs == 2 and again.n_skipped == 8
+    _wait_for(lambda: not _squeue_jobs(), 30, "SLURM to finish both jobs")
+    assert runs_in_slurm(plan, remember_ended=True) == {}  # written down: SLURM is not asked again
+    assert [s.ended for s in read_jobs(plan.layout)] == [True, True]
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.25)
+
+
+def _squeue_jobs() -> set[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%F"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+@pytest.mark.slurm
+def test_no_wait_submissions_never_repeat_a_queued_or_running_run(
+    slurm_cluster: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_prepared(tmp_path / "prep", ["en", "es"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en", "es"], [1], runner=RUNNER,
+                     overrides={"fake_sleep": 300})
+    plan.save()
+    grid = str(plan.plan_dir)
+    submit = ["run", grid, "--executor", "slurm", "--no-wait", "--partition", "debug", "--time", "10",
+              "--array-parallelism", "2", "--no-progress"]
+    assert main(submit) == 0
+    assert "submitted 5 runs" in capsys.readouterr().out
+    (submission,) = read_jobs(plan.layout)
+    job = submission.job_id
+    assert [t.task_id for t in submission.tasks] == [f"{job}_{i}" for i in range(5)]
+
+    def counts() -> dict[str, int]:
+        return dict(Counter(s.state for s in grid_status(plan)))
+
+    _wait_for(lambda: counts() == {"running": 2, "queued": 3}, 30, "2 running and 3 queued array tasks")
+    # a second submission (and a local run) submits and starts nothing
+    assert main(submit) == 0
+    out = capsys.readouterr().out
+    assert f"5 runs are queued or running in SLURM (job {job}) and were not started again" in out
+    assert "submitted 0 runs" in out
+    assert len(read_jobs(plan.layout)) == 1 and _squeue_jobs() == {job}
+    assert main(["run", grid, "--executor", "local", "--no-progress"]) == 0
+    assert "were not started again" in capsys.readouterr().out
+    assert not plan.records_dir.exists()
+
+    assert main(["status", grid, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["running"], status["queued"], status["pending"], status["done"]) == (2, 3, 0, 0)
+    assert {row["job_id"] for row in status["in_slurm"]} == {t.task_id for t in submission.tasks}
+    assert main(["status", grid]) == 0
+    assert f"0/5 done, 0 failed, 3 queued, 2 running (SLURM job {job}), 0 pending" in capsys.readouterr().out
+
+    assert main(["cancel", grid]) == 0
+    assert f"cancelled SLURM job {job}: 3 queued and 2 running runs" in capsys.readouterr().out
+    assert read_jobs(plan.layout)[0].cancelled_at is not None
+    _wait_for(lambda: not _squeue_jobs(), 30, f"SLURM to end the cancelled job {job}")
+    assert counts() == {"pending": 5} and runs_in_slurm(plan) == {}
+    assert main(["cancel", grid]) == 0
+    assert "nothing to cancel" in capsys.readouterr().out

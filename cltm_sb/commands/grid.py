@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from cltm_sb.grid.layout import PLAN_FILE, PlanError
-from cltm_sb.grid.plan import DEFAULT_RUNNER, load_plan, make_plan, trainings_per_seed
-from cltm_sb.grid.status import estimate_seconds, format_duration, plan_status, seconds_per_subset
+from cltm_sb.grid.plan import (
+    DEFAULT_RUNNER,
+    check_replace,
+    load_plan,
+    make_plan,
+    trainings_per_seed,
+)
+from cltm_sb.grid.status import estimate_seconds, format_duration, seconds_per_subset
 from cltm_sb.tasks import TASKS
 
 
@@ -66,12 +72,7 @@ def _plan(args: argparse.Namespace) -> int:
         runner=args.runner,
     )
     if (out / PLAN_FILE).is_file() and not args.force:
-        old = load_plan(out)
-        if (old.task, old.config_hash, old.data_hash) != (plan.task, plan.config_hash, plan.data_hash):
-            raise PlanError(
-                f"{out / PLAN_FILE} holds a plan of another task, configuration or data set; "
-                "choose another --out folder, or pass --force to replace it (old records stay)"
-            )
+        check_replace(load_plan(out), plan)
     plan.save()
     kinds = Counter(r.kind for r in plan.runs)
     n_loc = len(plan.locales)
@@ -139,21 +140,30 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers, runs_per_gpu=args.runs_per_gpu or 1, threads=args.threads
         )
     report = executor.run(plan, retry_failed=not args.no_retry_failed, progress=not args.no_progress)
-    if report.submitted:
+    if report.in_slurm:
+        jobs = sorted({r.task_id.split("_")[0] for r in report.in_slurm})
+        print(f"{len(report.in_slurm)} runs are queued or running in SLURM (job {', '.join(jobs)}) "
+              f"and were not started again; `cltm status {args.plan}` follows them, "
+              f"`cltm cancel {args.plan}` cancels them")
+    if report.submitted or (args.executor == "slurm" and args.no_wait):
         print(f"submitted {report.n_runs} runs; follow them with `cltm status {args.plan}`")
         return 0
     print(f"{report.n_ok} runs finished, {len(report.failed)} failed, "
-          f"{report.n_skipped} already done or skipped")
+          f"{report.n_skipped - len(report.in_slurm)} already done or skipped")
     for record in report.failed:
         print(f"  FAILED {record.run_id}: {record.error}\n         log: {record.log_path}")
+    for busy in report.elsewhere:
+        print(f"  NOT STARTED {busy}")
     if report.failed:
         print(f"fix the cause and rerun `cltm run {args.plan}`: only unfinished runs run again")
-    return 1 if report.failed else 0
+    return 1 if report.failed or report.elsewhere else 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from cltm_sb.grid.jobs import SlurmRunState, grid_status
+
     plan = load_plan(args.plan)
-    states = plan_status(plan)
+    states = grid_status(plan)
     counts = Counter(s.state for s in states)
     per_subset = seconds_per_subset(s.record for s in states if s.record is not None)
     left = [s.spec for s in states if s.state != "done"]
@@ -165,7 +175,11 @@ def _status(args: argparse.Namespace) -> int:
         "done": counts["done"],
         "failed": counts["failed"],
         "pending": counts["pending"],
+        "identity_version": plan.identity_version,
+        "queued": counts["queued"],
+        "running": counts["running"],
         "eta_s": eta,
+        "in_slurm": [s.slurm.to_dict() for s in states if isinstance(s, SlurmRunState) and s.slurm],
         "failures": [
             {"run_id": s.spec.run_id, "error": s.record.error, "log": s.record.log_path}
             for s in states
@@ -175,12 +189,35 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
+    in_slurm = ""
+    if summary["in_slurm"]:
+        jobs = sorted({row["job_id"].split("_")[0] for row in summary["in_slurm"]})
+        in_slurm = (f"{summary['queued']} queued, {summary['running']} running "
+                    f"(SLURM job {', '.join(jobs)}), ")
     print(f"{summary['plan']}: {summary['done']}/{summary['total']} done, "
-          f"{summary['failed']} failed, {summary['pending']} pending")
+          f"{summary['failed']} failed, {in_slurm}{summary['pending']} pending")
+    if plan.identity_note():
+        print(f"note: {plan.identity_note()}")
     if left:
         print(f"ETA with {args.workers} worker(s): {format_duration(eta)}")
     for failure in summary["failures"]:
         print(f"  FAILED {failure['run_id']}: {failure['error']}\n         log: {failure['log']}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from cltm_sb.grid.jobs import cancel_grid
+
+    report = cancel_grid(load_plan(args.plan))
+    if not report.cancelled_jobs:
+        print(f"{args.plan}: nothing to cancel; its SLURM jobs ({', '.join(report.ended_jobs)}) have ended")
+        return 0
+    counts = Counter(r.state for r in report.runs)
+    print(f"cancelled SLURM job {', '.join(report.cancelled_jobs)}: {counts['queued']} queued and "
+          f"{counts['running']} running runs")
+    for run in report.runs:
+        print(f"  {run.state:8s} {run.run_id} ({run.task_id})")
+    print(f"they are pending again: `cltm run {args.plan}` runs them")
     return 0
 
 
@@ -239,11 +276,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-wait", action="store_true", help="submit and return")
     p.set_defaults(func=_run, trains=True)
 
-    p = subparsers.add_parser("status", help="done/failed/pending runs of a plan and an ETA")
+    p = subparsers.add_parser("status", help="done/failed/queued/running/pending runs of a plan and an ETA")
     p.add_argument("plan", help="plan folder or its plan.json")
     p.add_argument("--workers", type=int, default=1, help="workers assumed by the ETA")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_status)
+
+    p = subparsers.add_parser("cancel", help="cancel the SLURM jobs of a plan that are queued or running")
+    p.add_argument("plan", help="plan folder or its plan.json")
+    p.set_defaults(func=_cancel)
 
     p = subparsers.add_parser("demo", help="toy corpus -> both grids -> matrices and report.md")
     p.add_argument("--out", default="cltm_demo", help="output folder (default: %(default)s)")

@@ -8,7 +8,9 @@ Expected layout (Common Voice 17.0 and later; older gender labels are read too):
 Output (``out_dir``)::
 
     <out>/<locale>/a.csv, b.csv, test.csv [, trials.csv for sv]
-    <out>/prepare.json          written last: parameters, counts, file hashes, data_hash
+    <out>/prepare.json          written last: parameters, counts, file hashes and stamps, data_hash
+    <out>/prepare.unfinished    only while a prepare runs (or after one died): plan refuses the folder
+    <out>/.prepare.lock         the kernel lock that keeps a second prepare out while one runs
     <out>/audio/...             the decoded 16 kHz cache, unless ``cache_dir`` is given
 
 Protocol (see DESIGN.md §2 and §6): per locale, two speaker-disjoint subsets a and b of N clips
@@ -41,7 +43,12 @@ from cltm_sb.data.manifests import (
     DATA_ROOT_PREFIX,
     GENDERS,
     PREPARE_FILE,
+    UNFINISHED_FILE,
     ManifestRow,
+    certify_files,
+    mark_finished,
+    mark_unfinished,
+    prepare_lock,
     write_manifest,
     write_trials,
 )
@@ -361,8 +368,10 @@ def prepare_common_voice(
         progress: show tqdm progress bars.
 
     Re-running with the same arguments is a no-op; different arguments into a folder that holds a
-    finished preparation raise :class:`DataError`. A folder without prepare.json is an unfinished
-    run: it is overwritten, and the clips already in the cache are reused.
+    finished preparation raise :class:`DataError`. A folder without prepare.json, or with the
+    ``prepare.unfinished`` marker, is an unfinished run: it is overwritten, and the clips already
+    in the cache are reused. The folder is locked while it is written: a second prepare into it
+    raises :class:`~cltm_sb.data.manifests.PrepareBusy` naming the holder.
     """
     task = get_task(task).name
     k = _resolve_k(task, clips_per_speaker)
@@ -378,6 +387,16 @@ def prepare_common_voice(
         "seed": int(seed), "locales": codes, "cv_root": str(root), "data_root": str(data_root),
         "trials_per_speaker": int(trials_per_speaker),
     }  # fmt: skip
+    with prepare_lock(out):
+        return _prepare_locked(root, codes, task, int(n), k, int(seed), out, data_root, params,
+                               int(workers), int(trials_per_speaker), progress)  # fmt: skip
+
+
+def _prepare_locked(
+    root: Path, codes: list[str], task: str, n: int, k: int, seed: int, out: Path, data_root: Path,
+    params: dict[str, Any], workers: int, trials_per_speaker: int, progress: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The body of :func:`prepare_common_voice`, run while this process holds the folder's lock."""
     existing = _read_existing(out)
     if existing is not None:
         old = {key: existing.get(key) for key in PARAM_KEYS}
@@ -387,37 +406,41 @@ def prepare_common_voice(
                 f"{out / PREPARE_FILE} holds a preparation with other arguments ({changed}); "
                 "choose another --out or delete that folder"
             )
-        if _is_intact(out, existing):
+        if not (out / UNFINISHED_FILE).is_file() and _is_intact(out, existing):
             logger.info("%s is already prepared with these arguments: nothing to do", out)
             return existing
     excluded = speakers_in_several_locales(root)
     if excluded:
         logger.info("%d speaker(s) appear in several locales under %s: left out", len(excluded), root)
     pools = [load_locale_pool(root, code, set(excluded)) for code in codes]
-    _check_feasible(pools, task, int(n), k)
+    _check_feasible(pools, task, n, k)
+    mark_unfinished(out)  # from the first manifest written until prepare.json certifies them
     cache = AudioCache(data_root)
     counts: dict[str, Any] = {}
-    with _Decoder(cache, int(workers), progress) as decoder:
+    with _Decoder(cache, workers, progress) as decoder:
         for pool in tqdm(pools, desc="locales", unit="locale", disable=not progress or len(pools) < 2):
             counts[pool.locale] = _prepare_locale(
-                pool, task, int(n), k, int(seed), int(trials_per_speaker), decoder, out
+                pool, task, n, k, seed, trials_per_speaker, decoder, out
             )
-    files = {}
-    for code in codes:
-        for name in ("a.csv", "b.csv", "test.csv", "trials.csv"):
-            if (out / code / name).is_file() and (name != "trials.csv" or task == "sv"):
-                files[f"{code}/{name}"] = sha256_file(out / code / name)
+    written = [
+        f"{code}/{name}"
+        for code in codes
+        for name in ("a.csv", "b.csv", "test.csv", "trials.csv")
+        if (out / code / name).is_file() and (name != "trials.csv" or task == "sv")
+    ]
+    certified = certify_files(out, written)
     info = {
         **params,
-        "speakers_per_subset": int(n) // k,
+        "speakers_per_subset": n // k,
         "counts": counts,
         "cross_locale_speakers": len(excluded),
         "cache": dict(sorted(decoder.status.items())),
-        "files": files,
-        "data_hash": stable_hash(files),
+        **certified,
+        "data_hash": stable_hash(certified["files"]),
         "cltm_sb_version": __version__,
     }
     atomic_write_json(out / PREPARE_FILE, info)
+    mark_finished(out)
     logger.info("prepared %s (%s) in %s, data_hash %s", task, ", ".join(codes), out, info["data_hash"])
     return info
 

@@ -7,15 +7,20 @@ A manifest has the header ``ID,duration,wav,spk_id,gender,locale,subset``; ``wav
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import math
 import os
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from cltm_sb.data import DataError
 from cltm_sb.io import atomic_write_text
 
 MANIFEST_COLUMNS = ("ID", "duration", "wav", "spk_id", "gender", "locale", "subset")
@@ -98,6 +103,137 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
 
 
 PREPARE_FILE = "prepare.json"
+# Held (fcntl.flock) for the whole of one `cltm prepare`: a second prepare into the folder is
+# refused instead of interleaving its manifests with the first one's.
+PREPARE_LOCK_FILE = ".prepare.lock"
+# Written when a prepare starts, removed only after prepare.json is written: a folder holding it
+# was left half-written (or is being written) and its prepare.json certifies nothing.
+UNFINISHED_FILE = "prepare.unfinished"
+
+
+class PrepareBusy(DataError):
+    """Another ``cltm prepare`` holds the output folder's lock."""
+
+
+@contextlib.contextmanager
+def prepare_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold ``<folder>/.prepare.lock`` (a kernel lock) while one prepare writes the folder.
+
+    The kernel drops the lock when its holder dies, so a killed prepare never blocks the next
+    one (the :data:`UNFINISHED_FILE` it left says the folder needs preparing again). flock on NFS
+    is emulated with POSIX locks by Linux (2.6.12 and later), so it also holds across nodes.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PREPARE_LOCK_FILE
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise PrepareBusy(
+                f"{folder}: another `cltm prepare` ({holder}) is writing into this folder; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def mark_unfinished(folder: str | os.PathLike) -> Path:
+    """Write ``<folder>/prepare.unfinished`` (before the first manifest is written)."""
+    path = Path(folder) / UNFINISHED_FILE
+    return atomic_write_text(path, f"cltm prepare started by pid {os.getpid()} on {socket.gethostname()}\n")
+
+
+def mark_finished(folder: str | os.PathLike) -> None:
+    """Remove the unfinished marker (only after ``prepare.json`` is written)."""
+    (Path(folder) / UNFINISHED_FILE).unlink(missing_ok=True)
+
+
+def file_stamp(path: str | os.PathLike) -> dict[str, int]:
+    """Size and modification time (ns) of a file: the cheap test of "unchanged since"."""
+    stat = Path(path).stat()
+    return {"size": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
+
+
+def certify_files(folder: str | os.PathLike, relpaths: Iterable[str]) -> dict[str, Any]:
+    """The ``files`` (SHA-256 per manifest) and ``file_stamps`` entries of ``prepare.json``.
+
+    ``data_hash`` is computed from ``files`` alone, so that the same content prepared twice (or
+    copied elsewhere) keeps one hash; the stamps only let later checks skip re-hashing.
+    """
+    from cltm_sb.io import sha256_file
+
+    folder = Path(folder)
+    names = sorted(relpaths)
+    return {
+        "files": {name: sha256_file(folder / name) for name in names},
+        "file_stamps": {name: file_stamp(folder / name) for name in names},
+    }
+
+
+def changed_manifests(folder: str | os.PathLike, info: Mapping[str, Any]) -> list[str]:
+    """The problems of the manifests ``prepare.json`` lists: missing, or content changed.
+
+    A file whose size and mtime are those recorded is taken as unchanged (cheap: one ``stat``);
+    any other file is hashed again, so a touched but unchanged file still passes. A content
+    change that keeps both the size and the mtime (e.g. an edit followed by ``touch -r``) is not
+    seen: the stamps are a cache, not a proof. A ``prepare.json`` without stamps (written by an
+    older cltm) gets every file hashed.
+    """
+    from cltm_sb.io import sha256_file
+
+    folder = Path(folder)
+    stamps = info.get("file_stamps") or {}
+    problems = []
+    where = folder / PREPARE_FILE
+    for name, digest in sorted((info.get("files") or {}).items()):
+        path = folder / name
+        if not path.is_file():
+            problems.append(
+                f"{path} is missing (listed in {where}); run `cltm prepare` again or restore it"
+            )
+        elif file_stamp(path) != stamps.get(name) and sha256_file(path) != digest:
+            problems.append(
+                f"{path} changed after `cltm prepare` (its content no longer matches {where}); "
+                "run `cltm prepare` again or restore it"
+            )
+    return problems
+
+
+def check_prepared(folder: str | os.PathLike, info: Mapping[str, Any] | None) -> None:
+    """Refuse a folder that an unfinished prepare left, or whose manifests changed since.
+
+    Raises a :class:`DataError` that names the marker or the changed files and says what to do.
+    A folder of own manifests (no ``prepare.json``, no marker) passes: its hash is of the content.
+    """
+    folder = Path(folder)
+    marker = folder / UNFINISHED_FILE
+    if marker.is_file():
+        raise DataError(
+            f"{marker} exists: a `cltm prepare` into {folder} did not finish (or is still "
+            "running), so its manifests are not certified; run `cltm prepare` again with the "
+            "same arguments"
+        )
+    problems = changed_manifests(folder, info) if info is not None else []
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DataError("; ".join(problems[:3]) + more)
+
+
+def certified_files(folder: str | os.PathLike) -> set[Path] | None:
+    """The manifests ``prepare.json`` certifies (None: no list, e.g. own or hand-made data)."""
+    info = read_prepare_info(folder)
+    if info is None or not info.get("files"):
+        return None
+    return {Path(folder) / name for name in info["files"]}
 
 
 def read_prepare_info(folder: str | os.PathLike) -> dict | None:
@@ -118,14 +254,19 @@ def prepared_data_hash(folder: str | os.PathLike) -> str:
     """The data hash of a prepared folder: ``prepare.json``'s, else a hash of its manifests.
 
     A folder of own manifests (``<locale>/<subset>.csv``, no ``prepare.json``) is hashed by the
-    contents of those CSV files, so every run and plan over it agrees on one hash.
+    contents of those CSV files, so every run and plan over it agrees on one hash. A prepared
+    folder is checked first (:func:`check_prepared`): its hash holds only while its manifests
+    are the ones ``prepare.json`` lists, so a plan (and every run, which asks here too) refuses
+    a folder left unfinished or edited since.
     """
     from cltm_sb.io import sha256_file, stable_hash
 
     folder = Path(folder)
     info = read_prepare_info(folder)
+    check_prepared(folder, info)
     if info is not None:
-        return str(info.get("data_hash") or stable_hash({k: v for k, v in info.items() if k != "data_root"}))
+        unhashed = ("data_root", "file_stamps")  # where and when, not what
+        return str(info.get("data_hash") or stable_hash({k: v for k, v in info.items() if k not in unhashed}))
     csvs = sorted(folder.glob("*/*.csv"))
     return stable_hash({str(p.relative_to(folder)): sha256_file(p) for p in csvs})
 

@@ -49,8 +49,23 @@ class GridLayout:
         return self.plan_dir / "slurm"
 
     @property
+    def slurm_jobs_file(self) -> Path:
+        """The grid's submitted SLURM jobs: which runs went to which array task, and when."""
+        return self.slurm_dir / "jobs.json"
+
+    @property
+    def slurm_jobs_lock(self) -> Path:
+        """Serialises changes of :attr:`slurm_jobs_file` (not the plan lock: cancel works beside a run)."""
+        return self.slurm_dir / ".jobs.lock"
+
+    @property
     def lock_file(self) -> Path:
         return self.plan_dir / LOCK_FILE
+
+    @property
+    def locks_dir(self) -> Path:
+        """Per-run locks (``<run_id>.lock``), held by the process that trains the run."""
+        return self.plan_dir / "locks"
 
     def run(self, run_id: str) -> RunPaths:
         """The :class:`RunPaths` of one run."""
@@ -79,7 +94,9 @@ class RunPaths:
     - ``run_dir``: ``<plan>/runs/<run_id>/``, the run's output folder, tagged with a marker file
       so that only folders made by the grid are ever deleted;
     - ``record``: ``<plan>/records/<run_id>.json``, written atomically when the run ends;
-    - ``log``: ``<plan>/logs/<run_id>.log``.
+    - ``log``: ``<plan>/logs/<run_id>.log``;
+    - ``lock``: ``<plan>/locks/<run_id>.lock``, locked (``flock``) by the process that trains the
+      run for the whole attempt; the kernel drops the lock when that process dies.
     """
 
     def __init__(self, plan_dir: str | os.PathLike, run_id: str) -> None:
@@ -101,6 +118,10 @@ class RunPaths:
     @property
     def log(self) -> Path:
         return self.plan_dir / "logs" / f"{self.run_id}.log"
+
+    @property
+    def lock(self) -> Path:
+        return GridLayout(self.plan_dir).locks_dir / f"{self.run_id}.lock"
 
     def stale_temp_records(self) -> list[Path]:
         """Temporary files of record writes that were killed (``.<run_id>.json.*.tmp``)."""

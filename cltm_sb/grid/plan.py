@@ -27,9 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.data.manifests import PREPARE_FILE, prepared_data_hash, read_prepare_info
+from cltm_sb.data.manifests import (
+    PREPARE_FILE,
+    certified_files,
+    prepared_data_hash,
+    read_prepare_info,
+)
 from cltm_sb.grid.layout import PLAN_FILE, GridLayout, PlanError, RunPaths
 from cltm_sb.io import atomic_write_json, stable_hash
+from cltm_sb.results import IDENTITY_VERSION
 from cltm_sb.tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -250,6 +256,8 @@ class Plan:
     one_run_per_cell: bool = False
     runner: str = DEFAULT_RUNNER
     runs: list[RunSpec] = field(default_factory=list)
+    # What config_hash covers (cltm_sb.results.IDENTITY_VERSION); a plan.json without it is of 1.
+    identity_version: int = IDENTITY_VERSION
 
     @property
     def layout(self) -> GridLayout:
@@ -323,6 +331,7 @@ class Plan:
             "hparams_file": self.hparams_file,
             "overrides": self.overrides,
             "config_hash": self.config_hash,
+            "identity_version": self.identity_version,
             "seeds": list(self.seeds),
             "locales": list(self.locales),
             "targets": list(self.targets),
@@ -365,6 +374,59 @@ class Plan:
             one_run_per_cell=bool(data.get("one_run_per_cell", False)),
             runner=str(data.get("runner") or DEFAULT_RUNNER),
             runs=[RunSpec.from_dict(r, task, chash) for r in data["runs"]],
+            identity_version=int(data.get("identity_version", 1)),
+        )
+
+    def identity_note(self) -> str | None:
+        """One line for ``cltm status`` about a plan of an older identity version (else None)."""
+        if self.identity_version >= IDENTITY_VERSION:
+            return None
+        return (
+            f"this plan and its records are of configuration identity version {self.identity_version} "
+            f"(config_hash without the encoder's weights; this cltm records version {IDENTITY_VERSION}): "
+            "its records are read as they are; `cltm run` will not add to it (re-plan with "
+            "`cltm plan ... --force` to retrain under the new identity)"
+        )
+
+    def require_current_identity(self, n_unfinished: int) -> None:
+        """Refuse to run an old plan's unfinished runs: say what keeping and retraining mean.
+
+        A plan of an older identity version has a config_hash that today's runner no longer
+        computes (it adds the encoder's identity), so a run would be recorded under another
+        configuration. Neither silently retraining everything nor silently mixing is right: the
+        user chooses.
+        """
+        if self.identity_version >= IDENTITY_VERSION:
+            return
+        raise PlanError(
+            f"{self.plan_file}: this plan and its records are of configuration identity version "
+            f"{self.identity_version} (their config_hash leaves out the encoder's weights); this "
+            f"cltm records version {IDENTITY_VERSION}, so its {n_unfinished} unfinished run(s) "
+            "would not belong to this plan. Nothing was run. Either keep the finished records as "
+            "they are (`cltm status`, `cltm matrix` and `cltm report` read them), or re-plan and "
+            f"retrain the whole grid: `cltm plan ... -o {self.plan_dir} --force` with the same "
+            "arguments (new run ids; the old records stay in records/, reported as version "
+            f"{self.identity_version})"
+        )
+
+
+def check_replace(old: Plan, new: Plan) -> None:
+    """Refuse to replace ``old`` by a plan of another task, configuration or data (``--force`` does).
+
+    An old plan of an earlier identity version always differs in config_hash; the message says so
+    rather than suggesting the hparams changed.
+    """
+    if old.identity_version < new.identity_version:
+        raise PlanError(
+            f"{old.plan_file} holds a plan of configuration identity version {old.identity_version} "
+            f"(its config_hash leaves out the encoder's weights); pass --force to re-plan it under "
+            f"version {new.identity_version} (every run trains again under a new id; the old records "
+            "stay in records/ and are still read as they are), or choose another --out folder"
+        )
+    if (old.task, old.config_hash, old.data_hash) != (new.task, new.config_hash, new.data_hash):
+        raise PlanError(
+            f"{old.plan_file} holds a plan of another task, configuration or data set; "
+            "choose another --out folder, or pass --force to replace it (old records stay)"
         )
 
 
@@ -405,24 +467,26 @@ def read_prepared(data_dir: str | os.PathLike) -> tuple[str, str]:
     """(data_hash, data_root) of a prepared folder, from its ``prepare.json``.
 
     A folder of manifests without ``prepare.json`` (own data) gets a hash of its CSV files and
-    its own path as data root.
+    its own path as data root. A folder that an unfinished ``cltm prepare`` left, or whose
+    manifests changed since ``prepare.json`` was written, is a :class:`PlanError` naming the file.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such prepared data folder; run `cltm prepare` first")
     try:
         info = read_prepare_info(data_dir)
+        data_hash = prepared_data_hash(data_dir)
     except ValueError as error:
         raise PlanError(str(error)) from error
     if info is not None:
         root = Path(info.get("data_root") or data_dir)
         if not root.is_absolute():
             root = data_dir / root
-        return prepared_data_hash(data_dir), str(root.resolve())
+        return data_hash, str(root.resolve())
     if not any(data_dir.glob("*/*.csv")):
         raise PlanError(f"{data_dir}: neither {PREPARE_FILE} nor <locale>/<subset>.csv manifests found")
     logger.warning("%s has no %s: hashing its manifests instead", data_dir, PREPARE_FILE)
-    return prepared_data_hash(data_dir), str(data_dir.resolve())
+    return data_hash, str(data_dir.resolve())
 
 
 def make_plan(
@@ -490,5 +554,13 @@ def make_plan(
             raise PlanError(
                 f"{data_path}: missing manifests {shown}; prepare these languages with "
                 "`cltm prepare` or leave them out of --locales"
+            )
+        certified = certified_files(data_path)
+        foreign = [str(p) for p in plan.needed_files() if certified is not None and p not in certified]
+        if foreign:
+            raise PlanError(
+                f"{foreign[0]} is not among the manifests {data_path / PREPARE_FILE} certifies "
+                "(added by hand after `cltm prepare`?); prepare that language with `cltm prepare` "
+                "or leave it out of --locales"
             )
     return plan

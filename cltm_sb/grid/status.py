@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunState:
-    """Where one run stands: ``done``, ``failed`` or ``pending``."""
+    """Where one run stands: ``done``, ``failed`` or ``pending`` from its record
+    (:func:`cltm_sb.grid.jobs.grid_status` adds ``queued`` and ``running`` from SLURM)."""
 
     spec: RunSpec
     state: str
@@ -36,6 +37,9 @@ def run_state(plan: Plan, spec: RunSpec) -> RunState:
             "%s: config/data hash %s/%s differs from the plan's %s/%s; the run will be redone",
             path, record.config_hash, record.data_hash, plan.config_hash, plan.data_hash,
         )
+        return RunState(spec, "pending", record)
+    if record.debug:  # a few batches only: never counts as done
+        logger.warning("%s: a --debug run; the run will be redone in full", path)
         return RunState(spec, "pending", record)
     return RunState(spec, "done" if record.status == "ok" else "failed", record)
 

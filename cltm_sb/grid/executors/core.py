@@ -3,15 +3,22 @@
 Every executor runs the same function, :func:`execute_run`, which turns one :class:`RunSpec` into
 one result record at ``<plan>/records/<run_id>.json``:
 
+0. the run's lock ``<plan>/locks/<run_id>.lock`` is taken (``flock``) and held for the whole
+   attempt; if another live process holds it (an attempt that is still training), the run is not
+   started (:class:`RunBusy`) and stays pending;
 1. the run's folder ``<plan>/runs/<run_id>/`` is emptied (only if it carries the grid's marker)
    and made again, so an interrupted run restarts from scratch;
 2. the plan's runner (``"package.module:function"``, by default :func:`cltm_sb.runner.run_recipe`)
-   trains and evaluates, logging to ``<plan>/logs/<run_id>.log``;
-3. the record is written atomically; an exception becomes a ``status="failed"`` record with the
-   error and the log path, and the other runs go on.
+   is called as ``runner(task, overrides, hparams_file, run_id=, kind=, run_opts=, in_grid=True)``
+   and trains and evaluates, logging to ``<plan>/logs/<run_id>.log``; it returns a
+   :class:`~cltm_sb.results.RunRecord` and writes no record itself;
+3. the executor writes that record atomically, the one writer of ``records/<run_id>.json``; an
+   exception becomes a ``status="failed"`` record with the error and the log path, and the other
+   runs go on.
 
-A killed grid leaves no partial record (atomic renames), and a run without an ok record matching
-the plan's config hash is run again by the next ``cltm run``.
+A killed grid leaves no partial record (atomic renames), no process of it outlives it (see
+:mod:`~cltm_sb.grid.executors.local`), and a run without an ok record matching the plan's config
+hash is run again by the next ``cltm run``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -28,20 +36,50 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tqdm import tqdm
 
-from cltm_sb.grid.layout import PlanError
+from cltm_sb.grid.jobs import InSlurm, runs_in_slurm
+from cltm_sb.grid.layout import PlanError, RunPaths
 from cltm_sb.grid.plan import Plan, RunSpec, import_object
-from cltm_sb.grid.status import plan_status
-from cltm_sb.results import RecordError, RunRecord, read_record, write_record
+from cltm_sb.grid.status import plan_status, run_state
+from cltm_sb.results import RecordError, RunRecord, write_record
 
 logger = logging.getLogger(__name__)
 
 
 class GridInterrupted(KeyboardInterrupt):
-    """The grid received SIGINT or SIGTERM; the runs in flight were stopped."""
+    """The grid received SIGINT, SIGTERM or SIGHUP; the runs in flight were stopped.
+
+    ``signum`` is the signal; a command exits with ``128 + signum`` as a shell would report it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"received {signal.Signals(signum).name}")
+        self.signum = int(signum)
+
+
+class RunBusy(RuntimeError):
+    """A run whose lock another live process holds: it was not started and stays pending.
+
+    ``status`` is ``"busy"`` so that it reads like a record's outcome beside the records.
+    """
+
+    status = "busy"
+
+    def __init__(self, run_id: str, lock: Path, holder: str) -> None:
+        super().__init__(
+            f"run {run_id} is still running elsewhere ({holder}; lock {lock}), so it was not "
+            "started again; it stays pending: run `cltm run` again once that process has ended"
+        )
+        self.run_id = run_id
+        self.lock = lock
+        self.holder = holder
+
+
+#: What an executor reports for one run: its record, or that it is still running elsewhere.
+RunOutcome = RunRecord | RunBusy
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,12 +104,21 @@ def set_threads(threads: int) -> None:
 
 @contextlib.contextmanager
 def _log_to(path: Path, redirect_fds: bool) -> Iterator[None]:
-    """Send logging (and, in a worker process, stdout/stderr) to the run's log file."""
+    """Send logging (and, in a worker process, stdout/stderr) to the run's log file, once.
+
+    In a worker, stdout/stderr already go into the log, so the handlers the root logger brought
+    along (``logging.basicConfig`` in the main module, which multiprocessing imports again in
+    every worker, or in a module the forkserver preloads) would write every line a second time:
+    they are detached while the run lasts and the log's own handler is the only one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     root = logging.getLogger()
     old_level = root.level
+    inherited = list(root.handlers) if redirect_fds else []
+    for other in inherited:
+        root.removeHandler(other)
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
@@ -88,6 +135,8 @@ def _log_to(path: Path, redirect_fds: bool) -> Iterator[None]:
         yield
     finally:
         root.removeHandler(handler)
+        for other in inherited:
+            root.addHandler(other)
         root.setLevel(old_level)
         handler.close()
         if redirect_fds:
@@ -97,6 +146,63 @@ def _log_to(path: Path, redirect_fds: bool) -> Iterator[None]:
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+def _lock_or_holder(path: Path) -> IO[str] | str:
+    """Take ``path``'s ``flock`` without waiting: the open, locked file, or who holds it.
+
+    A kernel lock vanishes with the process that holds it (SIGKILL included), so a lock file left
+    behind by a dead process never blocks; the pid written into it only tells the user who holds
+    a live lock. The file itself is never deleted (deleting it would let two processes lock two
+    different files of one name).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - returned to the caller, locked
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return lock_holder(path)
+    except OSError as error:
+        handle.close()
+        raise PlanError(
+            f"{path}: cannot lock ({error.strerror}); the file system of the plan folder does not "
+            "support flock: keep the plan on a local disk or on a file system with locking"
+        ) from error
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds (or last held) a lock, as its file says: ``pid ... on <host> since ...``."""
+    try:
+        return path.read_text(encoding="utf-8").strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+@contextlib.contextmanager
+def _holding(handle: IO[str]) -> Iterator[None]:
+    """Keep a lock from :func:`_lock_or_holder` until the block ends."""
+    try:
+        yield
+    finally:
+        # Unlock before closing: a child forked meanwhile shares the lock and would keep it.
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextlib.contextmanager
+def run_lock(paths: RunPaths) -> Iterator[None]:
+    """Hold the run's lock for one attempt; :class:`RunBusy` if another live process holds it."""
+    locked = _lock_or_holder(paths.lock)
+    if isinstance(locked, str):
+        raise RunBusy(paths.run_id, paths.lock, locked)
+    with _holding(locked):
+        yield
 
 
 def failed_record(plan: Plan, spec: RunSpec, error: str, **extra: Any) -> RunRecord:
@@ -123,48 +229,28 @@ def execute_run(
     threads: int | None = None,
     redirect_output: bool = False,
 ) -> RunRecord:
-    """Run one spec of the plan here and now; always leaves exactly one record.
+    """Run one spec of the plan here and now; leaves exactly one record, written here.
 
-    Exceptions of the runner become a failed record (``KeyboardInterrupt`` and ``SystemExit``
-    propagate and leave none: the run is then pending and restarts from scratch).
+    The run's lock is held from before its folder is cleared until its record is written, so an
+    attempt never starts beside a live one: :class:`RunBusy` is raised instead and nothing of the
+    run is touched. Exceptions of the runner become a failed record (``KeyboardInterrupt`` and
+    ``SystemExit`` propagate and leave none: the run is then pending and restarts from scratch).
     """
     paths = plan.paths(spec)
-    paths.fresh_run_dir()
-    if threads is not None:
-        set_threads(threads)
-    start = time.perf_counter()
-    with _log_to(paths.log, redirect_output):
+    with run_lock(paths), _log_to(paths.log, redirect_output):
+        # Asked again under the lock: an attempt that was still alive when the grid looked may
+        # have finished since.
+        state = run_state(plan, spec) if paths.record.is_file() else None
+        if state is not None and state.state == "done" and state.record is not None:
+            logger.info("run %s was finished meanwhile by another process; not run again", spec.run_id)
+            return state.record
+        paths.fresh_run_dir()
+        if threads is not None:
+            set_threads(threads)
+        start = time.perf_counter()
         logger.info("run %s (%s) on %s, %s threads", spec.run_id, spec.kind, device, threads)
         try:
-            runner: Callable[..., Any] = import_object(plan.runner)
-            result = runner(
-                plan.task,
-                plan.run_overrides(spec),
-                plan.hparams_file,
-                run_id=spec.run_id,
-                kind=spec.kind,
-                record_path=str(paths.record),
-                run_opts={"device": device},
-            )
-            record = result if isinstance(result, RunRecord) else read_record(paths.record)
-            if record.status == "ok" and record.config_hash != plan.config_hash:
-                raise RecordError(
-                    f"the run's config hash {record.config_hash} is not the plan's "
-                    f"{plan.config_hash}: the hparams changed since `cltm plan` (or the runner's "
-                    "config_hash_for disagrees with it); make the plan again"
-                )
-            missing = sorted(set(spec.eval_locales) - {e.locale for e in record.evaluations})
-            if record.status == "ok" and missing:
-                raise RecordError(f"the runner returned no evaluation on {missing}")
-            if record.log_path and record.log_path != str(paths.log):
-                record.extra.setdefault("runner_log", record.log_path)
-            record.log_path = str(paths.log)
-            record.run_id = spec.run_id
-            if record.wall_time_s is None:
-                record.wall_time_s = round(time.perf_counter() - start, 3)
-            if record.threads is None:
-                record.threads = threads
-            record.device = record.device or device
+            record = _call_runner(plan, spec, device, threads, start)
         except Exception as error:  # noqa: BLE001 - every failure is recorded, the grid goes on
             logger.error("run %s failed:\n%s", spec.run_id, traceback.format_exc())
             record = failed_record(
@@ -180,6 +266,45 @@ def execute_run(
     return record
 
 
+def _call_runner(plan: Plan, spec: RunSpec, device: str, threads: int | None, start: float) -> RunRecord:
+    """The record of one attempt: what the plan's runner returns, checked and completed."""
+    paths = plan.paths(spec)
+    runner: Callable[..., Any] = import_object(plan.runner)
+    record = runner(
+        plan.task,
+        plan.run_overrides(spec),
+        plan.hparams_file,
+        run_id=spec.run_id,
+        kind=spec.kind,
+        run_opts={"device": device},
+        in_grid=True,
+    )
+    if not isinstance(record, RunRecord):
+        raise RecordError(
+            f"the runner {plan.runner} returned {type(record).__name__}, not a RunRecord: in a grid "
+            "the runner returns its record and the executor writes it"
+        )
+    if record.status == "ok" and record.config_hash != plan.config_hash:
+        raise RecordError(
+            f"the run's config hash {record.config_hash} is not the plan's "
+            f"{plan.config_hash}: the hparams changed since `cltm plan` (or the runner's "
+            "config_hash_for disagrees with it); make the plan again"
+        )
+    missing = sorted(set(spec.eval_locales) - {e.locale for e in record.evaluations})
+    if record.status == "ok" and missing:
+        raise RecordError(f"the runner returned no evaluation on {missing}")
+    if record.log_path and record.log_path != str(paths.log):
+        record.extra.setdefault("runner_log", record.log_path)
+    record.log_path = str(paths.log)
+    record.run_id = spec.run_id
+    if record.wall_time_s is None:
+        record.wall_time_s = round(time.perf_counter() - start, 3)
+    if record.threads is None:
+        record.threads = threads
+    record.device = record.device or device
+    return record
+
+
 # --------------------------------------------------------------------------------------------
 # Executors
 
@@ -192,6 +317,8 @@ class GridReport:
     n_skipped: int
     records: list[RunRecord] = field(default_factory=list)
     submitted: bool = False
+    in_slurm: list[InSlurm] = field(default_factory=list)  # left alone: queued/running in SLURM
+    elsewhere: list[RunBusy] = field(default_factory=list)  # not started: locked by a live process
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -204,42 +331,47 @@ class GridReport:
 
 @contextlib.contextmanager
 def plan_lock(plan: Plan) -> Iterator[None]:
-    """Hold ``<plan>/.lock`` so that two ``cltm run`` never work on one plan at once."""
+    """Hold ``<plan>/.lock`` so that two ``cltm run`` never work on one plan at once.
+
+    A ``flock``: a holder that died, even by SIGKILL, holds nothing, whatever the file still says.
+    """
     plan.plan_dir.mkdir(parents=True, exist_ok=True)
-    path = plan.layout.lock_file
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise PlanError(
-                f"{plan.plan_dir}: another `cltm run` ({holder}) is working on this plan; "
-                "wait for it or stop it"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    locked = _lock_or_holder(plan.layout.lock_file)
+    if isinstance(locked, str):
+        raise PlanError(
+            f"{plan.plan_dir}: another `cltm run` ({locked}) is working on this plan; "
+            "wait for it or stop it"
+        )
+    with _holding(locked):
+        yield
+
+
+#: Signals that stop a grid: Ctrl-C, ``kill``, and a closed terminal or SSH session.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into :class:`GridInterrupted` while the grid runs."""
+    """Turn SIGINT, SIGTERM and SIGHUP into :class:`GridInterrupted` while the grid runs.
+
+    Only the first signal raises: a second one would break off the stopping of the workers,
+    and the grid's exit would then wait for them (multiprocessing joins its children at exit).
+    """
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
-        raise GridInterrupted(f"received {signal.Signals(signum).name}")
+        received.append(signum)
+        if len(received) == 1:
+            raise GridInterrupted(signum)
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -260,7 +392,10 @@ class Executor(ABC):
     ) -> GridReport:
         """Run every run of ``plan`` that has no ok record (failed ones too unless told not to).
 
-        Returns what ran; a failing run is recorded and reported, never raised.
+        Returns what ran; a failing run is recorded and reported, never raised. A run whose
+        lock another live process holds (an earlier attempt still training) is not started: it
+        is listed in the report's ``elsewhere`` and stays pending. SIGINT, SIGTERM and SIGHUP
+        stop the runs in flight and raise :class:`GridInterrupted`.
         """
         states = plan_status(plan)
         wanted = set(run_ids) if run_ids is not None else None
@@ -274,18 +409,28 @@ class Executor(ABC):
             if (wanted is None or s.spec.run_id in wanted)
             and (s.state == "pending" or (retry_failed and s.state == "failed"))
         ]
+        # Whatever the executor, a run this grid submitted to SLURM that is still queued or
+        # running there is not started again (it would run twice and race for its record).
+        in_slurm = runs_in_slurm(plan, remember_ended=True)
+        busy = [in_slurm[s.run_id] for s in todo if s.run_id in in_slurm]
+        todo = [s for s in todo if s.run_id not in in_slurm]
         considered = len(states) if wanted is None else len(wanted)
-        report = GridReport(n_runs=len(todo), n_skipped=considered - len(todo))
+        report = GridReport(n_runs=len(todo), n_skipped=considered - len(todo), in_slurm=busy)
         if not todo:
             return report
-        with plan_lock(plan), tqdm(
+        plan.require_current_identity(len(todo))  # an old plan: the user chooses keep or retrain
+        with _signals_interrupt(), plan_lock(plan), tqdm(
             total=len(todo), unit="run", desc=f"cltm {plan.task}", disable=not progress,
             dynamic_ncols=True,
         ) as bar:
 
-            def on_done(record: RunRecord) -> None:
-                report.records.append(record)
+            def on_done(record: RunOutcome) -> None:
                 bar.update(1)
+                if isinstance(record, RunBusy):
+                    report.elsewhere.append(record)
+                    bar.write(f"NOT STARTED {record}")
+                    return
+                report.records.append(record)
                 bar.set_postfix_str(f"{record.run_id} {record.wall_time_s or 0:.1f}s", refresh=True)
                 if record.status != "ok":
                     bar.write(f"FAILED {record.run_id}: {record.error} (log: {record.log_path})")
@@ -294,8 +439,12 @@ class Executor(ABC):
         return report
 
     @abstractmethod
-    def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunRecord], None]) -> bool | None:
-        """Run ``runs`` and call ``on_done`` with each record; return True if only submitted."""
+    def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunOutcome], None]) -> bool | None:
+        """Run ``runs`` and call ``on_done`` with each outcome; return True if only submitted.
+
+        An outcome is a run's record, or :class:`RunBusy` for a run that another live process
+        is still training (not started, no record).
+        """
 
 
 class InProcessExecutor(Executor):
@@ -305,6 +454,10 @@ class InProcessExecutor(Executor):
         self.device = device
         self.threads = threads
 
-    def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunRecord], None]) -> None:
+    def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunOutcome], None]) -> None:
         for spec in runs:
-            on_done(execute_run(plan, spec, self.device, self.threads))
+            try:
+                outcome: RunOutcome = execute_run(plan, spec, self.device, self.threads)
+            except RunBusy as busy:
+                outcome = busy
+            on_done(outcome)

@@ -10,8 +10,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.grid.executors.core import Executor, _signals_interrupt, failed_record
+from cltm_sb.grid.executors.core import (
+    Executor,
+    RunBusy,
+    RunOutcome,
+    _signals_interrupt,
+    failed_record,
+    lock_holder,
+    run_lock,
+)
 from cltm_sb.grid.executors.local import LocalExecutor
+from cltm_sb.grid.jobs import mark_cancelled, record_submission, runs_in_slurm
 from cltm_sb.grid.plan import Plan, RunSpec, load_plan
 from cltm_sb.results import RecordError, RunRecord, read_record, write_record
 
@@ -186,7 +195,8 @@ class SlurmExecutor(Executor):
         k = int(self.options["runs_per_task"])
         return [[s.run_id for s in runs[i : i + k]] for i in range(0, len(runs), k)]
 
-    def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunRecord], None]) -> bool:
+    def _submit(self, plan: Plan, chunks: list[list[str]]) -> list[Any]:
+        """Submit one array job, one task per chunk of run ids; submitit's jobs, in chunk order."""
         import submitit
 
         folder = plan.layout.slurm_dir / "%j"
@@ -195,14 +205,35 @@ class SlurmExecutor(Executor):
         if self.cluster != "slurm":
             params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
         executor.update_parameters(**params)
-        chunks = self.chunks(runs)
-        submitted_at = time.time()
-        jobs = executor.map_array(
+        return executor.map_array(
             slurm_task,
             [str(plan.plan_dir)] * len(chunks),
             chunks,
             [int(self.options["runs_per_gpu"])] * len(chunks),
         )
+
+    def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunOutcome], None]) -> bool:
+        if self.cluster == "slurm":
+            # Asked again under the plan lock: another `cltm run` may have submitted since the
+            # caller looked.
+            in_slurm = runs_in_slurm(plan)
+            meanwhile = [s.run_id for s in runs if s.run_id in in_slurm]
+            if meanwhile:
+                logger.warning(
+                    "%s: %d runs were submitted by another `cltm run` meanwhile; left alone",
+                    plan.plan_dir, len(meanwhile),
+                )
+                runs = [s for s in runs if s.run_id not in in_slurm]
+            if not runs:
+                return True
+        chunks = self.chunks(runs)
+        submitted_at = time.time()
+        jobs = self._submit(plan, chunks)
+        if self.cluster == "slurm" and jobs:
+            # Written before anything else can fail: a submitted job must never be forgotten.
+            record_submission(
+                plan.layout, [(job.job_id, ids) for job, ids in zip(jobs, chunks)], submitted_at
+            )
         logger.info(
             "submitted %d runs as %d array tasks (job %s)", len(runs), len(chunks),
             jobs[0].job_id.split("_")[0] if jobs else "-",
@@ -229,6 +260,8 @@ class SlurmExecutor(Executor):
             for job in {id(j): j for j in pending.values()}.values():
                 with contextlib.suppress(Exception):
                     job.cancel(check=False)
+            if self.cluster == "slurm" and jobs:
+                mark_cancelled(plan.layout, [jobs[0].job_id.split("_")[0]])
             raise
         return False
 
@@ -243,7 +276,17 @@ class SlurmExecutor(Executor):
             return None
 
     @staticmethod
-    def _job_failure(plan: Plan, spec: RunSpec, job: Any) -> RunRecord:
+    def _job_failure(plan: Plan, spec: RunSpec, job: Any) -> RunOutcome:
+        """What a finished job that left no record means for one of its runs.
+
+        A run the task found locked by another live process was not started (busy: it stays
+        pending). Otherwise a failed record is written, under the run's lock, so that nothing is
+        written while a process of an earlier attempt still trains it.
+        """
+        paths = plan.paths(spec)
+        with contextlib.suppress(Exception):  # the task's own outcomes, when it returned any
+            if dict(job.result()).get(spec.run_id) == RunBusy.status:
+                return RunBusy(spec.run_id, paths.lock, lock_holder(paths.lock))
         try:
             error = job.exception()
             message = f"SLURM job {job.job_id} ended without a record: {error!r}" if error else (
@@ -252,5 +295,9 @@ class SlurmExecutor(Executor):
         except Exception as error:  # noqa: BLE001 - the job's own failure text
             message = f"SLURM job {job.job_id} failed: {type(error).__name__}: {error}"
         record = failed_record(plan, spec, message, extra={"slurm_stderr": str(job.paths.stderr)})
-        write_record(record, plan.paths(spec).record)
+        try:
+            with run_lock(paths):
+                write_record(record, paths.record)
+        except RunBusy as busy:
+            return busy
         return record

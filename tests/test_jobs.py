@@ -1,0 +1,293 @@
+"""The grid's SLURM job file: nothing queued or running is submitted twice; status; cancel.
+
+SLURM is faked here (no cluster needed): :class:`FakeSlurm` hands out job ids for submissions and
+answers the queries that ``squeue`` and ``scancel`` would. tests/test_slurm.py does the same on a
+real local cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from grid_fakes import make_prepared
+
+from cltm_sb.cli import main
+from cltm_sb.grid import jobs
+from cltm_sb.grid.executors.core import InProcessExecutor, execute_run, failed_record
+from cltm_sb.grid.executors.slurm import SlurmExecutor
+from cltm_sb.grid.jobs import (
+    SlurmError,
+    cancel_grid,
+    grid_status,
+    parse_squeue,
+    read_jobs,
+    runs_in_slurm,
+)
+from cltm_sb.grid.plan import Plan, make_plan
+from cltm_sb.results import write_record
+
+RUNNER = "grid_fakes:run_fake"
+# the real ones, kept before the `slurm` fixture replaces them
+_real_scancel = jobs.scancel
+_real_squeue_states = jobs.squeue_states
+
+
+@dataclass
+class FakeJob:
+    job_id: str
+
+
+class FakeSlurm:
+    """Job ids from 100 up; ``states`` holds the tasks SLURM would list as queued or running."""
+
+    def __init__(self) -> None:
+        self.next_id = 100
+        self.states: dict[str, str] = {}
+        self.submitted: list[list[list[str]]] = []
+        self.cancelled: list[str] = []
+
+    def submit(self, chunks: list[list[str]]) -> list[FakeJob]:
+        job = str(self.next_id)
+        self.next_id += 1
+        self.submitted.append(chunks)
+        # like submitit: one chunk is a plain job, more make an array
+        ids = [job] if len(chunks) == 1 else [f"{job}_{i}" for i in range(len(chunks))]
+        self.states.update(dict.fromkeys(ids, "PENDING"))
+        return [FakeJob(i) for i in ids]
+
+    def query(self, job_ids: Sequence[str]) -> dict[str, str]:
+        return {t: s for t, s in self.states.items() if t.split("_")[0] in job_ids}
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        self.cancelled.extend(job_ids)
+        self.states = {t: s for t, s in self.states.items() if t.split("_")[0] not in job_ids}
+
+    def end(self, *task_ids: str) -> None:
+        for task_id in task_ids:
+            del self.states[task_id]
+
+
+@pytest.fixture
+def slurm(monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
+    fake = FakeSlurm()
+    monkeypatch.setattr(jobs, "squeue_states", fake.query)
+    monkeypatch.setattr(jobs, "scancel", fake.cancel)
+    return fake
+
+
+class FakeSubmitExecutor(SlurmExecutor):
+    """The real SLURM executor with ``sbatch`` replaced by :class:`FakeSlurm`."""
+
+    def __init__(self, fake: FakeSlurm, runs_per_task: int = 2) -> None:
+        super().__init__({"runs_per_task": runs_per_task}, wait=False)
+        self.fake = fake
+
+    def _submit(self, plan: Plan, chunks: list[list[str]]) -> list[FakeJob]:
+        return self.fake.submit(chunks)
+
+
+def _plan(tmp_path: Path) -> Plan:
+    data = make_prepared(tmp_path / "prep", ["en", "es"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en", "es"], [1], runner=RUNNER)
+    plan.save()
+    return plan
+
+
+def _ids(plan: Plan) -> list[str]:
+    return [r.run_id for r in plan.runs]
+
+
+def test_a_second_submission_submits_nothing_queued_or_running(
+    tmp_path: Path, slurm: FakeSlurm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path)
+    ids = _ids(plan)
+    assert len(ids) == 5
+    first = FakeSubmitExecutor(slurm).run(plan, progress=False)
+    assert first.submitted and first.n_runs == 5
+    (submission,) = read_jobs(plan.layout)
+    assert submission.job_id == "100" and submission.live
+    assert [(t.task_id, t.run_ids) for t in submission.tasks] == [
+        ("100_0", ids[:2]), ("100_1", ids[2:4]), ("100_2", ids[4:])
+    ]
+    assert abs(submission.submitted_unix - time.time()) < 60
+    assert plan.layout.slurm_jobs_file == plan.plan_dir / "slurm" / "jobs.json"
+    slurm.states["100_0"] = "RUNNING"
+
+    again = FakeSubmitExecutor(slurm).run(plan, progress=False)
+    assert again.n_runs == 0 and not again.submitted and len(slurm.submitted) == 1
+    assert sorted(r.run_id for r in again.in_slurm) == sorted(ids)
+    assert len(read_jobs(plan.layout)) == 1
+    # other executors leave them alone too, and the command says so
+    assert InProcessExecutor().run(plan, progress=False).n_runs == 0
+    assert not plan.records_dir.exists()
+    assert main(["run", str(plan.plan_dir), "--executor", "inprocess", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "5 runs are queued or running in SLURM (job 100) and were not started again" in out
+    assert "`cltm cancel" in out
+
+
+def test_runs_of_a_job_that_ended_without_a_record_are_submittable_again(
+    tmp_path: Path, slurm: FakeSlurm
+) -> None:
+    plan = _plan(tmp_path)
+    ids = _ids(plan)
+    FakeSubmitExecutor(slurm).run(plan, progress=False)
+    # task 0 finished its first run only; task 1 ended without a record; task 2 is still queued
+    execute_run(plan, plan.runs[0])
+    slurm.end("100_0", "100_1")
+    assert set(runs_in_slurm(plan)) == {ids[4]}
+
+    again = FakeSubmitExecutor(slurm).run(plan, progress=False)
+    assert again.n_runs == 3 and slurm.submitted[1] == [ids[1:3], ids[3:4]]
+    assert [s.job_id for s in read_jobs(plan.layout)] == ["100", "101"]
+    # a job SLURM no longer lists is written down as ended and not asked about again
+    slurm.states.clear()
+    assert runs_in_slurm(plan, remember_ended=True) == {}
+    assert [s.ended for s in read_jobs(plan.layout)] == [True, True]
+    asked: list[Sequence[str]] = []
+    assert runs_in_slurm(plan, query=lambda job_ids: asked.append(job_ids) or {}) == {} and not asked
+    third = FakeSubmitExecutor(slurm, runs_per_task=10).run(plan, progress=False)
+    assert third.n_runs == 4 and slurm.submitted[2] == [ids[1:]]
+    assert read_jobs(plan.layout)[2].tasks[0].task_id == "102"  # a single task: a plain job
+
+
+def test_status_counts_queued_and_running(
+    tmp_path: Path, slurm: FakeSlurm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path)
+    ids = _ids(plan)
+    # run 2 failed long ago; it is submitted again with the rest
+    old = plan.paths(ids[2]).record
+    write_record(failed_record(plan, plan.runs[2], "old failure"), old)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    FakeSubmitExecutor(slurm).run(plan, progress=False)
+    slurm.states["100_0"] = "RUNNING"
+    execute_run(plan, plan.runs[0])  # finished inside the running task
+    slurm.end("100_2")
+    assert [s.state for s in grid_status(plan)] == ["done", "running", "queued", "queued", "pending"]
+
+    assert main(["status", str(plan.plan_dir), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert {k: status[k] for k in ("done", "failed", "queued", "running", "pending")} == {
+        "done": 1, "failed": 0, "queued": 2, "running": 1, "pending": 1
+    }
+    assert status["in_slurm"][0] == {
+        "run_id": ids[1], "state": "running", "job_id": "100_0", "slurm_state": "RUNNING"
+    }
+    assert main(["status", str(plan.plan_dir)]) == 0
+    assert "1/5 done, 0 failed, 2 queued, 1 running (SLURM job 100), 1 pending" in capsys.readouterr().out
+
+
+def test_cancel_cancels_live_jobs_and_frees_their_runs(
+    tmp_path: Path, slurm: FakeSlurm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path)
+    FakeSubmitExecutor(slurm).run(plan, progress=False)
+    slurm.states["100_0"] = "RUNNING"
+    assert main(["cancel", str(plan.plan_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "cancelled SLURM job 100: 3 queued and 2 running runs" in out and slurm.cancelled == ["100"]
+    assert read_jobs(plan.layout)[0].cancelled_at is not None
+    # marked: submittable again at once, even while SLURM still lists the job as ending
+    slurm.states["100_0"] = "COMPLETING"
+    assert runs_in_slurm(plan) == {}
+    assert FakeSubmitExecutor(slurm).run(plan, progress=False).n_runs == 5
+    slurm.end("101_0", "101_1", "101_2")
+    assert main(["cancel", str(plan.plan_dir)]) == 0
+    assert "nothing to cancel" in capsys.readouterr().out and slurm.cancelled == ["100"]
+
+
+def test_cancel_errors_name_the_grid(
+    tmp_path: Path, slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path)
+    assert main(["cancel", str(plan.plan_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"{plan.plan_dir}: this grid has no submitted SLURM jobs" in err
+
+    FakeSubmitExecutor(slurm).run(plan, progress=False)
+    monkeypatch.setattr(jobs, "scancel", _real_scancel)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SlurmError, match=r"`scancel` is not available here, so cltm cannot cancel its jobs 100"):
+        cancel_grid(plan)
+    assert read_jobs(plan.layout)[0].cancelled_at is None
+    monkeypatch.setattr(jobs, "squeue_states", _real_squeue_states)
+    with pytest.raises(SlurmError, match=r"`squeue` is not available here.*slurm/jobs.json lists"):
+        InProcessExecutor().run(plan, progress=False)
+
+FAKE_SQUEUE = '''#!{python}
+"""squeue as SLURM 22.05 answers `--noheader --array --format=%i|%T --jobs=IDS`."""
+import os, sys
+known = {{"7": ["7_2|PENDING", "7_0|RUNNING", "7_1|COMPLETING"], "8": ["8|RUNNING"]}}
+if os.environ.get("FAKE_SQUEUE_DOWN"):
+    sys.exit("slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
+ids = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--jobs=")][0].split(",")
+lines = [line for i in ids for line in known.get(i, [])]
+if not lines and not any(i in known for i in ids):
+    sys.exit("slurm_load_jobs error: Invalid job id specified")
+print("\\n".join(lines))
+'''
+
+
+def test_squeue_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    squeue = folder / "squeue"
+    squeue.write_text(FAKE_SQUEUE.format(python=sys.executable))
+    squeue.chmod(squeue.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    assert parse_squeue("5_1|RUNNING\n5_2|COMPLETED\nbad line\n6|PENDING\n") == {"5_1": "RUNNING", "6": "PENDING"}
+    assert _real_squeue_states(["7", "8"]) == {
+        "7_2": "PENDING", "7_0": "RUNNING", "7_1": "COMPLETING", "8": "RUNNING"
+    }
+    assert _real_squeue_states(["99"]) == {}  # unknown to SLURM: ended
+    assert _real_squeue_states(["8", "99"]) == {"8": "RUNNING"}
+    monkeypatch.setenv("FAKE_SQUEUE_DOWN", "1")
+    with pytest.raises(SlurmError, match="squeue failed .*Unable to contact slurm controller"):
+        _real_squeue_states(["7"])
+
+
+@dataclass
+class FinishedJob:
+    """A submitit job that ended: what the array task returned, or the exception it raised."""
+
+    job_id: str
+    outcomes: list[tuple[str, str]] | None = None
+    state: str = "COMPLETED"
+
+    def result(self) -> list[tuple[str, str]]:
+        if self.outcomes is None:
+            raise RuntimeError("the task died")
+        return self.outcomes
+
+    def exception(self) -> Exception | None:
+        return None if self.outcomes is not None else RuntimeError("the task died")
+
+    @property
+    def paths(self) -> object:
+        return type("Paths", (), {"stderr": Path("/nonexistent/err")})()
+
+
+def test_a_job_whose_run_was_busy_leaves_it_pending(tmp_path: Path) -> None:
+    """The array task found the run locked by a live attempt: no failed record is written."""
+    from cltm_sb.grid.executors.core import RunBusy, run_lock
+
+    plan = _plan(tmp_path)
+    spec = plan.runs[0]
+    busy = SlurmExecutor._job_failure(plan, spec, FinishedJob("7_0", [(spec.run_id, "busy")]))
+    assert isinstance(busy, RunBusy) and not plan.paths(spec).record.exists()
+    with run_lock(plan.paths(spec)):  # an earlier attempt still trains it
+        held = SlurmExecutor._job_failure(plan, spec, FinishedJob("7_0", None))
+    assert isinstance(held, RunBusy) and not plan.paths(spec).record.exists()
+    failed = SlurmExecutor._job_failure(plan, spec, FinishedJob("7_0", None))
+    assert failed.status == "failed" and "SLURM job 7_0 ended without a record" in failed.error
+    assert plan.paths(spec).record.is_file()
