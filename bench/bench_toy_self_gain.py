@@ -34,12 +34,12 @@ def _train(task: str, overrides: dict) -> float:
 
 
 def main() -> None:
+    from cltm_sb.analysis.matrix import CellStats
     from cltm_sb.commands.grid import parse_overrides
     from cltm_sb.data.common_voice import prepare_common_voice
     from cltm_sb.data.synth import synthesize_corpus
     from cltm_sb.demo import FULL
     from cltm_sb.grid.executors.core import usable_cores
-    from cltm_sb.matrix import CellStats
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cltm_sb.interval import IntervalChoice, curve_summary  # noqa: E402
+from cltm_sb.analysis.interval import IntervalChoice, curve_summary  # noqa: E402
 from cltm_sb.io import atomic_write  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def plot_learning_curves(
     """Mean P(N) per language with a ±1 SD seed band, the a ∪ b points at 2N, and the chosen interval.
 
     Args:
-        curves: the tidy curve table (see :mod:`cltm_sb.interval`).
+        curves: the tidy curve table (see :mod:`cltm_sb.analysis.interval`).
         path: output file; PNG and PDF are written beside each other.
         choice: the recommended interval, shaded as [N, 2N].
         title: figure title.

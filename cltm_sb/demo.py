@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cltm_sb.analysis.summary import DIAGNOSTIC_ROWS, format_value
 from cltm_sb.io import atomic_write_text
-from cltm_sb.summary import DIAGNOSTIC_ROWS, format_value
 
 logger = logging.getLogger(__name__)
 

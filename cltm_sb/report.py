@@ -24,26 +24,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cltm_sb.bootstrap import (
+from cltm_sb.analysis.bootstrap import (
     DEFAULT_REPLICATES,
     MIN_BOOTSTRAP_SEEDS,
     BootstrapResult,
     bootstrap_cltm,
 )
-from cltm_sb.diagnostics import diagnose, write_matrix_csv
-from cltm_sb.grid.layout import GridLayout, PlanError
-from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
-from cltm_sb.languages import PAPER_SUBSET, LanguageRegistry
-from cltm_sb.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
-from cltm_sb.plots import plot_heatmap
-from cltm_sb.results import load_records
-from cltm_sb.summary import (
+from cltm_sb.analysis.diagnostics import diagnose, write_matrix_csv
+from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
+from cltm_sb.analysis.summary import (
     STABILITY_ROWS,
     TABLE1_ROWS,
     format_value,
     grid_metadata,
     write_matrix_folder,
 )
+from cltm_sb.grid.layout import GridLayout, PlanError
+from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
+from cltm_sb.languages import PAPER_SUBSET, LanguageRegistry
+from cltm_sb.plots import plot_heatmap
+from cltm_sb.results import load_records
 from cltm_sb.tasks import get_task
 
 PROTOCOL_SHARED = "shared pair runs"

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cltm_sb.bootstrap import DIAGNOSTIC_KEYS, bootstrap_cltm, resample_seeds
-from cltm_sb.matrix import pair_key, self_key, single_key
+from cltm_sb.analysis.bootstrap import DIAGNOSTIC_KEYS, bootstrap_cltm, resample_seeds
+from cltm_sb.analysis.matrix import pair_key, self_key, single_key
 
 LOCALES = ["l0", "l1", "l2", "l3"]
 FAMILIES = ["A", "A", "B", "B"]
@@ -53,7 +53,7 @@ def test_intervals_contain_the_point_estimate():
     ml, mu, m = boot.matrix_lower.to_numpy(), boot.matrix_upper.to_numpy(), boot.point
     assert np.all(ml <= mu)
     # every matrix entry's interval contains the entry of the full data
-    from cltm_sb.matrix import build_cltm
+    from cltm_sb.analysis.matrix import build_cltm
 
     full = build_cltm(synthetic_table(10)).matrix.to_numpy()
     assert np.all((ml - 1e-12 <= full) & (full <= mu + 1e-12))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cltm_sb.summary import MATRIX_FILES
+from cltm_sb.analysis.summary import MATRIX_FILES
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cltm_sb import diagnostics as d
+from cltm_sb.analysis import diagnostics as d
 
 
 def labelled(values, codes=None):

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from grid_fakes import make_prepared
 
+from cltm_sb.analysis.matrix import build_cltm
 from cltm_sb.grid.executors import make_executor
 from cltm_sb.grid.executors.core import InProcessExecutor
 from cltm_sb.grid.executors.local import LocalExecutor
 from cltm_sb.grid.plan import Plan, load_plan, make_plan
 from cltm_sb.grid.status import plan_status
-from cltm_sb.matrix import build_cltm
 from cltm_sb.results import load_records
 
 RUNNER = "grid_fakes:run_fake"

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cltm_sb.cli import main
-from cltm_sb.geometry import (
+from cltm_sb.analysis.geometry import (
     GeometryError,
     analyze_geometry,
     cosine_distance,
@@ -17,7 +16,8 @@ from cltm_sb.geometry import (
     pair_distances,
     read_embeddings,
 )
-from cltm_sb.matrix import build_cltm
+from cltm_sb.analysis.matrix import build_cltm
+from cltm_sb.cli import main
 from cltm_sb.results import load_records
 
 from helpers import make_record, write_records

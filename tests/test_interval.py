@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cltm_sb.cli import main
-from cltm_sb.interval import (
+from cltm_sb.analysis.interval import (
     IntervalError,
     gain_table,
     infer_n,
@@ -16,6 +15,7 @@ from cltm_sb.interval import (
     parse_source,
     select_interval,
 )
+from cltm_sb.cli import main
 from cltm_sb.results import load_records
 
 from helpers import make_record, write_records

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cltm_sb.matrix import build_cltm, ratio_se
+from cltm_sb.analysis.matrix import build_cltm, ratio_se
 from cltm_sb.results import load_records
 
 from helpers import known_grid, make_record, write_records

@@ -7,11 +7,11 @@ import json
 import sys
 from typing import Any
 
-from cltm_sb.diagnostics import diagnose, read_matrix_csv
+from cltm_sb.analysis.diagnostics import diagnose, read_matrix_csv
+from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
+from cltm_sb.analysis.summary import DIAGNOSTIC_ROWS, format_value
 from cltm_sb.io import to_jsonable
 from cltm_sb.languages import load_registry
-from cltm_sb.matrix import DEFAULT_MIN_SEEDS
-from cltm_sb.summary import DIAGNOSTIC_ROWS, format_value
 from cltm_sb.tasks import TASKS
 
 
@@ -56,7 +56,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace) -> int:
-    from cltm_sb.summary import matrix_from_records
+    from cltm_sb.analysis.summary import matrix_from_records
 
     registry = load_registry(args.families)
     _, report = matrix_from_records(

@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from cltm_sb.bootstrap import DEFAULT_REPLICATES
+from cltm_sb.analysis.bootstrap import DEFAULT_REPLICATES
+from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
 from cltm_sb.io import atomic_write, atomic_write_json, to_jsonable
 from cltm_sb.languages import load_registry
-from cltm_sb.matrix import DEFAULT_MIN_SEEDS
 from cltm_sb.tasks import TASKS
 
 FAMILIES_HELP = "CSV with columns code,name,family (default: the built-in registry)"
@@ -24,10 +24,10 @@ def _curve_sources(args: argparse.Namespace, out: Path) -> list[str]:
     """Folders to analyse: --records as given, plus the plans made (and run) for --data."""
     sources = list(args.records or [])
     if args.data:
+        from cltm_sb.analysis.interval import plan_curves
         from cltm_sb.commands.grid import parse_overrides, parse_seeds
         from cltm_sb.grid.executors import make_executor
         from cltm_sb.grid.plan import DEFAULT_RUNNER, load_plan
-        from cltm_sb.interval import plan_curves
 
         locales = _codes(args.locales)
         if not locales:
@@ -63,8 +63,8 @@ def _curve_sources(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def _interval(args: argparse.Namespace) -> int:
+    from cltm_sb.analysis.interval import IntervalError, gain_table, load_curves, select_interval
     from cltm_sb.curves_plot import plot_learning_curves
-    from cltm_sb.interval import IntervalError, gain_table, load_curves, select_interval
     from cltm_sb.tasks import get_task
 
     out = Path(args.out)
@@ -109,8 +109,8 @@ def _interval(args: argparse.Namespace) -> int:
 
 
 def _geometry(args: argparse.Namespace) -> int:
-    from cltm_sb.geometry import analyze_geometry
-    from cltm_sb.matrix import build_cltm
+    from cltm_sb.analysis.geometry import analyze_geometry
+    from cltm_sb.analysis.matrix import build_cltm
     from cltm_sb.results import load_records
 
     records = load_records(args.grid)

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cltm_sb.diagnostics import diagnose, write_matrix_csv
+from cltm_sb.analysis.diagnostics import diagnose, write_matrix_csv
+from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
 from cltm_sb.io import atomic_write, atomic_write_json
 from cltm_sb.languages import LanguageRegistry
-from cltm_sb.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
 from cltm_sb.plots import plot_heatmap
 from cltm_sb.results import RecordTable, load_records
 from cltm_sb.tasks import get_task

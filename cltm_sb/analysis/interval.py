@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
 from cltm_sb.data.manifests import read_prepare_info
 from cltm_sb.grid.layout import GridLayout, PlanError
-from cltm_sb.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
 from cltm_sb.results import RecordTable, load_records
 
 DEFAULT_Z = 2.0

@@ -4,9 +4,9 @@ One replicate draws as many seed labels as there are seeds, with replacement, fr
 the table, and keeps for every (train set, evaluated locale) the rows of those seeds: the same
 draw for every run, so runs that share a seed stay paired (a pair run and the single run of its
 target are correlated through their seed). A seed drawn twice counts twice (it is relabelled so
-that the two copies are two seeds). The CLTM is rebuilt with :func:`cltm_sb.matrix.build_cltm`,
+that the two copies are two seeds). The CLTM is rebuilt with :func:`cltm_sb.analysis.matrix.build_cltm`,
 so the NaN rules of DESIGN.md §6 apply per replicate (a seed missing for a run just leaves that
-run with fewer seeds), and every diagnostic is recomputed with :func:`cltm_sb.diagnostics.diagnose`.
+run with fewer seeds), and every diagnostic is recomputed with :func:`cltm_sb.analysis.diagnostics.diagnose`.
 Intervals are percentiles of the replicates where the statistic is defined.
 
 Below :data:`MIN_BOOTSTRAP_SEEDS` seeds a bootstrap says little, so every interval is NaN ("n/a").
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cltm_sb.diagnostics import diagnose
-from cltm_sb.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm, infer_locales
+from cltm_sb.analysis.diagnostics import diagnose
+from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm, infer_locales
 
 MIN_BOOTSTRAP_SEEDS = 5
 DEFAULT_REPLICATES = 1000
@@ -110,7 +110,7 @@ class BootstrapResult:
 @contextmanager
 def _quiet_matrix_warnings() -> Iterator[None]:
     """Hide the per-cell NaN warnings of build_cltm while replicates are built."""
-    target = logging.getLogger("cltm_sb.matrix")
+    target = logging.getLogger("cltm_sb.analysis.matrix")
 
     def drop(record: logging.LogRecord) -> bool:
         return record.levelno > logging.WARNING
