@@ -1,0 +1,264 @@
+"""Calibrated uncertainty: points equal build_cltm, unbiased corrected diagnostics, coverage, BH, verdicts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cltm_sb.analysis.diagnostics import relative_asymmetry, rfd, row_cosine
+from cltm_sb.analysis.matrix import build_cltm, pair_key, self_key, single_key
+from cltm_sb.analysis.simulate import (
+    PROTOCOL_PER_CELL,
+    PROTOCOL_SHARED,
+    NoiseModel,
+    make_truth,
+    simulate_table,
+)
+from cltm_sb.analysis.uncertainty import (
+    DIAGNOSTIC_NAMES,
+    NO_VERDICT_FLAGGED,
+    analyze_uncertainty,
+    bh_q_values,
+    fieller_interval,
+    paired_cells,
+    quadratic_u,
+    seed_arrays,
+)
+from cltm_sb.results import records_to_table
+
+from helpers import known_grid
+
+
+def _grids(kind, L, n, reps, protocol=PROTOCOL_SHARED, noise=None, start=0):
+    truth = make_truth(kind, L)
+    for rep in range(start, start + reps):
+        table = simulate_table(truth, n, noise or NoiseModel(), protocol, seed=rep)
+        yield truth, analyze_uncertainty(table, locales=truth.locales, families=truth.families)
+
+
+def test_point_estimates_equal_build_cltm_on_the_known_grid():
+    table = records_to_table(known_grid())
+    res = analyze_uncertainty(table)
+    ref = build_cltm(table)
+    assert np.allclose(res.point.matrix, ref.matrix.to_numpy(), equal_nan=True)
+    assert list(res.point.valid_rows) == list(ref.gains["valid"])
+    # build_cltm also marks rows with G_self <= 0 as flagged; here flagged means valid and weak.
+    assert list(res.point.flagged) == list(ref.gains["flagged"].astype(bool) & ref.gains["valid"])
+    assert np.allclose(res.point.self_gain, ref.gains["self_gain"], equal_nan=True)
+
+
+def test_point_estimates_equal_build_cltm_with_missing_seeds_and_weak_rows():
+    truth = make_truth("structured", 6)
+    table = simulate_table(truth, 4, NoiseModel(z_self=2.5), seed=7)
+    drop = (
+        (
+            (table.train_key == pair_key("q00", "q01"))
+            & (table.eval_locale == "q00")
+            & (table.seed == 42)
+        )
+        | ((table.train_key == single_key("q02")) & (table.seed == 43))
+        | ((table.train_key == self_key("q03")) & (table.seed > 42))  # one seed left: row NaN
+        | ((table.train_key == pair_key("q04", "q05")) & (table.eval_locale == "q04"))  # cell NaN
+    )
+    table = table[~drop].reset_index(drop=True)
+    res = analyze_uncertainty(table)
+    ref = build_cltm(table)
+    assert np.allclose(res.point.matrix, ref.matrix.to_numpy(), equal_nan=True)
+    assert list(res.point.flagged) == list(ref.gains["flagged"].astype(bool) & ref.gains["valid"])
+    assert not res.point.valid_rows[3]
+
+
+def test_corrected_diagnostics_are_unbiased_where_the_plugin_is_not():
+    truth = make_truth("near-agnostic", 6)
+    true = {
+        "rfd": rfd(truth.matrix),
+        "asymmetry": relative_asymmetry(truth.matrix),
+        "row_cosine": row_cosine(truth.matrix),
+    }
+    got = {k: [] for k in true}
+    plug = {k: [] for k in true}
+    for _, res in _grids("near-agnostic", 6, 10, 150, noise=NoiseModel(z_self=6)):
+        for k in true:
+            d = res.diagnostics[k]
+            got[k].append(d.extra["estimate_raw"])
+            plug[k].append(d.plugin)
+    for k, value in true.items():
+        target = value**2 if k != "row_cosine" else value
+        est = np.asarray(got[k])
+        plugin = np.asarray(plug[k]) ** (2 if k != "row_cosine" else 1)
+        mc = est.std(ddof=1) / np.sqrt(est.size)
+        # Corrected: within 3 Monte-Carlo SEs of the truth; plug-in: more than 5 away from it.
+        assert abs(est.mean() - target) < 3 * mc + 1e-4, k
+        assert abs(plugin.mean() - target) > 5 * plugin.std(ddof=1) / np.sqrt(plugin.size), k
+
+
+def test_quadratic_u_is_unbiased_with_a_calibrated_variance():
+    rng = np.random.default_rng(0)
+    mu = rng.normal(0, 0.2, 12)
+    values, variances = [], []
+    for _ in range(3000):
+        x = mu + rng.normal(0, 0.3, (6, 12))
+        form = quadratic_u(x, lambda v: v)
+        values.append(form.value)
+        variances.append(form.variance)
+    assert np.mean(values) == pytest.approx(mu @ mu, abs=4 * np.std(values) / np.sqrt(3000))
+    assert np.sqrt(np.mean(variances)) == pytest.approx(np.std(values), rel=0.08)
+
+
+def test_cells_and_diagnostics_cover_the_truth():
+    covered_cells, covered = (
+        [],
+        {k: [] for k in ("rfd", "asymmetry", "row_cosine", "intra_family_positive")},
+    )
+    for truth, res in _grids("structured", 6, 5, 120):
+        rows = res.point.valid_rows & ~res.point.flagged
+        sel = rows[:, None] & ~np.eye(6, dtype=bool)
+        t = truth.matrix[sel]
+        covered_cells.append(np.mean((res.cell_lower[sel] <= t) & (t <= res.cell_upper[sel])))
+        true = {
+            "rfd": rfd(truth.matrix),
+            "asymmetry": relative_asymmetry(truth.matrix),
+            "row_cosine": row_cosine(truth.matrix),
+        }
+        from cltm_sb.analysis.diagnostics import intra_family_positive
+
+        true["intra_family_positive"] = intra_family_positive(truth.matrix, truth.families)
+        for k in covered:
+            d = res.diagnostics[k]
+            if d.lower is not None and rows.all():
+                covered[k].append(d.lower <= true[k] <= d.upper)
+    assert 0.92 <= np.mean(covered_cells) <= 0.98
+    for k, hits in covered.items():
+        assert len(hits) > 100, k
+        assert 0.85 <= np.mean(hits) <= 1.0, (k, np.mean(hits))
+
+
+def test_fieller_interval_inverts_the_t_test():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.05, 0.02, (6, 1, 1))
+    g = rng.normal(0.10, 0.02, (6, 1, 1))
+    from cltm_sb.analysis.uncertainty import SeedArrays
+
+    arrays = SeedArrays(["x"], list(range(6)), np.zeros((6, 1)), g[:, :, 0], d)
+    cells = paired_cells(arrays)
+    lo, hi, bounded = fieller_interval(cells)
+    assert bounded[0, 0] and lo[0, 0] < d.mean() / g.mean() < hi[0, 0]
+    from scipy import stats
+
+    for theta, inside in (
+        (lo[0, 0] + 1e-6, True),
+        (hi[0, 0] - 1e-6, True),
+        (lo[0, 0] - 1e-3, False),
+        (hi[0, 0] + 1e-3, False),
+    ):
+        diff = (d - theta * g).ravel()
+        p = stats.ttest_1samp(diff, 0.0).pvalue
+        assert (p > 0.05) == inside
+    # A self-gain that is not significant gives an unbounded set, never a number.
+    g_noise = rng.normal(0.0, 0.02, (6, 1))
+    weak = SeedArrays(["x"], list(range(6)), np.zeros((6, 1)), g_noise, d)
+    lo, hi, bounded = fieller_interval(paired_cells(weak))
+    assert not bounded[0, 0] and np.isinf(lo[0, 0]) and np.isinf(hi[0, 0])
+
+
+def test_bh_q_values_match_a_hand_example_and_scipy():
+    p = np.array([0.01, 0.04, 0.03, 0.20, np.nan])
+    # sorted 0.01, 0.03, 0.04, 0.20 -> ·4/rank: 0.04, 0.06, 0.0533, 0.20 -> running min from the top
+    expected = np.array([0.04, 0.0533333, 0.0533333, 0.20, np.nan])
+    assert np.allclose(bh_q_values(p), expected, equal_nan=True)
+    from scipy.stats import false_discovery_control
+
+    rng = np.random.default_rng(2)
+    many = rng.uniform(size=(7, 9)) ** 3
+    assert np.allclose(bh_q_values(many), false_discovery_control(many.ravel()).reshape(7, 9))
+
+
+def test_flagged_targets_get_no_verdict_and_no_cell_interval():
+    truth = make_truth("structured", 6)
+    for seed in range(40):
+        res = analyze_uncertainty(simulate_table(truth, 5, NoiseModel(z_self=2.0), seed=seed))
+        if res.point.flagged.any():
+            break
+    else:
+        pytest.fail("no flagged target simulated")
+    donors = res.donors_table()
+    flagged = [t for t, f in zip(res.locales, res.point.flagged) if f]
+    rows = donors[donors.target.isin(flagged)]
+    assert (rows.verdict == "n/a").all() and (rows.reason == NO_VERDICT_FLAGGED).all()
+    assert rows.q_value.isna().all() and rows.lower.isna().all() and rows.upper.isna().all()
+    others = donors[~donors.target.isin(flagged)]
+    assert set(others.verdict) <= {"helps", "hurts", "unclear", "n/a"}
+    assert list(donors.columns[:7]) == [
+        "target",
+        "donor",
+        "value",
+        "lower",
+        "upper",
+        "verdict",
+        "q_value",
+    ]
+
+
+def test_three_seeds_give_plugin_only_with_a_reason():
+    truth = make_truth("near-agnostic", 5)
+    res = analyze_uncertainty(simulate_table(truth, 3, seed=0), families=truth.families)
+    out = res.to_intervals_json()
+    assert out["level"] == 0.95 and out["variability"] == "seed"
+    assert set(DIAGNOSTIC_NAMES) <= set(out["diagnostics"])
+    for name in ("rfd", "asymmetry", "row_cosine", "intra_family_positive"):
+        d = out["diagnostics"][name]
+        assert d["lower"] is None and d["upper"] is None
+        assert d["point"] == d["plugin"] and "at least 4" in d["reason"]
+    for name in ("prop_positive", "reciprocity_positive"):
+        assert out["diagnostics"][name]["lower"] is None and out["diagnostics"][name]["reason"]
+    import json
+
+    json.dumps(out)  # JSON-ready: no NaN objects, no numpy types
+
+
+def test_ten_seeds_give_corrected_points_with_intervals():
+    truth = make_truth("structured", 6)
+    res = analyze_uncertainty(simulate_table(truth, 10, seed=5), families=truth.families)
+    for name in ("rfd", "asymmetry", "row_cosine", "intra_family_positive"):
+        d = res.diagnostics[name]
+        assert d.lower is not None and d.lower <= d.point <= d.upper, name
+        assert d.plugin is not None and d.method
+
+
+def test_corrected_asymmetry_does_not_depend_on_the_protocol():
+    noise = NoiseModel(rho=0.3, rho_pair=0.9, z_self=5)
+    means, plugins = {}, {}
+    for protocol in (PROTOCOL_SHARED, PROTOCOL_PER_CELL):
+        est, plug = [], []
+        for _, res in _grids("near-agnostic", 6, 10, 120, protocol, noise):
+            est.append(res.diagnostics["asymmetry"].extra["estimate_raw"])
+            plug.append(res.diagnostics["asymmetry"].plugin ** 2)
+        means[protocol] = (np.mean(est), np.std(est, ddof=1) / np.sqrt(len(est)))
+        plugins[protocol] = np.mean(plug)
+    (a, sa), (b, sb) = means[PROTOCOL_SHARED], means[PROTOCOL_PER_CELL]
+    assert abs(a - b) < 3 * np.hypot(sa, sb)
+    # The plug-in is not: correlated mirror cells hide part of the noise.
+    assert plugins[PROTOCOL_PER_CELL] - plugins[PROTOCOL_SHARED] > 4 * np.hypot(sa, sb)
+
+
+def test_seed_arrays_ignore_other_runs_and_refuse_duplicates():
+    table = records_to_table(known_grid())
+    extra = pd.DataFrame(
+        [{"train_key": "en:a+es:a+fr:a", "eval_locale": "en", "seed": 1, "value": 0.9}]
+    )
+    arrays = seed_arrays(pd.concat([table, extra], ignore_index=True))
+    assert arrays.pair.shape == (2, 3, 3)
+    dup = pd.concat([table, table.iloc[:1]], ignore_index=True)
+    with pytest.raises(ValueError, match="duplicate"):
+        seed_arrays(dup)
+
+
+def test_self_gain_interval_is_a_paired_t_interval():
+    truth = make_truth("near-agnostic", 4)
+    table = simulate_table(truth, 6, NoiseModel(rho=0.6), seed=3)
+    res = analyze_uncertainty(table)
+    arrays = seed_arrays(table)
+    from scipy import stats
+
+    g = arrays.self_[:, 1] - arrays.single[:, 1]
+    lo, hi = stats.t.interval(0.95, 5, loc=g.mean(), scale=g.std(ddof=1) / np.sqrt(6))
+    assert res.gain_lower[1] == pytest.approx(lo) and res.gain_upper[1] == pytest.approx(hi)
