@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +171,18 @@ def read_record(path: str | os.PathLike) -> RunRecord:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: not a valid run record ({error}); delete it and rerun") from error
+    except OSError as error:
+        raise RecordError(f"{path}: cannot read this run record ({error.strerror or error})") from error
+    if not isinstance(data, dict):
+        raise RecordError(
+            f"{path}: not a valid run record (a JSON {type(data).__name__}, expected an object); "
+            "delete it and rerun"
+        )
+    try:
         return RunRecord.from_dict(data)
-    except (json.JSONDecodeError, TypeError, KeyError, ValueError) as error:
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise RecordError(f"{path}: not a valid run record ({error}); delete it and rerun") from error
 
 
@@ -246,14 +256,18 @@ class RecordTable:
         return sub.reset_index(drop=True)
 
 
-def records_to_table(records: Iterable[RunRecord]) -> pd.DataFrame:
+def records_to_table(
+    records: Iterable[RunRecord], sources: Sequence[str | os.PathLike] | None = None
+) -> pd.DataFrame:
     """Tidy table with one row per (ok run, evaluated language); duplicates are an error.
 
     A duplicate is the same (task, config, data, train set, evaluated locale, seed) twice: it would
-    count one seed twice in a mean. ``--debug`` runs (a few batches) are left out like failed ones.
+    count one seed twice in a mean; the error names the files (``sources``, one per record) or the
+    run ids. ``--debug`` runs (a few batches) are left out like failed ones.
     """
+    records = list(records)
     rows = []
-    for record in records:
+    for index, record in enumerate(records):
         if record.status != "ok" or record.debug:
             continue
         locales = sorted({d["locale"] for d in record.train_set})
@@ -272,19 +286,25 @@ def records_to_table(records: Iterable[RunRecord]) -> pd.DataFrame:
                     "n_items": int(evaluation.n_items),
                     "config_hash": record.config_hash,
                     "data_hash": record.data_hash,
+                    "_record": index,
                 }
             )
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "_record"])
     key = ["task", "config_hash", "data_hash", "train_key", "eval_locale", "seed"]
     dup = table[table.duplicated(key, keep=False)]
     if not dup.empty:
         first = dup.iloc[0]
-        ids = sorted(dup[(dup[key] == first[key]).all(axis=1)]["run_id"])
+        indices = dup[(dup[key] == first[key]).all(axis=1)]["_record"]
+        where = (
+            "the records " + " and ".join(str(sources[i]) for i in indices)
+            if sources is not None
+            else f"runs {sorted(records[i].run_id for i in indices)}"
+        )
         raise RecordError(
             f"duplicate result: train set {first.train_key}, evaluated on {first.eval_locale}, "
-            f"seed {first.seed} appears in runs {ids}; keep one record and delete the others"
+            f"seed {first.seed} appears in {where}; keep one record and delete the others"
         )
-    return table
+    return table.drop(columns="_record")
 
 
 def load_records(folder: str | os.PathLike) -> RecordTable:
@@ -300,7 +320,8 @@ def load_records(folder: str | os.PathLike) -> RecordTable:
         folder = GridLayout(folder).records_dir
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of run records")
-    records = [read_record(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
+    paths = [p for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
+    records = [read_record(p) for p in paths]
     failed = [r for r in records if r.status != "ok"]
     for record in failed:
         logger.warning(
@@ -313,7 +334,7 @@ def load_records(folder: str | os.PathLike) -> RecordTable:
             record.run_id,
         )
     table = RecordTable(
-        table=records_to_table(records),
+        table=records_to_table(records, sources=paths),
         n_records=len(records),
         n_failed=len(failed),
         failed=failed,

@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from cltm_sb.results import RecordError, config_hash, load_records, read_record, train_set_key
+from cltm_sb.results import (
+    RecordError,
+    config_hash,
+    load_records,
+    read_record,
+    records_to_table,
+    train_set_key,
+)
 
 from helpers import make_record, write_records
 
@@ -47,8 +54,10 @@ def test_loader_reads_a_grid_folder_with_records_subfolder(tmp_path):
 def test_duplicates_are_an_error(tmp_path):
     a = make_record([("en", "a")], {"en": 0.7}, seed=1, run_id="one")
     b = make_record([("en", "a")], {"en": 0.71}, seed=1, run_id="two")
-    with pytest.raises(RecordError, match=r"seed 1 appears in runs \['one', 'two'\]"):
+    with pytest.raises(RecordError, match=r"seed 1 appears in the records .*one.json and .*two.json"):
         load_records(write_records(tmp_path, [a, b]))
+    with pytest.raises(RecordError, match=r"seed 1 appears in runs \['one', 'two'\]"):
+        records_to_table([a, b])  # without files, the run ids
 
 
 def test_mixing_configurations_is_an_error_naming_both(tmp_path):
@@ -58,6 +67,16 @@ def test_mixing_configurations_is_an_error_naming_both(tmp_path):
     with pytest.raises(RecordError, match="config_hash=aaa.*config_hash=bbb"):
         table.select("gr")
     assert len(table.select("gr", config_hash="aaa")) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [("[1, 2]", "a JSON list, expected an object"), ("\"text\"", "a JSON str"), ("{", "Expecting")],
+)
+def test_a_record_that_is_not_an_object_is_named(tmp_path, content, says):
+    (tmp_path / "x.json").write_text(content)
+    with pytest.raises(RecordError, match=rf"x.json: not a valid run record \({says}"):
+        load_records(tmp_path)
 
 
 def test_broken_record_names_the_file(tmp_path):

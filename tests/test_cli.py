@@ -1,0 +1,57 @@
+"""The command line's error contract: one line, exit 2 for bad input, 1 for the machine, SIGPIPE."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from cltm_sb import cli
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example_cltm.csv"
+
+
+def test_a_warning_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    matrix = tmp_path / "m.csv"
+    matrix.write_text(",en,es\nen,0.9,0.5\nes,0.4,1\n", encoding="utf-8")  # diagonal not 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main(["analyze", str(matrix)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "warning" in line]
+    assert lines == [f"cltm analyze: warning: {matrix}: diagonal entry of 'en' is 0.9, not 1 "
+                     "(a CLTM row is normalised by its self-gain)"]
+    assert "UserWarning" not in err and "warnings.warn" not in err
+
+
+def test_a_failure_of_the_machine_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def disk_full(path: object) -> None:
+        raise OSError(28, "No space left on device", str(tmp_path / "out"))
+
+    from cltm_sb.commands import analysis
+
+    monkeypatch.setattr(analysis, "read_matrix_csv", disk_full)
+    assert cli.main(["analyze", str(EXAMPLE)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"cltm analyze: error: [Errno 28] No space left on device: '{tmp_path / 'out'}'"
+
+
+def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["analyze", str(tmp_path / "missing.csv")]) == 2
+    assert capsys.readouterr().err.strip().endswith("missing.csv: matrix file not found")
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """``cltm analyze --json | head -1``: no BrokenPipeError traceback, the SIGPIPE status."""
+    command = (
+        f"{sys.executable} -m cltm_sb.cli analyze {EXAMPLE} --json | head -c 1 >/dev/null; "
+        "echo ${PIPESTATUS[0]}"
+    )
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() in {"0", "141"}, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
