@@ -149,7 +149,15 @@ class HFSSLEncoder(nn.Module):
             "trust_remote_code": False,
             "local_files_only": local,
         }
-        config = AutoConfig.from_pretrained(source, **kwargs)
+        try:
+            config = AutoConfig.from_pretrained(source, **kwargs)
+        except OSError as error:
+            if local:
+                raise
+            from cltm_sb.recipe.encoder_source import hub_load_error
+
+            # Without a network the hub was retried for ~25 s: say what to do instead.
+            raise hub_load_error(source, revision, save_path, error) from error
         if expected_hidden_size is not None and config.hidden_size != int(expected_hidden_size):
             raise ValueError(
                 f"{source} has hidden_size {config.hidden_size} but the encoder YAML says "

@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,13 @@ from cltm_sb.data.manifests import (
     find_data_root,
     prepared_data_hash,
 )
-from cltm_sb.encoders import encoder_identity
+from cltm_sb.encoders import HFSSLEncoder, encoder_identity
 from cltm_sb.environment import torchaudio_problem
 from cltm_sb.io import atomic_write, atomic_write_text
+from cltm_sb.recipe import RecipeError
+from cltm_sb.recipe.checks import KEEP_CHECKPOINTS, PRECISIONS, check_hparams
+from cltm_sb.recipe.encoder_source import check_checkpoint_sizes, check_encoder_source
+from cltm_sb.recipe.overrides import parse_override_text
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
 from cltm_sb.run_files import (
     CHECKPOINT_DIR,
@@ -53,13 +57,11 @@ from cltm_sb.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
-KEEP_CHECKPOINTS = ("none", "head", "all")
-PRECISIONS = ("fp32", "fp16", "bf16", "auto")
 LIST_KEYS = ("train_csv", "test_csv", "trials_csv")
-
-
-class RecipeError(ValueError):
-    """A recipe configuration or input that cannot run; the message says what to change."""
+#: Marks where each file starts in the composed YAML text (:func:`key_origins` reads it).
+FROM_MARK = "# ---- from "
+#: The ``encoder_model`` node of an encoder that loads a HuggingFace checkpoint (checked before a run).
+HF_ENCODER_TAG = f"!new:{HFSSLEncoder.__module__}.{HFSSLEncoder.__qualname__}"
 
 
 # ----------------------------------------------------------------------------- YAML composition
@@ -111,6 +113,26 @@ def _top_level(text: str) -> dict:
     return dict(_yaml().load(text) or {})
 
 
+def _file_top_level(path: str | os.PathLike, text: str) -> dict:
+    """The top-level keys of one YAML file; a syntax error names the file and the line.
+
+    Each file is read on its own before composition: in the composed text the line of an error
+    would point into the concatenation, not into the user's file.
+    """
+    from ruamel.yaml import YAMLError
+
+    try:
+        data = _yaml().load(text) or {}
+    except YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise RecipeError(f"{path}{line}: YAML syntax error ({problem}); fix the file") from None
+    if not isinstance(data, Mapping):
+        raise RecipeError(f"{path}: expected a mapping of keys (key: value lines), got a {type(data).__name__}")
+    return dict(data)
+
+
 def compose_hparams(hparams_file: str | os.PathLike, overrides: Mapping[str, Any]) -> str:
     """The task YAML followed by its encoder and preset YAML (chosen in YAML or in overrides).
 
@@ -118,7 +140,7 @@ def compose_hparams(hparams_file: str | os.PathLike, overrides: Mapping[str, Any
     """
     hparams_file = Path(hparams_file)
     text = hparams_file.read_text(encoding="utf-8")
-    top = _top_level(text)
+    top = _file_top_level(hparams_file, text)
     if "encoder" not in top and "preset" not in top:
         return text
     parts = [(str(hparams_file), text, set(top))]
@@ -130,14 +152,14 @@ def compose_hparams(hparams_file: str | os.PathLike, overrides: Mapping[str, Any
         for component in (path, recipe_part(path, hparams_file) if kind == "presets" else None):
             if component is not None:
                 part = component.read_text(encoding="utf-8")
-                parts.append((str(component), part, set(_top_level(part))))
+                parts.append((str(component), part, set(_file_top_level(component, part))))
     seen: dict[str, str] = {}
     for name, _, keys in parts:
         for key in keys:
             if key in seen:
                 raise RecipeError(f"key {key!r} is defined in both {seen[key]} and {name}")
             seen[key] = name
-    return "\n".join(f"# ---- from {name}\n{part}" for name, part, _ in parts)
+    return "\n".join(f"{FROM_MARK}{name}\n{part}" for name, part, _ in parts)
 
 
 def _plain_yaml(node: Any) -> Any:
@@ -172,14 +194,36 @@ def resolve_plain(text: str, overrides: Mapping[str, Any]) -> dict:
     """
     from hyperpyyaml import resolve_references
 
-    keys = set(_top_level(text))
+    top = _top_level(text)
+    keys = set(top)
     unknown = sorted(set(overrides) - keys)
     if unknown:
         raise RecipeError(
             f"unknown hparams override(s) {unknown}; valid keys: {', '.join(sorted(keys))}"
         )
+    # hyperpyyaml would say "must be replaced", and only for a placeholder something refers to.
+    unset = sorted(
+        key for key, node in top.items()
+        if getattr(getattr(node, "tag", None), "value", None) == "!PLACEHOLDER" and key not in overrides
+    )
+    if unset:
+        raise RecipeError(f"{', '.join(unset)}: no value (!PLACEHOLDER in the YAML); give each as an override key=value")
     resolved = resolve_references(text, dict(overrides)).getvalue()
     return _plain_yaml(_yaml().load(resolved))
+
+
+def key_origins(text: str, default: str | os.PathLike) -> dict[str, str]:
+    """The file each top-level key of a composed text comes from (``default`` before any mark)."""
+    data = _yaml().load(text) or {}
+    marks = [
+        (number, line[len(FROM_MARK):])
+        for number, line in enumerate(text.splitlines())
+        if line.startswith(FROM_MARK)
+    ]
+    return {
+        str(key): next((name for start, name in reversed(marks) if start <= data.lc.key(key)[0]), str(default))
+        for key in data
+    }
 
 
 # ------------------------------------------------------------------------------------- data
@@ -334,10 +378,15 @@ def encoder_identity_of(config: Mapping[str, Any]) -> dict[str, Any]:
     still be an ``!apply:`` node (the tiny HuBERT is built by one), or the loaded hparams (run
     time), where it is the folder or hub id itself.
     """
-    source = config.get("encoder_source")
-    if isinstance(source, Mapping) and str(source.get("tag", "")).startswith("!apply:"):
-        source = _applied(source)
+    source = _source_value(config.get("encoder_source"))
     return encoder_identity(source, config.get("encoder_revision"), config.get("encoder_save_path"))
+
+
+def _source_value(source: Any) -> Any:
+    """An encoder source; one that ``!apply:`` makes (the tiny HuBERT) evaluated as the run will."""
+    if isinstance(source, Mapping) and str(source.get("tag", "")).startswith("!apply:"):
+        return _applied(source)
+    return source
 
 
 def _applied(node: Mapping[str, Any]) -> Any:
@@ -381,15 +430,81 @@ class _RunLog:
 # --------------------------------------------------------------------------------- the runner
 def _compose(
     task: str, overrides: Mapping[str, Any] | None, hparams_file: str | os.PathLike | None
-) -> tuple[Any, dict, str]:
-    """The task, the overrides (manifest keys as lists) and the composed YAML text."""
+) -> tuple[Any, dict, str, Path]:
+    """The task, the overrides (manifest keys as lists), the composed YAML text and the task YAML."""
     spec = get_task(task)
     overrides = dict(overrides or {})
     for key in LIST_KEYS:
         if key in overrides:
             overrides[key] = _as_list(overrides[key])
     hparams_file = Path(hparams_file) if hparams_file else hparams_dir() / f"{spec.recipe}.yaml"
-    return spec, overrides, compose_hparams(hparams_file, overrides)
+    return spec, overrides, compose_hparams(hparams_file, overrides), hparams_file
+
+
+def _stand_ins(text: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Values for the per-run keys the caller left unset (manifests, seed, output folder, ...)."""
+    return {
+        key: (["per-run-stand-in"] if key in LIST_KEYS else "per-run-stand-in")
+        for key in PER_RUN_KEYS & set(_top_level(text))
+        if key not in overrides and not key.startswith("__")
+    }
+
+
+def _check_config(
+    config: Mapping[str, Any],
+    text: str,
+    overrides: Mapping[str, Any],
+    hparams_file: Path,
+    *,
+    plan_time: bool,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Every hparam value against its rule, then the encoder: before any model loads or trains."""
+    origins = key_origins(text, hparams_file)
+
+    def origin(key: str) -> str:
+        return "given as an override" if key in overrides else f"set in {origins.get(key, hparams_file)}"
+
+    defaults = _plain_yaml(_yaml().load(text) or {})
+    check_hparams({k: v for k, v in config.items() if k not in skip}, defaults, origin)
+    _check_encoder(config, origin, plan_time=plan_time)
+
+
+def _check_encoder(config: Mapping[str, Any], origin: Callable[[str], str], *, plan_time: bool) -> None:
+    """A HuggingFace encoder's checkpoint is there to load and fits encoder_dim and embed_layers.
+
+    The arguments are those the YAML gives the encoder (``source``, ``revision``, ``save_path``),
+    whatever its keys are called; an encoder trained from scratch (ECAPA) has none to check.
+    """
+    for node in config.values():
+        if not (isinstance(node, Mapping) and node.get("tag") == HF_ENCODER_TAG):
+            continue
+        args = node.get("value") if isinstance(node.get("value"), Mapping) else {}
+        source = _source_value(args.get("source"))
+        if source is None:
+            continue  # given positionally: the load itself will say what is wrong
+        config_json = check_encoder_source(
+            source, args.get("revision"), args.get("save_path"), need_cached=plan_time
+        )
+        if config_json is not None:  # None: a hub id the run will download
+            check_checkpoint_sizes(config_json, config, origin)
+
+
+def check_config(
+    task: str, overrides: Mapping[str, Any] | None = None, hparams_file: str | Path | None = None
+) -> None:
+    """Refuse a configuration that cannot train, before any training: what ``cltm plan`` calls.
+
+    The composed YAML is resolved without loading any model; every hparam value is checked
+    against :data:`cltm_sb.recipe.checks.HPARAM_RULES`, then the encoder's checkpoint (a local
+    folder that loads, or a hub id in the local cache) and ``embed_layers`` against its layers.
+    Per-run keys the caller left unset get stand-ins and are not checked. Raises
+    :class:`RecipeError` (a ValueError) naming the key or file and what to do.
+    """
+    _, overrides, text, path = _compose(task, overrides, hparams_file)
+    stand_ins = _stand_ins(text, overrides)
+    config = resolve_plain(text, {**stand_ins, **overrides})
+    _check_config(config, text, overrides, path, plan_time=True, skip=set(stand_ins))
 
 
 def config_hash_for(
@@ -403,13 +518,8 @@ def config_hash_for(
     process), a hub id is looked up in the local cache (nothing is downloaded), and a source made
     by ``!apply:`` is evaluated as the run will (the tiny HuBERT is built once into its cache).
     """
-    _, overrides, text = _compose(task, overrides, hparams_file)
-    stand_ins = {
-        key: (["per-run-stand-in"] if key in LIST_KEYS else "per-run-stand-in")
-        for key in PER_RUN_KEYS & set(_top_level(text))
-        if key not in overrides and not key.startswith("__")
-    }
-    resolved = resolve_plain(text, {**stand_ins, **overrides})
+    _, overrides, text, _ = _compose(task, overrides, hparams_file)
+    resolved = resolve_plain(text, {**_stand_ins(text, overrides), **overrides})
     return config_hash(resolved, encoder_identity_of(resolved))
 
 
@@ -446,8 +556,9 @@ def run_recipe(
         then.
     """
     start = time.perf_counter()
-    spec, overrides, text = _compose(task, overrides, hparams_file)
+    spec, overrides, text, path = _compose(task, overrides, hparams_file)
     config = resolve_plain(text, overrides)
+    _check_config(config, text, overrides, path, plan_time=False)
 
     train_csv, test_csv = _as_list(config.get("train_csv")), _as_list(config.get("test_csv"))
     if not train_csv or not test_csv:
@@ -671,13 +782,23 @@ def main(task: str, argv: Sequence[str] | None = None) -> RunRecord:
     problem = torchaudio_problem()
     if problem:
         raise SystemExit(f"error: {problem}")
-    import speechbrain as sb
-    import yaml
+    hparams_file, run_opts, overrides = parse_command_line(argv)
+    return run_recipe(task, overrides, hparams_file, run_opts=run_opts)
 
-    hparams_file, run_opts, overrides_text = sb.parse_arguments(list(argv if argv is not None else sys.argv[1:]))
-    overrides = yaml.safe_load(overrides_text) if overrides_text else {}
+
+def parse_command_line(argv: Sequence[str] | None = None) -> tuple[str, dict, dict[str, Any]]:
+    """(hparams file, run options given, overrides) of ``train.py hparams.yaml --key=value ...``.
+
+    SpeechBrain parses the run options; the overrides are typed by
+    :func:`cltm_sb.recipe.overrides.parse_override_text`, as ``cltm plan --override`` values are.
+    """
+    import speechbrain as sb
+
+    argv = list(argv if argv is not None else sys.argv[1:])
+    hparams_file, run_opts, overrides_text = sb.parse_arguments(argv)
+    overrides = parse_override_text(overrides_text) if overrides_text else {}
     explicit = {k: v for k, v in run_opts.items() if k in _explicit_run_opts(argv)}
-    return run_recipe(task, overrides or {}, hparams_file, run_opts=explicit)
+    return hparams_file, explicit, overrides
 
 
 def _explicit_run_opts(argv: Sequence[str] | None) -> set[str]:

@@ -99,14 +99,29 @@ def run_fake_old_contract(task: str, overrides: dict | None = None, hparams_file
 
 
 def make_prepared(folder: Path, locales: list[str], data_hash: str = "data-toy") -> Path:
-    """A prepared-data folder with empty manifests, trial lists and prepare.json."""
+    """A prepared-data folder that passes the plan's data checks, without training content:
+    per locale two clips in a and in b, four test clips of two speakers, their trials, and
+    0.05 s of silence per clip (16 kHz mono) under ``<folder>/audio``."""
     import json
+
+    import numpy as np
+    import soundfile as sf
 
     folder.mkdir(parents=True, exist_ok=True)
     for loc in locales:
-        for name in ("a.csv", "b.csv", "test.csv", "trials.csv"):
-            (folder / loc).mkdir(exist_ok=True)
-            (folder / loc / name).write_text("ID,duration,wav,spk_id,gender,locale,subset\n")
+        (folder / loc).mkdir(exist_ok=True)
+        (folder / "audio" / loc).mkdir(parents=True, exist_ok=True)
+        clips = {"a": ["f", "m"], "b": ["f", "m"], "test": ["f", "f", "m", "m"]}
+        for subset, genders in clips.items():
+            rows = ["ID,duration,wav,spk_id,gender,locale,subset"]
+            for i, g in enumerate(genders):
+                uid = f"{loc}_{subset}{i}"
+                sf.write(folder / "audio" / loc / f"{uid}.wav", np.zeros(800, np.float32), 16000)
+                gender = "female" if g == "f" else "male"
+                rows.append(f"{uid},0.050,$data_root/{loc}/{uid}.wav,{loc}_{subset}_{g},{gender},{loc},{subset}")
+            (folder / loc / f"{subset}.csv").write_text("\n".join(rows) + "\n")
+        trials = [f"{loc}_test0,{loc}_test1,1", f"{loc}_test0,{loc}_test2,0"]
+        (folder / loc / "trials.csv").write_text("enrol_ID,test_ID,label\n" + "\n".join(trials) + "\n")
     (folder / "prepare.json").write_text(
         json.dumps({"data_hash": data_hash, "data_root": str(folder / "audio")})
     )

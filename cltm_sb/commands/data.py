@@ -42,13 +42,13 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from cltm_sb.data.manifests import validate_manifest
+    from cltm_sb.data.checks import check_data
 
-    problems = [p for path in args.manifests for p in validate_manifest(path, data_root=args.data_root)]
+    problems = check_data(args.manifests, data_root=args.data_root, full=args.full)
     if args.json:
         print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
     else:
-        print("\n".join(problems) if problems else f"{len(args.manifests)} file(s) OK")
+        print("\n".join(problems) if problems else f"OK: no problems in {', '.join(args.manifests)}")
     return 1 if problems else 0
 
 
@@ -81,8 +81,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--workers", type=int, default=min(cpus, 6))
     s.set_defaults(func=_synth)
 
-    v = subparsers.add_parser("validate", help="check manifests or trial lists")
-    v.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    v = subparsers.add_parser(
+        "validate", help="check manifests, trial lists or a prepared folder (what `cltm plan` checks)",
+        description="Check headers and rows, the audio (16 kHz mono, readable: every test clip and "
+        "a sample of the training clips), trial IDs and speaker-disjoint subsets.",
+    )  # fmt: skip
+    v.add_argument("manifests", nargs="+", metavar="PATH", help="manifest, trials.csv or data folder")
     v.add_argument("--data-root", default=None, help="audio root (default: from prepare.json)")
+    v.add_argument("--full", action="store_true", help="read the audio header of every clip")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_validate)

@@ -42,15 +42,16 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs; values are read as YAML (numbers, lists, booleans)."""
-    import yaml
+    """``key=value`` pairs; values typed as the hparams files are read (numbers, lists, booleans)."""
+    from cltm_sb.recipe.overrides import parse_override
 
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--override {item!r}: expected key=value")
-        out[key.strip().lstrip("-")] = yaml.safe_load(value)
+        key = key.strip().lstrip("-")
+        out[key] = parse_override(key, value)
     return out
 
 

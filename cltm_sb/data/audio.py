@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
+from cltm_sb.data import disk_errors
 from cltm_sb.io import atomic_write, atomic_write_json, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +70,34 @@ def _decode_with_rate(path: str | os.PathLike) -> tuple[np.ndarray, tuple[int, i
         raise AudioDecodeError(f"{path}: non-finite samples")
     out = resample(np.ascontiguousarray(mono), int(sr))
     return np.ascontiguousarray(out, dtype=np.float32), (int(sr), int(data.shape[0]))
+
+
+def cached_audio_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with a cache-format clip (16 kHz mono, not empty), or None.
+
+    Reads the file's header only (``soundfile.info``), never its samples, so that every test clip
+    of a large grid can be checked in seconds. A missing file is None: its manifest check names it.
+    """
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # libsndfile raises several types
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+        except OSError as stat_error:
+            return f"cannot be opened ({stat_error.strerror})"
+        if size == 0:
+            return "is an empty file (0 bytes)"
+        return f"cannot be read as audio ({getattr(error, 'error_string', None) or error})"
+    if info.frames <= 0:
+        return "holds no audio samples (0 frames)"
+    if info.samplerate != TARGET_SAMPLE_RATE or info.channels != 1:
+        return (
+            f"is {info.samplerate} Hz with {info.channels} channel(s); expected "
+            f"{TARGET_SAMPLE_RATE} Hz mono"
+        )
+    return None
 
 
 def normalize_waveform(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -155,23 +184,32 @@ class AudioCache:
         existed = (self.root / relpath).exists() or self.sidecar(relpath).exists()
         samples, (source_sr, source_frames) = _decode_with_rate(source)
         wav = self.root / relpath
-        atomic_write(
-            wav,
-            lambda tmp: sf.write(
-                str(tmp), samples, TARGET_SAMPLE_RATE, subtype=CACHE_SUBTYPE, format="WAV"
-            ),
-        )
-        meta = {
-            "sha256": sha256_file(wav),
-            "frames": int(samples.shape[0]),
-            "source": Path(source).name,
-            "source_sr": source_sr,
-            "source_frames": source_frames,
-        }
-        atomic_write_json(self.sidecar(relpath), meta)
+        fix = "free space there, or pass --cache-dir on a writable disk with room for the clips"
+        with disk_errors(self.root, "the decoded audio cache", fix):
+            atomic_write(wav, lambda tmp: _write_cache_wav(tmp, samples))
+            meta = {
+                "sha256": sha256_file(wav),
+                "frames": int(samples.shape[0]),
+                "source": Path(source).name,
+                "source_sr": source_sr,
+                "source_frames": source_frames,
+            }
+            atomic_write_json(self.sidecar(relpath), meta)
         return CachedClip(
             relpath, meta["frames"], source_sr, source_frames, "rebuilt" if existed else "built"
         )
+
+
+def _write_cache_wav(path: Path, samples: np.ndarray) -> None:
+    """Write one cache entry's WAV; a failed write is an OSError, as for any other file.
+
+    libsndfile reports a full or read-only disk only as "System error." (no errno), so
+    :func:`~cltm_sb.data.disk_errors` then finds the cause from the folder itself.
+    """
+    try:
+        sf.write(str(path), samples, TARGET_SAMPLE_RATE, subtype=CACHE_SUBTYPE, format="WAV")
+    except sf.SoundFileRuntimeError as error:
+        raise OSError(f"libsndfile: {error}") from error
 
 
 def cache_clip(cache_root: str, locale: str, source: str) -> CachedClip | str:

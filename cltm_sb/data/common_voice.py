@@ -36,7 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cltm_sb import __version__
-from cltm_sb.data import DataError
+from cltm_sb.data import DataError, disk_errors
 from cltm_sb.data.audio import AudioCache, CachedClip, cache_clip
 from cltm_sb.data.cv_tables import speakers_in_several_locales
 from cltm_sb.data.manifests import (
@@ -387,7 +387,9 @@ def prepare_common_voice(
         "seed": int(seed), "locales": codes, "cv_root": str(root), "data_root": str(data_root),
         "trials_per_speaker": int(trials_per_speaker),
     }  # fmt: skip
-    with prepare_lock(out):
+    # The cache reports its own folder (AudioCache.ensure); any other failed write is under out.
+    fix = "free space there or choose another --out"
+    with disk_errors(out, "the prepared manifests", fix), prepare_lock(out):
         return _prepare_locked(root, codes, task, int(n), k, int(seed), out, data_root, params,
                                int(workers), int(trials_per_speaker), progress)  # fmt: skip
 

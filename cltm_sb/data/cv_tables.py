@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cltm_sb.data import DataError
+from cltm_sb.data import DataError, DataIOError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ def read_tsv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         frame = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot parse as a Common Voice TSV ({error})") from error
+    except OSError as error:  # no permission, a folder in its place: the machine, not the data
+        raise DataIOError(
+            f"{path}: cannot read ({error.strerror or error}); make it a readable file "
+            "(e.g. `chmod a+r` it, or extract the Common Voice archive again)"
+        ) from error
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         if frame.empty and not len(frame.columns):
@@ -80,6 +85,14 @@ def read_clip_durations(locale_dir: Path) -> dict[str, float]:
         return {}
     frame = read_tsv(path, ("clip", "duration[ms]"))
     durations = pd.to_numeric(frame["duration[ms]"], errors="coerce") / 1000.0
+    bad = durations.isna()
+    if bad.any():
+        first = int(bad.to_numpy().argmax())
+        logger.warning(
+            "%s, line %d: duration[ms] %r is not a number (%d such row(s)); those clips' "
+            "durations are read from their audio instead",
+            path, first + 2, frame["duration[ms]"].iloc[first], int(bad.sum()),
+        )  # fmt: skip
     return {clip: float(d) for clip, d in zip(frame["clip"], durations, strict=True) if d > 0}
 
 

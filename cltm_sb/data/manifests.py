@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.data import DataError
+from cltm_sb.data import DataError, DataIOError
 from cltm_sb.io import atomic_write_text
 
 MANIFEST_COLUMNS = ("ID", "duration", "wav", "spk_id", "gender", "locale", "subset")
 TRIAL_COLUMNS = ("enrol_ID", "test_ID", "label")
+# A trial list is <locale>/trials.csv, beside the test.csv whose IDs it pairs.
+TRIALS_FILE = "trials.csv"
 GENDERS = ("female", "male")
 SUBSETS = ("a", "b", "test")
 DATA_ROOT_PREFIX = "$data_root/"
@@ -271,6 +273,20 @@ def prepared_data_hash(folder: str | os.PathLike) -> str:
     return stable_hash({str(p.relative_to(folder)): sha256_file(p) for p in csvs})
 
 
+def data_root_of(data_dir: str | os.PathLike, info: Mapping[str, Any] | None = None) -> Path:
+    """The folder ``$data_root`` stands for in the manifests of ``data_dir``.
+
+    ``prepare.json``'s ``data_root`` (relative to ``data_dir`` when relative) for a prepared
+    folder; the folder itself for a folder of one's own manifests (no ``prepare.json``).
+    ``info`` is the folder's prepare.json when the caller has already read it.
+    """
+    data_dir = Path(data_dir)
+    if info is None:
+        info = read_prepare_info(data_dir)
+    root = Path((info or {}).get("data_root") or data_dir)
+    return (root if root.is_absolute() else data_dir / root).resolve()
+
+
 def find_data_root(manifest: str | os.PathLike) -> Path | None:
     """The ``data_root`` of the prepared folder holding ``manifest`` (its parent or grandparent)."""
     for folder in list(Path(manifest).resolve().parents)[:2]:
@@ -279,8 +295,7 @@ def find_data_root(manifest: str | os.PathLike) -> Path | None:
         except ValueError:
             return None
         if info is not None:
-            root = info.get("data_root")
-            return Path(root) if root else None
+            return data_root_of(folder, info)
     return None
 
 
@@ -293,21 +308,89 @@ def validate_manifest(
     from ``data_root`` or from the ``prepare.json`` of the folder holding the manifest, and every
     audio file must exist. A trial list is checked against the ``test.csv`` beside it.
     """
+    return check_file(path, data_root, check_files).problems
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A manifest or trial list read once by :func:`check_file`, with the problems of its rows.
+
+    Attributes:
+        path: the file.
+        kind: ``manifest``, ``trials``, or ``""`` when it could not be read as either.
+        rows: its data rows (the header left out) as CSV fields; row ``i`` is on line ``i + 2``.
+        problems: one line each, naming the file, the line and what is wrong.
+        root: the folder its ``$data_root/`` paths resolve against (None: not known).
+    """
+
+    path: Path
+    kind: str
+    rows: list[list[str]]
+    problems: list[str]
+    root: Path | None = None
+
+
+COLUMNS_OF = {"manifest": MANIFEST_COLUMNS, "trials": TRIAL_COLUMNS}
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """Every CSV row of ``path``, header included; a file the disk refuses is a DataIOError."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8 CSV") from error
+    except OSError as error:
+        raise DataIOError(
+            f"{path}: cannot read ({error.strerror or error}); make it a readable file"
+        ) from error
+
+
+def _header_problem(path: Path, header: tuple[str, ...], kind: str | None) -> str:
+    kinds = [kind] if kind else list(COLUMNS_OF)
+    notes = {"manifest": "manifest; label columns may follow", "trials": "trials"}
+    expected = " or ".join(f"{','.join(COLUMNS_OF[k])} ({notes[k]})" for k in kinds)
+    missing = [c for c in COLUMNS_OF[kinds[0]] if c not in header] if kind else []
+    lacking = f", missing {','.join(missing)}" if missing else ""
+    return (
+        f"{path}: header is {','.join(header) or '(empty)'}{lacking}; expected {expected}; fix "
+        "its first line, or prepare the data again with `cltm prepare`"
+    )
+
+
+def check_file(
+    path: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    check_files: bool = True,
+    *,
+    kind: str | None = None,
+    test_ids: dict[Path, set[str]] | None = None,
+) -> CheckedFile:
+    """Read a manifest or a trial list once and check its header and every row.
+
+    ``kind`` (``manifest`` or ``trials``) is what the caller needs the file to be; without it,
+    the header decides. ``test_ids`` maps test manifests already read to their IDs, so that a
+    trial list is checked against the ``test.csv`` beside it without reading that again.
+    Audio files are only checked to exist here (see :mod:`cltm_sb.data.checks` for more).
+    """
     path = Path(path)
     if not path.is_file():
-        return [f"{path}: file not found"]
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+        return CheckedFile(path, "", [], [f"{path}: file not found"])
+    try:
+        rows = _read_rows(path)
+    except DataError as error:  # one bad file is one problem; the others are still checked
+        return CheckedFile(path, "", [], [str(error)])
     if not rows:
-        return [f"{path}: empty file (expected the header {','.join(MANIFEST_COLUMNS)})"]
+        return CheckedFile(path, "", [], [_header_problem(path, (), kind or "manifest")])
     header = tuple(rows[0])
-    if header == TRIAL_COLUMNS:
-        return _validate_trials(path, rows)
-    if header != MANIFEST_COLUMNS:
-        return [
-            f"{path}: header is {','.join(header)}; expected {','.join(MANIFEST_COLUMNS)} "
-            f"(manifest) or {','.join(TRIAL_COLUMNS)} (trials)"
-        ]
+    # A manifest may carry extra label columns after its own (DESIGN §9, e.g. age_band).
+    found = next((k for k, columns in COLUMNS_OF.items() if header[: len(columns)] == columns), "")
+    if found == "trials" and header != TRIAL_COLUMNS:
+        found = ""
+    if not found or (kind and found != kind):
+        return CheckedFile(path, "", [], [_header_problem(path, header, kind)])
+    if found == "trials":
+        return CheckedFile(path, found, rows[1:], _validate_trials(path, rows, test_ids))
     problems: list[str] = []
     root = Path(data_root) if data_root else (find_data_root(path) if check_files else None)
     if check_files and root is None:
@@ -315,10 +398,10 @@ def validate_manifest(
     seen: dict[str, int] = {}
     for line, row in enumerate(rows[1:], start=2):
         where = f"{path}, line {line}"
-        if len(row) != len(MANIFEST_COLUMNS):
-            problems.append(f"{where}: {len(row)} fields, expected {len(MANIFEST_COLUMNS)}")
+        if len(row) != len(header):
+            problems.append(f"{where}: {len(row)} fields, expected {len(header)}")
             continue
-        rid, duration, wav, spk, gender, locale, subset = row
+        rid, duration, wav, spk, gender, locale, subset = row[: len(MANIFEST_COLUMNS)]
         if not rid:
             problems.append(f"{where}: empty ID")
         elif rid in seen:
@@ -330,10 +413,14 @@ def validate_manifest(
             if not math.isfinite(value) or value <= 0:
                 raise ValueError
         except ValueError:
-            problems.append(f"{where}: duration {duration!r} is not a positive number of seconds")
+            problems.append(
+                f"{where}: duration {duration!r} is not a positive number of seconds; write the "
+                "clip's length (e.g. 3.25) or drop the row (a clip of no audio trains on nothing)"
+            )
         if not wav.startswith(DATA_ROOT_PREFIX):
             problems.append(f"{where}: wav {wav!r} must start with {DATA_ROOT_PREFIX}")
-        elif check_files and root is not None and not (root / wav[len(DATA_ROOT_PREFIX):]).is_file():
+        elif check_files and root is not None and not os.path.isfile(os.path.join(root, wav[len(DATA_ROOT_PREFIX):])):
+            # os.path, not pathlib: this runs once per clip of a whole grid's manifests
             problems.append(f"{where}: audio file {root / wav[len(DATA_ROOT_PREFIX):]} not found")
         if not spk:
             problems.append(f"{where}: empty spk_id")
@@ -345,17 +432,18 @@ def validate_manifest(
             problems.append(f"{where}: subset {subset!r} is not one of {', '.join(SUBSETS)}")
     if len(rows) == 1:
         problems.append(f"{path}: no rows")
-    return problems
+    return CheckedFile(path, found, rows[1:], problems, root)
 
 
-def _validate_trials(path: Path, rows: list[list[str]]) -> list[str]:
+def _validate_trials(
+    path: Path, rows: list[list[str]], test_ids: dict[Path, set[str]] | None = None
+) -> list[str]:
     problems: list[str] = []
     test_csv = path.with_name("test.csv")
-    ids: set[str] | None = None
-    if test_csv.is_file():
-        with test_csv.open(newline="", encoding="utf-8") as handle:
-            ids = {r["ID"] for r in csv.DictReader(handle)}
-    else:
+    ids: set[str] | None = (test_ids or {}).get(test_csv)
+    if ids is None and test_csv.is_file():
+        ids = {row[0] for row in _read_rows(test_csv)[1:] if row}
+    elif ids is None:
         problems.append(f"{path}: no test.csv beside it: trial IDs not checked")
     seen: set[tuple[str, str]] = set()
     labels = {"0": 0, "1": 0}
@@ -374,7 +462,10 @@ def _validate_trials(path: Path, rows: list[list[str]]) -> list[str]:
         if ids is not None:
             for uid in (enrol, test):
                 if uid not in ids:
-                    problems.append(f"{where}: {uid!r} is not in {test_csv}")
+                    problems.append(
+                        f"{where}: {uid!r} is not in {test_csv}; the trial list and the test "
+                        "manifest must come from one `cltm prepare` (prepare again, or drop the trial)"
+                    )
         key = (min(enrol, test), max(enrol, test))
         if key in seen:
             problems.append(f"{where}: pair {enrol},{test} listed twice")

@@ -121,12 +121,18 @@ def load_locale_pool(cv_root: Path, locale: str, excluded: set[str]) -> LocalePo
             f"locale {locale!r}: folder {locale_dir} not found; check --cv-root and --locales"
         )
     for table in REQUIRED_TABLES:
-        if not (locale_dir / table).is_file():
+        if not (locale_dir / table).exists():  # a folder in its place is named by read_tsv
             raise DataError(f"locale {locale!r}: {locale_dir / table} not found (Common Voice layout)")
+    if not (locale_dir / "clips").is_dir():
+        # Without it every clip counts as missing and the locale looks empty ("0 speakers").
+        raise DataError(
+            f"locale {locale!r}: {locale_dir / 'clips'} is missing (the folder of a Common Voice "
+            "locale's audio files); extract the locale's archive fully or check --cv-root"
+        )
     clips = list_clip_files(locale_dir / "clips")
     held_out: set[str] = set()
     for table in ("dev.tsv", "test.tsv"):
-        if (locale_dir / table).is_file():
+        if (locale_dir / table).exists():
             held_out.update(read_tsv(locale_dir / table, ("client_id",))["client_id"])
     held_out.discard("")
     validated = read_tsv(locale_dir / "validated.tsv", ROW_COLUMNS)

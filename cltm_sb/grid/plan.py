@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cltm_sb.data.checks import require_valid_data
 from cltm_sb.data.manifests import (
     PREPARE_FILE,
     certified_files,
+    data_root_of,
     prepared_data_hash,
     read_prepare_info,
 )
@@ -45,6 +47,16 @@ PLAN_VERSION = 1
 DEFAULT_RUNNER = "cltm_sb.runner:run_recipe"
 # Tasks whose test set is scored through a trial list beside test.csv.
 TRIALS_TASKS = frozenset({"sv"})
+#: The hparams the plan sets for each run (:meth:`Plan.run_overrides`) and the option that chooses
+#: them: an override of one would be silently replaced, so it is refused and points there.
+PLAN_SET_KEYS = {
+    "seed": "--seeds (e.g. --seeds 42-51)",
+    "train_csv": "--locales (and --targets, --donors, --donor-sets)",
+    "test_csv": "--locales (and --targets)",
+    "trials_csv": "--locales (trials.csv beside each test.csv)",
+    "data_root": "--data (its prepare.json)",
+    "output_folder": "--out (each run gets <out>/runs/<run_id>)",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,6 +475,27 @@ def config_hash_function(runner: str) -> Callable[..., str]:
     return import_object(f"{runner.partition(':')[0]}:config_hash_for")
 
 
+def config_check_function(runner: str) -> Callable[..., Any] | None:
+    """``check_config(task, overrides, hparams_file)`` from the runner's module, if it has one.
+
+    It refuses a configuration that cannot train (``cltm_sb.runner.check_config``); a runner of
+    the user's may leave it out.
+    """
+    name = runner.partition(":")[0]
+    try:
+        module = importlib.import_module(name)
+    except ImportError as error:
+        raise PlanError(f"runner {runner!r}: cannot import {name} ({error})") from error
+    return getattr(module, "check_config", None)
+
+
+def refuse_plan_set_keys(overrides: Mapping[str, Any]) -> None:
+    """An override of a key the plan sets per run (:data:`PLAN_SET_KEYS`) names its option."""
+    for key, option in PLAN_SET_KEYS.items():
+        if key in overrides:
+            raise PlanError(f"--override {key}=...: the plan sets {key} for each run; use {option}")
+
+
 def read_prepared(data_dir: str | os.PathLike) -> tuple[str, str]:
     """(data_hash, data_root) of a prepared folder, from its ``prepare.json``.
 
@@ -478,15 +511,11 @@ def read_prepared(data_dir: str | os.PathLike) -> tuple[str, str]:
         data_hash = prepared_data_hash(data_dir)
     except ValueError as error:
         raise PlanError(str(error)) from error
-    if info is not None:
-        root = Path(info.get("data_root") or data_dir)
-        if not root.is_absolute():
-            root = data_dir / root
-        return data_hash, str(root.resolve())
-    if not any(data_dir.glob("*/*.csv")):
-        raise PlanError(f"{data_dir}: neither {PREPARE_FILE} nor <locale>/<subset>.csv manifests found")
-    logger.warning("%s has no %s: hashing its manifests instead", data_dir, PREPARE_FILE)
-    return data_hash, str(data_dir.resolve())
+    if info is None:
+        if not any(data_dir.glob("*/*.csv")):
+            raise PlanError(f"{data_dir}: neither {PREPARE_FILE} nor <locale>/<subset>.csv manifests found")
+        logger.warning("%s has no %s: hashing its manifests instead", data_dir, PREPARE_FILE)
+    return data_hash, str(data_root_of(data_dir, info))
 
 
 def make_plan(
@@ -509,13 +538,18 @@ def make_plan(
     """Build the plan of a grid (not saved: call :meth:`Plan.save`).
 
     The config hash comes from the runner's ``config_hash_for(task, overrides, hparams_file)``
-    unless given. With ``check_files`` every manifest the runs need must exist.
+    unless given. With ``check_files`` every manifest the runs need must exist and pass
+    :func:`cltm_sb.data.checks.check_data` (a :class:`~cltm_sb.data.checks.DataCheckError` if not).
     """
     get_task(task)
     data_path = Path(data_dir).resolve()
     data_hash, data_root = read_prepared(data_path)
     overrides = dict(overrides or {})
+    refuse_plan_set_keys(overrides)
     hparams = str(Path(hparams_file).resolve()) if hparams_file else None
+    check = config_check_function(runner)
+    if check is not None:  # every hparam value and the encoder, before the plan is written
+        check(task, overrides, hparams)
     if config_hash is None:
         config_hash = str(config_hash_function(runner)(task, overrides, hparams))
     donor_sets = [list(s) for s in donor_sets]
@@ -563,4 +597,7 @@ def make_plan(
                 "(added by hand after `cltm prepare`?); prepare that language with `cltm prepare` "
                 "or leave it out of --locales"
             )
+        # Bad rows, audio, trial IDs or speakers fail here, in seconds, not after training.
+        listing = f"`cltm validate {data_path}` lists them all"
+        require_valid_data(plan.needed_files(), plan.data_root, listing)
     return plan
