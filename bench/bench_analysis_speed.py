@@ -9,8 +9,13 @@ turns them into the tidy table with the real loader function, then times:
 - a 1,000-resample seed bootstrap of the matrix and the diagnostics through the same weight-matrix
   path (cltm_sb.analysis.uncertainty.bootstrap_weights + weighted_matrices + stack_*), to show
   the capacity the issue asks for even though the calibrated intervals do not need it;
-- for comparison, one replicate of the old cltm_sb.analysis.bootstrap path (build_cltm + diagnose on a
-  resampled table), times the resamples.
+- for comparison, one replicate of the old bootstrap path (bench/legacy_bootstrap.py: build_cltm + diagnose on a
+  resampled table), times the resamples;
+- the commands as a user runs them (a fresh ``python -m cltm_sb.cli`` process each, imports
+  included), on the grid written by ``cltm simulate``'s library function into a temporary folder
+  and read back through the real record loader: ``cltm report --no-heatmap`` (every number of the
+  report: matrix files, intervals.json, donors.csv, report.md/html), ``cltm report`` with its
+  heatmap, ``cltm matrix`` and ``cltm matrix --no-heatmap``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +42,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--skip-old", action="store_true")
+    parser.add_argument("--skip-commands", action="store_true")
     args = parser.parse_args()
 
     truth = make_truth("structured", args.languages)
@@ -64,7 +74,8 @@ def main() -> None:
 
     t_old = float("nan")
     if not args.skip_old:
-        from cltm_sb.analysis.bootstrap import resample_seeds
+        from legacy_bootstrap import resample_seeds  # bench/: the retired bootstrap
+
         from cltm_sb.analysis.diagnostics import diagnose
         from cltm_sb.analysis.matrix import build_cltm
 
@@ -93,6 +104,44 @@ def main() -> None:
         f"old path (build_cltm + diagnose per replicate), extrapolated to {args.resamples}: {t_old:.0f} s"
     )
     assert all(np.isfinite(s).any() for s in stats)
+    if not args.skip_commands:
+        time_commands(truth, args.seeds)
+
+
+def _timed(command: list[str]) -> float:
+    """Wall time of one ``cltm`` command in a fresh process (what a user waits for)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "cltm_sb.cli", *command], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def time_commands(truth, n_seeds: int) -> None:
+    """cltm report and cltm matrix on the simulated grid, written to and read from disk."""
+    from cltm_sb.analysis.simulate import write_simulated_grid
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        grid = write_simulated_grid(Path(tmp) / "grid", truth, n_seeds, seed=0)
+        t_write = time.perf_counter() - t0
+        fam = ["--families", str(grid / "families.csv")]
+        out = Path(tmp)
+        timings = {
+            "cltm report --no-heatmap (numbers only)": _timed(
+                ["report", str(grid), "-o", str(out / "r1"), "--no-heatmap", *fam]
+            ),
+            "cltm report (with heatmap)": _timed(
+                ["report", str(grid), "-o", str(out / "r2"), *fam]
+            ),
+            "cltm matrix (with heatmap)": _timed(
+                ["matrix", str(grid), "--task", "gr", "-o", str(out / "m1"), *fam]
+            ),
+            "cltm matrix --no-heatmap": _timed(
+                ["matrix", str(grid), "--task", "gr", "-o", str(out / "m2"), "--no-heatmap", *fam]
+            ),
+        }
+    print(f"cltm simulate's writer, {len(list(truth.locales))} languages: {t_write:.2f} s")
+    for name, seconds in timings.items():
+        print(f"{name}: {seconds:.2f} s (fresh process, imports included)")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
     python bench/bench_calibration.py --quick            # a few settings, few experiments (~1 min)
     python bench/bench_calibration.py                    # DESIGN.md §9 settings (~10 min on 2 cores)
-    python bench/bench_calibration.py --before-only ...  # only the old (bootstrap.py) intervals
+    python bench/bench_calibration.py --before-only ...  # only the old (bench/legacy_bootstrap.py) intervals
 
 Each experiment simulates a grid from a known true CLTM (cltm_sb.analysis.simulate) and runs the
 real analysis (cltm_sb.analysis.uncertainty.analyze_uncertainty on the tidy table). "Before" runs
-the old code paths on the same kind of grids: cltm_sb.analysis.bootstrap.bootstrap_cltm (percentile seed
+the old code paths on the same kind of grids: bench/legacy_bootstrap.bootstrap_cltm (percentile seed
 bootstrap) for the diagnostics and cells, and M ± 1.96·cltm_sb.analysis.matrix.ratio_se (build_cltm's SE).
 
 Judging (DESIGN.md §9): coverage of a 95% interval must be 92-98.5% at 10 seeds and >= 90% at 5
@@ -180,8 +180,9 @@ def run_after(setting: Setting, reps: range) -> list[dict]:
 
 
 def run_before(setting: Setting, reps: range, replicates: int) -> list[dict]:
-    """The old analysis: bootstrap.py percentile intervals and build_cltm's ±1.96·SE cells."""
-    from cltm_sb.analysis.bootstrap import bootstrap_cltm
+    """The old analysis: legacy_bootstrap.py percentile intervals and build_cltm's ±1.96·SE cells."""
+    from legacy_bootstrap import bootstrap_cltm  # bench/: the retired percentile bootstrap
+
     from cltm_sb.analysis.matrix import build_cltm
 
     truth = make_truth(setting.truth, setting.n_languages)

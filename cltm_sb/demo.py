@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.analysis.summary import DIAGNOSTIC_ROWS, format_value
+from cltm_sb.analysis.diagnostics import DIAGNOSTICS
+from cltm_sb.analysis.summary import format_value
 from cltm_sb.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -90,13 +91,14 @@ def run_demo(
     diagnostics.json, cltm.png, ...) plus the full report (report.html, report.md, donors.csv).
     ``runner`` replaces the training function (tests).
     """
+    from cltm_sb.analysis.grid_analysis import analyze_grid
     from cltm_sb.data.common_voice import prepare_common_voice
     from cltm_sb.data.synth import CorpusSize, synthesize_corpus
     from cltm_sb.grid.executors.core import usable_cores
     from cltm_sb.grid.executors.local import LocalExecutor
     from cltm_sb.grid.plan import DEFAULT_RUNNER, make_plan
     from cltm_sb.languages import read_registry_csv
-    from cltm_sb.report import analyze_grid, write_report
+    from cltm_sb.report import write_report
 
     config = QUICK if quick else FULL
     folders = demo_folders(out)
@@ -129,19 +131,26 @@ def run_demo(
             logger.warning("%d %s runs failed; see %s", len(report.failed), task, plan.plan_dir / "logs")
         analysis = analyze_grid(plan.plan_dir, registry, task=task, locales=locales)
         write_report(analysis, registry, folders["out"] / task)
-        sections.append((task, plan, analysis.result, {**analysis.metadata, **analysis.diagnostics}))
+        sections.append((task, plan, analysis))
     atomic_write_text(folders["report"], render_demo_report(sections, folders["out"]))
     return folders["report"]
 
 
-def render_demo_report(sections: list[tuple[str, Any, Any, dict[str, Any]]], base: Path) -> str:
-    """The Markdown report: per task the heatmap, diagnostics, self-gains and flagged targets."""
+def render_demo_report(sections: list[tuple[str, Any, Any]], base: Path) -> str:
+    """The Markdown report: per task the heatmap, diagnostics, self-gains and flagged targets.
+
+    ``sections``: (task, plan, :class:`~cltm_sb.analysis.grid_analysis.GridAnalysis`) per task.
+    """
+    from cltm_sb.report import PLUGIN_LABEL, diagnostic_interval_text
     from cltm_sb.tasks import get_task
 
     lines = ["# cltm demo", "",
              "Toy corpus, tiny encoder, `toy` preset. Rows are targets, columns donors; "
              "M[t, s] = G(t, s) / G_self(t).", ""]  # fmt: skip
-    for task, plan, result, diag in sections:
+    for task, plan, analysis in sections:
+        result, diag = analysis.result, {**analysis.metadata, **analysis.diagnostics}
+        estimates = analysis.uncertainty.diagnostics
+        level = f"{analysis.uncertainty.level:.0%}"
         spec = get_task(task)
         lines += [f"## {spec.title} ({task}, metric {spec.metric})", ""]
         lines += [f"{plan.n_trainings} trainings, seeds {', '.join(map(str, plan.seeds))}; "
@@ -150,8 +159,16 @@ def render_demo_report(sections: list[tuple[str, Any, Any, dict[str, Any]]], bas
         png = base / task / "cltm.png"
         if png.is_file():
             lines += [f"![{spec.title} CLTM]({task}/cltm.png)", ""]
-        lines += ["| diagnostic | value |", "|---|---|"]
-        lines += [f"| {label} | {format_value(diag.get(key), pct)} |" for key, label, pct in DIAGNOSTIC_ROWS]
+        lines += [f"| diagnostic | estimate | {level} interval (seeds only) | {PLUGIN_LABEL} |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for d in DIAGNOSTICS:
+            plugin = format_value(diag.get(d.key), d.fraction)
+            if d.key in estimates:
+                e = estimates[d.key]
+                interval = diagnostic_interval_text(e, d.fraction)
+                lines.append(f"| {d.label} | {format_value(e.point, d.fraction)} | {interval} | {plugin} |")
+            else:
+                lines.append(f"| {d.label} | | | {plugin} |")
         lines += ["", "| target | P(a_t) | P(a_t ∪ b_t) | self-gain ± SE | flagged |", "|---|---|---|---|---|"]
         for locale, row in result.gains.iterrows():
             lines.append(

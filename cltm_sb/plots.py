@@ -83,9 +83,16 @@ def plot_heatmap(
     size = max(4.0, 0.45 * n + 2.5)
     fig, ax = plt.subplots(figsize=(size + 2.5, size))
     cmap = plt.get_cmap(COLORMAP).with_extremes(bad="#d9d9d9")
-    image = ax.imshow(
-        np.ma.masked_invalid(values), cmap=cmap, vmin=-COLOR_LIMIT, vmax=COLOR_LIMIT, aspect="equal"
+    # One quad per cell, centred on integer coordinates like imshow's pixels: imshow resamples
+    # the image to the output resolution on every draw (~4 s of the 5 s a 44-language PNG + PDF
+    # took), a mesh draws n² quads and stays vector in the PDF.
+    edges = np.arange(n + 1) - 0.5
+    image = ax.pcolormesh(
+        edges, edges, np.ma.masked_invalid(values), cmap=cmap, vmin=-COLOR_LIMIT, vmax=COLOR_LIMIT
     )
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(edges[-1], edges[0])  # first target on top, as in the paper
+    ax.set_aspect("equal")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="CLTM (colour clipped to ±1.5)")
     ax.set_xticks(range(n), codes, rotation=90)
     ax.set_yticks(range(n), codes)

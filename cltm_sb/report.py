@@ -1,13 +1,16 @@
 """The report of a finished grid: Markdown and a self-contained HTML page, and a two-grid comparison.
 
-:func:`analyze_grid` loads a grid (a plan folder or a folder of records), builds the CLTM, its
-diagnostics and a seed bootstrap; :func:`write_report` writes the matrix files of ``cltm matrix``
-plus ``report.md`` (images beside it) and ``report.html`` (images inlined as base64 PNGs, so the
-page opens from disk without a server). :func:`write_comparison` sets two grids side by side.
+:func:`cltm_sb.analysis.grid_analysis.analyze_grid` computes a grid's analysis once;
+:func:`write_report` writes from it the matrix files of ``cltm matrix``, ``intervals.json``,
+``donors.csv``, ``report.md`` (images beside it) and ``report.html`` (images inlined as base64
+PNGs, so the page opens from disk without a server). :func:`write_comparison` sets two grids side
+by side. Nothing here computes a statistic: it lays out what the analysis computed.
 
-The page holds, in order: what was analysed (task, seeds, protocol), the heatmaps, the paper's
-Table 1 diagnostics with 95% seed-bootstrap intervals, the §4.4 stability figures, self-gains, the
-top pairs, and for each target a ranked list of donors ("which languages should I add for X?").
+The page holds, in order: what was analysed (task, seeds, protocol, which variability the
+intervals include), the heatmaps, the paper's Table 1 diagnostics (the headline estimate with its
+calibrated 95% interval or the reason there is none, beside the paper's plug-in value), the §4.4
+stability figures, self-gains, the top pairs, and for each target a ranked list of donors ("which
+languages should I add for X?") with intervals and BH-controlled verdicts.
 """
 
 from __future__ import annotations
@@ -17,215 +20,43 @@ import html
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cltm_sb.analysis.bootstrap import (
-    DEFAULT_REPLICATES,
-    MIN_BOOTSTRAP_SEEDS,
-    BootstrapResult,
-    bootstrap_cltm,
+from cltm_sb.analysis.diagnostics import (
+    STABILITY,
+    TABLE1,
+    diagnostics_in,
+    write_matrix_csv,
 )
-from cltm_sb.analysis.diagnostics import diagnose, write_matrix_csv
-from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
+from cltm_sb.analysis.grid_analysis import GridAnalysis
 from cltm_sb.analysis.summary import (
-    STABILITY_ROWS,
-    TABLE1_ROWS,
+    DELTA_SE_NOTE,
+    MATRIX_NOTES,
     format_value,
-    grid_metadata,
     write_matrix_folder,
 )
-from cltm_sb.grid.layout import GridLayout, PlanError
+from cltm_sb.analysis.uncertainty import (
+    NO_VERDICT_FLAGGED,
+    VARIABILITY,
+    VARIABILITY_NOTE,
+    DiagnosticInterval,
+)
 from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
 from cltm_sb.languages import PAPER_SUBSET, LanguageRegistry
 from cltm_sb.plots import plot_heatmap
-from cltm_sb.results import load_records
-from cltm_sb.tasks import get_task
 
-PROTOCOL_SHARED = "shared pair runs"
-PROTOCOL_PER_CELL = "one run per cell"
-# The paper's Table 1 (GR / SV), for reference beside the grid's own values.
-PAPER_TABLE1 = {
-    "rfd": (0.162, 2.970),
-    "asymmetry": (0.175, 1.084),
-    "prop_positive": (0.9997, 0.0893),
-    "reciprocity_positive": (0.9993, 0.1691),
-    "row_cosine": (0.990, 0.615),
-    "intra_family_positive": (0.0498, 0.4168),
-}
-
-@dataclass
-class GridAnalysis:
-    """A grid's CLTM with diagnostics, bootstrap intervals and what it was made from."""
-
-    source: Path
-    task: str
-    metric: str
-    title: str
-    result: CLTMResult
-    diagnostics: dict[str, Any]
-    bootstrap: BootstrapResult
-    families: list[str]
-    protocol: str
-    protocol_source: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def locales(self) -> list[str]:
-        return self.result.locales
-
-
-# --------------------------------------------------------------------------------------------
-# Analysis
-
-
-def detect_protocol(folder: str | os.PathLike, pair_evaluations: Sequence[int]) -> tuple[str, str]:
-    """(protocol, where it came from): ``plan.json``'s ``one_run_per_cell``, else the records.
-
-    Without a plan, pair runs evaluated on both languages mean shared runs; pair runs that all
-    evaluate one language mean one run per cell.
-    """
-    layout = GridLayout(folder)
-    plan = layout.plan_fields()
-    if plan is not None:
-        protocol = PROTOCOL_PER_CELL if plan.get("one_run_per_cell") else PROTOCOL_SHARED
-        return protocol, layout.plan_file.name
-    if not pair_evaluations:
-        return "unknown (no pair runs)", "records"
-    shared = any(n > 1 for n in pair_evaluations)
-    return (PROTOCOL_SHARED if shared else PROTOCOL_PER_CELL), "inferred from the records"
-
-
-def _plan_task(folder: Path) -> str | None:
-    try:
-        plan = GridLayout(folder).plan_fields()
-    except PlanError:
-        return None
-    return plan.get("task") if plan else None
-
-
-def analyze_grid(
-    folder: str | os.PathLike,
-    registry: LanguageRegistry,
-    task: str | None = None,
-    locales: Sequence[str] | None = None,
-    min_seeds: int = DEFAULT_MIN_SEEDS,
-    n_replicates: int = DEFAULT_REPLICATES,
-    rng_seed: int = 0,
-    config_hash: str | None = None,
-    data_hash: str | None = None,
-) -> GridAnalysis:
-    """Load a grid's records and compute everything the report shows.
-
-    ``task`` defaults to the plan's task or, without a plan, the only task in the records.
-    """
-    folder = Path(folder)
-    records = load_records(folder)
-    tasks = sorted(set(records.table["task"]))
-    task = task or _plan_task(folder) or (tasks[0] if len(tasks) == 1 else None)
-    if task is None:
-        raise ValueError(
-            f"{folder}: records of several tasks ({', '.join(tasks) or 'none'}); pass --task"
-        )
-    spec = get_task(task)
-    table = records.select(task, config_hash=config_hash, data_hash=data_hash)
-    table = table[table["kind"].isin(["single", "self", "pair"])]
-    if table.empty:
-        raise ValueError(
-            f"{folder}: no finished {task} single/self/pair runs ({records.n_records} records, "
-            f"{records.n_failed} failed); run the grid first"
-        )
-    codes = list(locales) if locales else sorted(set(table["eval_locale"]))
-    registry.check(codes)
-    families = registry.families(codes)
-    result = build_cltm(table, locales=codes, min_seeds=min_seeds)
-    diagnostics = diagnose(result.matrix, families=families, se=result.se, gains=result.gains)
-    diagnostics["nan_reasons"] = result.reasons
-    boot = bootstrap_cltm(
-        table,
-        locales=codes,
-        families=families,
-        n_replicates=n_replicates,
-        rng_seed=rng_seed,
-        min_seeds=min_seeds,
-        full=result,
-    )
-    pair_evals = [
-        len(r.evaluations)
-        for r in records.records
-        if r.status == "ok" and r.kind == "pair" and r.task == task
-    ]
-    protocol, protocol_source = detect_protocol(folder, pair_evals)
-    metadata = grid_metadata(task, table, records, min_seeds)
-    return GridAnalysis(
-        folder,
-        task,
-        spec.metric,
-        f"{spec.title} CLTM",
-        result,
-        diagnostics,
-        boot,
-        families,
-        protocol,
-        protocol_source,
-        metadata,
-    )
+PLUGIN_LABEL = "plug-in (paper's Table 1)"
 
 
 def donor_ranking(analysis: GridAnalysis, target: str) -> pd.DataFrame:
-    """Donors of ``target`` ranked by M[target, donor], with SE, 95% interval and a verdict.
-
-    The interval is the bootstrap's when there are enough seeds, else M ± 1.96·SE (delta method,
-    column ``interval_kind`` says which). Verdict: ``helps`` (interval above 0), ``hurts`` (below
-    0), ``unclear``; ``n/a`` for an undefined entry (the reason is in the NaN list).
-    """
-    result, boot = analysis.result, analysis.bootstrap
-    rows = []
-    for donor in result.locales:
-        if donor == target:
-            continue
-        value, se = float(result.matrix.loc[target, donor]), float(result.se.loc[target, donor])
-        if boot.available:
-            lo, hi, kind = (
-                float(boot.matrix_lower.loc[target, donor]),
-                float(boot.matrix_upper.loc[target, donor]),
-                "bootstrap",
-            )
-        else:
-            lo, hi, kind = value - 1.96 * se, value + 1.96 * se, "±1.96 SE"
-        if not math.isfinite(value):
-            verdict = "n/a"
-        elif math.isfinite(lo) and lo > 0:
-            verdict = "helps"
-        elif math.isfinite(hi) and hi < 0:
-            verdict = "hurts"
-        else:
-            verdict = "unclear"
-        rows.append(
-            {
-                "target": target,
-                "donor": donor,
-                "value": value,
-                "se": se,
-                "lower": lo,
-                "upper": hi,
-                "interval_kind": kind,
-                "verdict": verdict,
-            }
-        )
-    frame = pd.DataFrame(
-        rows,
-        columns=["target", "donor", "value", "se", "lower", "upper", "interval_kind", "verdict"],
-    )
-    frame = frame.sort_values(
-        "value", ascending=False, na_position="last", kind="stable"
-    ).reset_index(drop=True)
-    frame.insert(0, "rank", range(1, len(frame) + 1))
-    return frame
+    """Donors of ``target`` ranked by M[target, donor] (NaN last): the rows of donors.csv."""
+    donors = analysis.donors
+    return donors[donors["target"] == target].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,38 +73,143 @@ class _Block:
 _num = format_value
 
 
-def _interval(lo: float, hi: float, percent: bool = False) -> str:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+def _interval(lo: float | None, hi: float | None, percent: bool = False) -> str:
+    """``[lo, hi]``, or ``n/a`` where either end is missing."""
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return "n/a"
     return f"[{_num(lo, percent)}, {_num(hi, percent)}]"
 
 
-def _diagnostic_rows(
-    analysis: GridAnalysis, rows: Sequence[tuple[str, str, bool]], paper: bool
-) -> list[list[str]]:
-    out = []
-    boot = analysis.bootstrap
-    for key, label, pct in rows:
-        row = [label, _num(analysis.diagnostics.get(key), pct), _interval(*boot.interval(key), pct)]
-        if paper:
-            ref = PAPER_TABLE1.get(key)
-            row.append(f"{_num(ref[0], pct)} / {_num(ref[1], pct)}" if ref else "")
-            note = ""
-            if key in ("asymmetry", "reciprocity_positive"):
-                note = f"protocol: {analysis.protocol}"
-            row.append(note)
-        out.append(row)
-    return out
+def diagnostic_interval_text(d: DiagnosticInterval, percent: bool) -> str:
+    """The calibrated interval, or ``n/a: reason`` where there is none."""
+    if d.lower is None or d.upper is None:
+        return f"n/a: {d.reason}" if d.reason else "n/a"
+    return _interval(d.lower, d.upper, percent)
 
 
-def _bootstrap_note(boot: BootstrapResult) -> str:
-    if not boot.available:
-        return f"95% intervals: n/a ({boot.note})."
-    return (
-        f"95% intervals: seed bootstrap, {boot.n_replicates} replicates over seeds "
-        f"{', '.join(map(str, boot.seeds))} (one joint draw of seed labels per replicate, rng seed "
-        f"{boot.rng_seed}; percentile intervals; NaN rules applied per replicate)."
+def _table1_rows(analysis: GridAnalysis) -> list[list[str]]:
+    rows = []
+    for spec in diagnostics_in(TABLE1):
+        d = analysis.uncertainty.diagnostics[spec.key]
+        pct = spec.fraction
+        paper = f"{_num(spec.paper[0], pct)} / {_num(spec.paper[1], pct)}" if spec.paper else ""
+        note = (
+            f"protocol: {analysis.protocol}"
+            if spec.key in ("asymmetry", "reciprocity_positive")
+            else ""
+        )
+        rows.append(
+            [
+                spec.label,
+                _num(d.point, pct),
+                diagnostic_interval_text(d, pct),
+                _num(d.plugin, pct),
+                paper,
+                note,
+            ]
+        )
+    return rows
+
+
+def _methods_text(analysis: GridAnalysis) -> str:
+    """Which variability the intervals include, and how each Table 1 estimate was made."""
+    res = analysis.uncertainty
+    methods = "; ".join(
+        f"{spec.label}: {res.diagnostics[spec.key].method}" for spec in diagnostics_in(TABLE1)
     )
+    return (
+        f"{res.level:.0%} intervals, variability: {VARIABILITY} ({len(res.seeds)} seeds: "
+        f"{', '.join(map(str, res.seeds))}). {VARIABILITY_NOTE} Estimate: bias-corrected where "
+        f"the method says so, else the plug-in; the {PLUGIN_LABEL} column is the estimator of the "
+        f"paper's Table 1, for comparison. Where no interval is calibrated it is n/a with the "
+        f"reason. Methods: {methods}."
+    )
+
+
+def _cell_interval(analysis: GridAnalysis, i: int, j: int) -> str:
+    """A cell's Fieller interval, or why there is none."""
+    res = analysis.uncertainty
+    if res.point.flagged[i]:
+        return f"n/a: {res.verdict_reasons[i, j]}"
+    if res.cell_bounded[i, j]:
+        return _interval(float(res.cell_lower[i, j]), float(res.cell_upper[i, j]))
+    if np.isinf(res.cell_lower[i, j]):  # Fieller's set is unbounded: no interval to print
+        return f"unbounded (self-gain not significant at the {res.level:.0%} level)"
+    return "n/a"
+
+
+def _verdict(verdict: str, reason: str | None) -> str:
+    return f"{verdict}: {reason}" if verdict == "n/a" and reason else verdict
+
+
+def _verdict_summary(analysis: GridAnalysis) -> str:
+    res = analysis.uncertainty
+    called = res.verdicts[res.verdicts != "n/a"]
+    counts = {v: int((called == v).sum()) for v in ("helps", "hurts", "unclear")}
+    return (
+        f"Verdicts (BH q ≤ {1 - res.level:.2g} over {called.size} cells of targets that are not "
+        f"flagged): {counts['helps']} helps, {counts['hurts']} hurts, {counts['unclear']} unclear."
+    )
+
+
+def _se_count(analysis: GridAnalysis) -> str | None:
+    """The paper's §4.4 count of entries beyond 2 delta-method SE (no multiplicity control)."""
+    m = analysis.result.matrix.to_numpy(dtype=float)
+    se = analysis.result.se.to_numpy(dtype=float)
+    both = ~np.eye(len(analysis.locales), dtype=bool) & np.isfinite(m) & np.isfinite(se)
+    if not both.any():
+        return None
+    beyond = int((np.abs(m[both]) > 2 * se[both]).sum())
+    return (
+        f"{beyond} of {int(both.sum())} off-diagonal entries exceed 2 SE in magnitude "
+        f"(as in the paper §4.4; SE: {DELTA_SE_NOTE}; no multiplicity control, unlike the "
+        "verdicts)."
+    )
+
+
+def _top_pairs(analysis: GridAnalysis, positive: bool, top_k: int) -> list[list[str]]:
+    res = analysis.uncertainty
+    m = res.point.matrix
+    codes = analysis.locales
+    cells = [
+        (float(m[i, j]), i, j)
+        for i in range(len(codes))
+        for j in range(len(codes))
+        if i != j and np.isfinite(m[i, j]) and (m[i, j] > 0 if positive else m[i, j] < 0)
+    ]
+    cells.sort(reverse=positive)
+    return [
+        [
+            f"{codes[j]} → {codes[i]}",
+            _num(value),
+            _cell_interval(analysis, i, j),
+            _num(res.q_values[i, j]),
+            _verdict(str(res.verdicts[i, j]), str(res.verdict_reasons[i, j])),
+        ]
+        for value, i, j in cells[:top_k]
+    ]
+
+
+def _gain_rows(analysis: GridAnalysis, registry: LanguageRegistry) -> list[list[str]]:
+    res, unc = analysis.result, analysis.uncertainty
+    rows = []
+    for k, t in enumerate(analysis.locales):
+        g = res.gains.loc[t]
+        status = "ok" if g["valid"] else f"row NaN: {g['reason']}"
+        if g["valid"] and g["flagged"]:
+            status = "flagged: within 2 SE of zero"
+        rows.append(
+            [
+                t,
+                registry.name(t),
+                f"{_num(g['p_single'])} ± {_num(g['p_single_se'])} ({int(g['n_single'])})",
+                f"{_num(g['p_self'])} ± {_num(g['p_self_se'])} ({int(g['n_self'])})",
+                f"{_num(g['self_gain'])} ± {_num(g['self_gain_se'])}",
+                _interval(float(unc.gain_lower[k]), float(unc.gain_upper[k])),
+                status,
+            ]
+        )
+    return rows
 
 
 def report_blocks(
@@ -281,6 +217,7 @@ def report_blocks(
 ) -> list[_Block]:
     """The content of the report, independent of the output format."""
     a, res, d = analysis, analysis.result, analysis.diagnostics
+    unc = analysis.uncertainty
     meta = a.metadata
     blocks = [_Block("heading", f"{a.title}: report", 1)]
     blocks.append(
@@ -294,36 +231,40 @@ def report_blocks(
                     ["languages", f"{len(a.locales)}: {', '.join(a.locales)}"],
                     ["seeds", f"{len(meta['seeds'])}: {', '.join(map(str, meta['seeds']))}"],
                     ["protocol", f"{a.protocol} ({a.protocol_source})"],
-                    ["records", f"{meta['n_records']} ({meta['n_failed_runs']} failed, "
-                                f"{meta.get('n_debug_runs', 0)} --debug, skipped)"],
+                    [
+                        "records",
+                        f"{meta['n_records']} ({meta['n_failed_runs']} failed, "
+                        f"{meta.get('n_debug_runs', 0)} --debug, skipped)",
+                    ],
                     ["config / data hash", f"{meta['config_hash']} / {meta['data_hash']}"],
                     ["min seeds per P", str(meta["min_seeds"])],
+                    ["intervals", f"{unc.level:.0%}, variability: {VARIABILITY} (seeds only)"],
                 ],
             ),
         )
     )
-    blocks.append(_Block("heading", "Heatmap"))
-    for name, path in images.items():
-        blocks.append(_Block("image", (name, path)))
+    if images:
+        blocks.append(_Block("heading", "Heatmap"))
+        for name, path in images.items():
+            blocks.append(_Block("image", (name, path)))
     blocks.append(_Block("heading", "Diagnostics (paper Table 1)"))
     blocks.append(
         _Block(
             "table",
             (
-                ["metric", "value", "95% interval", "paper GR / SV", "note"],
-                _diagnostic_rows(a, TABLE1_ROWS, paper=True),
+                [
+                    "metric",
+                    "estimate",
+                    f"{unc.level:.0%} interval",
+                    PLUGIN_LABEL,
+                    "paper GR / SV",
+                    "note",
+                ],
+                _table1_rows(a),
             ),
         )
     )
-    blocks.append(
-        _Block(
-            "text",
-            _bootstrap_note(a.bootstrap)
-            + (
-                f" Shown as n/a below {MIN_BOOTSTRAP_SEEDS} seeds." if a.bootstrap.available else ""
-            ),
-        )
-    )
+    blocks.append(_Block("text", _methods_text(a)))
     excluded = d.get("excluded", {})
     if excluded.get("rows") or excluded.get("entries"):
         blocks.append(
@@ -337,39 +278,18 @@ def report_blocks(
     blocks.append(
         _Block(
             "table",
-            (["figure", "value", "95% interval"], _diagnostic_rows(a, STABILITY_ROWS, paper=False)),
+            (
+                ["figure", "value (plug-in)"],
+                [[s.label, _num(d.get(s.key), s.fraction)] for s in diagnostics_in(STABILITY)],
+            ),
         )
     )
-    off = ~np.eye(len(a.locales), dtype=bool)
-    m, se = res.matrix.to_numpy(dtype=float), res.se.to_numpy(dtype=float)
-    both = off & np.isfinite(m) & np.isfinite(se)
-    if both.any():
-        beyond = int((np.abs(m[both]) > 2 * se[both]).sum())
-        blocks.append(
-            _Block(
-                "text",
-                f"{beyond} of {int(both.sum())} off-diagonal entries exceed 2 SE in magnitude.",
-            )
-        )
+    se_count = _se_count(a)
+    if se_count:
+        blocks.append(_Block("text", se_count))
+    blocks.append(_Block("text", _verdict_summary(a)))
 
     blocks.append(_Block("heading", "Self-gains"))
-    gain_rows = []
-    for t in a.locales:
-        g = res.gains.loc[t]
-        status = "ok" if g["valid"] else f"row NaN: {g['reason']}"
-        if g["valid"] and g["flagged"]:
-            status = "flagged: within 2 SE of zero"
-        gain_rows.append(
-            [
-                t,
-                registry.name(t),
-                f"{_num(g['p_single'])} ± {_num(g['p_single_se'])} ({int(g['n_single'])})",
-                f"{_num(g['p_self'])} ± {_num(g['p_self_se'])} ({int(g['n_self'])})",
-                f"{_num(g['self_gain'])} ± {_num(g['self_gain_se'])}",
-                _interval(float(a.bootstrap.gain_lower[t]), float(a.bootstrap.gain_upper[t])),
-                status,
-            ]
-        )
     blocks.append(
         _Block(
             "table",
@@ -379,78 +299,56 @@ def report_blocks(
                     "language",
                     "P(a) ± SE (seeds)",
                     "P(a ∪ b) ± SE (seeds)",
-                    "G_self ± SE",
-                    "95% interval",
+                    "G_self ± SE (for the 2-SE flag)",
+                    f"{unc.level:.0%} interval (paired over seeds)",
                     "status",
                 ],
-                gain_rows,
+                _gain_rows(a, registry),
             ),
         )
     )
 
     blocks.append(_Block("heading", "Top pairs"))
-    for key, title in (("top_positive", "Most positive"), ("top_negative", "Most negative")):
-        pairs = sorted(
-            (
-                {"target": a.locales[i], "donor": a.locales[j], "value": m[i, j], "se": se[i, j]}
-                for i in range(len(a.locales))
-                for j in range(len(a.locales))
-                if off[i, j] and np.isfinite(m[i, j])
-            ),
-            key=lambda p: p["value"],
-            reverse=(key == "top_positive"),
-        )
-        pairs = [
-            p for p in pairs if (p["value"] > 0) == (key == "top_positive") and p["value"] != 0
-        ][:top_k]
-        rows = [
-            [
-                f"{p['donor']} → {p['target']}",
-                _num(p["value"]),
-                _num(p["se"]),
-                _interval(
-                    float(a.bootstrap.matrix_lower.loc[p["target"], p["donor"]]),
-                    float(a.bootstrap.matrix_upper.loc[p["target"], p["donor"]]),
-                ),
-            ]
-            for p in pairs
-        ]
+    header = ["donor → target", "M", f"{unc.level:.0%} interval", "q", "verdict"]
+    for positive, title in ((True, "Most positive"), (False, "Most negative")):
+        rows = _top_pairs(a, positive, top_k)
         blocks.append(_Block("heading", title, 3))
-        blocks.append(
-            _Block("table", (["donor → target", "M", "SE", "95% interval"], rows))
-            if rows
-            else _Block("text", "none")
-        )
+        blocks.append(_Block("table", (header, rows)) if rows else _Block("text", "none"))
 
     blocks.append(_Block("heading", "Which languages should I add? Donors per target"))
     blocks.append(
         _Block(
             "text",
             "Donors ranked by M[target, donor] (the donor's a-subset adds this share of the "
-            "target's own self-gain). Verdict: helps / hurts when the 95% interval excludes 0.",
+            f"target's own self-gain). Interval: Fieller's {unc.level:.0%} interval of the ratio "
+            "over seed-paired differences (unbounded where the self-gain is not significant). "
+            f"Verdict: helps / hurts when the paired test of M = 0 has a Benjamini–Hochberg "
+            f"q ≤ {1 - unc.level:.2g} over all cells of the targets that are not flagged, unclear "
+            f"otherwise; flagged targets get no verdict ({NO_VERDICT_FLAGGED}).",
         )
     )
-    for t in a.locales:
-        ranking = donor_ranking(a, t)
+    donors = a.donors
+    for k, t in enumerate(a.locales):
         blocks.append(_Block("heading", f"{t} ({registry.name(t)})", 3))
         if not bool(res.gains.loc[t, "valid"]):
             blocks.append(_Block("text", f"n/a: {res.gains.loc[t, 'reason']}"))
             continue
+        ranking = donors[donors["target"] == t]
+        j_of = {c: j for j, c in enumerate(a.locales)}
         rows = [
             [
                 str(r.rank),
                 f"{r.donor} ({registry.name(r.donor)})",
                 _num(r.value),
-                _num(r.se),
-                _interval(r.lower, r.upper),
-                r.interval_kind,
-                r.verdict,
+                _cell_interval(a, k, j_of[r.donor]),
+                _num(r.q_value),
+                _verdict(r.verdict, r.reason),
             ]
             for r in ranking.itertuples()
         ]
         blocks.append(
             _Block(
-                "table", (["rank", "donor", "M", "SE", "95% interval", "interval from", "verdict"], rows)
+                "table", (["rank", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict"], rows)
             )
         )
     if res.reasons:
@@ -572,23 +470,31 @@ def write_report(
     out_dir: str | os.PathLike,
     subset: Sequence[str] | str | None = None,
     top_k: int = 5,
+    heatmap: bool = True,
 ) -> dict[str, Path]:
-    """Write the matrix files, heatmaps, ``bootstrap.json``, ``donors.csv``, ``report.md`` and ``report.html``.
+    """Write the matrix files, heatmaps, ``intervals.json``, ``donors.csv``, ``report.md`` and ``report.html``.
 
     Args:
         subset: languages of a second, reduced heatmap (a list, a comma-separated string, or
             ``"paper"`` for the paper's 16 languages that the grid has).
+        heatmap: draw the heatmaps (off: the numbers only, e.g. for timing).
 
     Returns:
         The main files written, by name.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metadata = {**analysis.metadata, "bootstrap": analysis.bootstrap.to_dict()}
-    write_matrix_folder(analysis.result, registry, out, metadata=metadata, heatmap=True)
-    images = {"CLTM, all languages": out / "cltm.png"}
-    codes = _subset_codes(analysis, subset)
-    if codes:
+    codes = _subset_codes(analysis, subset)  # a bad --subset fails before anything is written
+    write_matrix_folder(
+        analysis.result,
+        analysis.diagnostics,
+        registry,
+        out,
+        metadata=analysis.metadata,
+        heatmap=heatmap,
+    )
+    images = {"CLTM, all languages": out / "cltm.png"} if heatmap else {}
+    if codes and heatmap:
         plot_heatmap(
             analysis.result.matrix,
             registry,
@@ -598,15 +504,21 @@ def write_report(
             se=analysis.result.se,
         )
         images["CLTM, subset"] = out / "cltm_subset.png"
-    atomic_write_json(out / "bootstrap.json", analysis.bootstrap.to_dict())
-    donors = pd.concat([donor_ranking(analysis, t) for t in analysis.locales], ignore_index=True)
+    intervals = atomic_write_json(out / "intervals.json", analysis.uncertainty.to_intervals_json())
+    donors = analysis.donors
     atomic_write(
         out / "donors.csv", lambda tmp: donors.to_csv(tmp, index=False, float_format="%.6g")
     )
     blocks = report_blocks(analysis, registry, images, top_k=top_k)
     md = atomic_write_text(out / "report.md", render_markdown(blocks, out))
     page = atomic_write_text(out / "report.html", render_html(blocks, analysis.title))
-    return {"markdown": md, "html": page, "donors": out / "donors.csv", **images}
+    return {
+        "markdown": md,
+        "html": page,
+        "donors": out / "donors.csv",
+        "intervals": intervals,
+        **images,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,6 +535,31 @@ def difference(a: GridAnalysis, b: GridAnalysis) -> tuple[pd.DataFrame, pd.DataF
     diff = a.result.matrix.loc[common, common] - b.result.matrix.loc[common, common]
     se = np.sqrt(a.result.se.loc[common, common] ** 2 + b.result.se.loc[common, common] ** 2)
     return diff, se
+
+
+def _minus(x: float | None, y: float | None) -> float | None:
+    if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
+        return None
+    return x - y
+
+
+def _comparison_rows(a: GridAnalysis, b: GridAnalysis) -> list[list[str]]:
+    """Per Table 1 diagnostic: each grid's estimate and interval, and the difference of estimates."""
+    rows = []
+    for spec in diagnostics_in(TABLE1):
+        da, db = a.uncertainty.diagnostics[spec.key], b.uncertainty.diagnostics[spec.key]
+        pct = spec.fraction
+        rows.append(
+            [
+                spec.label,
+                _num(da.point, pct),
+                diagnostic_interval_text(da, pct),
+                _num(db.point, pct),
+                diagnostic_interval_text(db, pct),
+                _num(_minus(da.point, db.point), pct),
+            ]
+        )
+    return rows
 
 
 def comparison_blocks(
@@ -646,22 +583,44 @@ def comparison_blocks(
             ),
         )
     )
-    blocks.append(_Block("heading", "Diagnostics"))
-    rows = []
-    for key, label, pct in TABLE1_ROWS + STABILITY_ROWS:
-        rows.append(
-            [
-                label,
-                _num(a.diagnostics.get(key), pct),
-                _interval(*a.bootstrap.interval(key), pct),
-                _num(b.diagnostics.get(key), pct),
-                _interval(*b.bootstrap.interval(key), pct),
-            ]
-        )
-    blocks.append(_Block("table", (["metric", la, "95% interval", lb, "95% interval"], rows)))
+    blocks.append(_Block("heading", "Diagnostics (paper Table 1)"))
+    level = f"{a.uncertainty.level:.0%} interval"
     blocks.append(
-        _Block("text", f"{la}: {_bootstrap_note(a.bootstrap)} {lb}: {_bootstrap_note(b.bootstrap)}")
+        _Block(
+            "table",
+            (
+                [
+                    "metric",
+                    f"{la} estimate",
+                    level,
+                    f"{lb} estimate",
+                    level,
+                    f"{la} − {lb} (estimates)",
+                ],
+                _comparison_rows(a, b),
+            ),
+        )
     )
+    blocks.append(
+        _Block(
+            "text",
+            "Each grid's interval is its own (variability: "
+            f"{VARIABILITY}); the difference is of the estimates only: an interval for it needs "
+            f"both grids' seeds and is not computed here. {la}: {_methods_text(a)} "
+            f"{lb}: {_methods_text(b)}",
+        )
+    )
+    blocks.append(_Block("heading", "Stability (paper §4.4)"))
+    rows = [
+        [
+            spec.label,
+            _num(a.diagnostics.get(spec.key), spec.fraction),
+            _num(b.diagnostics.get(spec.key), spec.fraction),
+            _num(_minus(a.diagnostics.get(spec.key), b.diagnostics.get(spec.key)), spec.fraction),
+        ]
+        for spec in diagnostics_in(STABILITY)
+    ]
+    blocks.append(_Block("table", (["figure (plug-in)", la, lb, f"{la} − {lb}"], rows)))
     blocks.append(_Block("heading", f"Difference matrix {la} − {lb}"))
     for name, path in images.items():
         blocks.append(_Block("image", (name, path)))
@@ -679,8 +638,9 @@ def comparison_blocks(
     blocks.append(
         _Block(
             "text",
-            "Entries are M_A − M_B ± sqrt(SE_A² + SE_B²) (delta-method SEs; the two grids "
-            "are assumed independent).",
+            "Entries are M_A − M_B ± sqrt(SE_A² + SE_B²), SEs by the "
+            f"{DELTA_SE_NOTE}, the two grids assumed independent: a standard error for "
+            "orientation, not a calibrated interval.",
         )
     )
     return blocks
@@ -702,8 +662,13 @@ def write_comparison(
     plot_heatmap(diff, registry, out / "difference.png", title=f"{labels[0]} − {labels[1]}", se=se)
     images = {f"difference {labels[0]} − {labels[1]}": out / "difference.png"}
     summary = {
-        labels[0]: {**a.metadata, "diagnostics": a.diagnostics, "bootstrap": a.bootstrap.to_dict()},
-        labels[1]: {**b.metadata, "diagnostics": b.diagnostics, "bootstrap": b.bootstrap.to_dict()},
+        label: {
+            **g.metadata,
+            "notes": MATRIX_NOTES,
+            "diagnostics": g.diagnostics,
+            "intervals": g.uncertainty.to_intervals_json(),
+        }
+        for label, g in zip(labels, (a, b))
     }
     atomic_write_json(out / "compare.json", summary)
     blocks = comparison_blocks(a, b, labels, images)

@@ -270,6 +270,8 @@ def records_to_table(
     for index, record in enumerate(records):
         if record.status != "ok" or record.debug:
             continue
+        # train_set is normalised (sorted, unique) when a record is made: join it as it is.
+        key = "+".join(f"{d['locale']}:{d['subset']}" for d in record.train_set)
         locales = sorted({d["locale"] for d in record.train_set})
         for evaluation in record.evaluations:
             rows.append(
@@ -277,7 +279,7 @@ def records_to_table(
                     "run_id": record.run_id,
                     "task": record.task,
                     "kind": record.kind,
-                    "train_key": train_set_key(record.train_set),
+                    "train_key": key,
                     "train_locales": "+".join(locales),
                     "seed": int(record.seed),
                     "eval_locale": evaluation.locale,
@@ -320,7 +322,9 @@ def load_records(folder: str | os.PathLike) -> RecordTable:
         folder = GridLayout(folder).records_dir
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of run records")
-    paths = [p for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
+    # Sorted by name as plain strings: comparing Path objects costs seconds on 10,000 records.
+    names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith("."))
+    paths = [folder / name for name in names]
     records = [read_record(p) for p in paths]
     failed = [r for r in records if r.status != "ok"]
     for record in failed:

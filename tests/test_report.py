@@ -10,17 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cltm_sb.cli import main
-from cltm_sb.languages import default_registry
-from cltm_sb.report import (
+from cltm_sb.analysis.grid_analysis import (
     PROTOCOL_PER_CELL,
     PROTOCOL_SHARED,
     analyze_grid,
-    difference,
-    donor_ranking,
-    write_comparison,
-    write_report,
 )
+from cltm_sb.analysis.uncertainty import DIAGNOSTIC_NAMES, NO_VERDICT_FLAGGED
+from cltm_sb.cli import main
+from cltm_sb.languages import default_registry
+from cltm_sb.report import difference, donor_ranking, write_comparison, write_report
 
 from helpers import make_record, write_records
 
@@ -60,7 +58,13 @@ def grid_records(n_seeds=6, scale=1.0, one_run_per_cell=False, task="gr", noise=
             }
             if one_run_per_cell:
                 records += [
-                    make_record([(x, "a"), (y, "a")], {x: value[x]}, seed, task=task, run_id=f"p-{x}-{y}-{seed}")
+                    make_record(
+                        [(x, "a"), (y, "a")],
+                        {x: value[x]},
+                        seed,
+                        task=task,
+                        run_id=f"p-{x}-{y}-{seed}",
+                    )
                     for x, y in ((t, s), (s, t))
                 ]
             else:
@@ -80,7 +84,7 @@ def grid(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def analysis(grid, registry):
-    return analyze_grid(grid, registry, n_replicates=60, rng_seed=0)
+    return analyze_grid(grid, registry)
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +99,20 @@ def test_analysis_infers_task_and_protocol(analysis):
     assert analysis.protocol == PROTOCOL_SHARED
     assert analysis.protocol_source == "inferred from the records"
     assert analysis.result.matrix.loc["es", "fr"] == pytest.approx(0.9, abs=0.1)
-    assert analysis.bootstrap.available
+    unc = analysis.uncertainty
+    assert unc.seeds == list(range(6)) and unc.level == 0.95
+    assert all(unc.diagnostics[k].lower is not None for k in ("rfd", "asymmetry", "row_cosine"))
 
 
 def test_protocol_from_records_and_from_plan(tmp_path, registry):
     folder = write_records(
         tmp_path / "cell" / "records", grid_records(n_seeds=2, one_run_per_cell=True)
     )
-    assert analyze_grid(tmp_path / "cell", registry, n_replicates=0).protocol == PROTOCOL_PER_CELL
+    assert analyze_grid(tmp_path / "cell", registry).protocol == PROTOCOL_PER_CELL
     (tmp_path / "cell" / "plan.json").write_text(
         json.dumps({"task": "gr", "one_run_per_cell": False})
     )
-    shared = analyze_grid(tmp_path / "cell", registry, n_replicates=0)
+    shared = analyze_grid(tmp_path / "cell", registry)
     assert (shared.protocol, shared.protocol_source) == (PROTOCOL_SHARED, "plan.json")
     assert folder.is_dir()
 
@@ -120,7 +126,11 @@ def test_donor_ranking_answers_which_languages_to_add(analysis):
     assert (ranking["lower"] <= ranking["value"]).all() and (
         ranking["value"] <= ranking["upper"]
     ).all()
-    assert set(ranking["interval_kind"]) == {"bootstrap"}
+    assert (
+        ranking["q_value"].notna().all()
+        and (ranking.loc[ranking.verdict != "unclear", "q_value"] <= 0.05).all()
+    )
+    assert "interval_kind" not in ranking and "se" not in ranking
 
 
 def test_report_files_and_content(report_dir):
@@ -133,10 +143,11 @@ def test_report_files_and_content(report_dir):
         "cltm_se.csv",
         "gains.csv",
         "donors.csv",
-        "bootstrap.json",
+        "intervals.json",
         "diagnostics.json",
     ):
         assert (report_dir / name).is_file(), name
+    assert not (report_dir / "bootstrap.json").exists()
     md = (report_dir / "report.md").read_text()
     assert "![CLTM, all languages](cltm.png)" in md
     assert "protocol: shared pair runs" in md
@@ -148,6 +159,11 @@ def test_report_files_and_content(report_dir):
         "Which languages should I add?",
     ):
         assert heading in md
+    assert "variability: seed" in md and "plug-in (paper's Table 1)" in md
+    assert "They do not account for which speakers were drawn" in md
+    assert "BH q ≤ 0.05" in md
+    diagnostics = json.loads((report_dir / "diagnostics.json").read_text())
+    assert "delta method, runs assumed independent" in diagnostics["notes"]["cltm_se"]
     page = (report_dir / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == 2
     assert not re.search(r'src="(?!data:)', page)  # nothing outside the page
@@ -167,20 +183,94 @@ def test_html_escapes_text(tmp_path, registry):
     )
 
 
-def test_below_five_seeds_intervals_are_na(tmp_path, registry):
+def _contract_check(intervals: dict) -> None:
+    """intervals.json as the issue states it: level, variability, one entry per diagnostic."""
+    assert intervals["level"] == 0.95 and intervals["variability"] == "seed"
+    assert set(DIAGNOSTIC_NAMES) <= set(intervals["diagnostics"])
+    for name, d in intervals["diagnostics"].items():
+        assert set(d) >= {"point", "lower", "upper", "plugin", "method", "reason"}, name
+        assert (d["lower"] is None) == (d["upper"] is None), name
+        if d["lower"] is None:
+            assert d["reason"], f"{name}: no interval and no reason"
+        else:
+            assert d["lower"] <= d["point"] <= d["upper"] and not d["reason"], name
+
+
+def test_intervals_json_follows_the_contract(report_dir, analysis):
+    intervals = json.loads((report_dir / "intervals.json").read_text())
+    _contract_check(intervals)
+    diagnostics = json.loads((report_dir / "diagnostics.json").read_text())
+    for name in DIAGNOSTIC_NAMES:
+        # The paper's plug-in value is the one of diagnostics.json, beside the headline estimate.
+        assert intervals["diagnostics"][name]["plugin"] == pytest.approx(diagnostics[name]), name
+    assert intervals["diagnostics"]["rfd"]["lower"] is not None  # 6 seeds, strong self-gains
+
+
+def test_three_seeds_give_every_diagnostic_a_reason_instead_of_an_interval(tmp_path, registry):
     folder = write_records(tmp_path / "records", grid_records(n_seeds=3))
-    few = analyze_grid(folder, registry, n_replicates=50)
-    assert not few.bootstrap.available
-    write_report(few, registry, tmp_path / "out")
+    few = analyze_grid(folder, registry)
+    write_report(few, registry, tmp_path / "out", heatmap=False)
+    intervals = json.loads((tmp_path / "out" / "intervals.json").read_text())
+    _contract_check(intervals)
+    for name, d in intervals["diagnostics"].items():
+        assert d["lower"] is None and d["upper"] is None and d["reason"], name
+        assert d["point"] == d["plugin"], name  # no bias correction below 4 seeds
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "95% intervals: n/a (3 seed(s): intervals need at least 5)" in md
-    ranking = donor_ranking(few, "es")
-    assert set(ranking["interval_kind"]) == {"±1.96 SE"}
+    assert "n/a: 3 seed(s): bias correction and intervals need at least 4" in md
+    assert not (tmp_path / "out" / "cltm.png").exists()
+
+
+def test_donors_csv_has_q_values_and_flagged_targets_get_no_verdict(tmp_path, registry):
+    records = grid_records()
+    # en's self run is no better than its single run beyond noise: en is flagged.
+    rng = np.random.default_rng(1)
+    for r in records:
+        if r.kind == "self" and r.evaluations[0].locale == "en":
+            r.evaluations[0].value = 0.6 + 0.004 + rng.normal(0, 0.004)
+    folder = write_records(tmp_path / "records", records)
+    flagged = analyze_grid(folder, registry)
+    assert flagged.result.flagged_targets == ["en"]
+    write_report(flagged, registry, tmp_path / "out", heatmap=False)
+    donors = pd.read_csv(tmp_path / "out" / "donors.csv", keep_default_na=False, na_values=[""])
+    assert list(donors.columns) == [
+        "rank", "target", "donor", "value", "lower", "upper", "verdict", "q_value", "reason",
+    ]  # fmt: skip
+    en = donors[donors.target == "en"]
+    assert (en.verdict == "n/a").all() and (en.reason == NO_VERDICT_FLAGGED).all()
+    assert en.q_value.isna().all() and en.lower.isna().all() and en.upper.isna().all()
+    others = donors[donors.target != "en"]
+    assert others.q_value.notna().all() and set(others.verdict) <= {"helps", "hurts", "unclear"}
+    called = others[others.verdict != "unclear"]
+    assert len(called) and (called.q_value <= 0.05).all()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"n/a: {NO_VERDICT_FLAGGED}" in md
+
+
+def test_report_builds_and_diagnoses_the_matrix_once(grid, registry, tmp_path, monkeypatch):
+    import cltm_sb.analysis.grid_analysis as ga
+    import cltm_sb.analysis.uncertainty as unc
+
+    calls = {"build_cltm": 0, "diagnose": 0, "plugins": 0}
+
+    def counted(module, name, key):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[key] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(ga, "build_cltm", "build_cltm")
+    counted(ga, "diagnose", "diagnose")
+    counted(unc, "_plugins", "plugins")
+    assert main(["report", str(grid), "-o", str(tmp_path / "r"), "--no-heatmap"]) == 0
+    assert calls == {"build_cltm": 1, "diagnose": 1, "plugins": 0}
 
 
 def test_compare_two_grids(tmp_path, analysis, registry):
     other = write_records(tmp_path / "b", grid_records(scale=0.5, task="sv"))
-    b = analyze_grid(other, registry, n_replicates=0)
+    b = analyze_grid(other, registry)
     diff, se = difference(analysis, b)
     expected = analysis.result.matrix - b.result.matrix
     pd.testing.assert_frame_equal(diff, expected.loc[diff.index, diff.columns])
@@ -188,7 +278,12 @@ def test_compare_two_grids(tmp_path, analysis, registry):
     written = write_comparison(analysis, b, registry, tmp_path / "cmp", labels=("GR", "SV"))
     page = written["html"].read_text()
     assert "Difference matrix GR − SV" in page and page.count("data:image/png;base64,") == 1
+    assert "GR − SV (estimates)" in page and "variability: seed" in page
     assert (tmp_path / "cmp" / "difference.csv").is_file()
+    summary = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    for label in ("GR", "SV"):
+        _contract_check(summary[label]["intervals"])
+        assert "bootstrap" not in summary[label]
 
 
 def test_cli_report_and_compare(grid, tmp_path, capsys):
@@ -199,8 +294,6 @@ def test_cli_report_and_compare(grid, tmp_path, capsys):
                 str(grid),
                 "-o",
                 str(tmp_path / "r"),
-                "--bootstrap",
-                "20",
                 "--subset",
                 "paper",
             ]
@@ -218,8 +311,6 @@ def test_cli_report_and_compare(grid, tmp_path, capsys):
                 str(grid),
                 "-o",
                 str(tmp_path / "c"),
-                "--bootstrap",
-                "0",
                 "--labels",
                 "x,y",
             ]
@@ -227,6 +318,14 @@ def test_cli_report_and_compare(grid, tmp_path, capsys):
         == 0
     )
     assert "compare.html" in capsys.readouterr().out
+    # the retired bootstrap's options still parse, do nothing, and say so
+    assert (
+        main(
+            ["report", str(grid), "-o", str(tmp_path / "old"), "--bootstrap", "20", "--no-heatmap"]
+        )
+        == 0
+    )
+    assert "--bootstrap: obsolete and ignored" in capsys.readouterr().err
     assert main(["report", str(grid), "-o", str(tmp_path / "bad"), "--subset", "en,xx"]) == 2
 
 
@@ -271,3 +370,53 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     )
     dom = _dump_dom(broken, tmp_path / "profile2")
     assert 'data-images-loaded="1/2"' in dom and 'class="broken"' in dom
+
+
+def test_simulate_then_report_writes_the_contract(tmp_path, capsys):
+    """`cltm simulate` writes a grid that `cltm report` and `cltm matrix` read."""
+    grid = tmp_path / "sim"
+    args = ["--languages", "4", "--n-seeds", "5", "--z", "20", "--seed", "3"]
+    assert main(["simulate", "-o", str(grid), *args]) == 0
+    assert "cltm report" in capsys.readouterr().out
+    settings = json.loads((grid / "simulation.json").read_text())
+    assert settings["n_records"] == 5 * (4 + 4 + 6)  # shared pair runs: L(L+3)/2 per seed
+    assert set(settings["true_diagnostics"]) == set(DIAGNOSTIC_NAMES)
+    families = ["--families", str(grid / "families.csv")]
+    out = tmp_path / "report"
+    assert main(["report", str(grid), "-o", str(out), "--no-heatmap", *families]) == 0
+    intervals = json.loads((out / "intervals.json").read_text())
+    _contract_check(intervals)
+    assert intervals["n_seeds"] == 5 and intervals["diagnostics"]["rfd"]["lower"] is not None
+    assert (
+        main(
+            [
+                "matrix",
+                str(grid),
+                "--task",
+                "gr",
+                "-o",
+                str(tmp_path / "m"),
+                "--no-heatmap",
+                *families,
+            ]
+        )
+        == 0
+    )
+    truth = pd.read_csv(grid / "truth.csv", index_col=0)
+    built = pd.read_csv(tmp_path / "m" / "cltm.csv", index_col=0)
+    assert np.abs(built.to_numpy() - truth.to_numpy()).max() < 0.5  # z = 20: close to the truth
+    # a second simulation into the same folder would mix two grids
+    assert main(["simulate", "-o", str(grid), *args]) == 2
+    assert "already holds run records" in capsys.readouterr().err
+
+
+def test_simulate_from_a_truth_csv_per_cell(tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text(",en,es,fr\nen,1,0.5,0.2\nes,0.1,1,0.9\nfr,0.3,0.8,1\n")
+    grid = tmp_path / "sim"
+    assert main(["simulate", "-o", str(grid), "--truth", str(truth), "--n-seeds", "3",
+                 "--protocol", "per-cell"]) == 0  # fmt: skip
+    families = pd.read_csv(grid / "families.csv")
+    assert list(families.code) == ["en", "es", "fr"] and families.name[0] == "English"
+    analysis = analyze_grid(grid, default_registry())
+    assert analysis.protocol == PROTOCOL_PER_CELL and analysis.uncertainty.seeds == [42, 43, 44]

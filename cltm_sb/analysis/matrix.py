@@ -93,7 +93,9 @@ class CLTMResult:
 def performance_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per (train_key, eval_locale): mean, variance (ddof=1) and number of seeds of the metric."""
     grouped = table.groupby(["train_key", "eval_locale"])["value"]
-    stats = grouped.agg(mean="mean", var=lambda x: x.var(ddof=1) if len(x) > 1 else np.nan, n="count")
+    # "var" is pandas' vectorised variance (ddof=1, NaN for one seed); a Python lambda per group
+    # took ~0.2 s at 44 languages.
+    stats = grouped.agg(mean="mean", var="var", n="count")
     return stats
 
 
@@ -138,14 +140,15 @@ def build_cltm(
     locales = list(locales) if locales is not None else infer_locales(table)
     if not locales:
         raise ValueError("no evaluations to build a matrix from")
-    stats = performance_table(table)
+    # One dictionary instead of a .loc per cell: L² lookups of a MultiIndex cost ~0.3 s at L = 44.
+    stats = {
+        key: CellStats(float(mean), float(var), int(n))
+        for key, mean, var, n in performance_table(table).itertuples(name=None)
+    }
     reasons: list[dict[str, str]] = []
 
     def lookup(key: str, locale: str) -> CellStats | None:
-        if (key, locale) not in stats.index:
-            return None
-        row = stats.loc[(key, locale)]
-        return CellStats(float(row["mean"]), float(row["var"]), int(row["n"]))
+        return stats.get((key, locale))
 
     def usable(cell: CellStats | None) -> bool:
         return cell is not None and cell.n >= min_seeds and np.isfinite(cell.mean)

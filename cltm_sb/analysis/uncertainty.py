@@ -37,7 +37,7 @@ Why these methods (bench/bench_calibration.py measures them; bench/RESULTS.md ha
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,15 +64,18 @@ MIN_CORRECTION_SEEDS = 4
 # 4: 5 of 7 printed at z = 3, 6 languages; with 5, every setting meets its target and z = 10
 # grids still print 88-100% of the time). RFD and asymmetry hold their coverage at z = 3 without it.
 MIN_ROW_Z_FOR_DIAGNOSTICS = 5.0
-DIAGNOSTIC_NAMES = (
-    "rfd",
-    "asymmetry",
-    "row_cosine",
-    "prop_positive",
-    "reciprocity_positive",
-    "intra_family_positive",
-)
+# The paper's Table 1 diagnostics, in the order of the one table (diagnostics.DIAGNOSTICS).
+DIAGNOSTIC_NAMES = tuple(d.key for d in diag.diagnostics_in(diag.TABLE1))
 NO_VERDICT_FLAGGED = "self-gain not above noise"
+# Which variability the intervals include, and the two sentences that say so (report, README,
+# intervals.json): a paper quoting an interval needs to know what it leaves out.
+VARIABILITY = "seed"
+VARIABILITY_NOTE = (
+    "The confidence intervals account for seed variability only: the spread of results across training "
+    "seeds (head initialisation and data order), with runs that share a seed treated as paired. "
+    "They do not account for which speakers were drawn into the training subsets, nor for the "
+    "choice of the training size N."
+)
 
 Array = np.ndarray
 
@@ -580,6 +583,7 @@ def corrected_diagnostics(
     families: Sequence[str] | None = None,
     level: float = DEFAULT_LEVEL,
     min_row_z: float = MIN_ROW_Z_FOR_DIAGNOSTICS,
+    plugins: Mapping[str, float] | None = None,
 ) -> dict[str, DiagnosticInterval]:
     """Bias-corrected diagnostics with calibrated intervals, and the paper's plug-in values.
 
@@ -589,7 +593,13 @@ def corrected_diagnostics(
     ± t_{n−1}·SE). The corrected values use the valid rows of unflagged targets (a flagged row's
     ratio is too noisy to correct); the plug-in uses every valid row, as the paper does.
     """
-    plug = _plugins(point.matrix, families)
+    # The caller's plug-in values (diagnose() of the same matrix) keep diagnostics.json and
+    # intervals.json equal by construction and spare a second pass over the matrix.
+    plug = (
+        {name: plugins[name] for name in DIAGNOSTIC_NAMES}
+        if plugins is not None
+        else _plugins(point.matrix, families)
+    )
     n = arrays.n_seeds
     rows = point.valid_rows & ~point.flagged
     entries = point.entries & rows[:, None]
@@ -740,7 +750,8 @@ class UncertaintyResult:
         """The intervals.json contract: level, variability and one entry per diagnostic."""
         return {
             "level": self.level,
-            "variability": "seed",
+            "variability": VARIABILITY,
+            "variability_note": VARIABILITY_NOTE,
             "n_seeds": len(self.seeds),
             "diagnostics": {name: d.to_dict() for name, d in self.diagnostics.items()},
         }
@@ -805,6 +816,7 @@ def analyze_uncertainty(
     min_seeds: int = DEFAULT_MIN_SEEDS,
     level: float = DEFAULT_LEVEL,
     min_row_z: float = MIN_ROW_Z_FOR_DIAGNOSTICS,
+    plugins: Mapping[str, float] | None = None,
 ) -> UncertaintyResult:
     """Cells with Fieller intervals and BH verdicts, diagnostics bias-corrected with intervals.
 
@@ -814,11 +826,13 @@ def analyze_uncertainty(
         families: family per language (matrix order), for intra-family+.
         min_seeds: NaN rule of ``build_cltm``.
         level: interval level; verdicts use BH at 1 − level.
+        plugins: the paper's plug-in diagnostics of this table's matrix (``diagnose`` of the
+            ``build_cltm`` result with these locales and ``min_seeds``), if already computed.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     arrays = seed_arrays(table, locales)
-    return analyze_arrays(arrays, families, min_seeds, level, min_row_z)
+    return analyze_arrays(arrays, families, min_seeds, level, min_row_z, plugins)
 
 
 def analyze_arrays(
@@ -827,6 +841,7 @@ def analyze_arrays(
     min_seeds: int = DEFAULT_MIN_SEEDS,
     level: float = DEFAULT_LEVEL,
     min_row_z: float = MIN_ROW_Z_FOR_DIAGNOSTICS,
+    plugins: Mapping[str, float] | None = None,
 ) -> UncertaintyResult:
     """:func:`analyze_uncertainty` on arrays already built."""
     point = point_estimate(arrays, min_seeds)
@@ -852,7 +867,7 @@ def analyze_arrays(
         q_values=q,
         verdicts=verdicts,
         verdict_reasons=reasons,
-        diagnostics=corrected_diagnostics(arrays, point, families, level, min_row_z),
+        diagnostics=corrected_diagnostics(arrays, point, families, level, min_row_z, plugins),
         gain_lower=gain_lower,
         gain_upper=gain_upper,
     )

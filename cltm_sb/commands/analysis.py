@@ -7,9 +7,17 @@ import json
 import sys
 from typing import Any
 
-from cltm_sb.analysis.diagnostics import diagnose, read_matrix_csv
+from cltm_sb.analysis.diagnostics import DIAGNOSTICS, diagnose, read_matrix_csv
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
-from cltm_sb.analysis.summary import DIAGNOSTIC_ROWS, format_value
+from cltm_sb.analysis.simulate import (
+    PROTOCOLS,
+    TRUTHS,
+    NoiseModel,
+    make_truth,
+    truth_from_registry,
+    write_simulated_grid,
+)
+from cltm_sb.analysis.summary import format_value
 from cltm_sb.io import to_jsonable
 from cltm_sb.languages import load_registry
 from cltm_sb.tasks import TASKS
@@ -18,10 +26,10 @@ from cltm_sb.tasks import TASKS
 def format_diagnostics(report: dict[str, Any]) -> str:
     """A plain-text table of the diagnostics for people."""
     lines = [f"languages: {report['n_languages']} ({', '.join(report['languages'])})"]
-    width = max(len(label) for _, label, _ in DIAGNOSTIC_ROWS)
+    width = max(len(d.label) for d in DIAGNOSTICS)
     lines += [
-        f"  {label:<{width}}  {format_value(report.get(key), pct, digits=4)}"
-        for key, label, pct in DIAGNOSTIC_ROWS
+        f"  {d.label:<{width}}  {format_value(report.get(d.key), d.fraction, digits=4)}"
+        for d in DIAGNOSTICS
     ]
     if report.get("flagged_targets"):
         lines.append(f"self-gain within 2 SE of zero: {', '.join(report['flagged_targets'])}")
@@ -88,6 +96,24 @@ def _heatmap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    names = None
+    if args.truth:
+        truth, names = truth_from_registry(args.truth, load_registry(args.families))
+    else:
+        truth = make_truth(args.generator, args.languages, seed=args.seed)
+    noise = NoiseModel(rho=args.rho, rho_pair=args.rho_pair, z_self=args.z)
+    out = write_simulated_grid(
+        args.out, truth, args.n_seeds, noise, args.protocol, args.seed, args.task, names
+    )
+    print(
+        f"simulated {truth.name}: {len(truth.locales)} languages, {args.n_seeds} seeds, "
+        f"{args.protocol} pair runs, in {out}; analyse it with "
+        f"`cltm report {out} -o REPORT --families {out / 'families.csv'}`"
+    )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the analysis subcommands."""
     families_help = "CSV with columns code,name,family (default: the built-in registry)"
@@ -119,3 +145,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--se", help="CSV of standard errors to print under each value")
     p.add_argument("--title", help="figure title")
     p.set_defaults(func=_heatmap)
+
+    defaults = NoiseModel()
+    p = subparsers.add_parser(
+        "simulate",
+        help="run records of a simulated grid from a known true CLTM (for cltm report/matrix)",
+        description="Simulate every single, self and pair run of a grid from a true CLTM and a seed "
+        "noise model, and write their records (plus families.csv, truth.csv, simulation.json) "
+        "into a folder that cltm report and cltm matrix read.",
+    )
+    p.add_argument(
+        "-o", "--out", required=True, help="output folder (records/ and the files above)"
+    )
+    truth = p.add_mutually_exclusive_group()
+    truth.add_argument("--truth", help="true CLTM as a matrix CSV (every entry finite)")
+    truth.add_argument(
+        "--generator",
+        choices=sorted(TRUTHS),
+        default="structured",
+        help="generated true CLTM: near-agnostic (GR-like) or structured (SV-like) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--languages",
+        type=int,
+        default=6,
+        help="L, languages of a generated truth (default: %(default)s)",
+    )
+    p.add_argument("--families", help=families_help + "; for the codes of --truth")
+    p.add_argument("--n-seeds", type=int, default=10, help="seeds per run (default: %(default)s)")
+    p.add_argument(
+        "--rho",
+        type=float,
+        default=defaults.rho,
+        help="share of seed variance common to every run of a seed on one language "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--rho-pair",
+        type=float,
+        default=defaults.rho_pair,
+        help="share of the rest common to the two evaluations of a pair run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--z",
+        type=float,
+        default=defaults.z_self,
+        help="self-gain over its standard error at --n-seeds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default=PROTOCOLS[0],
+        help="pair runs shared by two cells, or one run per cell (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed of the simulation (default: %(default)s)"
+    )
+    p.add_argument(
+        "--task",
+        choices=sorted(TASKS),
+        default="gr",
+        help="task of the records (default: %(default)s)",
+    )
+    p.set_defaults(func=_simulate)

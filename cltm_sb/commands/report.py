@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from cltm_sb.analysis.bootstrap import DEFAULT_REPLICATES
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
 from cltm_sb.io import atomic_write, atomic_write_json, to_jsonable
 from cltm_sb.languages import load_registry
@@ -110,17 +109,19 @@ def _interval(args: argparse.Namespace) -> int:
 
 def _geometry(args: argparse.Namespace) -> int:
     from cltm_sb.analysis.geometry import analyze_geometry
-    from cltm_sb.analysis.matrix import build_cltm
-    from cltm_sb.results import load_records
+    from cltm_sb.analysis.grid_analysis import build_and_diagnose, load_grid
 
-    records = load_records(args.grid)
-    table = records.select(args.task, config_hash=args.config_hash, data_hash=args.data_hash)
-    table = table[table["kind"].isin(["single", "self", "pair"])]
-    if table.empty:
-        raise ValueError(f"{args.grid}: no finished {args.task} runs to build the CLTM from")
-    result = build_cltm(table, locales=_codes(args.locales), min_seeds=args.min_seeds)
+    data = load_grid(
+        args.grid,
+        None,  # geometry needs no language families
+        args.task,
+        _codes(args.locales),
+        args.config_hash,
+        args.data_hash,
+    )
+    result, _ = build_and_diagnose(data, args.min_seeds)
     geometry = analyze_geometry(
-        [r for r in records.records if r.task == args.task],
+        [r for r in data.records.records if r.task == args.task],
         result.matrix,
         plan_dir=args.grid,
         n_permutations=args.permutations,
@@ -151,8 +152,9 @@ def _geometry(args: argparse.Namespace) -> int:
 
 
 def _analysis(args: argparse.Namespace, grid: str, task: str | None):
-    from cltm_sb.report import analyze_grid
+    from cltm_sb.analysis.grid_analysis import analyze_grid
 
+    _warn_obsolete(args)
     registry = load_registry(args.families)
     analysis = analyze_grid(
         grid,
@@ -160,12 +162,21 @@ def _analysis(args: argparse.Namespace, grid: str, task: str | None):
         task=task,
         locales=_codes(getattr(args, "locales", None)),
         min_seeds=args.min_seeds,
-        n_replicates=args.bootstrap,
-        rng_seed=args.seed,
         config_hash=getattr(args, "config_hash", None),
         data_hash=getattr(args, "data_hash", None),
     )
     return analysis, registry
+
+
+def _warn_obsolete(args: argparse.Namespace) -> None:
+    """--bootstrap and --seed set the retired percentile bootstrap: accepted, ignored, named."""
+    given = [f"--{name}" for name in ("bootstrap", "seed") if getattr(args, name, None) is not None]
+    if given:
+        print(
+            f"warning: {' and '.join(given)}: obsolete and ignored (the intervals are calibrated "
+            "without a bootstrap; see intervals.json)",
+            file=sys.stderr,
+        )
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -173,7 +184,9 @@ def _report(args: argparse.Namespace) -> int:
 
     analysis, registry = _analysis(args, args.grid, args.task)
     subset = args.subset if args.subset == "paper" else _codes(args.subset)
-    written = write_report(analysis, registry, args.out, subset=subset, top_k=args.top)
+    written = write_report(
+        analysis, registry, args.out, subset=subset, top_k=args.top, heatmap=not args.no_heatmap
+    )
     for path in (written["html"], written["markdown"]):
         print(path)
     return 0
@@ -193,7 +206,7 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bootstrap_options(p: argparse.ArgumentParser) -> None:
+def _analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--families", help=FAMILIES_HELP)
     p.add_argument(
         "--min-seeds",
@@ -201,15 +214,9 @@ def _bootstrap_options(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MIN_SEEDS,
         help="P(D, t) with fewer finished seeds is NaN (default: %(default)s)",
     )
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=DEFAULT_REPLICATES,
-        help="seed-bootstrap replicates for the 95%% intervals (default: %(default)s)",
-    )
-    p.add_argument(
-        "--seed", type=int, default=0, help="random seed of the bootstrap (default: %(default)s)"
-    )
+    # Obsolete (the retired percentile bootstrap): kept so that old scripts run, with a warning.
+    p.add_argument("--bootstrap", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -294,7 +301,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("report", help="HTML and Markdown report of a finished grid")
     p.add_argument("grid", help="plan folder or folder of records")
     p.add_argument(
-        "-o", "--out", required=True, help="output folder (report.html, report.md, matrix files)"
+        "-o",
+        "--out",
+        required=True,
+        help="output folder (report.html, report.md, intervals.json, donors.csv, matrix files)",
     )
     p.add_argument(
         "--task", choices=sorted(TASKS), help="task (default: the plan's or the records' only task)"
@@ -310,9 +320,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=5,
         help="top positive/negative pairs to list (default: %(default)s)",
     )
+    p.add_argument("--no-heatmap", action="store_true", help="skip the heatmaps (the numbers only)")
     p.add_argument("--config-hash", help="pick one configuration when records mix several")
     p.add_argument("--data-hash", help="pick one prepared data set when records mix several")
-    _bootstrap_options(p)
+    _analysis_options(p)
     p.set_defaults(func=_report)
 
     p = subparsers.add_parser(
@@ -337,5 +348,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--task-b", choices=sorted(TASKS), help="task of the second grid (default: inferred)"
     )
-    _bootstrap_options(p)
+    _analysis_options(p)
     p.set_defaults(func=_compare)

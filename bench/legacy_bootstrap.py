@@ -1,4 +1,10 @@
-"""Seed bootstrap of a CLTM and its diagnostics.
+"""The RETIRED percentile seed bootstrap (formerly cltm_sb/analysis/bootstrap.py), for benchmarks only.
+
+Kept so that the "before" columns of bench/bench_calibration.py and bench/bench_analysis_speed.py
+can be run again; the tool no longer uses or prints it: its intervals covered 26-92% for the
+diagnostics and 82-91% for the cells (bench/RESULTS.md, "Calibration of intervals").
+
+Seed bootstrap of a CLTM and its diagnostics.
 
 One replicate draws as many seed labels as there are seeds, with replacement, from the seeds in
 the table, and keeps for every (train set, evaluated locale) the rows of those seeds: the same
@@ -23,26 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cltm_sb.analysis.diagnostics import diagnose
+from cltm_sb.analysis.diagnostics import DIAGNOSTICS, diagnose
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm, infer_locales
 
 MIN_BOOTSTRAP_SEEDS = 5
 DEFAULT_REPLICATES = 1000
 DEFAULT_LEVEL = 0.95
 # Scalar diagnostics that get an interval (keys of diagnose()).
-DIAGNOSTIC_KEYS = (
-    "rfd",
-    "asymmetry",
-    "row_cosine",
-    "prop_positive",
-    "reciprocity_positive",
-    "intra_family_positive",
-    "rms_offdiag",
-    "se_median",
-    "se_mean",
-    "self_gain_min",
-    "self_gain_median",
-)
+DIAGNOSTIC_KEYS = tuple(d.key for d in DIAGNOSTICS)
 
 
 @dataclass
