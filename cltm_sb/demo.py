@@ -98,7 +98,7 @@ def run_demo(
     from cltm_sb.grid.executors.local import LocalExecutor
     from cltm_sb.grid.plan import DEFAULT_RUNNER, make_plan
     from cltm_sb.languages import read_registry_csv
-    from cltm_sb.report import write_report
+    from cltm_sb.report.write import write_report
 
     config = QUICK if quick else FULL
     folders = demo_folders(out)
@@ -141,7 +141,7 @@ def render_demo_report(sections: list[tuple[str, Any, Any]], base: Path) -> str:
 
     ``sections``: (task, plan, :class:`~cltm_sb.analysis.grid_analysis.GridAnalysis`) per task.
     """
-    from cltm_sb.report import PLUGIN_LABEL, diagnostic_interval_text
+    from cltm_sb.report.document import PLUGIN_LABEL, diagnostic_interval_text
     from cltm_sb.tasks import get_task
 
     lines = ["# cltm demo", "",

@@ -18,7 +18,8 @@ from cltm_sb.analysis.grid_analysis import (
 from cltm_sb.analysis.uncertainty import DIAGNOSTIC_NAMES, NO_VERDICT_FLAGGED
 from cltm_sb.cli import main
 from cltm_sb.languages import default_registry
-from cltm_sb.report import difference, donor_ranking, write_comparison, write_report
+from cltm_sb.report.document import difference, donor_ranking
+from cltm_sb.report.write import write_comparison, write_report
 
 from helpers import make_record, write_records
 
@@ -173,9 +174,10 @@ def test_report_files_and_content(report_dir):
 
 
 def test_html_escapes_text(tmp_path, registry):
-    from cltm_sb.report import _Block, render_html
+    from cltm_sb.report.document import Block
+    from cltm_sb.report.render import render_html
 
-    page = render_html([_Block("text", "<script>alert(1)</script> & more")], "a<b")
+    page = render_html([Block("text", "<script>alert(1)</script> & more")], "a<b")
     assert (
         "<script>alert(1)" not in page
         and "&lt;script&gt;" in page

@@ -61,7 +61,8 @@ def write_matrix_folder(
     report = {**(metadata or {}), "notes": MATRIX_NOTES, **diagnostics}
     atomic_write_json(out / "diagnostics.json", report)
     if heatmap:
-        from cltm_sb.plots import plot_heatmap  # matplotlib: ~0.6 s of import, only when drawing
+        # matplotlib: ~0.6 s of import, only when drawing
+        from cltm_sb.report.figures import plot_heatmap
 
         title = (metadata or {}).get("title")
         plot_heatmap(result.matrix, registry, out / "cltm.png", title=title, se=result.se)

@@ -84,7 +84,7 @@ def _matrix(args: argparse.Namespace) -> int:
 
 
 def _heatmap(args: argparse.Namespace) -> int:
-    from cltm_sb.plots import plot_heatmap
+    from cltm_sb.report.figures import plot_heatmap
 
     matrix = read_matrix_csv(args.matrix)
     se = read_matrix_csv(args.se) if args.se else None

@@ -63,7 +63,7 @@ def _curve_sources(args: argparse.Namespace, out: Path) -> list[str]:
 
 def _interval(args: argparse.Namespace) -> int:
     from cltm_sb.analysis.interval import IntervalError, gain_table, load_curves, select_interval
-    from cltm_sb.curves_plot import plot_learning_curves
+    from cltm_sb.report.figures import plot_learning_curves
     from cltm_sb.tasks import get_task
 
     out = Path(args.out)
@@ -180,7 +180,7 @@ def _warn_obsolete(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cltm_sb.report import write_report
+    from cltm_sb.report.write import write_report
 
     analysis, registry = _analysis(args, args.grid, args.task)
     subset = args.subset if args.subset == "paper" else _codes(args.subset)
@@ -193,7 +193,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from cltm_sb.report import write_comparison
+    from cltm_sb.report.write import write_comparison
 
     labels = tuple(_codes(args.labels) or ["A", "B"])
     if len(labels) != 2:

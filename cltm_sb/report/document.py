@@ -1,10 +1,8 @@
-"""The report of a finished grid: Markdown and a self-contained HTML page, and a two-grid comparison.
+"""The content of the report and of the two-grid comparison, independent of the output format.
 
-:func:`cltm_sb.analysis.grid_analysis.analyze_grid` computes a grid's analysis once;
-:func:`write_report` writes from it the matrix files of ``cltm matrix``, ``intervals.json``,
-``donors.csv``, ``report.md`` (images beside it) and ``report.html`` (images inlined as base64
-PNGs, so the page opens from disk without a server). :func:`write_comparison` sets two grids side
-by side. Nothing here computes a statistic: it lays out what the analysis computed.
+:func:`report_blocks` turns a :class:`~cltm_sb.analysis.grid_analysis.GridAnalysis` into a list
+of :class:`Block` (headings, text, tables, images) that :mod:`cltm_sb.report.render` writes as
+Markdown or HTML. Nothing here computes a statistic: it lays out what the analysis computed.
 
 The page holds, in order: what was analysed (task, seeds, protocol, which variability the
 intervals include), the heatmaps, the paper's Table 1 diagnostics (the headline estimate with its
@@ -15,11 +13,7 @@ languages should I add for X?") with intervals and BH-controlled verdicts.
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,28 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cltm_sb.analysis.diagnostics import (
-    STABILITY,
-    TABLE1,
-    diagnostics_in,
-    write_matrix_csv,
-)
+from cltm_sb.analysis.diagnostics import STABILITY, TABLE1, diagnostics_in
 from cltm_sb.analysis.grid_analysis import GridAnalysis
-from cltm_sb.analysis.summary import (
-    DELTA_SE_NOTE,
-    MATRIX_NOTES,
-    format_value,
-    write_matrix_folder,
-)
+from cltm_sb.analysis.summary import DELTA_SE_NOTE, format_value
 from cltm_sb.analysis.uncertainty import (
     NO_VERDICT_FLAGGED,
     VARIABILITY,
     VARIABILITY_NOTE,
     DiagnosticInterval,
 )
-from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
-from cltm_sb.languages import PAPER_SUBSET, LanguageRegistry
-from cltm_sb.plots import plot_heatmap
+from cltm_sb.languages import LanguageRegistry
 
 PLUGIN_LABEL = "plug-in (paper's Table 1)"
 
@@ -60,11 +42,11 @@ def donor_ranking(analysis: GridAnalysis, target: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Document model: a list of blocks rendered to Markdown or HTML
+# Document model: a list of blocks that render.py writes as Markdown or HTML
 
 
 @dataclass
-class _Block:
+class Block:
     kind: str  # heading, text, table, image
     content: Any
     level: int = 2
@@ -214,14 +196,14 @@ def _gain_rows(analysis: GridAnalysis, registry: LanguageRegistry) -> list[list[
 
 def report_blocks(
     analysis: GridAnalysis, registry: LanguageRegistry, images: dict[str, Path], top_k: int = 5
-) -> list[_Block]:
+) -> list[Block]:
     """The content of the report, independent of the output format."""
     a, res, d = analysis, analysis.result, analysis.diagnostics
     unc = analysis.uncertainty
     meta = a.metadata
-    blocks = [_Block("heading", f"{a.title}: report", 1)]
+    blocks = [Block("heading", f"{a.title}: report", 1)]
     blocks.append(
-        _Block(
+        Block(
             "table",
             (
                 ["", ""],
@@ -244,12 +226,12 @@ def report_blocks(
         )
     )
     if images:
-        blocks.append(_Block("heading", "Heatmap"))
+        blocks.append(Block("heading", "Heatmap"))
         for name, path in images.items():
-            blocks.append(_Block("image", (name, path)))
-    blocks.append(_Block("heading", "Diagnostics (paper Table 1)"))
+            blocks.append(Block("image", (name, path)))
+    blocks.append(Block("heading", "Diagnostics (paper Table 1)"))
     blocks.append(
-        _Block(
+        Block(
             "table",
             (
                 [
@@ -264,19 +246,19 @@ def report_blocks(
             ),
         )
     )
-    blocks.append(_Block("text", _methods_text(a)))
+    blocks.append(Block("text", _methods_text(a)))
     excluded = d.get("excluded", {})
     if excluded.get("rows") or excluded.get("entries"):
         blocks.append(
-            _Block(
+            Block(
                 "text",
                 f"Left out of the diagnostics: rows {', '.join(excluded['rows']) or '-'}; "
                 f"{len(excluded['entries'])} NaN entries (reasons below).",
             )
         )
-    blocks.append(_Block("heading", "Stability (paper §4.4)"))
+    blocks.append(Block("heading", "Stability (paper §4.4)"))
     blocks.append(
-        _Block(
+        Block(
             "table",
             (
                 ["figure", "value (plug-in)"],
@@ -286,12 +268,12 @@ def report_blocks(
     )
     se_count = _se_count(a)
     if se_count:
-        blocks.append(_Block("text", se_count))
-    blocks.append(_Block("text", _verdict_summary(a)))
+        blocks.append(Block("text", se_count))
+    blocks.append(Block("text", _verdict_summary(a)))
 
-    blocks.append(_Block("heading", "Self-gains"))
+    blocks.append(Block("heading", "Self-gains"))
     blocks.append(
-        _Block(
+        Block(
             "table",
             (
                 [
@@ -308,16 +290,16 @@ def report_blocks(
         )
     )
 
-    blocks.append(_Block("heading", "Top pairs"))
+    blocks.append(Block("heading", "Top pairs"))
     header = ["donor → target", "M", f"{unc.level:.0%} interval", "q", "verdict"]
     for positive, title in ((True, "Most positive"), (False, "Most negative")):
         rows = _top_pairs(a, positive, top_k)
-        blocks.append(_Block("heading", title, 3))
-        blocks.append(_Block("table", (header, rows)) if rows else _Block("text", "none"))
+        blocks.append(Block("heading", title, 3))
+        blocks.append(Block("table", (header, rows)) if rows else Block("text", "none"))
 
-    blocks.append(_Block("heading", "Which languages should I add? Donors per target"))
+    blocks.append(Block("heading", "Which languages should I add? Donors per target"))
     blocks.append(
-        _Block(
+        Block(
             "text",
             "Donors ranked by M[target, donor] (the donor's a-subset adds this share of the "
             f"target's own self-gain). Interval: Fieller's {unc.level:.0%} interval of the ratio "
@@ -329,9 +311,9 @@ def report_blocks(
     )
     donors = a.donors
     for k, t in enumerate(a.locales):
-        blocks.append(_Block("heading", f"{t} ({registry.name(t)})", 3))
+        blocks.append(Block("heading", f"{t} ({registry.name(t)})", 3))
         if not bool(res.gains.loc[t, "valid"]):
-            blocks.append(_Block("text", f"n/a: {res.gains.loc[t, 'reason']}"))
+            blocks.append(Block("text", f"n/a: {res.gains.loc[t, 'reason']}"))
             continue
         ranking = donors[donors["target"] == t]
         j_of = {c: j for j, c in enumerate(a.locales)}
@@ -347,14 +329,14 @@ def report_blocks(
             for r in ranking.itertuples()
         ]
         blocks.append(
-            _Block(
+            Block(
                 "table", (["rank", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict"], rows)
             )
         )
     if res.reasons:
-        blocks.append(_Block("heading", "Undefined entries"))
+        blocks.append(Block("heading", "Undefined entries"))
         blocks.append(
-            _Block(
+            Block(
                 "table",
                 (
                     ["target", "donor", "reason"],
@@ -363,162 +345,6 @@ def report_blocks(
             )
         )
     return blocks
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(blocks: Sequence[_Block], base: Path) -> str:
-    """Markdown with images referenced by paths relative to ``base``."""
-    lines: list[str] = []
-    for block in blocks:
-        if block.kind == "heading":
-            lines += ["#" * block.level + " " + block.content, ""]
-        elif block.kind == "text":
-            lines += [block.content, ""]
-        elif block.kind == "table":
-            header, rows = block.content
-            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-            lines.append("|" + "---|" * len(header))
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-            lines.append("")
-        elif block.kind == "image":
-            name, path = block.content
-            lines += [f"![{name}]({os.path.relpath(path, base).replace(os.sep, '/')})", ""]
-    return "\n".join(lines)
-
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-th { background: #f3f3f3; }
-img { max-width: 100%; }
-.broken { color: #b00; font-weight: bold; }
-"""
-
-# Marks images that did not load (visible to the reader) and records the count on <body>.
-_IMAGE_CHECK = """
-window.addEventListener('load', function () {
-  var images = document.images, ok = 0;
-  for (var i = 0; i < images.length; i++) {
-    if (images[i].complete && images[i].naturalWidth > 0) { ok++; continue; }
-    var note = document.createElement('span');
-    note.className = 'broken';
-    note.textContent = ' [image failed to load: ' + images[i].alt + ']';
-    images[i].after(note);
-  }
-  document.body.setAttribute('data-images-loaded', ok + '/' + images.length);
-});
-"""
-
-
-def render_html(blocks: Sequence[_Block], title: str) -> str:
-    """A self-contained HTML page: images inlined as base64 PNGs, no external resources."""
-    esc = html.escape
-    body: list[str] = []
-    for block in blocks:
-        if block.kind == "heading":
-            body.append(f"<h{block.level}>{esc(block.content)}</h{block.level}>")
-        elif block.kind == "text":
-            body.append(f"<p>{esc(block.content)}</p>")
-        elif block.kind == "table":
-            header, rows = block.content
-            head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
-            trs = "".join(
-                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
-        elif block.kind == "image":
-            name, path = block.content
-            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{esc(name)}</figcaption></figure>"
-            )
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{esc(title)}</title>\n<style>{_STYLE}</style>\n<script>{_IMAGE_CHECK}</script>\n"
-        "</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
-    )
-
-
-def _subset_codes(analysis: GridAnalysis, subset: Sequence[str] | str | None) -> list[str] | None:
-    if subset is None:
-        return None
-    if isinstance(subset, str):
-        subset = (
-            [c for c in PAPER_SUBSET if c in analysis.locales]
-            if subset == "paper"
-            else subset.split(",")
-        )
-    codes = list(subset)
-    missing = [c for c in codes if c not in analysis.locales]
-    if missing:
-        raise ValueError(
-            f"--subset: {', '.join(missing)} not in the grid's languages ({', '.join(analysis.locales)})"
-        )
-    if len(codes) < 2:
-        raise ValueError(f"--subset needs at least two of the grid's languages, got {codes}")
-    return codes
-
-
-def write_report(
-    analysis: GridAnalysis,
-    registry: LanguageRegistry,
-    out_dir: str | os.PathLike,
-    subset: Sequence[str] | str | None = None,
-    top_k: int = 5,
-    heatmap: bool = True,
-) -> dict[str, Path]:
-    """Write the matrix files, heatmaps, ``intervals.json``, ``donors.csv``, ``report.md`` and ``report.html``.
-
-    Args:
-        subset: languages of a second, reduced heatmap (a list, a comma-separated string, or
-            ``"paper"`` for the paper's 16 languages that the grid has).
-        heatmap: draw the heatmaps (off: the numbers only, e.g. for timing).
-
-    Returns:
-        The main files written, by name.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    codes = _subset_codes(analysis, subset)  # a bad --subset fails before anything is written
-    write_matrix_folder(
-        analysis.result,
-        analysis.diagnostics,
-        registry,
-        out,
-        metadata=analysis.metadata,
-        heatmap=heatmap,
-    )
-    images = {"CLTM, all languages": out / "cltm.png"} if heatmap else {}
-    if codes and heatmap:
-        plot_heatmap(
-            analysis.result.matrix,
-            registry,
-            out / "cltm_subset.png",
-            locales=codes,
-            title=f"{analysis.title} (subset)",
-            se=analysis.result.se,
-        )
-        images["CLTM, subset"] = out / "cltm_subset.png"
-    intervals = atomic_write_json(out / "intervals.json", analysis.uncertainty.to_intervals_json())
-    donors = analysis.donors
-    atomic_write(
-        out / "donors.csv", lambda tmp: donors.to_csv(tmp, index=False, float_format="%.6g")
-    )
-    blocks = report_blocks(analysis, registry, images, top_k=top_k)
-    md = atomic_write_text(out / "report.md", render_markdown(blocks, out))
-    page = atomic_write_text(out / "report.html", render_html(blocks, analysis.title))
-    return {
-        "markdown": md,
-        "html": page,
-        "donors": out / "donors.csv",
-        "intervals": intervals,
-        **images,
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,12 +390,12 @@ def _comparison_rows(a: GridAnalysis, b: GridAnalysis) -> list[list[str]]:
 
 def comparison_blocks(
     a: GridAnalysis, b: GridAnalysis, labels: tuple[str, str], images: dict[str, Path]
-) -> list[_Block]:
+) -> list[Block]:
     """Content of the comparison page."""
     la, lb = labels
-    blocks = [_Block("heading", f"Comparison: {la} vs {lb}", 1)]
+    blocks = [Block("heading", f"Comparison: {la} vs {lb}", 1)]
     blocks.append(
-        _Block(
+        Block(
             "table",
             (
                 ["", la, lb],
@@ -583,10 +409,10 @@ def comparison_blocks(
             ),
         )
     )
-    blocks.append(_Block("heading", "Diagnostics (paper Table 1)"))
+    blocks.append(Block("heading", "Diagnostics (paper Table 1)"))
     level = f"{a.uncertainty.level:.0%} interval"
     blocks.append(
-        _Block(
+        Block(
             "table",
             (
                 [
@@ -602,7 +428,7 @@ def comparison_blocks(
         )
     )
     blocks.append(
-        _Block(
+        Block(
             "text",
             "Each grid's interval is its own (variability: "
             f"{VARIABILITY}); the difference is of the estimates only: an interval for it needs "
@@ -610,7 +436,7 @@ def comparison_blocks(
             f"{lb}: {_methods_text(b)}",
         )
     )
-    blocks.append(_Block("heading", "Stability (paper §4.4)"))
+    blocks.append(Block("heading", "Stability (paper §4.4)"))
     rows = [
         [
             spec.label,
@@ -620,10 +446,10 @@ def comparison_blocks(
         ]
         for spec in diagnostics_in(STABILITY)
     ]
-    blocks.append(_Block("table", (["figure (plug-in)", la, lb, f"{la} − {lb}"], rows)))
-    blocks.append(_Block("heading", f"Difference matrix {la} − {lb}"))
+    blocks.append(Block("table", (["figure (plug-in)", la, lb, f"{la} − {lb}"], rows)))
+    blocks.append(Block("heading", f"Difference matrix {la} − {lb}"))
     for name, path in images.items():
-        blocks.append(_Block("image", (name, path)))
+        blocks.append(Block("image", (name, path)))
     diff, se = difference(a, b)
     codes = list(diff.index)
     rows = [
@@ -634,9 +460,9 @@ def comparison_blocks(
         ]
         for t in codes
     ]
-    blocks.append(_Block("table", (["target \\ donor"] + codes, rows)))
+    blocks.append(Block("table", (["target \\ donor"] + codes, rows)))
     blocks.append(
-        _Block(
+        Block(
             "text",
             "Entries are M_A − M_B ± sqrt(SE_A² + SE_B²), SEs by the "
             f"{DELTA_SE_NOTE}, the two grids assumed independent: a standard error for "
@@ -644,36 +470,3 @@ def comparison_blocks(
         )
     )
     return blocks
-
-
-def write_comparison(
-    a: GridAnalysis,
-    b: GridAnalysis,
-    registry: LanguageRegistry,
-    out_dir: str | os.PathLike,
-    labels: tuple[str, str] = ("A", "B"),
-) -> dict[str, Path]:
-    """Write ``compare.md``, ``compare.html``, ``difference.csv`` and the difference heatmap."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    diff, se = difference(a, b)
-    write_matrix_csv(diff, out / "difference.csv")
-    write_matrix_csv(se, out / "difference_se.csv")
-    plot_heatmap(diff, registry, out / "difference.png", title=f"{labels[0]} − {labels[1]}", se=se)
-    images = {f"difference {labels[0]} − {labels[1]}": out / "difference.png"}
-    summary = {
-        label: {
-            **g.metadata,
-            "notes": MATRIX_NOTES,
-            "diagnostics": g.diagnostics,
-            "intervals": g.uncertainty.to_intervals_json(),
-        }
-        for label, g in zip(labels, (a, b))
-    }
-    atomic_write_json(out / "compare.json", summary)
-    blocks = comparison_blocks(a, b, labels, images)
-    md = atomic_write_text(out / "compare.md", render_markdown(blocks, out))
-    page = atomic_write_text(
-        out / "compare.html", render_html(blocks, f"{labels[0]} vs {labels[1]}")
-    )
-    return {"markdown": md, "html": page, "difference": out / "difference.csv"}

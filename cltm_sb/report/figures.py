@@ -1,4 +1,4 @@
-"""Heatmaps of a CLTM in the paper's style.
+"""The report's figures: CLTM heatmaps in the paper's style and learning curves (paper §2.2).
 
 Languages are ordered by family, then English name; the diverging colour map is fixed to
 [-1.5, 1.5] so figures of different tasks compare by colour, while annotations show the raw values
@@ -20,11 +20,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from cltm_sb.io import atomic_write  # noqa: E402
+from cltm_sb.analysis.interval import IntervalChoice, curve_summary  # noqa: E402
 from cltm_sb.languages import LanguageRegistry  # noqa: E402
-
-COLOR_LIMIT = 1.5
-COLORMAP = "RdBu"
+from cltm_sb.report.style import COLOR_LIMIT, COLORMAP, save_figure  # noqa: E402
 
 
 def family_blocks(families: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -111,28 +109,114 @@ def plot_heatmap(
                 if se_values is not None and np.isfinite(value) and i != j:
                     text += f"\n±{se_values[i, j]:.2f}"
                 dark = np.isfinite(value) and abs(value) > 0.9 * COLOR_LIMIT
-                ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
-                        color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if dark else "black",
+                )
 
     palette = plt.get_cmap("tab20")
     blocks = family_blocks(families)
     handles = []
     for k, (family, start, stop) in enumerate(blocks):
         colour = palette(k % palette.N)
-        ax.add_patch(Rectangle((start - 0.5, start - 0.5), stop - start, stop - start,
-                               fill=False, linestyle="--", linewidth=1.2, edgecolor="black"))
+        ax.add_patch(
+            Rectangle(
+                (start - 0.5, start - 0.5),
+                stop - start,
+                stop - start,
+                fill=False,
+                linestyle="--",
+                linewidth=1.2,
+                edgecolor="black",
+            )
+        )
         for tick in range(start, stop):
             ax.get_xticklabels()[tick].set_color(colour)
             ax.get_yticklabels()[tick].set_color(colour)
         handles.append(Patch(facecolor=colour, label=family))
-    ax.legend(handles=handles, title="family", loc="upper left", bbox_to_anchor=(1.22, 1.0),
-              fontsize=8, title_fontsize=9, frameon=False)
+    ax.legend(
+        handles=handles,
+        title="family",
+        loc="upper left",
+        bbox_to_anchor=(1.22, 1.0),
+        fontsize=8,
+        title_fontsize=9,
+        frameon=False,
+    )
     fig.tight_layout()
 
-    written = []
-    base = Path(path)
-    for suffix in (".png", ".pdf"):
-        target = base.with_suffix(suffix)
-        written.append(atomic_write(target, lambda tmp, s=suffix: fig.savefig(tmp, format=s[1:], dpi=150, bbox_inches="tight")))
+    written = save_figure(fig, path)
+    plt.close(fig)
+    return written
+
+
+def plot_learning_curves(
+    curves: pd.DataFrame,
+    path: str | os.PathLike,
+    choice: IntervalChoice | None = None,
+    title: str | None = None,
+    metric: str = "metric",
+) -> list[Path]:
+    """Mean P(N) per language with a ±1 SD seed band, the a ∪ b points at 2N, and the chosen interval.
+
+    Args:
+        curves: the tidy curve table (see :mod:`cltm_sb.analysis.interval`).
+        path: output file; PNG and PDF are written beside each other.
+        choice: the recommended interval, shaded as [N, 2N].
+        title: figure title.
+        metric: y-axis label.
+
+    Returns:
+        The paths written.
+    """
+    summary = curve_summary(curves)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    palette = plt.get_cmap("tab10")
+    for k, (locale, part) in enumerate(summary.groupby("locale")):
+        colour = palette(k % palette.N)
+        single = part[part["role"] == "n"].sort_values("size")
+        if not single.empty:
+            sd = single["sd"].fillna(0.0).to_numpy()
+            x, y = single["size"].to_numpy(dtype=float), single["mean"].to_numpy()
+            ax.plot(x, y, "-o", color=colour, label=f"{locale}: a (N)", markersize=4)
+            ax.fill_between(x, y - sd, y + sd, color=colour, alpha=0.18, linewidth=0)
+        double = part[part["role"] == "2n"].sort_values("size")
+        if not double.empty:
+            ax.errorbar(
+                double["size"].to_numpy(dtype=float),
+                double["mean"].to_numpy(),
+                yerr=double["sd"].fillna(0.0).to_numpy(),
+                fmt="s",
+                mfc="none",
+                color=colour,
+                markersize=5,
+                capsize=2,
+                label=f"{locale}: a ∪ b (2N)",
+            )
+    if choice is not None:
+        ax.axvspan(
+            choice.n,
+            2 * choice.n,
+            color="grey",
+            alpha=0.15,
+            zorder=0,
+            label=f"chosen interval [{choice.n}, {2 * choice.n}] (min z = {choice.min_z:.1f})",
+        )
+    sizes = np.unique(summary["size"].to_numpy(dtype=float))
+    if sizes.size > 1 and sizes.min() > 0:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [f"{int(s)}" for s in sizes])
+    ax.set_xlabel("training clips per language")
+    ax.set_ylabel(f"{metric} (mean over seeds, band ±1 SD)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    written = save_figure(fig, path)
     plt.close(fig)
     return written
