@@ -80,7 +80,7 @@ def plain_loop(model_dir: Path, train_csv: Path, data_root: Path, seed: int) -> 
 
 def recipe(model_dir: Path, dim: int, train_csv: Path, test_csv: Path, data_root: Path, out: Path, seed: int) -> float:
     """The recipe (paper preset, the given encoder); training audio seconds per wall second."""
-    from cltm_sb.runner import run_recipe
+    from cltm_sb.recipe.run import run_recipe
 
     record = run_recipe(
         "gr",
@@ -112,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from transformers import HubertConfig, HubertModel
 
-    from cltm_sb.encoders import build_tiny_hubert
+    from cltm_sb.recipe.encoders import build_tiny_hubert
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

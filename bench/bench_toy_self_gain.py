@@ -27,7 +27,7 @@ import numpy as np
 def _train(task: str, overrides: dict) -> float:
     import torch
 
-    from cltm_sb.runner import run_recipe
+    from cltm_sb.recipe.run import run_recipe
 
     torch.set_num_threads(1)
     return run_recipe(task, overrides).evaluations[0].value

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -140,14 +141,30 @@ def config_hash(
 ) -> str:
     """Hash of a configuration, ignoring the keys that change per run (seed, paths, device).
 
-    With ``encoder_identity`` (:func:`cltm_sb.encoders.encoder_identity`) the hash is of identity
+    With ``encoder_identity`` (:func:`cltm_sb.recipe.encoders.encoder_identity`) the hash is of identity
     version 2 (:data:`IDENTITY_VERSION`): the same hparams over other starting weights are another
     configuration. Without it, the hparams alone (version 1).
     """
-    kept = _plain({k: v for k, v in resolved_hparams.items() if k not in PER_RUN_KEYS})
+    kept = _identity_spelling(_plain({k: v for k, v in resolved_hparams.items() if k not in PER_RUN_KEYS}))
     if encoder_identity is None:
         return stable_hash(kept)
     return stable_hash({"hparams": kept, "encoder_identity": _plain(encoder_identity)})
+
+
+#: YAML tags of the recipe blocks that moved into :mod:`cltm_sb.recipe`; hashed in their old spelling
+#: so that the move changed no configuration identity (plans and records made before it still match).
+_MOVED_TAG = re.compile(r"^(![a-z_]+:)cltm_sb\.recipe\.(encoders|heads|brains|verification)\.")
+
+
+def _identity_spelling(value: Any) -> Any:
+    """``!new:cltm_sb.recipe.encoders.X`` hashed as ``!new:cltm_sb.encoders.X`` (see :data:`_MOVED_TAG`)."""
+    if isinstance(value, dict):
+        return {k: _identity_spelling(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_identity_spelling(v) for v in value]
+    if isinstance(value, str):
+        return _MOVED_TAG.sub(r"\1cltm_sb.\2.", value)
+    return value
 
 
 def _plain(value: Any) -> Any:

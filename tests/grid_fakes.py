@@ -1,4 +1,4 @@
-"""A fast fake runner with the signature of ``cltm_sb.runner.run_recipe``: no training.
+"""A fast fake runner with the signature of ``cltm_sb.recipe.run.run_recipe``: no training.
 
 Used as ``runner="grid_fakes:run_fake"``. Metric values are a deterministic function of
 (train set, evaluated locale, seed), so an interrupted and an uninterrupted grid give the same

@@ -10,8 +10,9 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from recipe_toy import make_prepared
 
-from cltm_sb.brains import GenderBrain, NonFiniteLossError, SpeakerIDBrain
-from cltm_sb.encoders import (
+from cltm_sb.io import sha256_file
+from cltm_sb.recipe.brains import GenderBrain, NonFiniteLossError, SpeakerIDBrain
+from cltm_sb.recipe.encoders import (
     HFSSLEncoder,
     LayerAverage,
     MaskedMeanPooling,
@@ -19,9 +20,8 @@ from cltm_sb.encoders import (
     gabor_filterbank,
     masked_mean,
 )
-from cltm_sb.heads import LinearHead
-from cltm_sb.io import sha256_file
-from cltm_sb.runner import make_dataset, read_manifests
+from cltm_sb.recipe.heads import LinearHead
+from cltm_sb.recipe.run import make_dataset, read_manifests
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -136,11 +136,11 @@ __set_seed: !apply:speechbrain.utils.seed.seed_everything [!ref <seed>, False]
 hub: !PLACEHOLDER
 label_classes: [female, male]
 embed_layers: 2
-encoder: !new:cltm_sb.encoders.HFSSLEncoder
+encoder: !new:cltm_sb.recipe.encoders.HFSSLEncoder
     source: !ref <hub>
     layerdrop: 0.0
-pooling: !new:cltm_sb.encoders.MaskedMeanPooling
-head: !new:cltm_sb.heads.LinearHead
+pooling: !new:cltm_sb.recipe.encoders.MaskedMeanPooling
+head: !new:cltm_sb.recipe.heads.LinearHead
     input_size: 48
     n_classes: 2
 modules:
@@ -186,3 +186,19 @@ def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
     )
     with pytest.raises(NonFiniteLossError, match=r"run nan-run.*step 1; batch IDs \['xa_a_"):
         brain.fit(range(1, 2), data, train_loader_kwargs={"batch_size": 2})
+
+
+def test_blocks_keep_their_pre_move_yaml_paths_and_config_identity():
+    """The blocks moved into cltm_sb.recipe; README's old ``!new:cltm_sb.encoders...`` tags still
+    load, and the move changed no config_hash (plans and records made before it still match)."""
+    from cltm_sb.grid.plan import _MOVED_RUNNERS, DEFAULT_RUNNER
+    from cltm_sb.recipe.run import config_hash_for
+
+    hp = load_hyperpyyaml(
+        "pooling: !new:cltm_sb.encoders.MaskedMeanPooling\nhead: !new:cltm_sb.heads.LinearHead [4, 2]\n"
+    )
+    assert isinstance(hp["pooling"], MaskedMeanPooling) and isinstance(hp["head"], LinearHead)
+    assert _MOVED_RUNNERS["cltm_sb.runner:run_recipe"] == DEFAULT_RUNNER
+    # Computed before the move, with cltm_sb/encoders.py etc. at the top of the package.
+    assert config_hash_for("gr", {"preset": "toy", "encoder": "tiny_hubert"}) == "a194d2f8b0fe17b7"
+    assert config_hash_for("sv", {"preset": "paper", "encoder": "ecapa"}) == "8d9ff803bc79a241"

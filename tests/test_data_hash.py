@@ -7,7 +7,7 @@ import pytest
 from cltm_sb.data.manifests import find_data_root, prepared_data_hash, read_prepare_info
 from cltm_sb.grid.layout import PlanError
 from cltm_sb.grid.plan import read_prepared
-from cltm_sb.runner import data_hash_of
+from cltm_sb.recipe.run import data_hash_of
 
 HEADER = "ID,duration,wav,spk_id,gender,locale,subset\n"
 

@@ -12,9 +12,9 @@ from cltm_sb.analysis.summary import MATRIX_FILES
 
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    runner = pytest.importorskip("cltm_sb.runner", reason="cltm_sb.runner (the recipe runner) is missing")
+    runner = pytest.importorskip("cltm_sb.recipe.run", reason="cltm_sb.recipe.run (the recipe runner) is missing")
     if not hasattr(runner, "config_hash_for"):
-        pytest.skip("cltm_sb.runner.config_hash_for is missing: the grid cannot hash a configuration")
+        pytest.skip("cltm_sb.recipe.run.config_hash_for is missing: the grid cannot hash a configuration")
     from cltm_sb.cli import main
 
     out = tmp_path / "demo out"

@@ -71,7 +71,7 @@ def test_training_commands_fail_fast_on_a_broken_pair(
 
 
 def test_recipes_fail_fast_on_a_broken_pair(broken_torchaudio: None) -> None:
-    from cltm_sb.runner import main
+    from cltm_sb.recipe.run import main
 
     with pytest.raises(SystemExit, match=r"^error: torchaudio .* pip install torch=="):
         main("gr", ["hparams/gender.yaml"])

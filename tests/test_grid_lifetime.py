@@ -21,7 +21,7 @@ from cltm_sb.grid.executors.local import LocalExecutor
 from cltm_sb.grid.layout import PlanError
 from cltm_sb.grid.plan import Plan, load_plan, make_plan
 from cltm_sb.grid.status import plan_status
-from cltm_sb.run_files import RECORD_FILE
+from cltm_sb.recipe.run_files import RECORD_FILE
 
 TESTS = Path(__file__).parent
 LOCALES = ["en", "es"]

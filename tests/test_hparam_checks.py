@@ -16,8 +16,8 @@ from recipe_toy import make_prepared
 
 from cltm_sb.cli import main as cli_main
 from cltm_sb.commands.grid import parse_overrides
-from cltm_sb.encoders import build_tiny_hubert
-from cltm_sb.runner import RecipeError, hparams_dir, main, parse_command_line, run_recipe
+from cltm_sb.recipe.encoders import build_tiny_hubert
+from cltm_sb.recipe.run import RecipeError, hparams_dir, main, parse_command_line, run_recipe
 
 GENDER_YAML = str(hparams_dir() / "gender.yaml")
 TOY = ("encoder=tiny_hubert", "preset=toy")

@@ -16,13 +16,13 @@ from grid_fakes import make_prepared
 import cltm_sb.data.common_voice as cv
 from cltm_sb.data import DataError
 from cltm_sb.data.manifests import UNFINISHED_FILE, PrepareBusy, prepare_lock
-from cltm_sb.encoders import encoder_identity
 from cltm_sb.grid.executors.core import InProcessExecutor
 from cltm_sb.grid.layout import PlanError
 from cltm_sb.grid.plan import load_plan, make_plan
 from cltm_sb.grid.status import plan_status
+from cltm_sb.recipe.encoders import encoder_identity
+from cltm_sb.recipe.run import config_hash_for, data_hash_of, run_recipe
 from cltm_sb.results import IDENTITY_VERSION, RunRecord, load_records, read_record, write_record
-from cltm_sb.runner import config_hash_for, data_hash_of, run_recipe
 
 from helpers import make_record, write_records
 

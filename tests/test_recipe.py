@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from recipe_toy import make_prepared
 
-from cltm_sb.results import read_record
-from cltm_sb.runner import (
+from cltm_sb.recipe.run import (
     RecipeError,
     available,
     compose_hparams,
@@ -20,6 +19,7 @@ from cltm_sb.runner import (
     read_manifests,
     run_recipe,
 )
+from cltm_sb.results import read_record
 
 pytestmark = pytest.mark.slow
 ECAPA_SMALL = {

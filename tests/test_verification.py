@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from cltm_sb import verification as V
+from cltm_sb.recipe import verification as V
 
 
 def _random_scores(seed: int, n_pos: int = 150, n_neg: int = 300, ties: bool = False):

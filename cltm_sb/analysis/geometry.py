@@ -27,8 +27,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from cltm_sb.grid.layout import GridLayout
+from cltm_sb.recipe.run_files import embeddings_file
 from cltm_sb.results import RunRecord
-from cltm_sb.run_files import embeddings_file
 
 logger = logging.getLogger(__name__)
 

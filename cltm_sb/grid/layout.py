@@ -2,7 +2,7 @@
 
 Nothing else builds a path inside a grid folder: the planner, the executors, the analysis and the
 report ask :class:`GridLayout` (the whole folder) or :class:`RunPaths` (one run). The names of the
-files inside one run's output folder belong to the recipe side (:mod:`cltm_sb.run_files`).
+files inside one run's output folder belong to the recipe side (:mod:`cltm_sb.recipe.run_files`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,9 @@ logger = logging.getLogger(__name__)
 
 PLAN_FORMAT = "cltm-plan"
 PLAN_VERSION = 1
-DEFAULT_RUNNER = "cltm_sb.runner:run_recipe"
+DEFAULT_RUNNER = "cltm_sb.recipe.run:run_recipe"
+#: The default runner's path before it moved into cltm_sb.recipe: plans written then still run.
+_MOVED_RUNNERS = {"cltm_sb.runner:run_recipe": DEFAULT_RUNNER}
 # Tasks whose test set is scored through a trial list beside test.csv.
 TRIALS_TASKS = frozenset({"sv"})
 #: The hparams the plan sets for each run (:meth:`Plan.run_overrides`) and the option that chooses
@@ -384,7 +386,7 @@ class Plan:
             donors=[str(x) for x in data["donors"]],
             donor_sets=[[str(x) for x in s] for s in data.get("donor_sets") or []],
             one_run_per_cell=bool(data.get("one_run_per_cell", False)),
-            runner=str(data.get("runner") or DEFAULT_RUNNER),
+            runner=_MOVED_RUNNERS.get(str(data.get("runner")), str(data.get("runner") or DEFAULT_RUNNER)),
             runs=[RunSpec.from_dict(r, task, chash) for r in data["runs"]],
             identity_version=int(data.get("identity_version", 1)),
         )
@@ -478,7 +480,7 @@ def config_hash_function(runner: str) -> Callable[..., str]:
 def config_check_function(runner: str) -> Callable[..., Any] | None:
     """``check_config(task, overrides, hparams_file)`` from the runner's module, if it has one.
 
-    It refuses a configuration that cannot train (``cltm_sb.runner.check_config``); a runner of
+    It refuses a configuration that cannot train (``cltm_sb.recipe.run.check_config``); a runner of
     the user's may leave it out.
     """
     name = runner.partition(":")[0]

@@ -3,7 +3,7 @@
 :data:`HPARAM_RULES` maps a key of the packaged YAML files to its :class:`Rule`. A key that the
 table does not name but whose YAML default is a number (or true/false) must stay one: a user's
 own YAML keys get the type check too. Closed sets live here (:data:`PRECISIONS`,
-:data:`KEEP_CHECKPOINTS`; the score normalisations are :data:`cltm_sb.verification.SCORE_NORMS`).
+:data:`KEEP_CHECKPOINTS`; the score normalisations are :data:`cltm_sb.recipe.verification.SCORE_NORMS`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cltm_sb.recipe import RecipeError
-from cltm_sb.verification import SCORE_NORMS
+from cltm_sb.recipe.verification import SCORE_NORMS
 
 KEEP_CHECKPOINTS = ("none", "head", "all")
 PRECISIONS = ("fp32", "fp16", "bf16", "auto")

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.encoders import _COMMIT, _HUB_ID, WEIGHT_FILES, weight_files
 from cltm_sb.recipe import RecipeError
+from cltm_sb.recipe.encoders import _COMMIT, _HUB_ID, WEIGHT_FILES, weight_files
 
 _SAVE_HINT = "save the checkpoint there with model.save_pretrained(folder), or download it again"
 

@@ -8,14 +8,14 @@ Usage::
         --output_folder=results/speaker/en/42 --encoder=tiny_hubert --preset=toy
 
 Every YAML key can be overridden; the Brain, data pipeline and evaluation live in the
-library (``cltm_sb.runner.run_recipe``, ``cltm_sb.brains``), shared with the other recipe.
+library (``cltm_sb.recipe.run.run_recipe``, ``cltm_sb.recipe.brains``), shared with the other recipe.
 """
 
 import json
 import logging
 import sys
 
-from cltm_sb.runner import main
+from cltm_sb.recipe.run import main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")

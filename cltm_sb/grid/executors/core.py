@@ -8,7 +8,7 @@ one result record at ``<plan>/records/<run_id>.json``:
    started (:class:`RunBusy`) and stays pending;
 1. the run's folder ``<plan>/runs/<run_id>/`` is emptied (only if it carries the grid's marker)
    and made again, so an interrupted run restarts from scratch;
-2. the plan's runner (``"package.module:function"``, by default :func:`cltm_sb.runner.run_recipe`)
+2. the plan's runner (``"package.module:function"``, by default :func:`cltm_sb.recipe.run.run_recipe`)
    is called as ``runner(task, overrides, hparams_file, run_id=, kind=, run_opts=, in_grid=True)``
    and trains and evaluates, logging to ``<plan>/logs/<run_id>.log``; it returns a
    :class:`~cltm_sb.results.RunRecord` and writes no record itself;

@@ -1,4 +1,4 @@
-"""Speech encoders, pooling and layer averaging, usable from YAML through ``!new:cltm_sb.encoders...``.
+"""Speech encoders, pooling and layer averaging, usable from YAML through ``!new:cltm_sb.recipe.encoders...``.
 
 Every encoder here follows one interface so that the Brains and the verification code never
 depend on which encoder a YAML file chose::
@@ -433,7 +433,7 @@ def encoder_identity(
       ``encoder_revision`` to a commit to be sure;
     - anything else (an encoder trained from scratch, e.g. ECAPA): its source text.
 
-    Computed the same way at plan time (:func:`cltm_sb.runner.config_hash_for`) and at run time.
+    Computed the same way at plan time (:func:`cltm_sb.recipe.run.config_hash_for`) and at run time.
     """
     if source is None:
         return {"source": None}

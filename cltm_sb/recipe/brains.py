@@ -1,7 +1,7 @@
 """SpeechBrain Brains for the two tasks: gender recognition and speaker identification.
 
-Both fine-tune ``modules.encoder`` (any encoder of :mod:`cltm_sb.encoders`) and ``modules.head``
-(a :class:`cltm_sb.heads.LinearHead`) on the time-mean of the encoder's last layer, pooled over
+Both fine-tune ``modules.encoder`` (any encoder of :mod:`cltm_sb.recipe.encoders`) and ``modules.head``
+(a :class:`cltm_sb.recipe.heads.LinearHead`) on the time-mean of the encoder's last layer, pooled over
 valid frames only. Batches come from a ``DynamicItemDataset`` with the outputs ``id``, ``sig``
 (a normalised waveform) and ``label`` (an index in the run's fixed label map).
 
@@ -19,7 +19,7 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 
-from cltm_sb.encoders import LayerAverage, masked_mean
+from cltm_sb.recipe.encoders import LayerAverage, masked_mean
 
 logger = logging.getLogger(__name__)
 

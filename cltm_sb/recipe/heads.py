@@ -1,4 +1,4 @@
-"""Classification heads, usable from YAML through ``!new:cltm_sb.heads.LinearHead``."""
+"""Classification heads, usable from YAML through ``!new:cltm_sb.recipe.heads.LinearHead``."""
 
 from __future__ import annotations
 

@@ -36,15 +36,14 @@ from cltm_sb.data.manifests import (
     find_data_root,
     prepared_data_hash,
 )
-from cltm_sb.encoders import HFSSLEncoder, encoder_identity
 from cltm_sb.environment import torchaudio_problem
 from cltm_sb.io import atomic_write, atomic_write_text
 from cltm_sb.recipe import RecipeError
 from cltm_sb.recipe.checks import KEEP_CHECKPOINTS, PRECISIONS, check_hparams
 from cltm_sb.recipe.encoder_source import check_checkpoint_sizes, check_encoder_source
+from cltm_sb.recipe.encoders import HFSSLEncoder, encoder_identity
 from cltm_sb.recipe.overrides import parse_override_text
-from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
-from cltm_sb.run_files import (
+from cltm_sb.recipe.run_files import (
     CHECKPOINT_DIR,
     HPARAMS_FILE,
     LOG_FILE,
@@ -53,6 +52,7 @@ from cltm_sb.run_files import (
     embeddings_file,
     scores_file,
 )
+from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
 from cltm_sb.tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ HF_ENCODER_TAG = f"!new:{HFSSLEncoder.__module__}.{HFSSLEncoder.__qualname__}"
 # ----------------------------------------------------------------------------- YAML composition
 def hparams_dir() -> Path:
     """Folder of the packaged YAML files (``cltm_sb/hparams``)."""
-    return Path(__file__).resolve().parent / "hparams"
+    return Path(__file__).resolve().parent.parent / "hparams"
 
 
 def available(kind: str) -> list[str]:
@@ -718,7 +718,7 @@ def _evaluate_verification(
     brain, hp: dict, rows: dict, locale: str, trials_path: str, train_set, output_folder: Path
 ) -> Evaluation:
     """Embed the test utterances, score the trials, write embeddings and scores."""
-    from cltm_sb import verification as V
+    from cltm_sb.recipe import verification as V
 
     test_set = make_dataset(rows, hp["data_root"], sample_rate=hp["sample_rate"])
     ids, emb = brain.embed_dataset(test_set)
