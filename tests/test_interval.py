@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from cltm_sb.analysis.interval import (
     IntervalError,
@@ -44,13 +45,15 @@ CURVES = {"sat": saturating, "late": late, "flat": flat}
 
 
 def curve_table(languages=("sat", "late"), sizes=SIZES, offsets=OFFSETS) -> pd.DataFrame:
+    # The 2N run of a seed gets another seed's offset, so that the pairing has a spread: with
+    # OFFSETS the paired SE equals the unpaired one, SD·sqrt(2/5).
     rows = []
     for locale in languages:
         f = CURVES[locale]
         for n in sizes:
-            for seed, off in enumerate(offsets):
+            for seed, (off, off_2n) in enumerate(zip(offsets, np.roll(offsets, 1))):
                 rows.append((locale, n, "n", n, seed, f(n) + off))
-                rows.append((locale, n, "2n", 2 * n, seed, f(2 * n) + off))
+                rows.append((locale, n, "2n", 2 * n, seed, f(2 * n) + off_2n))
     return pd.DataFrame(rows, columns=["locale", "n", "role", "size", "seed", "value"])
 
 
@@ -60,8 +63,11 @@ def test_gain_and_z_follow_the_formula():
     se = math.sqrt(SD**2 / 5 + SD**2 / 5)
     assert row.gain == pytest.approx(saturating(200) - saturating(100))
     assert row.se == pytest.approx(se)
-    assert row.z == pytest.approx((saturating(200) - saturating(100)) / se)
-    assert row.seeds_n == row.seeds_2n == 5
+    assert row.se_unpaired == pytest.approx(se)
+    assert row.t == pytest.approx((saturating(200) - saturating(100)) / se)
+    # z: the normal equivalent of the paired t-test's one-sided p-value (4 df)
+    assert row.z == pytest.approx(stats.norm.isf(stats.t.sf(row.t, 4)))
+    assert row.seeds_n == row.seeds_2n == row.paired_seeds == 5
 
 
 def test_choice_maximises_the_smallest_z():
@@ -109,9 +115,9 @@ def curve_records(n: int, languages=("sat", "late"), n_train: bool = True):
     records = []
     for locale in languages:
         f = CURVES[locale]
-        for seed, off in enumerate(OFFSETS):
+        for seed, (off, off_2n) in enumerate(zip(OFFSETS, np.roll(OFFSETS, 1))):
             single = make_record([(locale, "a")], {locale: f(n) + off}, seed)
-            both = make_record([(locale, "a"), (locale, "b")], {locale: f(2 * n) + off}, seed)
+            both = make_record([(locale, "a"), (locale, "b")], {locale: f(2 * n) + off_2n}, seed)
             for rec, size in ((single, n), (both, 2 * n)):
                 rec.kind = "curve"
                 if n_train:

@@ -1,14 +1,18 @@
 """The report (Markdown + self-contained HTML), donor rankings, protocol detection and grid comparison."""
 
+import io
 import itertools
 import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from chromium_cdp import Chromium, chromium_path
+from matplotlib import image as mpl_image
 
 from cltm_sb.analysis.grid_analysis import (
     PROTOCOL_PER_CELL,
@@ -21,7 +25,9 @@ from cltm_sb.languages import default_registry
 from cltm_sb.report.document import difference, donor_ranking
 from cltm_sb.report.write import write_comparison, write_report
 
-from helpers import make_record, write_records
+from helpers import assert_golden, make_record, write_records
+
+GOLDEN = Path(__file__).parent / "golden"
 
 LOCALES = ["de", "en", "es", "fr"]
 # M[t, s]: es and fr help each other, de hurts es.
@@ -166,9 +172,17 @@ def test_report_files_and_content(report_dir):
     diagnostics = json.loads((report_dir / "diagnostics.json").read_text())
     assert "delta method, runs assumed independent" in diagnostics["notes"]["cltm_se"]
     page = (report_dir / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 2
-    assert not re.search(r'src="(?!data:)', page)  # nothing outside the page
-    assert page.count("<table>") >= 8
+    assert page.count('src="data:image/png;base64,') == 2  # the two heatmaps
+    assert page.count('<svg class="forest"') == len(LOCALES)  # a donor forest plot per target
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # nothing outside the page
+    assert page.count('<table class="sortable">') >= 8
+    # answers first: the sentences and the best donors come before the heatmap and the details
+    assert md.index("## Answers") < md.index("## Heatmap") < md.index("## Diagnostics")
+    assert "RFD (relative Frobenius deviation)" in md.split("## Heatmap")[0]
+    assert page.count('<nav class="toc">') == 1 and 'href="#answers"' in page
+    for name in ("table1.csv", "table1.tex", "donors.tex", "cltm.pdf", "cltm_subset.pdf"):
+        assert (report_dir / name).is_file(), name
+    assert not (report_dir / "forest").exists()  # forest plot files only with --forest-pdf
     donors = pd.read_csv(report_dir / "donors.csv")
     assert len(donors) == len(LOCALES) * (len(LOCALES) - 1)
 
@@ -236,7 +250,11 @@ def test_donors_csv_has_q_values_and_flagged_targets_get_no_verdict(tmp_path, re
     donors = pd.read_csv(tmp_path / "out" / "donors.csv", keep_default_na=False, na_values=[""])
     assert list(donors.columns) == [
         "rank", "target", "donor", "value", "lower", "upper", "verdict", "q_value", "reason",
+        "p_best", "rank_lower", "rank_upper", "in_best_set",
     ]  # fmt: skip
+    ranked = donors[donors.target != "en"]
+    assert (ranked.groupby("target").p_best.sum().round(6) == 1.0).all()
+    assert ranked.groupby("target").in_best_set.any().all()
     en = donors[donors.target == "en"]
     assert (en.verdict == "n/a").all() and (en.reason == NO_VERDICT_FLAGGED).all()
     assert en.q_value.isna().all() and en.lower.isna().all() and en.upper.isna().all()
@@ -286,6 +304,9 @@ def test_compare_two_grids(tmp_path, analysis, registry):
     for label in ("GR", "SV"):
         _contract_check(summary[label]["intervals"])
         assert "bootstrap" not in summary[label]
+    differences = summary["difference"]
+    assert set(differences["diagnostics"]) >= {"rfd", "asymmetry", "row_cosine"}
+    assert "independent" in differences["variability"] and differences["cells"]
 
 
 def test_cli_report_and_compare(grid, tmp_path, capsys):
@@ -298,10 +319,13 @@ def test_cli_report_and_compare(grid, tmp_path, capsys):
                 str(tmp_path / "r"),
                 "--subset",
                 "paper",
+                "--forest-pdf",
             ]
         )
         == 0
     )
+    for name in ("forest/de.pdf", "forest/de.png", "table1.tex", "donors.tex"):
+        assert (tmp_path / "r" / name).is_file(), name
     assert (tmp_path / "r" / "report.html").is_file() and (
         tmp_path / "r" / "cltm_subset.png"
     ).is_file()
@@ -363,7 +387,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     assert loaded, "the page's load handler did not run"
     assert loaded.group(1) == loaded.group(2) == "2"
     assert 'class="broken"' not in dom
-    assert dom.count("<table>") >= 8 and "Which languages should I add?" in dom
+    assert dom.count('<table class="sortable">') >= 8 and "Which languages should I add?" in dom
     # the check itself sees a broken image
     page = (report_dir / "report.html").read_text()
     broken = tmp_path / "broken.html"
@@ -422,3 +446,130 @@ def test_simulate_from_a_truth_csv_per_cell(tmp_path):
     assert list(families.code) == ["en", "es", "fr"] and families.name[0] == "English"
     analysis = analyze_grid(grid, default_registry())
     assert analysis.protocol == PROTOCOL_PER_CELL and analysis.uncertainty.seeds == [42, 43, 44]
+
+
+def test_answers_show_formal_tests_when_intervals_json_has_them():
+    from cltm_sb.report.document import formal_test_phrases
+
+    tests = {
+        "agnostic": {"null": "M = J: every donor helps ...", "p_value": 1e-6, "reason": ""},
+        "symmetric": {"null": "M = Mᵀ: ...", "p_value": 0.3, "reason": ""},
+        "equal_profiles": {"null": "M[t, s] = c_s", "p_value": None, "reason": "2 seed(s)"},
+    }
+    assert formal_test_phrases(tests, 0.05) == {
+        "agnostic": "H0 M = J rejected at the 0.05 level (p < 0.0001)",
+        "symmetric": "H0 M = Mᵀ not rejected at the 0.05 level (p = 0.3)",
+        "equal_profiles": "H0 M[t, s] = c_s not tested (2 seed(s))",
+    }
+    assert formal_test_phrases(None, 0.05) == {}  # no "tests" entry: the sentences go without them
+
+
+def _markdown_tables(md: str, source: str) -> str:
+    """Every Markdown table of a report, each under the heading it belongs to; ``source``
+    (a temporary path) is replaced by a fixed name so that the text is reproducible."""
+    out, heading = [], ""
+    for line in md.replace(source, "<grid>").splitlines():
+        if line.startswith("#"):
+            heading = line
+        elif line.startswith("|"):
+            if heading:
+                out += ["", heading]
+                heading = ""
+            out.append(line)
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def test_markdown_tables_match_the_golden_file(report_dir, grid):
+    """All tables of report.md for the fixed 4-language, 6-seed grid of this module."""
+    md = (report_dir / "report.md").read_text()
+    assert_golden(GOLDEN / "report_tables_gr4.md", _markdown_tables(md, str(grid)))
+
+
+@pytest.mark.skipif(
+    chromium_path() is None,
+    reason="chromium not installed (Debian package chromium; .ci/run installs it in CI as root)",
+)
+def test_report_in_headless_chromium_hover_sort_and_screenshot(report_dir, analysis, tmp_path):
+    n_images = 2
+    with Chromium(tmp_path / "profile") as browser:
+        browser.open(report_dir / "report.html")
+        assert browser.evaluate("document.body.getAttribute('data-images-loaded')") == (
+            f"{n_images}/{n_images}"
+        )
+        # the first screen holds the answers (sentences with intervals)
+        assert browser.evaluate(
+            "document.querySelector('ul.answers').getBoundingClientRect().top < window.innerHeight"
+        )
+        # every heatmap cell is an element that carries its value and interval
+        cells = browser.evaluate(
+            "Array.from(document.querySelectorAll('table.heatmap td[data-value]'))"
+            ".map(td => [td.dataset.target, td.dataset.donor, td.dataset.value,"
+            " td.dataset.lower, td.dataset.upper, td.dataset.seeds])"
+        )
+        assert len(cells) == len(LOCALES) ** 2
+        donors = analysis.donors.set_index(["target", "donor"])
+        for t, s, value, lower, upper, seeds in cells:
+            if t == s:
+                continue
+            assert float(value) == pytest.approx(analysis.result.matrix.loc[t, s], abs=1e-12)
+            assert float(lower) == pytest.approx(donors.loc[(t, s), "lower"], abs=1e-12)
+            assert float(upper) == pytest.approx(donors.loc[(t, s), "upper"], abs=1e-12)
+            assert int(float(seeds)) == 6
+        # each forest plot is drawn in the page, one element per donor with its numbers
+        forest = browser.evaluate(
+            "Array.from(document.querySelectorAll('svg.forest g.donor'))"
+            ".map(g => [g.dataset.donor, g.dataset.value, g.querySelector('title').textContent])"
+        )
+        assert len(forest) == len(LOCALES) * (len(LOCALES) - 1)
+        assert all(title.startswith(f"{donor} → ") for donor, _, title in forest)
+        assert browser.evaluate(
+            "Array.from(document.querySelectorAll('svg.forest')).every(s => s.getBBox().height > 50)"
+        )
+        # hovering a cell shows its value, interval, q-value and seed count
+        x, y = browser.evaluate(
+            "(() => { const td = document.querySelector('td[data-target=\"es\"][data-donor=\"fr\"]');"
+            " td.scrollIntoView({block: 'center'}); const b = td.getBoundingClientRect();"
+            " return [b.x + b.width / 2, b.y + b.height / 2]; })()"
+        )
+        browser.hover(x, y)
+        tip = browser.evaluate("document.getElementById('cell-tip').textContent")
+        assert tip.startswith("fr → es: M = ") and "95% interval [" in tip
+        assert "q = " in tip and "6 seeds" in tip
+        assert f"{analysis.result.matrix.loc['es', 'fr']:.3f}" in tip
+        # a table sorts by a column, both ways
+        column = (
+            "Array.from(document.querySelectorAll('table.sortable')).find(t =>"
+            " t.tHead.rows[0].cells[1].textContent.startsWith('M'))"
+        )
+        header = browser.evaluate(
+            f"(() => {{ const th = {column}.tHead.rows[0].cells[1]; th.scrollIntoView({{block: 'center'}});"
+            " const b = th.getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2]; })()"
+        )
+        values = f"Array.from({column}.tBodies[0].rows).map(r => parseFloat(r.cells[1].textContent.replace('\\u2212', '-')))"
+        browser.click(*header)
+        ascending = browser.evaluate(values)
+        assert ascending == sorted(ascending) and len(ascending) >= 2
+        browser.click(*header)
+        assert browser.evaluate(values) == sorted(ascending, reverse=True)
+        # the page is not blank
+        browser.evaluate("window.scrollTo(0, 0)")
+        pixels = mpl_image.imread(io.BytesIO(browser.screenshot()), format="png")
+        assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50
+        assert browser.console == [], browser.console
+        # the driver does see a page's errors
+        bad = tmp_path / "bad.html"
+        bad.write_text("<html><body><script>console.error('boom'); undefined_call();</script></body></html>")
+        browser.open(bad)
+        assert any("boom" in m for m in browser.console) and any("undefined_call" in m for m in browser.console)
+
+
+def test_forest_plot_of_a_target_without_any_bounded_interval(tmp_path, registry):
+    """Two noisy seeds (as in the quick demo): no donor has a bounded interval, so donors.csv's
+    bounds are all empty; the page still draws every forest plot."""
+    folder = write_records(tmp_path / "records", grid_records(n_seeds=2, noise=0.05))
+    two = analyze_grid(folder, registry)
+    assert two.donors["lower"].isna().all()
+    written = write_report(two, registry, tmp_path / "out", heatmap=False)
+    page = written["html"].read_text()
+    assert page.count('<svg class="forest"') == len(LOCALES)
+    assert 'data-lower=""' in page and "stroke-dasharray" in page  # unbounded: dotted line

@@ -10,6 +10,13 @@ with its standard error across seeds.
 The distances are set beside M[t, s], M[s, t] and their mean, and their association with transfer
 is the Spearman correlation over all pairs. Pairs that share a language are not independent, so
 the p-value comes from permuting language labels (a Mantel test), not from the usual formula.
+
+Languages of one family are both closer in embedding space and better donors to each other, so a
+distance-transfer correlation could be family membership alone. The partial Mantel test
+(Smouse, Long & Sokal 1986) correlates distance and transfer controlling for a "different
+family" matrix (0 same family, 1 not): the partial Spearman correlation
+(r_dt − r_df·r_tf) / sqrt((1 − r_df²)(1 − r_tf²)), with a p-value from permuting the labels of the
+distance matrix while transfer and family stay fixed.
 """
 
 from __future__ import annotations
@@ -17,14 +24,14 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 from cltm_sb.grid.layout import GridLayout
 from cltm_sb.recipe.run_files import embeddings_file
@@ -48,6 +55,8 @@ class MantelResult:
     n_pairs: int
     n_permutations: int
     statistic: str = "spearman"
+    controlling_for: str | None = None
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -276,17 +285,103 @@ def mantel_spearman(
     return MantelResult(observed, (1 + hits) / (1 + n_permutations), n_pairs, n_permutations)
 
 
+def family_matrix(families: Sequence[str]) -> np.ndarray:
+    """1 where two languages belong to different families, 0 where they share one."""
+    fam = np.asarray(families, dtype=object)
+    return (fam[:, None] != fam[None, :]).astype(float)
+
+
+def _partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Partial Spearman correlation of x and y given z (1-D arrays of the kept pairs)."""
+    rx, ry, rz = rankdata(x), rankdata(y), rankdata(z)
+    r = np.corrcoef(np.vstack([rx, ry, rz]))
+    r_xy, r_xz, r_yz = r[0, 1], r[0, 2], r[1, 2]
+    den = (1 - r_xz**2) * (1 - r_yz**2)
+    return float((r_xy - r_xz * r_yz) / np.sqrt(den)) if den > 1e-12 else float("nan")
+
+
+def partial_mantel_spearman(
+    a: pd.DataFrame | np.ndarray,
+    b: pd.DataFrame | np.ndarray,
+    control: pd.DataFrame | np.ndarray,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+    control_name: str = "control",
+) -> MantelResult:
+    """Partial Mantel test: Spearman correlation of ``a`` and ``b`` given ``control``.
+
+    Upper triangles of three symmetric matrices over the pairs finite in all three; two-sided
+    p-value (1 + #{|ρ_perm| ≥ |ρ|}) / (1 + permutations), each permutation relabelling the
+    languages of ``a`` only (Smouse, Long & Sokal's method: ``b`` and ``control`` keep their
+    joint structure). NaN, with a reason, when the control is constant over the pairs.
+    """
+    x, y, c = (np.asarray(m, dtype=float) for m in (a, b, control))
+    if not (x.shape == y.shape == c.shape) or x.ndim != 2 or x.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"partial Mantel test needs three square matrices of one shape, got {x.shape}, "
+            f"{y.shape} and {c.shape}"
+        )
+    n = x.shape[0]
+    iu = np.triu_indices(n, k=1)
+
+    def rho(xm: np.ndarray) -> tuple[float, int, str]:
+        u, v, w = xm[iu], y[iu], c[iu]
+        keep = np.isfinite(u) & np.isfinite(v) & np.isfinite(w)
+        if keep.sum() < 4:
+            return float("nan"), int(keep.sum()), "fewer than 4 pairs"
+        if np.ptp(w[keep]) == 0:
+            return float("nan"), int(keep.sum()), f"{control_name} is constant over the pairs"
+        if np.ptp(u[keep]) == 0 or np.ptp(v[keep]) == 0:
+            return float("nan"), int(keep.sum()), "a matrix is constant over the pairs"
+        return _partial_spearman(u[keep], v[keep], w[keep]), int(keep.sum()), ""
+
+    observed, n_pairs, reason = rho(x)
+    if not np.isfinite(observed) or n < 4 or n_permutations <= 0:
+        return MantelResult(
+            observed, float("nan"), n_pairs, 0, "partial spearman", control_name, reason
+        )
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n_permutations):
+        order = rng.permutation(n)
+        value, _, _ = rho(x[np.ix_(order, order)])
+        if np.isfinite(value) and abs(value) >= abs(observed) - 1e-12:
+            hits += 1
+    return MantelResult(
+        observed,
+        (1 + hits) / (1 + n_permutations),
+        n_pairs,
+        n_permutations,
+        "partial spearman",
+        control_name,
+    )
+
+
+def _known_families(locales: Sequence[str]) -> list[str] | None:
+    """Families of ``locales`` from the built-in registry, None when any code is unknown."""
+    from cltm_sb.languages import default_registry
+
+    registry = default_registry()
+    if not all(code in registry for code in locales):
+        return None
+    return registry.families(list(locales))
+
+
 def analyze_geometry(
     records: Iterable[RunRecord],
     matrix: pd.DataFrame | None = None,
     plan_dir: str | os.PathLike | None = None,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
+    families: Sequence[str] | None = None,
 ) -> GeometryResult:
     """Distances of every pair run, the pair table, and Spearman/Mantel correlations with transfer.
 
     ``correlation`` holds ``euclidean`` and ``cosine`` entries: distance against the mean transfer
-    (M[t,s] + M[s,t]) / 2 over the pairs where both are defined.
+    (M[t,s] + M[s,t]) / 2 over the pairs where both are defined; and, where the languages'
+    families are known (``families`` in the matrix's order, else the built-in registry when it
+    knows every code), ``euclidean_partial_family`` and ``cosine_partial_family``: the same
+    correlation controlling for family membership (partial Mantel test).
     """
     per_seed, skipped = pair_distances(records, plan_dir)
     if per_seed.empty:
@@ -307,4 +402,12 @@ def analyze_geometry(
         for column in ("euclidean", "cosine"):
             distance = pair_matrix(pairs, column, locales)
             correlation[column] = mantel_spearman(distance, transfer, n_permutations, seed)
+        families = list(families) if families is not None else _known_families(locales)
+        if families is not None:
+            control = family_matrix(families)
+            for column in ("euclidean", "cosine"):
+                distance = pair_matrix(pairs, column, locales)
+                correlation[f"{column}_partial_family"] = partial_mantel_spearman(
+                    distance, transfer, control, n_permutations, seed, "language family"
+                )
     return GeometryResult(per_seed=per_seed, pairs=pairs, correlation=correlation, skipped=skipped)

@@ -2,13 +2,18 @@
 
 For each language l and each training size N (one prepared folder per N), a learning-curve run
 trains on a_l (N clips) and another on a_l ∪ b_l (2N clips), over several seeds. The self-gain at N
-is Δ_l(N) = P(2N) − P(N) with the standard error across seeds
+is Δ_l(N) = P(2N) − P(N), and the relative gain P(2N)/P(N) − 1.
 
-    se_l(N) = sqrt(s²_N / n_N + s²_2N / n_2N),     z_l(N) = Δ_l(N) / se_l(N)
-
-(s² the between-seed variance, n the number of finished seeds). An N qualifies when every chosen
-language has Δ_l > 0 and z_l ≥ z (default 2); among those, the recommended N maximises the smallest
-z_l (ties: the smaller N, which is cheaper and further from the plateau).
+The two runs of one seed share its effect (head initialisation, data order), so the test pairs
+them: with a required relative gain r (``--min-relative-gain``, default 0), the per-seed contrast
+d_k = P_k(2N) − (1 + r)·P_k(N) has mean > 0 exactly when the relative gain exceeds r, and a
+one-sided paired t-test with n − 1 degrees of freedom tests it (exact under Gaussian seed noise).
+``z_l(N)`` is the normal equivalent Φ⁻¹(1 − p) of that test's p-value, so that ``--z`` keeps its
+meaning (a one-sided level Φ(−z): 2.3% for z = 2) whatever the number of seeds; the old unpaired
+SE with a normal threshold qualified a language without any gain 9.1% of the time at 2 seeds.
+An N qualifies when every chosen language has Δ_l > 0 and z_l ≥ z; among those, the recommended
+N maximises the smallest z_l (ties: the smaller N, which is cheaper and further from the plateau).
+The unpaired SE and its z stay in the gain table (``se_unpaired``, ``z_unpaired``) for comparison.
 
 Everything here is a pure function of a tidy table of per-seed values with the columns
 ``locale, n, role, size, seed, value`` (role ``n``: trained on a_l, size N; role ``2n``: trained on
@@ -26,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
 from cltm_sb.data.manifests import read_prepare_info
@@ -48,8 +54,9 @@ class IntervalChoice:
     Attributes:
         n: the recommended N (the interval is [N, 2N]).
         min_z: the smallest z_l at N over the chosen languages.
-        z: z_l at N per language.
-        threshold: the z every language had to reach.
+        z: z_l at N per language (normal equivalent of the paired test's p-value).
+        threshold: the z every language had to reach (one-sided level Φ(−z)).
+        min_relative_gain: the relative gain P(2N)/P(N) − 1 the test required.
         qualifying: every N that qualified, with its smallest z.
         gains: the full gain table (see :func:`gain_table`).
     """
@@ -60,17 +67,30 @@ class IntervalChoice:
     threshold: float
     qualifying: dict[int, float] = field(default_factory=dict)
     gains: pd.DataFrame | None = None
+    min_relative_gain: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (without the gain table)."""
-        return {
+        out: dict[str, Any] = {
             "n": self.n,
             "interval": [self.n, 2 * self.n],
             "min_z": self.min_z,
             "z": self.z,
             "z_threshold": self.threshold,
+            "level": float(stats.norm.sf(self.threshold)),
+            "test": "one-sided paired t-test over seeds of P(2N) > (1 + min_relative_gain)·P(N); "
+            "z is the normal equivalent of its p-value",
+            "min_relative_gain": self.min_relative_gain,
             "qualifying": {str(k): v for k, v in self.qualifying.items()},
         }
+        if self.gains is not None:
+            chosen = self.gains[self.gains["n"] == self.n].set_index("locale")
+            out["relative_gain"] = {
+                loc: float(chosen.loc[loc, "relative_gain"])
+                for loc in self.z
+                if loc in chosen.index
+            }
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,13 +252,49 @@ def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def gain_table(curves: pd.DataFrame, min_seeds: int = DEFAULT_MIN_SEEDS) -> pd.DataFrame:
-    """Self-gain P(2N) − P(N), its SE and z per (locale, N); ``reason`` says why a z is NaN.
+def _paired(values_n: pd.Series, values_2n: pd.Series, ratio: float) -> tuple[float, float, int]:
+    """Mean and SE of d_k = P_k(2N) − ratio·P_k(N) over the seeds both runs have, and their count."""
+    both = pd.concat([values_n.rename("n"), values_2n.rename("2n")], axis=1).dropna()
+    d = both["2n"] - ratio * both["n"]
+    count = len(d)
+    if count < 2:
+        return float(d.mean()) if count else float("nan"), float("nan"), count
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(count)), count
 
-    Columns: locale, n, p_n, sd_n, seeds_n, p_2n, sd_2n, seeds_2n, gain, se, z, reason. A zero SE
-    with a positive gain gives z = inf; fewer than ``min_seeds`` seeds on either side give NaN.
+
+def _one_sided(mean: float, se: float, df: int) -> tuple[float, float, float]:
+    """(t, p, z): one-sided paired t-test of mean > 0 and the normal equivalent of its p-value."""
+    if not np.isfinite(mean) or not np.isfinite(se):
+        return float("nan"), float("nan"), float("nan")
+    if se == 0:
+        if mean == 0:
+            return float("nan"), float("nan"), float("nan")
+        t = math.copysign(math.inf, mean)
+        return t, (0.0 if mean > 0 else 1.0), t
+    t = mean / se
+    p = float(stats.t.sf(t, df))
+    return t, p, float(stats.norm.isf(p))  # p underflowing to 0 gives z = inf
+
+
+def gain_table(
+    curves: pd.DataFrame, min_seeds: int = DEFAULT_MIN_SEEDS, min_relative_gain: float = 0.0
+) -> pd.DataFrame:
+    """Self-gain P(2N) − P(N) per (locale, N) with its paired test; ``reason`` says why z is NaN.
+
+    Columns: locale, n, p_n, sd_n, seeds_n, p_2n, sd_2n, seeds_2n, gain, relative_gain, se
+    (paired SE of the gain over the seeds both runs have), paired_seeds, df, t, p_value, z,
+    se_unpaired, z_unpaired, reason. ``t``, ``p_value`` and ``z`` test P(2N) > (1 +
+    ``min_relative_gain``)·P(N) (one-sided, paired over seeds, t with ``df`` = paired seeds − 1);
+    ``z`` is the normal equivalent of ``p_value``. A zero spread with a positive contrast gives
+    z = inf; fewer than ``min_seeds`` seeds (or paired seeds) give NaN.
     """
-    summary = curve_summary(curves).set_index(["locale", "n", "role"])
+    frame = curves.copy()
+    _check_curves(frame)
+    summary = curve_summary(frame).set_index(["locale", "n", "role"])
+    by_seed = frame.pivot_table(
+        index=["locale", "n", "seed"], columns="role", values="value", aggfunc="mean"
+    )
+    ratio = 1.0 + float(min_relative_gain)
     rows = []
     for locale, n in sorted({(loc, int(n)) for loc, n, _ in summary.index}):
         row: dict[str, Any] = {"locale": locale, "n": n}
@@ -259,20 +315,39 @@ def gain_table(curves: pd.DataFrame, min_seeds: int = DEFAULT_MIN_SEEDS) -> pd.D
                     f"{what} has {row[f'seeds_{tag}']} finished seed(s), fewer than {min_seeds}"
                 )
         gain = row["p_2n"] - row["p_n"]
-        se = (
+        seeds = by_seed.loc[(locale, n)] if not reason else None
+        mean = se = float("nan")
+        paired = 0
+        if seeds is not None and {"n", "2n"} <= set(seeds.columns):
+            mean, se, paired = _paired(seeds["n"], seeds["2n"], ratio)
+        if not reason and paired < min_seeds:
+            reason = f"{paired} seed(s) with both runs, fewer than {min_seeds}: nothing to pair"
+        t, p, z = _one_sided(mean, se, paired - 1) if not reason else (np.nan,) * 3
+        if not reason and np.isnan(z):
+            reason = "no gain and no seed spread"
+        se_unpaired = (
             math.sqrt(row["sd_n"] ** 2 / row["seeds_n"] + row["sd_2n"] ** 2 / row["seeds_2n"])
-            if not reason
+            if row["seeds_n"] > 1 and row["seeds_2n"] > 1
             else np.nan
         )
-        if reason:
-            z = np.nan
-        elif se > 0:
-            z = gain / se
-        else:
-            z = math.copysign(math.inf, gain) if gain != 0 else np.nan
-            if gain == 0:
-                reason = "no gain and no seed spread"
-        row.update(gain=gain, se=se, z=z, reason=reason)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z_unpaired = gain / se_unpaired if se_unpaired > 0 else np.nan
+            relative = gain / row["p_n"] if row["p_n"] else np.nan
+        # The paired SE of the plain gain (r = 0), whatever r the test uses.
+        se_gain = _paired(seeds["n"], seeds["2n"], 1.0)[1] if paired >= 2 else np.nan
+        row.update(
+            gain=gain,
+            relative_gain=relative,
+            se=se_gain,
+            paired_seeds=paired,
+            df=paired - 1 if paired else np.nan,
+            t=t,
+            p_value=p,
+            z=z,
+            se_unpaired=se_unpaired,
+            z_unpaired=z_unpaired,
+            reason=reason,
+        )
         rows.append(row)
     columns = [
         "locale",
@@ -284,11 +359,20 @@ def gain_table(curves: pd.DataFrame, min_seeds: int = DEFAULT_MIN_SEEDS) -> pd.D
         "sd_2n",
         "seeds_2n",
         "gain",
+        "relative_gain",
         "se",
+        "paired_seeds",
+        "df",
+        "t",
+        "p_value",
         "z",
+        "se_unpaired",
+        "z_unpaired",
         "reason",
     ]
-    return pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=columns)
+    out.attrs["min_relative_gain"] = float(min_relative_gain)
+    return out
 
 
 def _failure(row: pd.Series | None, threshold: float) -> str | None:
@@ -300,7 +384,9 @@ def _failure(row: pd.Series | None, threshold: float) -> str | None:
     if not row["gain"] > 0:
         return f"gain {row['gain']:.4g} <= 0"
     if not row["z"] >= threshold:
-        return f"z = {row['z']:.2f} < {threshold:g}"
+        return (
+            f"z = {row['z']:.2f} < {threshold:g} (paired t = {row['t']:.2f}, {int(row['df'])} df)"
+        )
     return None
 
 
@@ -336,8 +422,11 @@ def select_interval(
             set.intersection(*[{f.split(" ")[0] for f in fs} for fs in failures.values()])
         )
         hint = f" {', '.join(always)} fail at every N." if always else ""
+        relative = float(gains.attrs.get("min_relative_gain", 0.0))
+        what = f"a relative gain above {relative:g}" if relative else "a self-gain above zero"
         raise IntervalError(
-            f"no training size gives every language a self-gain at least {z:g} SE above zero.{hint} "
+            f"no training size gives every language {what} at the one-sided level "
+            f"{stats.norm.sf(z):.3g} (z = {z:g}, paired t-test over seeds).{hint} "
             f"Per N: {detail}. Add seeds, try other N, or leave those languages out."
         )
     best = max(qualifying, key=lambda n: (qualifying[n], -n))
@@ -348,6 +437,7 @@ def select_interval(
         threshold=float(z),
         qualifying=qualifying,
         gains=gains,
+        min_relative_gain=float(gains.attrs.get("min_relative_gain", 0.0)),
     )
 
 

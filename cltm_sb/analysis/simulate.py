@@ -149,6 +149,32 @@ def make_truth(kind: str, n_languages: int, seed: int = 0) -> Truth:
     return TRUTHS[kind](n_languages, seed)
 
 
+def null_truth(truth: Truth, hypothesis: str) -> Truth:
+    """The truth nearest ``truth`` where a formal test's null holds (for its false-positive rate).
+
+    ``agnostic``: M = J; ``symmetric``: (M + Mᵀ)/2; ``equal_profiles``: every off-diagonal entry
+    of a donor's column replaced by the column's mean (the same transfer to every target).
+    """
+    m = np.asarray(truth.matrix, dtype=float)
+    n = m.shape[0]
+    if hypothesis == "agnostic":
+        out = np.ones_like(m)
+    elif hypothesis == "symmetric":
+        out = (m + m.T) / 2
+    elif hypothesis == "equal_profiles":
+        off = ~np.eye(n, dtype=bool)
+        column_mean = np.where(off, m, 0.0).sum(axis=0) / max(n - 1, 1)
+        out = np.broadcast_to(column_mean, m.shape).copy()
+    else:
+        raise ValueError(
+            f"unknown hypothesis {hypothesis!r}; valid: agnostic, symmetric, equal_profiles"
+        )
+    np.fill_diagonal(out, 1.0)
+    return Truth(
+        list(truth.locales), list(truth.families), out, f"{truth.name} ({hypothesis} null)"
+    )
+
+
 def truth_from_csv(path: str | os.PathLike, families: Sequence[str] | None = None) -> Truth:
     """A truth from a CLTM CSV (the layout of ``cltm analyze``); every entry must be finite."""
     from cltm_sb.analysis.diagnostics import read_matrix_csv

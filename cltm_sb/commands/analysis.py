@@ -114,6 +114,62 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _power(args: argparse.Namespace) -> int:
+    from cltm_sb.analysis.power import PilotNoise, estimate_noise, plan_power
+
+    if args.grid:
+        from cltm_sb.analysis.grid_analysis import load_grid
+        from cltm_sb.analysis.uncertainty import seed_arrays
+
+        data = load_grid(args.grid, None, args.task, None, args.config_hash, args.data_hash)
+        noise = estimate_noise(seed_arrays(data.table, data.locales), args.min_seeds)
+    else:
+        noise = PilotNoise.from_z(args.z, args.z_seeds, args.rho, args.rho_pair)
+    result = plan_power(
+        noise,
+        args.languages,
+        args.seeds,
+        effect=args.effect,
+        alpha=args.alpha,
+        power=args.power,
+        truth=args.generator,
+        simulations=args.simulations,
+    )
+    if args.json:
+        print(json.dumps(to_jsonable(result.to_dict()), indent=2))
+        return 0
+    print(format_power(result))
+    return 0
+
+
+def format_power(result: Any) -> str:
+    """``cltm power`` for people."""
+    noise = result.noise
+    lines = [
+        f"noise ({noise.source}): G_self/σ median {noise.median_ratio:.2f}, weakest "
+        f"{noise.weakest_ratio:.2f}; ρ = {noise.rho:.2f}, ρ_p = {noise.rho_pair:.2f}",
+        f"planned: {result.n_languages} languages, {result.n_seeds} seeds, one data draw "
+        f"(self-gain z of the median target {noise.z_self(result.n_seeds):.1f}); power "
+        f"{result.power:.0%} at two-sided level {result.alpha:g}",
+        "smallest |M[t,s]| detectable (paired t-test of the cell, no multiplicity correction):",
+    ]
+    lines += [f"  {k}: {v:.3f}" for k, v in result.cell_detectable.items()]
+    lines.append(
+        f"smallest difference of a diagnostic between two such grids ({result.simulations} "
+        f"simulated grids, {result.truth} truth):"
+    )
+    for name, value in result.diagnostic_detectable.items():
+        shown = f"{value:.3f}" if value is not None else "n/a (no calibrated interval)"
+        lines.append(f"  {name}: {shown}")
+    if result.effect is not None:
+        lines.append(f"seeds needed to detect |M[t,s]| = {result.effect:g}:")
+        lines += [
+            f"  {k}: {v if v is not None else 'more than 200'}"
+            for k, v in result.seeds_for_effect.items()
+        ]
+    return "\n".join(lines)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the analysis subcommands."""
     families_help = "CSV with columns code,name,family (default: the built-in registry)"
@@ -209,3 +265,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="task of the records (default: %(default)s)",
     )
     p.set_defaults(func=_simulate)
+
+    p = subparsers.add_parser(
+        "power",
+        help="what a planned grid can detect, from pilot records or a given noise model",
+        description="Estimate the seed-noise model from pilot records (or take it as --z, --rho, "
+        "--rho-pair) and print, for a planned number of languages and seeds, the smallest "
+        "|M[t,s]| and diagnostic difference detectable with the requested power, and the seeds "
+        "needed for --effect.",
+    )
+    p.add_argument("grid", nargs="?", help="pilot: plan folder or folder of records (optional)")
+    p.add_argument("--languages", type=int, required=True, help="planned number of languages L")
+    p.add_argument("--seeds", type=int, required=True, help="planned number of seeds")
+    p.add_argument("--effect", type=float, help="|M[t,s]| to detect: print the seeds needed")
+    p.add_argument("--power", type=float, default=0.8, help="(default: %(default)s)")
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="two-sided level (default: %(default)s)"
+    )
+    p.add_argument("--task", choices=sorted(TASKS), help="task of the pilot records")
+    p.add_argument(
+        "--min-seeds", type=int, default=DEFAULT_MIN_SEEDS, help="(default: %(default)s)"
+    )
+    p.add_argument("--config-hash", help="pick one configuration when records mix several")
+    p.add_argument("--data-hash", help="pick one prepared data set when records mix several")
+    p.add_argument(
+        "--z",
+        type=float,
+        default=defaults.z_self,
+        help="without a pilot: self-gain over its SE at --z-seeds seeds (default: %(default)s)",
+    )
+    p.add_argument("--z-seeds", type=int, default=10, help="seeds of --z (default: %(default)s)")
+    p.add_argument(
+        "--rho", type=float, default=defaults.rho, help="without a pilot (default: %(default)s)"
+    )
+    p.add_argument(
+        "--rho-pair",
+        type=float,
+        default=defaults.rho_pair,
+        help="without a pilot (default: %(default)s)",
+    )
+    p.add_argument(
+        "--generator",
+        choices=sorted(TRUTHS),
+        default="structured",
+        help="true CLTM simulated for the diagnostics (default: %(default)s)",
+    )
+    p.add_argument(
+        "--simulations", type=int, default=100, help="simulated grids (default: %(default)s)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_power)

@@ -73,7 +73,7 @@ def _interval(args: argparse.Namespace) -> int:
     curves = load_curves(
         sources, args.task, locales=_codes(args.locales), config_hash=args.config_hash
     )
-    gains = gain_table(curves, min_seeds=args.min_seeds)
+    gains = gain_table(curves, min_seeds=args.min_seeds, min_relative_gain=args.min_relative_gain)
     atomic_write(
         out / "curves.csv", lambda tmp: curves.to_csv(tmp, index=False, float_format="%.6g")
     )
@@ -102,7 +102,10 @@ def _interval(args: argparse.Namespace) -> int:
         )
         for locale, z in sorted(choice.z.items(), key=lambda kv: kv[1]):
             row = gains[(gains["locale"] == locale) & (gains["n"] == choice.n)].iloc[0]
-            print(f"  {locale}: gain {row['gain']:.4g} ± {row['se']:.2g} (z = {z:.2f})")
+            print(
+                f"  {locale}: gain {row['gain']:.4g} ± {row['se']:.2g} (paired), relative gain "
+                f"{row['relative_gain']:+.1%} (z = {z:.2f}, t = {row['t']:.2f}, {int(row['df'])} df)"
+            )
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -185,7 +188,13 @@ def _report(args: argparse.Namespace) -> int:
     analysis, registry = _analysis(args, args.grid, args.task)
     subset = args.subset if args.subset == "paper" else _codes(args.subset)
     written = write_report(
-        analysis, registry, args.out, subset=subset, top_k=args.top, heatmap=not args.no_heatmap
+        analysis,
+        registry,
+        args.out,
+        subset=subset,
+        top_k=args.top,
+        heatmap=not args.no_heatmap,
+        forest_pdf=args.forest_pdf,
     )
     for path in (written["html"], written["markdown"]):
         print(path)
@@ -239,7 +248,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--locales", help="comma-separated languages that must all qualify (default: all found)"
     )
     p.add_argument(
-        "--z", type=float, default=2.0, help="required self-gain in SE units (default: %(default)s)"
+        "--z",
+        type=float,
+        default=2.0,
+        help="strictness: one-sided level Phi(-z) of the paired t-test over seeds (default: "
+        "%(default)s, i.e. 2.3%%)",
+    )
+    p.add_argument(
+        "--min-relative-gain",
+        type=float,
+        default=0.0,
+        help="require P(2N)/P(N) - 1 significantly above this (e.g. 0.02 for 2%%; default: %(default)s)",
     )
     p.add_argument(
         "--min-seeds",
@@ -304,7 +323,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--out",
         required=True,
-        help="output folder (report.html, report.md, intervals.json, donors.csv, matrix files)",
+        help="output folder (report.html, report.md, intervals.json, donors.csv, table1.csv/.tex, "
+        "donors.tex, figures, matrix files)",
     )
     p.add_argument(
         "--task", choices=sorted(TASKS), help="task (default: the plan's or the records' only task)"
@@ -320,7 +340,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=5,
         help="top positive/negative pairs to list (default: %(default)s)",
     )
-    p.add_argument("--no-heatmap", action="store_true", help="skip the heatmaps (the numbers only)")
+    p.add_argument("--no-heatmap", action="store_true", help="skip the figures (the numbers only)")
+    p.add_argument(
+        "--forest-pdf",
+        action="store_true",
+        help="also write each target's donor forest plot as files (forest/<target>.pdf and .png)",
+    )
     p.add_argument("--config-hash", help="pick one configuration when records mix several")
     p.add_argument("--data-hash", help="pick one prepared data set when records mix several")
     _analysis_options(p)

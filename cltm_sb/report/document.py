@@ -14,6 +14,8 @@ languages should I add for X?") with intervals and BH-controlled verdicts.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from cltm_sb.analysis.uncertainty import (
     DiagnosticInterval,
 )
 from cltm_sb.languages import LanguageRegistry
+from cltm_sb.tasks import get_task
 
 PLUGIN_LABEL = "plug-in (paper's Table 1)"
 
@@ -47,12 +50,25 @@ def donor_ranking(analysis: GridAnalysis, target: str) -> pd.DataFrame:
 
 @dataclass
 class Block:
-    kind: str  # heading, text, table, image
+    """One piece of the report.
+
+    ``kind``: heading (content: text), text, list (sentences), table ((header, rows)), image
+    ((name, path)), heatmap (a :class:`CellTable`: interactive in HTML, left out of Markdown),
+    forest (a :class:`Forest`: inline SVG in HTML, its PNG in Markdown where one was drawn) or
+    toc (where HTML puts its table of contents).
+    """
+
+    kind: str
     content: Any
     level: int = 2
 
 
-_num = format_value
+def _num(value: Any, percent: bool = False, digits: int = 3) -> str:
+    """:func:`format_value`, without the sign of a value that prints as zero (no "-0.000")."""
+    text = format_value(value, percent, digits)
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        text = text[1:]
+    return text
 
 
 def _interval(lo: float | None, hi: float | None, percent: bool = False) -> str:
@@ -195,18 +211,44 @@ def _gain_rows(analysis: GridAnalysis, registry: LanguageRegistry) -> list[list[
 
 
 def report_blocks(
-    analysis: GridAnalysis, registry: LanguageRegistry, images: dict[str, Path], top_k: int = 5
+    analysis: GridAnalysis,
+    registry: LanguageRegistry,
+    images: dict[str, Path],
+    top_k: int = 5,
+    forests: Mapping[str, Path] | None = None,
 ) -> list[Block]:
-    """The content of the report, independent of the output format."""
+    """The content of the report, independent of the output format.
+
+    Answers first (sentences with intervals, the best donors per target), then the heatmap and
+    the details. ``forests``: each target's donor forest plot, shown with its donor table.
+    """
     a, res, d = analysis, analysis.result, analysis.diagnostics
     unc = analysis.uncertainty
     meta = a.metadata
     blocks = [Block("heading", f"{a.title}: report", 1)]
+    blocks.append(Block("heading", "Answers"))
+    blocks.append(
+        Block(
+            "text",
+            f"Intervals in brackets are {unc.level:.0%} intervals (variability: {VARIABILITY}); "
+            "q-values are Benjamini–Hochberg adjusted over the cells; details below.",
+        )
+    )
+    blocks.append(Block("list", answer_sentences(a)))
+    blocks.append(Block("heading", "Best donors per target", 3))
+    blocks.append(Block("text", BEST_DONORS_NOTE))
+    blocks.append(Block("table", best_donor_rows(a, registry)))
+    blocks.append(Block("toc", None))  # after the answers: the first screen holds them
+    blocks.append(Block("heading", "Heatmap"))
+    blocks.append(Block("heatmap", cell_table(a, registry)))
+    for name, path in images.items():
+        blocks.append(Block("image", (name, path)))
+    blocks.append(Block("heading", "What was analysed"))
     blocks.append(
         Block(
             "table",
             (
-                ["", ""],
+                ["what", "value"],
                 [
                     ["source", str(a.source)],
                     ["task / metric", f"{a.task} / {a.metric}"],
@@ -225,10 +267,6 @@ def report_blocks(
             ),
         )
     )
-    if images:
-        blocks.append(Block("heading", "Heatmap"))
-        for name, path in images.items():
-            blocks.append(Block("image", (name, path)))
     blocks.append(Block("heading", "Diagnostics (paper Table 1)"))
     blocks.append(
         Block(
@@ -333,6 +371,8 @@ def report_blocks(
                 "table", (["rank", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict"], rows)
             )
         )
+        image = forests.get(t) if forests else None
+        blocks.append(Block("forest", donor_forest(a, t, registry, image)))
     if res.reasons:
         blocks.append(Block("heading", "Undefined entries"))
         blocks.append(
@@ -345,6 +385,365 @@ def report_blocks(
             )
         )
     return blocks
+
+
+# --------------------------------------------------------------------------------------------
+# Answers first: sentences with intervals, the best donors, the cells behind the heatmap
+
+
+@dataclass
+class CellTable:
+    """Per cell, what the heatmap shows and its hover text says (rows: targets, in ``codes`` order).
+
+    ``lower``/``upper`` are NaN where there is no bounded interval (unbounded Fieller set,
+    flagged or undefined target); ``significant`` is the verdict helps/hurts with an interval.
+    """
+
+    codes: list[str]
+    families: list[str]
+    value: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    q: np.ndarray
+    n_seeds: np.ndarray
+    verdict: np.ndarray
+    significant: np.ndarray
+    alpha: float
+
+    def frame(self, values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=self.codes, columns=self.codes)
+
+
+def cell_table(analysis: GridAnalysis, registry: LanguageRegistry) -> CellTable:
+    """The cells of the analysis in the heatmap's order (family, then name)."""
+    unc = analysis.uncertainty
+    index = {c: k for k, c in enumerate(analysis.locales)}
+    codes = registry.order(analysis.locales)
+    order = np.array([index[c] for c in codes])
+    grid = np.ix_(order, order)
+    bounded = unc.cell_bounded & ~unc.point.flagged[:, None]
+    lower = np.where(bounded, unc.cell_lower, np.nan)
+    upper = np.where(bounded, unc.cell_upper, np.nan)
+    significant = np.isin(unc.verdicts, ("helps", "hurts")) & bounded
+    return CellTable(
+        codes=list(codes),
+        families=registry.families(codes),
+        value=unc.point.matrix[grid],
+        lower=lower[grid],
+        upper=upper[grid],
+        q=unc.q_values[grid],
+        n_seeds=np.asarray(unc.point.n_seeds, dtype=float)[grid],
+        verdict=unc.verdicts[grid],
+        significant=significant[grid],
+        alpha=1 - unc.level,
+    )
+
+
+def cell_hover(cells: CellTable, i: int, j: int) -> str:
+    """A cell's hover text: donor → target, value, interval, q-value, seed count, verdict."""
+    t, s = cells.codes[i], cells.codes[j]
+    if i == j:
+        return f"{t}: diagonal, M = 1 by definition"
+    seeds = int(cells.n_seeds[i, j]) if np.isfinite(cells.n_seeds[i, j]) else 0
+    return (
+        f"{s} → {t}: M = {_num(cells.value[i, j])}, "
+        f"{1 - cells.alpha:.0%} interval {_interval(cells.lower[i, j], cells.upper[i, j])}, "
+        f"q = {_num(cells.q[i, j])}, {seeds} seeds, {cells.verdict[i, j]}"
+    )
+
+
+@dataclass
+class Forest:
+    """One target's donors for a forest plot, best first (rows of donors.csv), with hover texts."""
+
+    title: str
+    rows: pd.DataFrame
+    level: float
+    hover: list[str]
+    image: Path | None = None  # a drawn PNG (``--forest-pdf``), for Markdown
+
+
+def donor_forest(
+    analysis: GridAnalysis, target: str, registry: LanguageRegistry, image: Path | None = None
+) -> Forest:
+    """The forest plot of ``target``'s donors: M with its interval, sorted, NaN last."""
+    rows = donor_ranking(analysis, target)
+    # a column with no bounded interval holds None (object dtype): numbers with NaN for drawing
+    rows = rows.assign(
+        **{c: pd.to_numeric(rows[c], errors="coerce") for c in ("value", "lower", "upper")}
+    )
+    level = analysis.uncertainty.level
+    hover = [
+        f"{r.donor} → {target}: M = {_num(r.value)}, {level:.0%} interval "
+        f"{_interval(r.lower, r.upper)}, q = {_num(r.q_value)}, {r.verdict}"
+        for r in rows.itertuples()
+    ]
+    return Forest(f"Donors of {_language(target, registry)}", rows, level, hover, image)
+
+
+def _diagnostic_phrase(analysis: GridAnalysis, key: str) -> str:
+    """``label estimate [lower, upper]``, or ``(no calibrated interval)`` (the reason is in Table 1)."""
+    spec = next(s for s in diagnostics_in(TABLE1) if s.key == key)
+    d = analysis.uncertainty.diagnostics[key]
+    if d.point is None or not math.isfinite(d.point):
+        return f"{spec.label} n/a"
+    interval = (
+        _interval(d.lower, d.upper, spec.fraction)
+        if d.lower is not None and d.upper is not None
+        else "(no calibrated interval)"
+    )
+    return f"{spec.label} {_num(d.point, spec.fraction)} {interval}"
+
+
+def _p_text(p: float) -> str:
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+
+
+def formal_test_phrases(tests: Mapping[str, Any] | None, alpha: float) -> dict[str, str]:
+    """The hook for formal tests: ``intervals.json``'s ``"tests"`` (name -> null, p_value, reason)
+    as phrases such as ``H0 M = J rejected (p < 0.0001)``; empty where the analysis wrote none."""
+    phrases = {}
+    for name, test in (tests or {}).items():
+        null = str(test.get("null") or name).split(":")[0].strip()
+        p = test.get("p_value")
+        if p is None or not math.isfinite(float(p)):
+            phrases[name] = f"H0 {null} not tested ({test.get('reason') or 'not computed'})"
+        else:
+            outcome = "rejected" if float(p) < alpha else "not rejected"
+            phrases[name] = f"H0 {null} {outcome} at the {alpha:g} level ({_p_text(float(p))})"
+    return phrases
+
+
+def answer_sentences(analysis: GridAnalysis) -> list[str]:
+    """The report's answers, each a sentence with its interval (and its test, where there is one)."""
+    unc = analysis.uncertainty
+    alpha = 1 - unc.level
+    task = get_task(analysis.task).title
+    status = _row_status(analysis)
+    if all(status):
+        reasons = "; ".join(dict.fromkeys(status))
+        return [
+            f"No question can be answered yet: no target has a defined row with verdicts ({reasons})."
+        ]
+    tests = formal_test_phrases(unc.to_intervals_json().get("tests"), alpha)
+    agnostic = tests.pop("agnostic", None)
+    sentences = [
+        f"How far is {task.lower()} from language-agnostic (M = J: every donor as good as the "
+        f"target's own data)? {_diagnostic_phrase(analysis, 'rfd')} (0 is agnostic; the "
+        f"paper: {_paper_values('rfd')})" + (f"; {agnostic}." if agnostic else "."),
+    ]
+    called = unc.verdicts[unc.verdicts != "n/a"]
+    helps, hurts = int((called == "helps").sum()), int((called == "hurts").sum())
+    sentences.append(
+        f"Which donors help? {helps} of {called.size} donor → target cells help and {hurts} hurt "
+        f"significantly (BH q ≤ {alpha:.2g}), the rest are unclear; "
+        f"{_diagnostic_phrase(analysis, 'prop_positive')} of the cells are positive."
+    )
+    sentences.append(
+        f"Is transfer mutual? {_diagnostic_phrase(analysis, 'asymmetry')} (0: s helps t exactly as "
+        f"t helps s). Does it stay within families? "
+        f"{_diagnostic_phrase(analysis, 'intra_family_positive')} of the positive transfer."
+    )
+    if tests:
+        sentences.append("Other tests: " + "; ".join(tests.values()) + ".")
+    left_out = [f"{t} ({why})" for t, why in zip(analysis.locales, status) if why]
+    if left_out:
+        sentences.append(f"Targets without verdicts: {'; '.join(left_out)}.")
+    return sentences
+
+
+def _paper_values(key: str) -> str:
+    spec = next(s for s in diagnostics_in(TABLE1) if s.key == key)
+    assert spec.paper is not None
+    return f"GR {_num(spec.paper[0], spec.fraction)}, SV {_num(spec.paper[1], spec.fraction)}"
+
+
+def _row_status(analysis: GridAnalysis) -> list[str]:
+    """Per target, why it has no verdicts ('' where it has)."""
+    gains = analysis.result.gains
+    out = []
+    for t in analysis.locales:
+        if not bool(gains.loc[t, "valid"]):
+            out.append(f"row undefined: {gains.loc[t, 'reason']}")
+        elif bool(gains.loc[t, "flagged"]):
+            out.append(NO_VERDICT_FLAGGED)
+        else:
+            out.append("")
+    return out
+
+
+BEST_DONORS_NOTE = (
+    "Per target, the donors whose data help it significantly (verdict helps: Benjamini–Hochberg "
+    "q ≤ 0.05 with a bounded interval), best first, at most three; where the analysis gives the "
+    "set of donors that holds the best one with 95% probability, that set is shown beside them."
+)
+
+
+def _language(code: str, registry: LanguageRegistry) -> str:
+    """``code (name)``, or the code alone where the name is the code."""
+    name = registry.name(code)
+    return code if name == code else f"{code} ({name})"
+
+
+def best_donor_rows(
+    analysis: GridAnalysis, registry: LanguageRegistry, limit: int = 3
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the best-donors table: one row per target."""
+    donors = analysis.donors
+    has_set = "in_best_set" in donors.columns
+    header = ["target", "best donors: M [interval]", "significant helpers"]
+    if has_set:
+        header.append("set holding the best donor (95%)")
+    rows = []
+    for t, status in zip(analysis.locales, _row_status(analysis)):
+        ranking = donors[donors["target"] == t]
+        helps = ranking[ranking["verdict"] == "helps"]
+        if status:
+            best = f"n/a: {status}"
+        elif helps.empty:
+            top = ranking.iloc[0] if len(ranking) else None
+            best = "none helps significantly" + (
+                f" (highest: {top.donor} {_num(top.value)}, {top.verdict})"
+                if top is not None
+                else ""
+            )
+        else:
+            best = "; ".join(
+                f"{r.donor} {_num(r.value)} {_interval(r.lower, r.upper)}"
+                for r in helps.head(limit).itertuples()
+            )
+        row = [_language(t, registry), best, str(len(helps))]
+        if has_set:
+            members = ranking[ranking["in_best_set"].astype(str).str.lower() == "true"]
+            row.append(", ".join(members["donor"]) if len(members) and not status else "n/a")
+        rows.append(row)
+    return header, rows
+
+
+# --------------------------------------------------------------------------------------------
+# Tables for papers: Table 1 and the donor tables as data (CSV) and LaTeX (booktabs)
+
+
+def table1_frame(analysis: GridAnalysis) -> pd.DataFrame:
+    """Table 1, ours beside the paper's: one row per diagnostic, numbers unformatted."""
+    rows = []
+    for spec in diagnostics_in(TABLE1):
+        d = analysis.uncertainty.diagnostics[spec.key]
+        rows.append(
+            {
+                "diagnostic": spec.key,
+                "label": spec.label,
+                "estimate": d.point,
+                "lower": d.lower,
+                "upper": d.upper,
+                "plugin": d.plugin,
+                "paper_gr": spec.paper[0] if spec.paper else None,
+                "paper_sv": spec.paper[1] if spec.paper else None,
+                "percent": spec.fraction,
+                "method": d.method,
+                "reason": d.reason or "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "−": "$-$", "→": r"$\rightarrow$", "±": r"$\pm$", "≤": r"$\le$", "≥": r"$\ge$", "∪": r"$\cup$",
+}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    """``text`` safe inside a LaTeX table cell; a minus before a digit is a math minus."""
+    escaped = "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+    return re.sub(r"(?<![\w$])-(?=\d|\.\d)", "$-$", escaped)
+
+
+def latex_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    align: str,
+    caption: str,
+    groups: Sequence[int] = (),
+) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); ``groups``: rows before which a
+    ``\\midrule`` separates one group from the next."""
+    lines = [
+        f"% {caption}",
+        "% needs \\usepackage{booktabs}",
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\toprule",
+        " & ".join(latex_escape(h) for h in header) + " \\\\",
+        "\\midrule",
+    ]
+    for k, row in enumerate(rows):
+        if k in groups and k:
+            lines.append("\\midrule")
+        lines.append(" & ".join(latex_escape(c) for c in row) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def table1_latex(analysis: GridAnalysis) -> str:
+    """Table 1 as a booktabs table: estimate, interval, plug-in and the paper's GR / SV values."""
+    unc = analysis.uncertainty
+    header = [
+        "diagnostic",
+        "estimate",
+        f"{unc.level:.0%} interval",
+        "plug-in",
+        "paper GR",
+        "paper SV",
+    ]
+    rows = []
+    for spec in diagnostics_in(TABLE1):
+        d = unc.diagnostics[spec.key]
+        pct = spec.fraction
+        interval = _interval(d.lower, d.upper, pct) if d.lower is not None else "n/a"
+        paper = spec.paper or (None, None)
+        rows.append(
+            [
+                spec.label,
+                _num(d.point, pct),
+                interval,
+                _num(d.plugin, pct),
+                _num(paper[0], pct),
+                _num(paper[1], pct),
+            ]
+        )
+    caption = (
+        f"{analysis.title}: Table 1 diagnostics, {len(unc.seeds)} seeds, {unc.level:.0%} intervals "
+        f"(variability: {VARIABILITY}); n/a: no calibrated interval (see report.md for why)"
+    )
+    return latex_table(header, rows, "lrrrrr", caption)
+
+
+def donors_latex(analysis: GridAnalysis) -> str:
+    """Every target's donors, best first, as one booktabs table (a rule between targets)."""
+    unc = analysis.uncertainty
+    header = ["target", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict"]
+    rows: list[list[str]] = []
+    groups = []
+    for t in analysis.locales:
+        ranking = analysis.donors[analysis.donors["target"] == t]
+        groups.append(len(rows))
+        for r in ranking.itertuples():
+            rows.append(
+                [
+                    t,
+                    r.donor,
+                    _num(r.value),
+                    _interval(r.lower, r.upper),
+                    _num(r.q_value),
+                    str(r.verdict),
+                ]
+            )
+    caption = (
+        f"{analysis.title}: donors per target ranked by M[target, donor]; verdict by "
+        f"Benjamini-Hochberg q <= {1 - unc.level:.2g}; interval n/a where unbounded or the target is flagged"
+    )
+    return latex_table(header, rows, "llrrrl", caption, groups)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,28 +1,50 @@
-"""The report's figures: CLTM heatmaps in the paper's style and learning curves (paper §2.2).
+"""The report's figures: CLTM heatmaps with their uncertainty, donor forest plots, learning curves.
 
-Languages are ordered by family, then English name; the diverging colour map is fixed to
-[-1.5, 1.5] so figures of different tasks compare by colour, while annotations show the raw values
-with two decimals (e.g. -11.57) even where the colour saturates. Dashed boxes mark families.
+Languages are ordered by family, then English name, with the family as a colour strip beside each
+axis and dashed boxes around each family's block. The diverging colour map is fixed to
+[-1.5, 1.5] (see :mod:`cltm_sb.report.style`) while annotations show the raw value. Cells that are
+not significant (BH q ≥ α, or no interval) are faded and hatched; the diagonal, 1 by definition,
+is drawn in a neutral grey. Every figure is built on a bare :class:`matplotlib.figure.Figure`
+(no pyplot, no backend switch) inside ``rc_context(style.rc())``: importing this module changes no
+global matplotlib state. Each figure is written as PNG and as a vector PDF whose text is text.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection, PatchCollection
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
-matplotlib.use("Agg")  # files only; never needs a display
+from cltm_sb.analysis.interval import IntervalChoice, curve_summary
+from cltm_sb.languages import LanguageRegistry
+from cltm_sb.report import style
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-
-from cltm_sb.analysis.interval import IntervalChoice, curve_summary  # noqa: E402
-from cltm_sb.languages import LanguageRegistry  # noqa: E402
-from cltm_sb.report.style import COLOR_LIMIT, COLORMAP, save_figure  # noqa: E402
+# Heatmap geometry, in inches: cells shrink with L so that the matrix stays near MATRIX_SIZE, but
+# never below what the tick labels need, and the matrix never below MIN_MATRIX (L = 2).
+MATRIX_SIZE = 8.0
+MAX_CELL = 0.5
+MIN_CELL = 0.155
+MIN_MATRIX = 2.2
+STRIP = 0.13
+GAP = 0.03
+COLORBAR_WIDTH = 0.16
+COLORBAR_GAP = 0.2
+LEGEND_GAP = 0.15
+MARGIN = 1.8  # room for tick labels and titles; bbox_inches="tight" trims what is not used
+ANNOTATE_MAX = 30  # above this many languages the values no longer fit in the cells
 
 
 def family_blocks(families: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -48,82 +70,283 @@ def order_matrix(
     return matrix.loc[ordered, ordered]
 
 
-def plot_heatmap(
+def new_figure(width: float, height: float) -> Figure:
+    """A figure with its own Agg canvas: no pyplot, no global backend."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+@dataclass
+class HeatmapLayout:
+    """Sizes of one heatmap, in inches and points, chosen from the number of languages."""
+
+    n: int
+    cell: float
+    tick_size: float
+    annotation_size: float
+
+    @classmethod
+    def for_languages(cls, n: int) -> HeatmapLayout:
+        cell = min(MAX_CELL, max(MIN_CELL, MATRIX_SIZE / max(n, 1), MIN_MATRIX / max(n, 1)))
+        points = cell * 72
+        # a tick label line is ~1.2 font sizes high: keep it inside its cell so labels never touch
+        tick = min(style.FONT_SIZE, 0.78 * points)
+        # "−0.00" is ~5 characters of ~0.6 em: keep it inside the cell's width
+        annotation = min(8.0, points / 3.6)
+        return cls(n, cell, tick, annotation)
+
+    @property
+    def matrix(self) -> float:
+        return self.cell * self.n
+
+
+def _cell_colours(
+    values: np.ndarray, significant: np.ndarray | None
+) -> tuple[np.ndarray, Normalize, mpl.colors.Colormap]:
+    """RGBA per cell: the scale's colour, faded where not significant, neutral on the diagonal."""
+    cmap = mpl.colormaps[style.COLORMAP]
+    norm = Normalize(-style.COLOR_LIMIT, style.COLOR_LIMIT)
+    rgba = cmap(norm(np.nan_to_num(values)))
+    if significant is not None:
+        fade = ~significant & np.isfinite(values)
+        rgba[fade, :3] = (
+            rgba[fade, :3] * (1 - style.NOT_SIGNIFICANT_FADE) + style.NOT_SIGNIFICANT_FADE
+        )
+    rgba[~np.isfinite(values)] = mpl.colors.to_rgba(style.UNDEFINED_COLOR)
+    n = values.shape[0]
+    rgba[np.arange(n), np.arange(n)] = mpl.colors.to_rgba(style.DIAGONAL_COLOR)
+    return rgba, norm, cmap
+
+
+def _hatch(ax: mpl.axes.Axes, mask: np.ndarray, hatch: str, colour: str) -> None:
+    """Hatch the cells of ``mask`` (one collection: fast for thousands of cells, vector in PDF)."""
+    cells = [Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in zip(*np.nonzero(mask))]
+    if cells:
+        ax.add_collection(
+            PatchCollection(
+                cells, facecolor="none", edgecolor=colour, linewidth=0, hatch=hatch, zorder=2
+            )
+        )
+
+
+def _annotate(
+    ax: mpl.axes.Axes,
+    values: np.ndarray,
+    rgba: np.ndarray,
+    se: np.ndarray | None,
+    layout: HeatmapLayout,
+) -> None:
+    """Each off-diagonal cell's value (and its SE when given), light on dark cells."""
+    n = values.shape[0]
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            value = values[i, j]
+            text = style.cell_text(value)
+            if se is not None and np.isfinite(value) and np.isfinite(se[i, j]):
+                text += f"\n±{style.cell_text(se[i, j])}"
+            if style.is_dark(tuple(rgba[i, j, :3])):
+                colour = "white"
+            else:
+                colour = style.TEXT_COLOR if np.isfinite(value) else style.MUTED_TEXT
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=layout.annotation_size * (0.85 if "\n" in text else 1.0),
+                color=colour,
+                zorder=3,
+            )
+
+
+def _family_strips(
+    fig: Figure,
+    ax: mpl.axes.Axes,
+    codes: Sequence[str],
+    families: Sequence[str],
+    layout: HeatmapLayout,
+) -> dict[str, str]:
+    """Colour strips left of and below the matrix that carry the tick labels; family -> colour."""
+    order = list(dict.fromkeys(families))
+    colour_of = {f: style.FAMILY_COLORS[k % len(style.FAMILY_COLORS)] for k, f in enumerate(order)}
+    cmap = ListedColormap([colour_of[f] for f in order])
+    index = np.array([order.index(f) for f in families], dtype=float)
+    x0, y0, w, h = ax.get_position().bounds
+    fw, fh = fig.get_size_inches()
+    edges = np.arange(layout.n + 1) - 0.5
+    left = fig.add_axes(((x0 * fw - GAP - STRIP) / fw, y0, STRIP / fw, h))
+    left.pcolormesh([0, 1], edges, index[:, None], cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5)
+    left.set_ylim(edges[-1], edges[0])
+    left.set_xticks([])
+    left.set_yticks(range(layout.n), codes, fontsize=layout.tick_size)
+    left.set_ylabel("target language t")
+    bottom = fig.add_axes((x0, (y0 * fh - GAP - STRIP) / fh, w, STRIP / fh))
+    bottom.pcolormesh(edges, [0, 1], index[None, :], cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5)
+    bottom.set_xlim(edges[0], edges[-1])
+    bottom.set_yticks([])
+    bottom.set_xticks(range(layout.n), codes, rotation=90, fontsize=layout.tick_size)
+    bottom.set_xlabel("donor language s")
+    for strip in (left, bottom):
+        strip.tick_params(length=0, pad=2)
+        for spine in strip.spines.values():
+            spine.set_linewidth(0.5)
+    return colour_of
+
+
+def _legends(
+    fig: Figure,
+    diagonal_label: str,
+    anchor_x: float,
+    top: float,
+    colour_of: Mapping[str, str],
+    significant: bool,
+    alpha: float,
+    any_undefined: bool,
+) -> None:
+    """The cell legend, then the family legend under it, left-aligned at ``anchor_x`` (figure px)."""
+    renderer = fig.canvas.get_renderer()
+    cells = [Patch(facecolor=style.DIAGONAL_COLOR, label=diagonal_label)]
+    if significant:
+        cells.append(
+            Patch(
+                facecolor="#f4f4f4",
+                edgecolor=style.HATCH_COLOR,
+                hatch=style.NOT_SIGNIFICANT_HATCH,
+                linewidth=0,
+                label=f"not significant (BH q ≥ {alpha:g} or no interval):\nfaded and hatched",
+            )
+        )
+    if any_undefined:
+        cells.append(
+            Patch(
+                facecolor=style.UNDEFINED_COLOR,
+                edgecolor=style.UNDEFINED_HATCH_COLOR,
+                hatch="xx",
+                linewidth=0.5,
+                label="undefined (n/a)",
+            )
+        )
+    fw, fh = fig.get_size_inches() * fig.dpi
+    first = fig.legend(
+        handles=cells,
+        title="cells",
+        loc="upper left",
+        bbox_to_anchor=(anchor_x / fw, top / fh),
+        alignment="left",
+    )
+    below = first.get_window_extent(renderer).y0
+    fig.legend(
+        handles=[Patch(facecolor=c, label=f) for f, c in colour_of.items()],
+        title="family (strips beside the axes)",
+        loc="upper left",
+        bbox_to_anchor=(anchor_x / fw, (below - 6) / fh),
+        alignment="left",
+    )
+
+
+def _no_row_note(
+    ax: mpl.axes.Axes,
+    values: np.ndarray,
+    row_reasons: Mapping[str, str] | None,
+    layout: HeatmapLayout,
+) -> None:
+    """Say on the figure why it is empty when no target has a defined row."""
+    off = ~np.eye(values.shape[0], dtype=bool)
+    if np.isfinite(values[off]).any():
+        return
+    reasons = list(dict.fromkeys(r for r in (row_reasons or {}).values() if r))
+    if not reasons:
+        why = "see gains.csv for each target's reason"
+    elif len(reasons) <= 2:
+        why = "; ".join(reasons)
+    else:
+        why = f"{reasons[0]}; and {len(reasons) - 1} other reasons (see gains.csv)"
+    size = style.LEGEND_SIZE
+    # wrap to the matrix's width (an average glyph is ~0.6 em), inside the box's padding
+    width = max(12, int(0.85 * layout.matrix * 72 / (0.6 * size)))
+    ax.text(
+        0.5,
+        0.5,
+        textwrap.fill(f"No target has a defined row: {why}", width=width),
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=size,
+        color=style.TEXT_COLOR,
+        bbox={"facecolor": "white", "edgecolor": style.MUTED_TEXT, "boxstyle": "round,pad=0.3"},
+        zorder=5,
+    )
+
+
+def draw_heatmap(
     matrix: pd.DataFrame,
     registry: LanguageRegistry,
-    path: str | os.PathLike,
     locales: Sequence[str] | None = None,
     title: str | None = None,
     se: pd.DataFrame | None = None,
     annotate: bool | None = None,
-) -> list[Path]:
-    """Draw the CLTM heatmap and save it as PNG and PDF beside each other.
+    significant: pd.DataFrame | None = None,
+    alpha: float = 0.05,
+    row_reasons: Mapping[str, str] | None = None,
+    colorbar_label: str = "CLTM (colour clipped to ±1.5)",
+    diagonal_label: str = "diagonal (M = 1 by definition)",
+) -> Figure:
+    """The CLTM heatmap as a figure (:func:`plot_heatmap` saves it).
 
     Args:
         matrix: CLTM with targets as rows and donors as columns.
         registry: names and families of the languages.
-        path: output file; its suffix is replaced by ``.png`` and ``.pdf``.
         locales: optional subset (e.g. :data:`cltm_sb.languages.PAPER_SUBSET`).
         title: figure title.
         se: optional standard errors, shown under each value when given.
         annotate: write values in the cells (default: when there are at most 30 languages).
-
-    Returns:
-        The paths written.
+        significant: per cell, True where the cell's verdict is significant (BH q < ``alpha``
+            with an interval); the others are faded and hatched. None: no significance drawn.
+        alpha: the level the legend names.
+        row_reasons: per target, why its row is undefined (said on the figure when no row is).
+        colorbar_label, diagonal_label: what the colour bar and the diagonal's legend entry say.
     """
     ordered = order_matrix(matrix, registry, locales)
-    codes = list(ordered.index)
+    codes = [str(c) for c in ordered.index]
     n = len(codes)
     values = ordered.to_numpy(dtype=float)
-    families = registry.families(codes)
-    annotate = n <= 30 if annotate is None else annotate
+    sig = significant.loc[codes, codes].to_numpy(dtype=bool) if significant is not None else None
+    layout = HeatmapLayout.for_languages(n)
+    annotate = n <= ANNOTATE_MAX if annotate is None else annotate
 
-    size = max(4.0, 0.45 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 2.5, size))
-    cmap = plt.get_cmap(COLORMAP).with_extremes(bad="#d9d9d9")
-    # One quad per cell, centred on integer coordinates like imshow's pixels: imshow resamples
-    # the image to the output resolution on every draw (~4 s of the 5 s a 44-language PNG + PDF
-    # took), a mesh draws n² quads and stays vector in the PDF.
+    size = layout.matrix
+    fig = new_figure(MARGIN + size + COLORBAR_GAP + COLORBAR_WIDTH + 4.0, 2 * MARGIN + size)
+    fw, fh = fig.get_size_inches()
+    ax = fig.add_axes((MARGIN / fw, MARGIN / fh, size / fw, size / fh))
+    rgba, norm, cmap = _cell_colours(values, sig)
     edges = np.arange(n + 1) - 0.5
-    image = ax.pcolormesh(
-        edges, edges, np.ma.masked_invalid(values), cmap=cmap, vmin=-COLOR_LIMIT, vmax=COLOR_LIMIT
-    )
+    # One quad per cell (vector in the PDF; imshow would resample an image on every draw).
+    mesh = ax.pcolormesh(edges, edges, np.zeros((n, n)), zorder=1)
+    mesh.set_array(None)
+    mesh.set_facecolor(rgba.reshape(-1, 4))
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(edges[-1], edges[0])  # first target on top, as in the paper
-    ax.set_aspect("equal")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="CLTM (colour clipped to ±1.5)")
-    ax.set_xticks(range(n), codes, rotation=90)
-    ax.set_yticks(range(n), codes)
-    ax.set_xlabel("donor language s")
-    ax.set_ylabel("target language t")
-    if title:
-        ax.set_title(title)
-
-    if annotate:
-        fontsize = max(4.0, min(9.0, 120.0 / n))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    undefined = ~np.isfinite(values) & ~np.eye(n, dtype=bool)
+    _hatch(ax, undefined, "xx", style.UNDEFINED_HATCH_COLOR)
+    if sig is not None:
+        _hatch(
+            ax,
+            ~sig & np.isfinite(values) & ~np.eye(n, dtype=bool),
+            style.NOT_SIGNIFICANT_HATCH,
+            style.HATCH_COLOR,
+        )
+    defined = np.isfinite(values[~np.eye(n, dtype=bool)]).any()
+    if annotate and defined:  # with no defined row, the note below says more than n cells of n/a
         se_values = se.loc[codes, codes].to_numpy(dtype=float) if se is not None else None
-        for i in range(n):
-            for j in range(n):
-                value = values[i, j]
-                text = "n/a" if not np.isfinite(value) else f"{value:.2f}"
-                if se_values is not None and np.isfinite(value) and i != j:
-                    text += f"\n±{se_values[i, j]:.2f}"
-                dark = np.isfinite(value) and abs(value) > 0.9 * COLOR_LIMIT
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=fontsize,
-                    color="white" if dark else "black",
-                )
-
-    palette = plt.get_cmap("tab20")
-    blocks = family_blocks(families)
-    handles = []
-    for k, (family, start, stop) in enumerate(blocks):
-        colour = palette(k % palette.N)
+        _annotate(ax, values, rgba, se_values, layout)
+    families = registry.families(codes)
+    for _, start, stop in family_blocks(families):
         ax.add_patch(
             Rectangle(
                 (start - 0.5, start - 0.5),
@@ -131,28 +354,151 @@ def plot_heatmap(
                 stop - start,
                 fill=False,
                 linestyle="--",
-                linewidth=1.2,
-                edgecolor="black",
+                linewidth=1.0,
+                edgecolor=style.FAMILY_BOX_COLOR,
+                zorder=4,
             )
         )
-        for tick in range(start, stop):
-            ax.get_xticklabels()[tick].set_color(colour)
-            ax.get_yticklabels()[tick].set_color(colour)
-        handles.append(Patch(facecolor=colour, label=family))
-    ax.legend(
-        handles=handles,
-        title="family",
-        loc="upper left",
-        bbox_to_anchor=(1.22, 1.0),
-        fontsize=8,
-        title_fontsize=9,
-        frameon=False,
-    )
-    fig.tight_layout()
+    colour_of = _family_strips(fig, ax, codes, families, layout)
+    _no_row_note(ax, values, row_reasons, layout)
 
-    written = save_figure(fig, path)
-    plt.close(fig)
-    return written
+    cax = fig.add_axes(
+        ((MARGIN + size + COLORBAR_GAP) / fw, MARGIN / fh, COLORBAR_WIDTH / fw, size / fh),
+        label="colorbar",
+    )
+    limit = style.COLOR_LIMIT
+    ticks = np.linspace(-limit, limit, 7 if size >= 3.5 else 3)  # fixed: no tick outside the bar
+    if size < 3.5 and " (" in colorbar_label:  # a long label on a short bar: two lines
+        colorbar_label = colorbar_label.replace(" (", "\n(", 1)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=colorbar_label, ticks=ticks)
+    # The legends start right of the colour bar's drawn extent (ticks and label included), so
+    # they cannot overlap it at any L.
+    renderer = fig.canvas.get_renderer()
+    bar = cax.get_tightbbox(renderer)
+    right = bar.x1 + LEGEND_GAP * fig.dpi
+    top = ax.get_window_extent(renderer).y1
+    if title:  # above the matrix and the colour bar's label, which is taller than a small matrix
+        fig.text(
+            (ax.get_window_extent(renderer).x0 + ax.get_window_extent(renderer).x1)
+            / 2
+            / fig.bbox.width,
+            (max(top, bar.y1) + 6 / 72 * fig.dpi) / fig.bbox.height,
+            title,
+            ha="center",
+            va="bottom",
+            fontsize=style.TITLE_SIZE,
+        )
+    _legends(
+        fig, diagonal_label, right, top, colour_of, sig is not None, alpha, bool(undefined.any())
+    )
+    return fig
+
+
+def plot_heatmap(
+    matrix: pd.DataFrame,
+    registry: LanguageRegistry,
+    path: str | os.PathLike,
+    **options: Any,
+) -> list[Path]:
+    """Draw the CLTM heatmap (:func:`draw_heatmap`, same options) and save it as PNG and PDF.
+
+    ``path``'s suffix is replaced by ``.png`` and ``.pdf``; returns the paths written.
+    """
+    with mpl.rc_context(style.rc()):
+        return style.save_figure(draw_heatmap(matrix, registry, **options), path)
+
+
+# --------------------------------------------------------------------------------------------
+# Donor forest plot
+
+
+def draw_forest(donors: pd.DataFrame, title: str, level: float = 0.95) -> Figure:
+    """M[t, s] of one target's donors with their intervals, best first.
+
+    ``donors``: rows of donors.csv for one target (columns donor, value, lower, upper, verdict);
+    a missing bound means the interval is unbounded (drawn as a dotted line to the edge).
+    """
+    rows = donors.sort_values("value", ascending=False, na_position="last", kind="stable")
+    rows = rows.reset_index(drop=True)
+    n = len(rows)
+    values = rows["value"].to_numpy(dtype=float)
+    lower = rows["lower"].to_numpy(dtype=float)
+    upper = rows["upper"].to_numpy(dtype=float)
+    finite = np.concatenate([values, lower, upper])
+    finite = finite[np.isfinite(finite)]
+    lo = min(-0.25, float(finite.min()) if finite.size else 0.0)
+    hi = max(1.25, float(finite.max()) if finite.size else 1.0)
+    pad = 0.05 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    fig = new_figure(5.2, 0.9 + 0.22 * max(n, 1) + 0.4)
+    ax = fig.add_axes(
+        (0.22, 0.9 / fig.get_figheight(), 0.74, 0.22 * max(n, 1) / fig.get_figheight())
+    )
+    ax.axvline(0, color=style.MUTED_TEXT, linewidth=0.8, zorder=0)
+    ax.axvline(1, color=style.MUTED_TEXT, linewidth=0.8, linestyle="--", zorder=0)
+    # One collection per kind of mark, not two artists per donor: a 44-language report draws
+    # 44 of these figures.
+    colours = [
+        style.VERDICT_COLORS.get(str(v), style.VERDICT_COLORS["n/a"]) for v in rows["verdict"]
+    ]
+    y = np.arange(n, dtype=float)
+    shown = np.isfinite(values)
+    bounded = shown & np.isfinite(lower) & np.isfinite(upper)
+    unbounded = shown & ~bounded  # Fieller's set is unbounded: the interval runs off both edges
+    ax.add_collection(
+        LineCollection(
+            [((lower[k], y[k]), (upper[k], y[k])) for k in np.nonzero(bounded)[0]],
+            colors=[colours[k] for k in np.nonzero(bounded)[0]],
+            linewidths=1.4,
+            capstyle="butt",
+        )
+    )
+    ax.add_collection(
+        LineCollection(
+            [((lo, y[k]), (hi, y[k])) for k in np.nonzero(unbounded)[0]],
+            colors=[colours[k] for k in np.nonzero(unbounded)[0]],
+            linewidths=0.8,
+            linestyles=":",
+        )
+    )
+    ax.scatter(
+        values[shown], y[shown], s=16, c=[colours[k] for k in np.nonzero(shown)[0]], zorder=3
+    )
+    for k in np.nonzero(~shown)[0]:
+        ax.text(lo + pad, k, "n/a", va="center", fontsize=style.LEGEND_SIZE, color=style.MUTED_TEXT)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlim(lo, hi)
+    ax.set_yticks(range(n), [str(d) for d in rows["donor"]])
+    ax.set_xlabel(f"M[target, donor] with its {level:.0%} interval (1 = as much as own data)")
+    ax.set_title(title, loc="left")
+    handles = [
+        mpl.lines.Line2D([], [], color=c, marker="o", markersize=4, label=v)
+        for v, c in style.VERDICT_COLORS.items()
+        if v in set(rows["verdict"].astype(str))
+    ]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="verdict")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+def plot_forest(
+    donors: pd.DataFrame,
+    path: str | os.PathLike,
+    title: str,
+    level: float = 0.95,
+    pdf: bool = False,
+) -> list[Path]:
+    """Save :func:`draw_forest` as PNG (and PDF with ``pdf``)."""
+    with mpl.rc_context(style.rc()):
+        return style.save_figure(
+            draw_forest(donors, title, level), path, pdf=pdf, dpi=style.FOREST_DPI
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Learning curves (paper §2.2, Figure 1 style)
 
 
 def plot_learning_curves(
@@ -174,11 +520,18 @@ def plot_learning_curves(
     Returns:
         The paths written.
     """
-    summary = curve_summary(curves)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    palette = plt.get_cmap("tab10")
+    with mpl.rc_context(style.rc()):
+        fig = _draw_learning_curves(curve_summary(curves), choice, title, metric)
+        return style.save_figure(fig, path)
+
+
+def _draw_learning_curves(
+    summary: pd.DataFrame, choice: IntervalChoice | None, title: str | None, metric: str
+) -> Figure:
+    fig = new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
     for k, (locale, part) in enumerate(summary.groupby("locale")):
-        colour = palette(k % palette.N)
+        colour = style.LINE_COLORS[k % len(style.LINE_COLORS)]
         single = part[part["role"] == "n"].sort_values("size")
         if not single.empty:
             sd = single["sd"].fillna(0.0).to_numpy()
@@ -215,8 +568,6 @@ def plot_learning_curves(
     ax.set_ylabel(f"{metric} (mean over seeds, band ±1 SD)")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    written = save_figure(fig, path)
-    plt.close(fig)
-    return written
+    return fig
