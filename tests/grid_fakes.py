@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from cltm_sb.io import stable_hash
+from cltm_sb.io import atomic_write_text, stable_hash
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, train_set_key, write_record
 from cltm_sb.tasks import get_task
 
@@ -55,7 +55,8 @@ def run_fake(
 ) -> RunRecord:
     overrides = dict(overrides or {})
     out = Path(overrides["output_folder"])
-    (out / "pid").write_text(str(os.getpid()))
+    # Atomic, so that a test that sees the file also sees the whole pid.
+    atomic_write_text(out / "pid", str(os.getpid()), durable=False)
     train = []
     for csv in overrides["train_csv"]:
         path = Path(csv)
