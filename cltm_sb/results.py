@@ -136,6 +136,14 @@ def train_set_key(train_set: Iterable[Mapping[str, str]]) -> str:
     return "+".join(f"{d['locale']}:{d['subset']}" for d in normalize_train_set(train_set))
 
 
+#: Keys of the resolved hparams that say how a run is carried out, not what it trains: the
+#: checkpointer and train logger (objects over per-run paths), how often they write, and the
+#: recipe name (the record's task says it).
+OPERATIONAL_KEYS = frozenset(
+    {"recipe", "checkpointer", "train_logger", "ckpt_interval_minutes", "heartbeat_minutes"}
+)
+
+
 def config_hash(
     resolved_hparams: Mapping[str, Any], encoder_identity: Mapping[str, Any] | None = None
 ) -> str:
@@ -145,10 +153,39 @@ def config_hash(
     version 2 (:data:`IDENTITY_VERSION`): the same hparams over other starting weights are another
     configuration. Without it, the hparams alone (version 1).
     """
-    kept = _identity_spelling(_plain({k: v for k, v in resolved_hparams.items() if k not in PER_RUN_KEYS}))
+    kept = _identity_spelling(
+        _plain({k: v for k, v in resolved_hparams.items() if k not in PER_RUN_KEYS | OPERATIONAL_KEYS})
+    )
+    kept = _without_earlier_defaults(kept)
     if encoder_identity is None:
         return stable_hash(kept)
     return stable_hash({"hparams": kept, "encoder_identity": _plain(encoder_identity)})
+
+
+def _earlier_defaults(kept: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys the YAMLs gained after identity version 2, at the values the code then used implicitly.
+
+    The recipes' loader options, pooling depth and dynamic-batch sampler moved from Python into
+    the YAMLs; at these values a configuration trains exactly as before, so it keeps its hash (a
+    grid planned earlier stays one configuration). Any other value is hashed.
+    """
+    return {
+        "pool_layers": 1,
+        "train_dataloader_opts": {
+            "batch_size": kept.get("batch_size"), "num_workers": kept.get("num_workers"), "shuffle": True,
+        },
+        "test_dataloader_opts": {"batch_size": kept.get("test_batch_size")},
+        "dynamic_batch_sampler": {
+            "batch_ordering": "random", "max_batch_length": kept.get("max_batch_seconds"),
+            "num_buckets": kept.get("num_buckets"), "shuffle": True,
+        },
+    }
+
+
+def _without_earlier_defaults(kept: dict[str, Any]) -> dict[str, Any]:
+    """``kept`` less the keys at their :func:`_earlier_defaults` values."""
+    earlier = _earlier_defaults(kept)
+    return {k: v for k, v in kept.items() if not (k in earlier and v == earlier[k])}
 
 
 #: YAML tags of the recipe blocks that moved into :mod:`cltm_sb.recipe`; hashed in their old spelling

@@ -3,7 +3,9 @@
 Used as ``runner="grid_fakes:run_fake"``. Metric values are a deterministic function of
 (train set, evaluated locale, seed), so an interrupted and an uninterrupted grid give the same
 matrix. Overrides that steer it: ``fake_sleep`` (seconds per run), ``fake_fail`` (list of
-``locale:subset+...`` train keys that raise). Like the real runner, it returns its record and,
+``locale:subset+...`` train keys that raise), ``fake_ckpt`` (write a checkpoint folder
+``save/CKPT+fake`` before sleeping; an attempt that finds one resumes: no sleep, and
+``extra["resumed"]`` is true). Like the real runner, it returns its record and,
 in a grid (``in_grid=True``), writes none: the executor does. It writes its pid to
 ``<output_folder>/pid`` and logs one line ``fake run <run_id> trains on <train key>``.
 """
@@ -63,7 +65,11 @@ def run_fake(
         train.append({"locale": path.parent.name, "subset": path.stem})
     key = train_set_key(train)
     logger.info("fake run %s trains on %s", run_id or out.name, key)
-    time.sleep(float(overrides.get("fake_sleep", 0)))
+    resumed = bool(overrides.get("fake_ckpt")) and (out / "save" / "CKPT+fake").is_dir()
+    if overrides.get("fake_ckpt") and not resumed:
+        (out / "save" / "CKPT+fake").mkdir(parents=True)
+    if not resumed:
+        time.sleep(float(overrides.get("fake_sleep", 0)))
     if key in overrides.get("fake_fail", []):
         raise RuntimeError(f"fake failure of {key}")
     (out / "partial.txt").write_text("work in progress")
@@ -86,6 +92,7 @@ def run_fake(
         data_hash="",
         device=str((run_opts or {}).get("device", "cpu")),
         wall_time_s=float(overrides.get("fake_sleep", 0)) + 0.01,
+        extra={"resumed": resumed},
     )
     if not in_grid:
         write_record(record, record_path or out / "record.json")

@@ -89,3 +89,17 @@ def assert_golden(path: Path, got: str) -> None:
     assert got == path.read_text(encoding="utf-8"), (
         f"{path.name} changed; if this is intended, rerun with {RECORD_GOLDEN}=1, review the diff and commit"
     )
+
+
+class CountingTrainLogger:
+    """A train logger of one's own (as TensorBoard's or W&B's would be), declared in a YAML:
+    counts the stats the Brain logs, per stage, in the class (the YAML makes the instance)."""
+
+    logged: list[dict] = []
+
+    def __init__(self, save_file: str) -> None:
+        self.save_file = save_file
+
+    def log_stats(self, stats_meta: dict, train_stats: dict | None = None, valid_stats: dict | None = None,
+                  test_stats: dict | None = None, verbose: bool = False) -> None:
+        CountingTrainLogger.logged.append({"meta": dict(stats_meta), "train": train_stats, "test": test_stats})

@@ -12,6 +12,7 @@ from recipe_toy import make_prepared
 
 from cltm_sb.io import sha256_file
 from cltm_sb.recipe.brains import GenderBrain, NonFiniteLossError, SpeakerIDBrain
+from cltm_sb.recipe.data import make_dataset, read_manifests
 from cltm_sb.recipe.encoders import (
     HFSSLEncoder,
     LayerAverage,
@@ -21,7 +22,6 @@ from cltm_sb.recipe.encoders import (
     masked_mean,
 )
 from cltm_sb.recipe.heads import LinearHead
-from cltm_sb.recipe.run import make_dataset, read_manifests
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -103,7 +103,7 @@ def _speaker_brain(tiny_hubert: Path, n_classes: int = 2) -> SpeakerIDBrain:
     torch.manual_seed(0)
     enc = HFSSLEncoder(tiny_hubert, layerdrop=0.0)
     modules = {"encoder": enc, "head": LinearHead(48, n_classes)}
-    return SpeakerIDBrain(modules=modules, hparams={"embed_layers": 2},
+    return SpeakerIDBrain(modules=modules, hparams={"embed_layers": 2, "pooling": MaskedMeanPooling()},
                           run_opts={"device": "cpu", "noprogressbar": True})
 
 
@@ -115,8 +115,8 @@ def test_verification_embedding_is_never_padded(tiny_hubert: Path, toy: Path) ->
     batch gives the same embedding as well; this test shows both facts.
     """
     brain = _speaker_brain(tiny_hubert)
-    rows = read_manifests([toy / "xa" / "test.csv"])
-    data = make_dataset(rows, str(toy.parent / "audio"))
+    rows = read_manifests([toy / "xa" / "test.csv"], toy.parent / "audio")
+    data = make_dataset(rows)
     ids, emb = brain.embed_dataset(data)
     with data.output_keys_as(["id", "sig"]):
         first, second = data[0]["sig"], data[1]["sig"]
@@ -136,6 +136,10 @@ __set_seed: !apply:speechbrain.utils.seed.seed_everything [!ref <seed>, False]
 hub: !PLACEHOLDER
 label_classes: [female, male]
 embed_layers: 2
+pool_layers: 1
+train_log: !PLACEHOLDER
+train_logger: !new:speechbrain.utils.train_logger.FileTrainLogger
+    save_file: !ref <train_log>
 encoder: !new:cltm_sb.recipe.encoders.HFSSLEncoder
     source: !ref <hub>
     layerdrop: 0.0
@@ -151,10 +155,10 @@ opt_class: !name:torch.optim.AdamW
 """
 
 
-def test_third_party_yaml_builds_and_trains_a_brain(tiny_hubert: Path, toy: Path) -> None:
-    hp = load_hyperpyyaml(THIRD_PARTY_YAML, {"hub": str(tiny_hubert)})
-    rows = read_manifests([toy / "xa" / "a.csv"])
-    data = make_dataset(rows, str(toy.parent / "audio"), "gender", hp["label_classes"])
+def test_third_party_yaml_builds_and_trains_a_brain(tiny_hubert: Path, toy: Path, tmp_path: Path) -> None:
+    hp = load_hyperpyyaml(THIRD_PARTY_YAML, {"hub": str(tiny_hubert), "train_log": str(tmp_path / "log.txt")})
+    rows = read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
+    data = make_dataset(rows, "gender", hp["label_classes"])
     brain = GenderBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                         run_opts={"device": "cpu", "noprogressbar": True}, run_name="third")
     before = hp["head"].linear.weight.detach().clone()
@@ -163,6 +167,7 @@ def test_third_party_yaml_builds_and_trains_a_brain(tiny_hubert: Path, toy: Path
     assert len(brain.optimizer.param_groups) == 1  # one group: the clip is the global norm
     brain.evaluate(data, test_loader_kwargs={"batch_size": 1})
     assert set(brain.stage_metrics) >= {"macro_f1", "accuracy", "recall"}
+    assert (tmp_path / "log.txt").read_text().startswith("epoch: 1 - train loss: ")
 
 
 class _NaNEncoder(torch.nn.Module):
@@ -175,12 +180,12 @@ class _NaNEncoder(torch.nn.Module):
 
 
 def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
-    rows = read_manifests([toy / "xa" / "a.csv"])
-    data = make_dataset(rows, str(toy.parent / "audio"), "gender", ["female", "male"])
+    rows = read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
+    data = make_dataset(rows, "gender", ["female", "male"])
     brain = GenderBrain(
         modules={"encoder": _NaNEncoder(), "head": LinearHead(1, 2)},
         opt_class=lambda p: torch.optim.AdamW(p, lr=1e-3),
-        hparams={"label_classes": ["female", "male"]},
+        hparams={"label_classes": ["female", "male"], "pool_layers": 1, "pooling": MaskedMeanPooling()},
         run_opts={"device": "cpu", "noprogressbar": True},
         run_name="nan-run",
     )
@@ -190,15 +195,36 @@ def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
 
 def test_blocks_keep_their_pre_move_yaml_paths_and_config_identity():
     """The blocks moved into cltm_sb.recipe; README's old ``!new:cltm_sb.encoders...`` tags still
-    load, and the move changed no config_hash (plans and records made before it still match)."""
+    load, the run function of an older plan.json is found, and the modules' new paths are hashed as
+    the old ones (the move itself changed no config_hash)."""
     from cltm_sb.grid.plan import _MOVED_RUNNERS, DEFAULT_RUNNER
-    from cltm_sb.recipe.run import config_hash_for
+    from cltm_sb.results import config_hash
 
     hp = load_hyperpyyaml(
         "pooling: !new:cltm_sb.encoders.MaskedMeanPooling\nhead: !new:cltm_sb.heads.LinearHead [4, 2]\n"
     )
     assert isinstance(hp["pooling"], MaskedMeanPooling) and isinstance(hp["head"], LinearHead)
     assert _MOVED_RUNNERS["cltm_sb.runner:run_recipe"] == DEFAULT_RUNNER
-    # Computed before the move, with cltm_sb/encoders.py etc. at the top of the package.
-    assert config_hash_for("gr", {"preset": "toy", "encoder": "tiny_hubert"}) == "a194d2f8b0fe17b7"
-    assert config_hash_for("sv", {"preset": "paper", "encoder": "ecapa"}) == "8d9ff803bc79a241"
+    # The same configuration spelled with the old and the new module paths has one hash.
+    old = {"pooling": {"tag": "!new:cltm_sb.encoders.MaskedMeanPooling", "value": {}}, "lr": 0.1}
+    new = {"pooling": {"tag": "!new:cltm_sb.recipe.encoders.MaskedMeanPooling", "value": {}}, "lr": 0.1}
+    assert config_hash(old) == config_hash(new) != config_hash({**new, "lr": 0.2})
+
+
+def test_the_readme_blocks_example_runs(tiny_hubert: Path, toy: Path, tmp_path: Path) -> None:
+    """README's "Blocks in your own recipe" runs as written, with its names bound to the toy corpus."""
+    import contextlib
+    import io
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Blocks in your own recipe", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    names = {"encoder_folder": str(tiny_hubert), "output_folder": str(tmp_path / "mine"),
+             "prepared": str(toy), "data_root": str(toy.parent / "audio")}  # fmt: skip
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), names)  # noqa: S102 - the README's own example
+    assert 0.0 <= float(printed.getvalue().strip().splitlines()[-1]) <= 1.0
+    assert (tmp_path / "mine" / "train_log.txt").read_text().count("epoch: ") == 2
+    assert any((tmp_path / "mine" / "save").glob("CKPT+*"))

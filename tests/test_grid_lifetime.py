@@ -262,3 +262,24 @@ def test_each_log_line_appears_once(tmp_path: Path) -> None:
     log = plan.paths(spec).log.read_text()
     assert log.count(f"fake run {spec.run_id} trains on en:a") == 1, log
     assert log.count(f"run {spec.run_id} (single) on cpu") == 1, log
+
+
+def test_status_shows_the_heartbeat_of_a_run_training_here(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose lock is held is running: `cltm status` shows the last heartbeat of its log."""
+    import fcntl
+
+    plan = _plan(tmp_path)
+    spec = plan.runs[0]
+    paths = plan.paths(spec)
+    paths.log.parent.mkdir(parents=True, exist_ok=True)
+    paths.log.write_text("x heartbeat: epoch 1/6 step 2/6 loss 0.7000 elapsed 0:00:01 ETA 0:00:09\n"
+                         "x heartbeat: epoch 2/6 step 1/6 loss 0.6000 elapsed 0:00:02 ETA 0:00:08\n")
+    paths.lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        assert main(["status", str(plan.plan_dir)]) == 0
+        out = capsys.readouterr().out
+        assert f"running {spec.run_id}: epoch 2/6 step 1/6 loss 0.6000 elapsed 0:00:02 ETA 0:00:08" in out
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    assert main(["status", str(plan.plan_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["heartbeats"] == {}  # nobody trains it now

@@ -88,3 +88,23 @@ def test_broken_record_names_the_file(tmp_path):
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError, match="unknown task 'asr'"):
         make_record([("en", "a")], {"en": 0.7}, seed=1, task="asr")
+
+
+@pytest.mark.parametrize(
+    ("task", "preset", "expected"),
+    [("gr", "toy", "8da09f5b5870c844"), ("gr", "paper", "f012010278ec56f1"),
+     ("sv", "toy", "a82b7d9927fdd464"), ("sv", "paper", "33c1caca83dcc955")],
+)
+def test_the_packaged_configurations_keep_their_hash(task: str, preset: str, expected: str) -> None:
+    """The hparams part of config_hash for the packaged YAMLs, as recorded at 2454d60: the loader
+    options, pooling depth and sampler that moved from Python into the YAMLs changed no identity
+    (a grid planned before the move stays one configuration)."""
+    from cltm_sb.recipe.hparams import resolve_plain
+    from cltm_sb.recipe.run import _compose, _stand_ins
+
+    _, overrides, text, _ = _compose(task, {"preset": preset}, None)
+    resolved = resolve_plain(text, {**_stand_ins(text, overrides), **overrides})
+    assert config_hash(resolved) == expected
+    assert config_hash({**resolved, "pool_layers": 2}) != expected
+    shuffled_off = {**resolved, "train_dataloader_opts": {**resolved["train_dataloader_opts"], "shuffle": False}}
+    assert config_hash(shuffled_off) != expected

@@ -312,3 +312,43 @@ def test_no_wait_submissions_never_repeat_a_queued_or_running_run(
     assert counts() == {"pending": 5} and runs_in_slurm(plan) == {}
     assert main(["cancel", grid]) == 0
     assert "nothing to cancel" in capsys.readouterr().out
+
+
+@pytest.mark.slurm
+def test_a_requeued_task_resumes_its_runs_from_their_checkpoints(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
+    """`scontrol requeue` (what a preemption does) stops the array tasks mid-run: they leave no
+    failed record, start again, and their runs resume from the checkpoints they left."""
+    from cltm_sb.results import read_record
+
+    data = make_prepared(tmp_path / "prep", ["en"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en"], [1], runner=RUNNER,
+                     overrides={"fake_sleep": 300, "fake_ckpt": True})
+    plan.save()
+    executor = SlurmExecutor({"runs_per_task": 1, "array_parallelism": 2, "time": 10, "partition": "debug"},
+                             wait=False)
+    executor.run(plan, progress=False)
+    (submission,) = read_jobs(plan.layout)
+    checkpoints = [plan.paths(spec).run_dir / "save" / "CKPT+fake" for spec in plan.runs]
+    _wait_for(lambda: all(c.is_dir() for c in checkpoints), 90, "both runs to write a checkpoint")
+    subprocess.run(["scontrol", "requeue", submission.job_id], check=True, capture_output=True)
+    # SLURM holds a requeued job back for a while (its BeginTime); no need to wait for that here.
+    _wait_for(lambda: "PENDING" in subprocess.run(["squeue", "-h", "-o", "%T"], capture_output=True,
+                                                  text=True).stdout, 30, "the tasks to be pending again")
+    subprocess.run(["scontrol", "update", f"JobId={submission.job_id}", "StartTime=now"], capture_output=True)
+    records = [plan.paths(spec).record for spec in plan.runs]
+    _wait_for(lambda: all(r.is_file() for r in records), 120, "the requeued tasks to finish their runs")
+    assert [(read_record(r).status, read_record(r).extra["resumed"]) for r in records] == [("ok", True)] * 2
+    _wait_for(lambda: not _squeue_jobs(), 30, "SLURM to end the job")
+
+
+def test_a_task_requeued_too_often_fails_its_unfinished_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cltm_sb.grid.executors.slurm import MAX_REQUEUES, slurm_task
+
+    data = make_prepared(tmp_path / "prep", ["en"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en"], [1], runner=RUNNER)
+    plan.save()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", str(MAX_REQUEUES + 1))
+    outcomes = slurm_task(str(plan.plan_dir), [s.run_id for s in plan.runs])
+    assert [status for _, status in outcomes] == ["failed", "failed"]
+    assert [s.state for s in plan_status(plan)] == ["failed", "failed"]
+    assert "requeued 4 times (at most 3)" in plan_status(plan)[0].record.error

@@ -17,7 +17,7 @@ from cltm_sb.grid.plan import (
     make_plan,
     trainings_per_seed,
 )
-from cltm_sb.grid.status import estimate_seconds, format_duration, seconds_per_subset
+from cltm_sb.grid.status import estimate_seconds, format_duration, heartbeats, seconds_per_subset
 from cltm_sb.tasks import TASKS
 
 
@@ -186,6 +186,7 @@ def _status(args: argparse.Namespace) -> int:
             for s in states
             if s.state == "failed" and s.record is not None
         ],
+        "heartbeats": heartbeats(plan, states),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -201,6 +202,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"note: {plan.identity_note()}")
     if left:
         print(f"ETA with {args.workers} worker(s): {format_duration(eta)}")
+    for run_id, beat in summary["heartbeats"].items():
+        print(f"  running {run_id}: {beat}")
     for failure in summary["failures"]:
         print(f"  FAILED {failure['run_id']}: {failure['error']}\n         log: {failure['log']}")
     return 0

@@ -128,10 +128,12 @@ class RunPaths:
         folder = self.record.parent
         return sorted(folder.glob(f".{self.run_id}.json.*.tmp")) if folder.is_dir() else []
 
-    def fresh_run_dir(self) -> Path:
+    def fresh_run_dir(self, resume: bool = False) -> Path:
         """Remove what an interrupted attempt left, then make an empty folder with the marker.
 
-        Only a folder that carries the marker is deleted; any other folder in the way is an error.
+        With ``resume`` (the attempt left a checkpoint: the recipe resumes from it) the folder is
+        kept. Only a folder that carries the marker is deleted or kept; any other folder in the
+        way is an error.
         """
         if self.run_dir.exists():
             if not self.marker.is_file():
@@ -139,10 +141,11 @@ class RunPaths:
                     f"{self.run_dir} exists but was not made by the grid (no {RUN_MARKER}); "
                     "move it away and run again"
                 )
-            shutil.rmtree(self.run_dir)
+            if not resume:
+                shutil.rmtree(self.run_dir)
         for tmp in self.stale_temp_records():
             tmp.unlink(missing_ok=True)
-        self.run_dir.mkdir(parents=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.marker.write_text(f"{self.run_id}\n", encoding="utf-8")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.record.parent.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cltm_sb.grid.plan import Plan, RunSpec
+from cltm_sb.recipe.run_files import last_heartbeat
 from cltm_sb.results import RecordError, RunRecord, read_record
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,40 @@ def run_state(plan: Plan, spec: RunSpec) -> RunState:
 def plan_status(plan: Plan) -> list[RunState]:
     """The state of every run of the plan, in plan order."""
     return [run_state(plan, spec) for spec in plan.runs]
+
+
+def _locked(lock: Path) -> bool:
+    """Whether a live process holds ``lock`` (a run training on this machine); takes nothing.
+
+    A shared lock is asked for without waiting and let go at once: the file is neither written
+    nor kept locked, so a grid that takes the lock meanwhile is not in the way.
+    """
+    try:
+        with open(lock, encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def heartbeats(plan: Plan, states: Sequence[RunState]) -> dict[str, str]:
+    """The last heartbeat line (``epoch, step, loss, elapsed, ETA``) of each running run.
+
+    Running: in SLURM (``state == "running"``), or not finished and training on this machine (its
+    lock is held). The line comes from the run's log, where the recipe writes one every
+    ``heartbeat_minutes`` when it has no progress bar.
+    """
+    beats = {}
+    for state in states:
+        paths = plan.paths(state.spec)
+        if state.state == "running" or (state.state == "pending" and _locked(paths.lock)):
+            beat = last_heartbeat(paths.log)
+            beats[state.spec.run_id] = beat or "started, no heartbeat yet"
+    return beats
 
 
 def estimate_seconds(plan: Plan, runs: Sequence[RunSpec], seconds_per_subset: float, workers: int = 1) -> float:

@@ -1,17 +1,23 @@
 """SpeechBrain Brains for the two tasks: gender recognition and speaker identification.
 
 Both fine-tune ``modules.encoder`` (any encoder of :mod:`cltm_sb.recipe.encoders`) and ``modules.head``
-(a :class:`cltm_sb.recipe.heads.LinearHead`) on the time-mean of the encoder's last layer, pooled over
-valid frames only. Batches come from a ``DynamicItemDataset`` with the outputs ``id``, ``sig``
-(a normalised waveform) and ``label`` (an index in the run's fixed label map).
+(a :class:`cltm_sb.recipe.heads.LinearHead`) on the time-mean of the mean of the encoder's last
+``pool_layers`` layers (1: the last layer, the paper's protocol), pooled over valid frames only.
+Batches come from a ``DynamicItemDataset`` with the outputs ``id``, ``sig`` (a normalised
+waveform) and ``label`` (an index in the run's fixed label map).
 
-Hyperparameters read from ``hparams``: ``pooling`` (optional, default masked mean),
-``label_classes`` (names of the label indices) and, for speaker embeddings, ``embed_layers``.
+Hyperparameters read from ``hparams``: ``pooling`` (time pooling), ``pool_layers``,
+``label_classes`` (names of the label indices), ``train_logger`` (SpeechBrain train logger, one
+line per epoch) and, for speaker embeddings, ``embed_layers``.
+
+With a ``checkpointer`` a checkpoint is saved at each epoch end (and SpeechBrain saves one every
+``ckpt_interval_minutes``); ``fit`` then resumes from the last one (:mod:`cltm_sb.recipe.checkpoints`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,13 +25,53 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 
-from cltm_sb.recipe.encoders import LayerAverage, masked_mean
+from cltm_sb.recipe.encoders import LayerAverage
+from cltm_sb.recipe.run_files import HEARTBEAT
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Heartbeat:
+    """A one-line progress report every ``every_s`` seconds, for runs without a progress bar.
+
+    The line (``heartbeat: epoch 2/6 step 10/40 loss 0.6931 elapsed 0:00:12 ETA 0:00:30``) goes
+    to the run's log, where ``cltm status`` finds the last one of a running run. The ETA comes
+    from the steps this process has trained (a resumed run counts from its restart).
+    """
+
+    def __init__(self, every_s: float, n_epochs: int | None, steps_per_epoch: int | None) -> None:
+        self.every_s = every_s
+        self.n_epochs = n_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.start = self.last = time.monotonic()
+        self.first_step: int | None = None
+
+    def beat(self, epoch: int, step: int, loss: float) -> None:
+        """Log a line if ``every_s`` seconds have passed since the last one."""
+        now = time.monotonic()
+        total = (self.steps_per_epoch or 0) * (self.n_epochs or 0)
+        done = (epoch - 1) * (self.steps_per_epoch or 0) + step
+        if self.first_step is None:
+            self.first_step = done - 1
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = (done - self.first_step) / max(now - self.start, 1e-9)
+        eta = _clock((total - done) / rate) if total and rate > 0 else "?"
+        steps = f"{step}/{self.steps_per_epoch}" if self.steps_per_epoch else str(step)
+        logger.info(
+            "%s epoch %d/%s step %s loss %.4f elapsed %s ETA %s",
+            HEARTBEAT, epoch, self.n_epochs or "?", steps, loss, _clock(now - self.start), eta,
+        )
 
 
 def classification_metrics(
@@ -55,18 +101,29 @@ def classification_metrics(
 
 
 class UtteranceClassifierBrain(sb.Brain):
-    """Shared logic: encoder → masked mean over the last layer → linear head → cross-entropy.
+    """Shared logic: encoder → layer average → masked time mean → linear head → cross-entropy.
 
     Arguments (besides ``sb.Brain``'s):
         run_name: named in errors (e.g. the non-finite loss error).
+        heartbeat_s: without a progress bar (``noprogressbar``), log a heartbeat line this often
+            (:class:`Heartbeat`); None: never.
+        save_last_epoch: save a checkpoint at the end of the last epoch too. A recipe that deletes
+            its checkpoints after evaluation passes False: that save (about 3 s for a HuBERT-base
+            encoder with its optimiser state, bench/RESULTS.md) would only protect the evaluation.
     """
 
-    def __init__(self, *args, run_name: str = "", **kwargs) -> None:
+    def __init__(self, *args, run_name: str = "", heartbeat_s: float | None = None,
+                 save_last_epoch: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.run_name = run_name
+        self.heartbeat_s = heartbeat_s
+        self.save_last_epoch = save_last_epoch
+        self._n_epochs: int | None = None
         self._epoch = 0
         self._targets: list[int] = []
         self._predictions: list[int] = []
+        self._steps_per_epoch: int | None = None
+        self._heartbeat: Heartbeat | None = None
 
     def encode(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor
@@ -75,15 +132,55 @@ class UtteranceClassifierBrain(sb.Brain):
         return self.modules.encoder(wavs, wav_lens)
 
     def _pool(self, x: torch.Tensor, frame_lens: torch.Tensor) -> torch.Tensor:
-        pooling = getattr(self.hparams, "pooling", None)
-        return masked_mean(x, frame_lens) if pooling is None else pooling(x, frame_lens)
+        return self.hparams.pooling(x, frame_lens)
 
     def compute_forward(self, batch, stage: sb.Stage) -> torch.Tensor:
-        """Logits ``(batch, classes)`` from the pooled last layer."""
+        """Logits ``(batch, classes)`` from the pooled mean of the last ``pool_layers`` layers."""
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         layers, frame_lens = self.encode(wavs, wav_lens)
-        return self.modules.head(self._pool(layers[-1], frame_lens))
+        stacked = LayerAverage(int(self.hparams.pool_layers))(layers)
+        return self.modules.head(self._pool(stacked, frame_lens))
+
+    def make_dataloader(self, dataset, stage: sb.Stage, ckpt_prefix: str | None = "dataloader-", **loader_kwargs):
+        """SpeechBrain's loader; the training one's length sets the heartbeat's step count."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            try:
+                self._steps_per_epoch = len(loader)
+            except TypeError:  # a loader without a length: the heartbeat shows no total
+                self._steps_per_epoch = None
+        return loader
+
+    def fit(self, epoch_counter, *args, **kwargs) -> None:
+        """SpeechBrain's ``fit``; the epoch counter's limit is the heartbeat's epoch count."""
+        self._n_epochs = getattr(epoch_counter, "limit", None)
+        super().fit(epoch_counter, *args, **kwargs)
+
+    def on_fit_start(self) -> None:
+        """SpeechBrain's start (optimiser, recovery of the last checkpoint), then the heartbeat."""
+        super().on_fit_start()
+        if self.heartbeat_s is not None and self.noprogressbar and sb.utils.distributed.if_main_process():
+            self._heartbeat = Heartbeat(self.heartbeat_s, self._n_epochs, self._steps_per_epoch)
+
+    def on_fit_batch_start(self, batch, should_step: bool) -> None:
+        """A random state recovered from a within-epoch checkpoint takes effect now
+        (:class:`cltm_sb.recipe.checkpoints.RandomState`)."""
+        if self.checkpointer is not None:
+            for recoverable in self.checkpointer.recoverables.values():
+                if hasattr(recoverable, "apply_pending"):
+                    recoverable.apply_pending()
+
+    def fit_batch(self, batch) -> torch.Tensor:
+        """One training step (SpeechBrain's), then the heartbeat when one is due."""
+        loss = super().fit_batch(batch)
+        if self._heartbeat is not None:
+            self._heartbeat.beat(self._epoch, self.step, float(loss))
+        return loss
+
+    def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
+        """Nothing: the model in memory is the trained one (SpeechBrain would load the last
+        checkpoint again, about 1.1 GB for a HuBERT-base encoder with its optimiser state)."""
 
     def compute_objectives(self, predictions: torch.Tensor, batch, stage: sb.Stage) -> torch.Tensor:
         """Cross-entropy; a non-finite training loss stops the run and names it."""
@@ -106,8 +203,19 @@ class UtteranceClassifierBrain(sb.Brain):
         self._targets, self._predictions = [], []
 
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
-        """Log the loss; on evaluation stages compute the metrics into ``self.stage_metrics``."""
+        """Training: save the epoch's checkpoint, then log the loss (``train_logger``).
+        Evaluation: compute the metrics into ``self.stage_metrics``."""
         if stage == sb.Stage.TRAIN:
+            last = self._n_epochs is not None and epoch == self._n_epochs
+            if self.checkpointer is not None and (self.save_last_epoch or not last):
+                # SpeechBrain zeroes these right after this hook; saved as zero, a resumed run
+                # starts its next epoch as an uninterrupted one does.
+                self.step, self.avg_train_loss = 0, 0.0
+                # Saved before the log line: a run killed in between logs no epoch twice.
+                self.checkpointer.save_and_keep_only(meta={"train_loss": stage_loss}, num_to_keep=1)
+            # Every process calls it: SpeechBrain's loggers write on the main one only and
+            # share the result with the others.
+            self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch}, train_stats={"loss": stage_loss})
             logger.info("run %s epoch %s: train loss %.4f", self.run_name, epoch, stage_loss)
             return
         classes = list(self.hparams.label_classes)

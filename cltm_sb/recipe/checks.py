@@ -96,12 +96,15 @@ HPARAM_RULES: dict[str, Rule] = {
     "layerdrop": number(0, high=1),
     "head_dropout": number(0, high=1, below=True),
     "embed_layers": integer(1),  # and at most the encoder's layers (checked with its config)
+    "pool_layers": integer(1),  # the same
     "encoder_dim": integer(1),
     "ecapa_n_mels": integer(1),
     "ecapa_attention_channels": integer(1),
     # Data and outputs
     "sample_rate": integer(1),
     "keep_checkpoints": one_of(KEEP_CHECKPOINTS),
+    "ckpt_interval_minutes": number(0),  # 0: checkpoints at epoch ends only
+    "heartbeat_minutes": number(0, above=True),
     "save_embeddings": boolean(),
     # Verification scoring
     "score_norm": one_of(SCORE_NORMS),

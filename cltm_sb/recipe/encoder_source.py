@@ -167,6 +167,10 @@ def checkpoint_sizes(config_json: Path) -> dict[str, int | None]:
     }
 
 
+#: Keys that average the last k of the encoder's layers: at most its hidden states.
+LAYER_KEYS = ("pool_layers", "embed_layers")
+
+
 def check_checkpoint_sizes(
     config_json: Path, config: Mapping[str, Any], origin: Callable[[str], str]
 ) -> None:
@@ -176,13 +180,14 @@ def check_checkpoint_sizes(
     """
     sizes = checkpoint_sizes(config_json)
     states, width = sizes["hidden_states"], sizes["hidden_size"]
-    wanted = config.get("embed_layers")
-    if states is not None and isinstance(wanted, int) and wanted > states:
-        raise RecipeError(
-            f"embed_layers={wanted} ({origin('embed_layers')}) is more than the {states} hidden states "
-            f"of the encoder {config_json.parent} ({states - 1} transformer layers and the feature "
-            f"projection); set embed_layers to at most {states}"
-        )
+    for key in LAYER_KEYS:  # layer averages, for the head (both tasks) and speaker embeddings
+        wanted = config.get(key)
+        if states is not None and isinstance(wanted, int) and wanted > states:
+            raise RecipeError(
+                f"{key}={wanted} ({origin(key)}) is more than the {states} hidden states "
+                f"of the encoder {config_json.parent} ({states - 1} transformer layers and the feature "
+                f"projection); set {key} to at most {states}"
+            )
     dim = config.get("encoder_dim")
     if width is not None and isinstance(dim, int) and dim != width:
         raise RecipeError(

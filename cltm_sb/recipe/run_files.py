@@ -14,10 +14,23 @@ RECORD_FILE = "record.json"
 HPARAMS_FILE = "hyperparams.yaml"
 #: The run's own log, beside the grid's per-run log.
 LOG_FILE = "log.txt"
-#: Checkpoints kept after evaluation (``keep_checkpoints``).
+#: SpeechBrain's checkpoints (``CKPT+...`` folders) while training; what ``keep_checkpoints``
+#: keeps after evaluation.
 CHECKPOINT_DIR = "save"
+#: The head's weights, kept in ``save/`` by ``keep_checkpoints: head``.
+HEAD_FILE = "head.ckpt"
+#: SpeechBrain's ``FileTrainLogger`` file (the YAML's ``train_log``): one line per epoch.
+TRAIN_LOG_FILE = "train_log.txt"
+#: SpeechBrain's description of the environment (``pip freeze``), standalone runs only.
+ENV_FILE = "env.log"
 #: Files whose presence means a run already used a folder.
 RUN_MARKERS = (HPARAMS_FILE, RECORD_FILE)
+#: What a run writes in its output folder (``--overwrite`` removes these, and nothing else).
+OWNED_FILES = (RECORD_FILE, HPARAMS_FILE, LOG_FILE, CHECKPOINT_DIR, TRAIN_LOG_FILE, ENV_FILE)
+OWNED_PATTERNS = ("embeddings_*.npz", "scores_*.csv")
+#: The line a run logs now and then while it trains without a progress bar; ``cltm status``
+#: shows the last one of a running run (:func:`last_heartbeat`).
+HEARTBEAT = "heartbeat:"
 
 
 def embeddings_file(run_dir: str | Path, locale: str) -> Path:
@@ -28,3 +41,28 @@ def embeddings_file(run_dir: str | Path, locale: str) -> Path:
 def scores_file(run_dir: str | Path, locale: str) -> Path:
     """Verification trial scores of ``locale``."""
     return Path(run_dir) / f"scores_{locale}.csv"
+
+
+def last_heartbeat(log: str | Path, tail_bytes: int = 65536) -> str | None:
+    """The last heartbeat line of a run's log (``step, loss, elapsed, ETA``), or None."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - tail_bytes))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line for line in text.splitlines() if HEARTBEAT in line]
+    return lines[-1].split(HEARTBEAT, 1)[1].strip() if lines else None
+
+
+#: The folder a checkpoint is written into before it is renamed ``CKPT+<time>`` (complete).
+PARTIAL_CHECKPOINT = "CKPT+partial-save"
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``<run_dir>/save/`` holds a complete SpeechBrain checkpoint (a ``CKPT+...`` folder)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    return folder.is_dir() and any(
+        p.is_dir() and p.name.startswith("CKPT+") and p.name != PARTIAL_CHECKPOINT for p in folder.iterdir()
+    )

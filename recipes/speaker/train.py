@@ -9,6 +9,11 @@ Usage::
 
 Every YAML key can be overridden; the Brain, data pipeline and evaluation live in the
 library (``cltm_sb.recipe.run.run_recipe``, ``cltm_sb.recipe.brains``), shared with the other recipe.
+
+Rerunning the same command in the same output folder resumes from the last checkpoint, or,
+for a finished run, prints its record (``--overwrite`` redoes it). Several processes::
+
+    torchrun --nproc_per_node=2 recipes/speaker/train.py hparams/speaker.yaml ... --distributed_backend=gloo
 """
 
 import json
@@ -20,4 +25,5 @@ from cltm_sb.recipe.run import main
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     record = main("sv", sys.argv[1:])
-    print(json.dumps([e.__dict__ for e in record.evaluations], indent=2, default=str))
+    if record is not None:  # under torchrun only the main process has the record
+        print(json.dumps(record.to_dict(), indent=2, default=str))

@@ -7,7 +7,8 @@ one result record at ``<plan>/records/<run_id>.json``:
    attempt; if another live process holds it (an attempt that is still training), the run is not
    started (:class:`RunBusy`) and stays pending;
 1. the run's folder ``<plan>/runs/<run_id>/`` is emptied (only if it carries the grid's marker)
-   and made again, so an interrupted run restarts from scratch;
+   and made again, unless an interrupted attempt left a checkpoint there: the recipe then
+   resumes from it (a SLURM task requeued after preemption or a time-out, or a killed grid);
 2. the plan's runner (``"package.module:function"``, by default :func:`cltm_sb.recipe.run.run_recipe`)
    is called as ``runner(task, overrides, hparams_file, run_id=, kind=, run_opts=, in_grid=True)``
    and trains and evaluates, logging to ``<plan>/logs/<run_id>.log``; it returns a
@@ -44,6 +45,7 @@ from cltm_sb.grid.jobs import InSlurm, runs_in_slurm
 from cltm_sb.grid.layout import PlanError, RunPaths
 from cltm_sb.grid.plan import Plan, RunSpec, import_object
 from cltm_sb.grid.status import plan_status, run_state
+from cltm_sb.recipe.run_files import has_checkpoint
 from cltm_sb.results import RecordError, RunRecord, write_record
 
 logger = logging.getLogger(__name__)
@@ -244,7 +246,10 @@ def execute_run(
         if state is not None and state.state == "done" and state.record is not None:
             logger.info("run %s was finished meanwhile by another process; not run again", spec.run_id)
             return state.record
-        paths.fresh_run_dir()
+        resume = has_checkpoint(paths.run_dir)
+        paths.fresh_run_dir(resume=resume)
+        if resume:
+            logger.info("run %s resumes from the checkpoint its last attempt left", spec.run_id)
         if threads is not None:
             set_threads(threads)
         start = time.perf_counter()

@@ -30,6 +30,7 @@ from typing import Any
 
 from cltm_sb.grid.executors.core import (
     Executor,
+    GridInterrupted,
     RunBusy,
     RunOutcome,
     _signals_interrupt,
@@ -47,6 +48,8 @@ HEAVY_MODULES = ("torch", "torchaudio", "speechbrain", "hyperpyyaml", "cltm_sb.r
 TERMINATE_GRACE_S = 5.0
 #: A worker's exit status when its run's lock was held by another live process (EX_TEMPFAIL).
 RUN_BUSY_EXIT = 75
+#: A worker's exit code when SLURM stops the whole task (requeue, preemption, scancel).
+SLURM_STOP_EXITS = (-signal.SIGTERM,)
 #: A worker's exit status when the grid died while the worker was starting.
 GRID_GONE_EXIT = 70
 FORKSERVER_GUARD = "cltm_sb.grid.executors.forkserver_guard"
@@ -115,6 +118,9 @@ def _worker_main(plan: Plan, spec: RunSpec, device: str, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # SLURM's time-limit warning is the task's to handle (submitit requeues it); a worker
+    # trains on until the requeue stops it, its checkpoints intact.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
         execute_run(plan, spec, device, threads, redirect_output=True)
     except RunBusy:
@@ -224,6 +230,10 @@ class LocalExecutor(Executor):
         path = paths.record
         if exitcode == RUN_BUSY_EXIT:
             return RunBusy(spec.run_id, paths.lock, lock_holder(paths.lock))
+        if exitcode in SLURM_STOP_EXITS and os.environ.get("SLURM_JOB_ID"):
+            # SLURM stops the whole task (requeue, preemption, time-out, scancel): not a failure
+            # of this run, which resumes from its checkpoint when the task starts again.
+            raise GridInterrupted(-exitcode)
         if exitcode == 0 and path.is_file():
             return read_record(path)
         how = (

@@ -1,4 +1,11 @@
-"""SLURM execution: job arrays through submitit, several runs per array task."""
+"""SLURM execution: job arrays through submitit, several runs per array task.
+
+A preempted or timed-out array task is requeued, at most :data:`MAX_REQUEUES` times: SLURM
+requeues a preempted one (``scontrol requeue`` does the same), submitit requeues one that nears
+its time limit (the task is checkpointable: :class:`SlurmTask`). A task stopped by SLURM leaves
+no result and no failed record, so that the job counts as requeued, not ended; when it starts
+again its runs resume from their checkpoints (the executor keeps a run folder that holds one).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from typing import Any
 
 from cltm_sb.grid.executors.core import (
     Executor,
+    GridInterrupted,
     RunBusy,
     RunOutcome,
     _signals_interrupt,
@@ -158,14 +166,56 @@ def read_slurm_config(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: Requeues of one array task (after preemption or a time-out) before its runs are failed.
+MAX_REQUEUES = 3
+
+
 def slurm_task(plan_dir: str, run_ids: list[str], runs_per_gpu: int = 1) -> list[tuple[str, str]]:
-    """Body of one SLURM array task: run ``run_ids`` with local workers on the allocated devices."""
+    """Body of one SLURM array task: run ``run_ids`` with local workers on the allocated devices.
+
+    Stopped by SLURM (SIGTERM of a requeue, a preemption or ``scancel``), the task ends at once
+    without a result: its unfinished runs keep their checkpoints and write no record. Started
+    more than :data:`MAX_REQUEUES` times again, it fails its unfinished runs instead of training.
+    """
     plan = load_plan(plan_dir)
     specs = [plan.run(run_id) for run_id in run_ids]
-    executor = LocalExecutor(runs_per_gpu=runs_per_gpu)
     done: list[tuple[str, str]] = []
-    executor._execute(plan, specs, lambda r: done.append((r.run_id, r.status)))
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    if restarts > MAX_REQUEUES:
+        for spec in specs:
+            paths = plan.paths(spec)
+            if paths.record.is_file() and read_record(paths.record).status == "ok":
+                continue
+            record = failed_record(plan, spec, f"the SLURM task was requeued {restarts} times (at most "
+                                   f"{MAX_REQUEUES}); its checkpoint stays: `cltm run` resumes it")
+            with run_lock(paths):
+                write_record(record, paths.record)
+            done.append((spec.run_id, record.status))
+        return done
+    executor = LocalExecutor(runs_per_gpu=runs_per_gpu)
+    try:
+        executor._execute(plan, specs, lambda r: done.append((r.run_id, r.status)))
+    except GridInterrupted as stop:
+        # No result file: submitit and `cltm run` then see a requeued job, not an ended one.
+        logger.warning("SLURM stopped this task (%s); its runs resume when it starts again", stop)
+        logging.shutdown()
+        os._exit(128 + stop.signum)
     return done
+
+
+class SlurmTask:
+    """:func:`slurm_task` as submitit's checkpointable callable: near its time limit (SIGUSR2)
+    submitit calls :meth:`checkpoint` and requeues the same call, whose runs resume from their
+    checkpoints (at most ``MAX_REQUEUES`` time-outs: submitit's ``max_num_timeout``)."""
+
+    def __call__(self, plan_dir: str, run_ids: list[str], runs_per_gpu: int = 1) -> list[tuple[str, str]]:
+        return slurm_task(plan_dir, run_ids, runs_per_gpu)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """The same call again: the runs' own checkpoints hold the progress."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
 class SlurmExecutor(Executor):
@@ -200,13 +250,13 @@ class SlurmExecutor(Executor):
         import submitit
 
         folder = plan.layout.slurm_dir / "%j"
-        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster, slurm_max_num_timeout=MAX_REQUEUES)
         params = slurm_parameters(self.options)
         if self.cluster != "slurm":
             params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
         executor.update_parameters(**params)
         return executor.map_array(
-            slurm_task,
+            SlurmTask(),
             [str(plan.plan_dir)] * len(chunks),
             chunks,
             [int(self.options["runs_per_gpu"])] * len(chunks),

@@ -1,0 +1,144 @@
+"""The recipe's data pipeline: manifests into SpeechBrain ``DynamicItemDataset`` objects.
+
+Manifests are SpeechBrain CSV files (``ID,duration,wav,spk_id,gender,locale,subset``) read with
+SpeechBrain's own ``load_data_csv`` (``$data_root`` in the ``wav`` column is replaced as
+``DynamicItemDataset.from_csv(replacements=...)`` does); a train set may be the union of several
+manifests. Audio is read with ``speechbrain.dataio.dataio.read_audio`` and normalised once here
+(:func:`cltm_sb.data.audio.normalize_waveform`); the encoders never normalise again.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cltm_sb.data.audio import normalize_waveform
+from cltm_sb.data.manifests import MANIFEST_COLUMNS, prepared_data_hash
+from cltm_sb.recipe import RecipeError
+
+
+def read_csv_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a CSV file (trials); missing columns raise and name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: file not found")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RecipeError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+        return list(reader)
+
+
+def _check_columns(path: Path) -> None:
+    with open(path, newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), [])
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    if missing:
+        raise RecipeError(f"{path}: missing column(s) {missing}; found {header}")
+
+
+def read_manifests(
+    paths: Sequence[str | os.PathLike], data_root: str | os.PathLike | None = None
+) -> dict[str, dict[str, Any]]:
+    """Union of manifests keyed by ID (SpeechBrain's ``load_data_csv``, ``$data_root`` replaced).
+
+    An ID in two manifests raises and names both; a ``$data_root`` path without a ``data_root``
+    raises and says where to find one. ``duration`` is a float, as SpeechBrain reads it.
+    """
+    from speechbrain.dataio.dataio import load_data_csv
+
+    replacements = {} if data_root is None else {"data_root": str(data_root)}
+    data: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise RecipeError(f"{path}: manifest not found")
+        _check_columns(path)
+        try:
+            rows = load_data_csv(path, replacements)
+        except KeyError as error:  # SpeechBrain: "... requires replacements which were not supplied"
+            raise RecipeError(
+                f"{path}: {str(error.args[0]).rstrip('.')}; pass data_root=... (the prepared folder's prepare.json has it)"
+            ) from None
+        except ValueError as error:  # SpeechBrain: "Duplicate id: X"
+            raise RecipeError(f"{path}: {error}") from None
+        for uid, row in rows.items():
+            if uid in data:
+                raise RecipeError(f"utterance {uid} appears in both {origin[uid]} and {path}")
+            data[uid], origin[uid] = row, str(path)
+    if not data:
+        raise RecipeError(f"no utterances in {[str(p) for p in paths]}")
+    return data
+
+
+def data_hash_of(manifests: Sequence[str | os.PathLike]) -> str:
+    """The data hash of the prepared folder holding the manifests (``<prepared>/<locale>/a.csv``).
+
+    The same value the grid puts in its plan: ``prepare.json``'s hash, else a hash of the
+    folder's manifests.
+    """
+    return prepared_data_hash(Path(manifests[0]).resolve().parent.parent)
+
+
+def load_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:
+    """Read a WAV/FLAC file with SpeechBrain's ``read_audio`` (downmixed to mono); normalised."""
+    from speechbrain.dataio.dataio import read_audio, read_audio_info
+
+    try:
+        rate = read_audio_info(path).sample_rate
+        wav = read_audio(path)
+    except Exception as error:
+        raise RecipeError(f"cannot read audio {path}: {error}") from error
+    if rate != sample_rate:
+        raise RecipeError(f"{path}: sample rate {rate}, expected {sample_rate}; run `cltm prepare`")
+    if wav.dim() == 2:  # (samples, channels)
+        wav = wav.mean(dim=1)
+    return normalize_waveform(wav)
+
+
+def make_dataset(
+    rows: Mapping[str, Mapping[str, Any]],
+    label_key: str | None = None,
+    label_classes: Sequence[str] | None = None,
+    sample_rate: int = 16000,
+):
+    """A ``DynamicItemDataset`` with outputs ``id``, ``sig`` and (with a label key) ``label``.
+
+    ``rows`` come from :func:`read_manifests` (paths already resolved). The label map is fixed
+    (``label_classes``, e.g. sorted), never numbered by first appearance, so that a label has the
+    same index in every language.
+    """
+    import speechbrain as sb
+
+    dataset = sb.dataio.dataset.DynamicItemDataset({uid: dict(row) for uid, row in rows.items()})
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav: str) -> torch.Tensor:
+        return load_audio(wav, sample_rate)
+
+    dataset.add_dynamic_item(audio_pipeline)
+    keys = ["id", "sig"]
+    if label_key is not None:
+        index = {name: i for i, name in enumerate(label_classes or [])}
+        unknown = sorted({str(row[label_key]) for row in rows.values()} - set(index))
+        if unknown:
+            raise RecipeError(
+                f"{label_key} value(s) {unknown[:5]} are not in the label map {list(index)[:10]}"
+            )
+
+        @sb.utils.data_pipeline.takes(label_key)
+        @sb.utils.data_pipeline.provides("label")
+        def label_pipeline(value: str) -> int:
+            return index[value]
+
+        dataset.add_dynamic_item(label_pipeline)
+        keys.append("label")
+    dataset.set_output_keys(keys)
+    return dataset
