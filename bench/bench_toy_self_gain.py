@@ -1,6 +1,7 @@
 """Benchmark: self-gains of the `toy` preset on the demo corpus (is every one clear of seed noise?).
 
     python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task gr [--n 8] [--seeds 47,48,49,50,51]
+    python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task age  # N=12, K=1
     python bench/bench_toy_self_gain.py --out /tmp/bench_toy --task sv --n 32 --k 4 \
         --override number_of_epochs=15
 
@@ -43,7 +44,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--task", default="gr", choices=("gr", "sv"))
+    parser.add_argument("--task", default="gr", choices=("gr", "sv", "age"))
     parser.add_argument("--n", type=int, default=None, help="clips per subset (default: the demo's)")
     parser.add_argument("--k", type=int, default=None, help="clips per speaker (default: the demo's)")
     parser.add_argument("--seeds", default=",".join(map(str, FULL.seeds)))
@@ -54,19 +55,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=usable_cores())
     args = parser.parse_args()
 
-    n = args.n or (FULL.gr_n if args.task == "gr" else FULL.sv_n)
-    k = args.k or (None if args.task == "gr" else FULL.sv_k)
+    n = args.n or {"gr": FULL.gr_n, "sv": FULL.sv_n, "age": FULL.age_n}[args.task]
+    k = args.k or (FULL.sv_k if args.task == "sv" else None)
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = {**dict(FULL.overrides), **parse_overrides(args.override)}
     out = Path(args.out)
-    corpus = out / f"corpus-{args.corpus_seed}"
+    age = args.task == "age"  # the age task's corpus has voices with age cues (as `cltm demo`'s)
+    corpus = out / f"corpus-{args.corpus_seed}{'-age' if age else ''}"
     if not (corpus / "families.csv").is_file():
-        synthesize_corpus(corpus, seed=args.corpus_seed, n_languages=args.languages, workers=args.workers)
+        synthesize_corpus(corpus, seed=args.corpus_seed, n_languages=args.languages, workers=args.workers,
+                          age_cues=age)
     locales = sorted(p.name for p in corpus.iterdir() if p.is_dir())[: args.languages]
     prepared = out / f"prepared-{args.corpus_seed}-{args.task}-{n}-{k}"
     if not (prepared / "prepare.json").is_file():
         prepare_common_voice(corpus, locales, args.task, n, prepared, clips_per_speaker=k, seed=0,
-                             cache_dir=out / f"cache-{args.corpus_seed}", workers=args.workers,
+                             cache_dir=out / f"cache-{corpus.name}", workers=args.workers,
                              progress=False)
 
     jobs, keys = [], []

@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cltm_sb.commands.grid",
     "cltm_sb.commands.data",
     "cltm_sb.commands.report",
+    "cltm_sb.commands.budget",
+    "cltm_sb.commands.imports",
 )
 
 
@@ -90,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    # fontTools logs every glyph it subsets into a PDF at INFO: noise, not news
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     try:
         with _one_line_warnings(args.command):
             if getattr(args, "trains", False):

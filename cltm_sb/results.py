@@ -21,7 +21,7 @@ import pandas as pd
 
 from cltm_sb.grid.layout import GridLayout
 from cltm_sb.io import atomic_write_json, stable_hash
-from cltm_sb.tasks import get_task
+from cltm_sb.tasks import check_task_name
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +94,14 @@ class RunRecord:
     identity_version: int = IDENTITY_VERSION
     # A SpeechBrain ``--debug`` run (a few batches): kept for inspection, never in a matrix.
     debug: bool = False
+    # The data draw trained on (DESIGN.md §9): 0 is ``<prepared>/<locale>/``, k >= 1
+    # ``<prepared>/draw<k>/<locale>/``; data_hash names the prepared data set (draw 0's hash, the same
+    # for every draw) and draw_hash the draw itself ("" in records made before draws: draw 0's).
+    draw: int = 0
+    draw_hash: str = ""
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        check_task_name(self.task)  # a task of one's own need not be declared where records are read
         if self.kind not in RUN_KINDS:
             raise RecordError(f"run {self.run_id}: unknown kind {self.kind!r}; valid: {RUN_KINDS}")
         if self.status not in STATUSES:
@@ -253,6 +258,7 @@ TABLE_COLUMNS = [
     "n_items",
     "config_hash",
     "data_hash",
+    "draw",
 ]
 
 
@@ -291,7 +297,7 @@ class RecordTable:
         Without hashes, the folder must hold exactly one (config_hash, data_hash) group for the
         task; otherwise the error names the groups found so the user can choose.
         """
-        get_task(task)
+        check_task_name(task)
         sub = self.table[self.table["task"] == task]
         if config_hash is not None:
             sub = sub[sub["config_hash"] == config_hash]
@@ -315,7 +321,7 @@ def records_to_table(
 ) -> pd.DataFrame:
     """Tidy table with one row per (ok run, evaluated language); duplicates are an error.
 
-    A duplicate is the same (task, config, data, train set, evaluated locale, seed) twice: it would
+    A duplicate is the same (task, config, data, train set, evaluated locale, seed, data draw) twice: it would
     count one seed twice in a mean; the error names the files (``sources``, one per record) or the
     run ids. ``--debug`` runs (a few batches) are left out like failed ones.
     """
@@ -342,11 +348,12 @@ def records_to_table(
                     "n_items": int(evaluation.n_items),
                     "config_hash": record.config_hash,
                     "data_hash": record.data_hash,
+                    "draw": int(record.draw),
                     "_record": index,
                 }
             )
     table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "_record"])
-    key = ["task", "config_hash", "data_hash", "train_key", "eval_locale", "seed"]
+    key = ["task", "config_hash", "data_hash", "train_key", "eval_locale", "seed", "draw"]
     dup = table[table.duplicated(key, keep=False)]
     if not dup.empty:
         first = dup.iloc[0]
@@ -358,7 +365,8 @@ def records_to_table(
         )
         raise RecordError(
             f"duplicate result: train set {first.train_key}, evaluated on {first.eval_locale}, "
-            f"seed {first.seed} appears in {where}; keep one record and delete the others"
+            f"seed {first.seed}{f', data draw {first.draw}' if first.draw else ''} appears in "
+            f"{where}; keep one record and delete the others"
         )
     return table.drop(columns="_record")
 

@@ -30,12 +30,12 @@ def test_a_warning_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_a_failure_of_the_machine_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def disk_full(path: object) -> None:
+    def disk_full(path: object, square: bool = True) -> None:
         raise OSError(28, "No space left on device", str(tmp_path / "out"))
 
-    from cltm_sb.commands import analysis
+    from cltm_sb.analysis import external
 
-    monkeypatch.setattr(analysis, "read_matrix_csv", disk_full)
+    monkeypatch.setattr(external, "read_matrix_csv", disk_full)
     assert cli.main(["analyze", str(EXAMPLE)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"cltm analyze: error: [Errno 28] No space left on device: '{tmp_path / 'out'}'"

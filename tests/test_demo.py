@@ -33,3 +33,29 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "grids").rglob("records/*.json")}
     assert main(["demo", "--out", str(out), "--quick", "--no-progress"]) == 0
     assert mtimes == {p: p.stat().st_mtime_ns for p in (out / "grids").rglob("records/*.json")}
+    # the grids keep the toy corpus's families: comparing them needs no --families
+    assert main(["compare", str(out / "grids" / "gr"), str(out / "grids" / "sv"), "-o", str(tmp_path / "cmp")]) == 0
+
+
+def test_demo_adds_the_age_task_when_asked(tmp_path: Path, toy_corpus: Path) -> None:
+    """`cltm demo --tasks age`: the age task prepared (bands), planned, run and reported; the
+    training replaced by the fake runner and the corpus the session's, so that this checks the
+    wiring in seconds."""
+    import shutil
+
+    from cltm_sb.demo import DEFAULT_TASKS, demo_folders, run_demo
+
+    assert DEFAULT_TASKS == ("gr", "sv")  # the default demo stays within its time
+    with pytest.raises(ValueError, match=r"demo tasks \['emotion'\]: choose among gr, sv, age"):
+        run_demo(tmp_path / "x", quick=True, tasks=["emotion"])
+    out = tmp_path / "demo"
+    for corpus in ("corpus", "corpus_age"):  # the demo reuses a corpus it finds
+        shutil.copytree(toy_corpus, demo_folders(out)[corpus])
+    report = run_demo(out, quick=True, workers=1, progress=False, runner="grid_fakes:run_fake", tasks=["age"])
+    text = report.read_text(encoding="utf-8")
+    assert "## Age-group recognition (age, metric macro_f1)" in text and "## Gender" not in text
+    header = (out / "prepared" / "age" / "qaa" / "a.csv").read_text().splitlines()[0]
+    assert header.endswith(",age_band")
+    info = json.loads((out / "prepared" / "age" / "prepare.json").read_text())
+    assert info["n"] == 6 and info["task"] == "age"
+    assert (out / "age" / "cltm.csv").is_file()

@@ -85,9 +85,11 @@ def test_broken_record_names_the_file(tmp_path):
         load_records(tmp_path)
 
 
-def test_unknown_task_is_rejected():
-    with pytest.raises(ValueError, match="unknown task 'asr'"):
-        make_record([("en", "a")], {"en": 0.7}, seed=1, task="asr")
+def test_a_record_of_a_task_of_ones_own_is_read_and_a_bad_task_name_rejected():
+    # Records of a declared task (cltm_sb.tasks) are read without its declaration at hand.
+    assert make_record([("en", "a")], {"en": 0.7}, seed=1, task="asr").task == "asr"
+    with pytest.raises(ValueError, match="task name 'a s r' must start with a letter"):
+        make_record([("en", "a")], {"en": 0.7}, seed=1, task="a s r")
 
 
 @pytest.mark.parametrize(

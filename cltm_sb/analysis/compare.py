@@ -83,13 +83,15 @@ class ComparisonResult:
     level: float
     diagnostics: dict[str, DifferenceInterval]
     cells: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CELL_COLUMNS))
+    # Each grid's own: "seed", or "seed+data" for a grid of several data draws (A / B when they differ).
+    variability: str = "seed"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for compare.json): level, diagnostics, and the cells as records."""
         cells = self.cells.astype(object).where(self.cells.notna(), None)
         return {
             "level": self.level,
-            "variability": "seed (each grid resampled on its own; the grids are independent)",
+            "variability": f"{self.variability} (each grid resampled on its own; the grids are independent)",
             "diagnostics": {name: d.to_dict() for name, d in self.diagnostics.items()},
             "cells": cells.to_dict(orient="records"),
         }
@@ -199,7 +201,8 @@ def compare_uncertainty(res_a: UncertaintyResult, res_b: UncertaintyResult) -> C
         name: diagnostic_difference(name, res_a.diagnostics[name], res_b.diagnostics[name])
         for name in DIAGNOSTIC_NAMES
     }
-    return ComparisonResult(res_a.level, diagnostics, cell_differences(res_a, res_b))
+    kinds = dict.fromkeys([res_a.variability, res_b.variability])
+    return ComparisonResult(res_a.level, diagnostics, cell_differences(res_a, res_b), " / ".join(kinds))
 
 
 def _num(x: float) -> float | None:

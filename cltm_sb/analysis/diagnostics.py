@@ -1,8 +1,12 @@
 """Diagnostics of a CLTM (DESIGN.md §1), with the NaN rules of §6.
 
-All functions take the matrix as a square array (rows = targets, columns = donors). Undefined
-entries are NaN: each diagnostic uses the finite entries it needs and :func:`diagnose` lists what
-was left out. With no NaN the formulas are exactly those of the paper:
+The functions take the matrix as a square array or as a labelled table (rows = targets, columns =
+donors). A labelled table may be non-square (studies that evaluate more languages than they train
+on): the diagnostics that need a square matrix (asymmetry, reciprocity+) use the languages that are
+both target and donor, the others every cell, and "off-diagonal" means a cell whose target and
+donor differ. Undefined entries are NaN: each diagnostic uses the finite entries it needs and
+:func:`diagnose` lists what was left out and which languages each diagnostic used. With no NaN and
+a square matrix the formulas are exactly those of the paper:
 
 - RFD = ||M − J||_F / n, computed as sqrt(mean((M − 1)²)) over finite entries
 - relative asymmetry = ||M − Mᵀ||_F / ||M||_F over entries whose mirror is finite too
@@ -16,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,19 +87,65 @@ def _off_mask(n: int) -> Array:
     return ~np.eye(n, dtype=bool)
 
 
+def _labels(matrix: pd.DataFrame) -> tuple[list[str], list[str]]:
+    return [str(c) for c in matrix.index], [str(c) for c in matrix.columns]
+
+
+def _cells(matrix: Array | pd.DataFrame) -> tuple[Array, Array]:
+    """(values, off mask): off = the cells whose target and donor differ.
+
+    A labelled table may be non-square (its labels say which cells are diagonal); an array must
+    be square.
+    """
+    if isinstance(matrix, pd.DataFrame):
+        rows, cols = _labels(matrix)
+        values = matrix.to_numpy(dtype=float)
+        return values, np.asarray(rows, dtype=object)[:, None] != np.asarray(cols, dtype=object)
+    m = _square(matrix)
+    return m, _off_mask(m.shape[0])
+
+
+def common_languages(matrix: pd.DataFrame) -> list[str]:
+    """The languages that are both target and donor, in row order (all of them when square)."""
+    rows, cols = _labels(matrix)
+    donors = set(cols)
+    return [r for r in rows if r in donors]
+
+
+def _square_part(matrix: Array | pd.DataFrame) -> Array:
+    """The square matrix of the languages that are both target and donor (what asymmetry and
+    reciprocity+ need); an array must already be square."""
+    if isinstance(matrix, pd.DataFrame):
+        rows, cols = _labels(matrix)
+        if rows == cols:
+            return matrix.to_numpy(dtype=float)
+        common = common_languages(matrix)
+        frame = matrix.set_axis(rows, axis=0).set_axis(cols, axis=1)
+        return frame.loc[common, common].to_numpy(dtype=float).reshape(len(common), len(common))
+    return _square(matrix)
+
+
+def all_languages(matrix: pd.DataFrame) -> list[str]:
+    """Every language on either axis: the targets, then the donors that are not targets."""
+    rows, cols = _labels(matrix)
+    seen = set(rows)
+    return rows + [c for c in cols if c not in seen]
+
+
 def rfd(matrix: Array | pd.DataFrame) -> float:
     """Relative Frobenius deviation from the all-ones matrix (NaN without a finite off-diagonal entry)."""
-    m = _square(matrix)
+    m, off = _cells(matrix)
     finite = np.isfinite(m)
     # The diagonal is 1 by construction: without an off-diagonal entry RFD would be a fake 0.
-    if not (finite & _off_mask(m.shape[0])).any():
+    if not (finite & off).any():
         return float("nan")
     return float(np.sqrt(np.mean((m[finite] - 1.0) ** 2)))
 
 
 def relative_asymmetry(matrix: Array | pd.DataFrame) -> float:
-    """||M − Mᵀ||_F / ||M||_F over entries whose mirror entry is finite too."""
-    m = _square(matrix)
+    """||M − Mᵀ||_F / ||M||_F over entries whose mirror entry is finite too (the languages that
+    are both target and donor)."""
+    m = _square_part(matrix)
     both = np.isfinite(m) & np.isfinite(m.T)
     norm = np.sqrt(np.sum(m[both] ** 2))
     # Only the diagonal would give a fake 0: asymmetry needs an off-diagonal entry and its mirror.
@@ -106,7 +156,9 @@ def relative_asymmetry(matrix: Array | pd.DataFrame) -> float:
 
 def row_cosine(matrix: Array | pd.DataFrame) -> float:
     """Mean cosine similarity between the rows of every ordered pair of distinct targets."""
-    m = _square(matrix)
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2:
+        raise ValueError(f"a CLTM must be a matrix, got shape {m.shape}")
     n = m.shape[0]
     cosines = []
     for i in range(n):
@@ -122,14 +174,15 @@ def row_cosine(matrix: Array | pd.DataFrame) -> float:
 
 def prop_positive(matrix: Array | pd.DataFrame) -> float:
     """Fraction of finite off-diagonal entries that are > 0."""
-    m = _square(matrix)
-    off = m[_off_mask(m.shape[0]) & np.isfinite(m)]
+    m, mask = _cells(matrix)
+    off = m[mask & np.isfinite(m)]
     return float(np.mean(off > 0)) if off.size else float("nan")
 
 
 def reciprocity_positive(matrix: Array | pd.DataFrame) -> float:
-    """Fraction of unordered pairs i<j (both entries finite) with M[i,j] > 0 and M[j,i] > 0."""
-    m = _square(matrix)
+    """Fraction of unordered pairs i<j (both entries finite) with M[i,j] > 0 and M[j,i] > 0,
+    over the languages that are both target and donor."""
+    m = _square_part(matrix)
     upper = np.triu(np.ones_like(m, dtype=bool), k=1)
     pairs = upper & np.isfinite(m) & np.isfinite(m.T)
     if not pairs.any():
@@ -137,14 +190,40 @@ def reciprocity_positive(matrix: Array | pd.DataFrame) -> float:
     return float(np.mean((m > 0)[pairs] & (m.T > 0)[pairs]))
 
 
-def intra_family_positive(matrix: Array | pd.DataFrame, families: Sequence[str]) -> float:
-    """Share of the positive off-diagonal mass that stays within a language family."""
-    m = _square(matrix)
-    if len(families) != m.shape[0]:
-        raise ValueError(f"{len(families)} families given for {m.shape[0]} languages")
+def _family_axes(
+    matrix: Array | pd.DataFrame, families: Sequence[str] | Mapping[str, str]
+) -> tuple[Array, Array]:
+    """Families of the rows and of the columns. ``families``: a code -> family mapping, or one
+    family per language in matrix order (square) or in :func:`all_languages` order (labelled)."""
+    if isinstance(matrix, pd.DataFrame):
+        rows, cols = _labels(matrix)
+        if not isinstance(families, Mapping):
+            codes = all_languages(matrix)
+            if len(families) != len(codes):
+                raise ValueError(f"{len(families)} families given for {len(codes)} languages")
+            families = dict(zip(codes, families))
+        missing = [c for c in dict.fromkeys(rows + cols) if c not in families]
+        if missing:
+            raise ValueError(f"no family given for {', '.join(missing)}")
+        return (
+            np.asarray([families[r] for r in rows], dtype=object),
+            np.asarray([families[c] for c in cols], dtype=object),
+        )
+    n = _square(matrix).shape[0]
+    if isinstance(families, Mapping) or len(families) != n:
+        raise ValueError(f"{len(families)} families given for {n} languages")
     fam = np.asarray(families, dtype=object)
-    same = fam[:, None] == fam[None, :]
-    valid = _off_mask(m.shape[0]) & np.isfinite(m)
+    return fam, fam
+
+
+def intra_family_positive(
+    matrix: Array | pd.DataFrame, families: Sequence[str] | Mapping[str, str]
+) -> float:
+    """Share of the positive off-diagonal mass that stays within a language family."""
+    m, off = _cells(matrix)
+    row_fam, col_fam = _family_axes(matrix, families)
+    same = row_fam[:, None] == col_fam[None, :]
+    valid = off & np.isfinite(m)
     positive = np.where(valid, np.maximum(m, 0.0), 0.0)
     total = positive.sum()
     return float(positive[same].sum() / total) if total > 0 else float("nan")
@@ -152,40 +231,50 @@ def intra_family_positive(matrix: Array | pd.DataFrame, families: Sequence[str])
 
 def rms_offdiag(matrix: Array | pd.DataFrame) -> float:
     """Root mean square of the finite off-diagonal entries."""
-    m = _square(matrix)
-    off = m[_off_mask(m.shape[0]) & np.isfinite(m)]
+    m, mask = _cells(matrix)
+    off = m[mask & np.isfinite(m)]
     return float(np.sqrt(np.mean(off**2))) if off.size else float("nan")
 
 
 def undefined_reasons(
-    matrix: Array | pd.DataFrame, families: Sequence[str] | None = None, se: Array | None = None
+    matrix: Array | pd.DataFrame,
+    families: Sequence[str] | Mapping[str, str] | None = None,
+    se: Array | None = None,
 ) -> dict[str, str]:
     """Why each diagnostic of :func:`diagnose` that is undefined (NaN) is undefined."""
-    m = _square(matrix)
-    n = m.shape[0]
-    off = _off_mask(n)
+    m, off = _cells(matrix)
+    square = _square_part(matrix)
+    n_common = square.shape[0]
     finite = np.isfinite(m)
+    finite_sq = np.isfinite(square)
     no_off = "no finite off-diagonal entry"
-    no_mirror = "no off-diagonal entry whose mirror entry is finite too"
+    if n_common < 2:
+        no_mirror = (
+            f"needs a square part: {n_common} language(s) are both target and donor, fewer than two"
+        )
+    else:
+        no_mirror = "no off-diagonal entry whose mirror entry is finite too"
     checks: dict[str, tuple[float, str]] = {
-        "rfd": (rfd(m), no_off),
+        "rfd": (rfd(matrix), no_off),
         "asymmetry": (
-            relative_asymmetry(m),
-            no_mirror if not (finite & finite.T & off).any() else "the matrix is zero",
+            relative_asymmetry(matrix),
+            no_mirror
+            if n_common < 2 or not (finite_sq & finite_sq.T & _off_mask(n_common)).any()
+            else "the matrix is zero",
         ),
         "row_cosine": (
             row_cosine(m),
             "no two targets with non-zero rows over common finite columns"
-            if n > 1
+            if m.shape[0] > 1
             else "one target only",
         ),
-        "prop_positive": (prop_positive(m), no_off),
-        "reciprocity_positive": (reciprocity_positive(m), no_mirror),
-        "rms_offdiag": (rms_offdiag(m), no_off),
+        "prop_positive": (prop_positive(matrix), no_off),
+        "reciprocity_positive": (reciprocity_positive(matrix), no_mirror),
+        "rms_offdiag": (rms_offdiag(matrix), no_off),
     }
     if families:
         checks["intra_family_positive"] = (
-            intra_family_positive(m, families),
+            intra_family_positive(matrix, families),
             no_off if not (finite & off).any() else "no positive off-diagonal entry",
         )
     else:
@@ -213,9 +302,44 @@ def _nan_stat(values: Array, fn) -> float:
     return float(fn(values)) if values.size else float("nan")
 
 
+# The diagnostics that need a square matrix: they use the languages that are both target and donor.
+SQUARE_ONLY = ("asymmetry", "reciprocity_positive")
+
+
+def _aligned(matrix: pd.DataFrame, other: pd.DataFrame, what: str) -> Array:
+    """``other`` (e.g. the SEs) in the matrix's row and column order; differing labels are an error."""
+    rows, cols = _labels(matrix)
+    o_rows, o_cols = _labels(other)
+    if set(rows) != set(o_rows) or set(cols) != set(o_cols):
+        raise ValueError(
+            f"the {what} do not have the matrix's labels: targets only in the matrix "
+            f"{', '.join(sorted(set(rows) - set(o_rows))) or '-'}, only in the {what} "
+            f"{', '.join(sorted(set(o_rows) - set(rows))) or '-'}; donors only in the matrix "
+            f"{', '.join(sorted(set(cols) - set(o_cols))) or '-'}, only in the {what} "
+            f"{', '.join(sorted(set(o_cols) - set(cols))) or '-'}"
+        )
+    frame = other.set_axis(o_rows, axis=0).set_axis(o_cols, axis=1)
+    return frame.loc[rows, cols].to_numpy(dtype=float)
+
+
+def languages_used(matrix: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """Per diagnostic, the targets and donors it used: every target with a finite entry and every
+    donor with one; for asymmetry and reciprocity+ the languages that are both target and donor."""
+    rows, cols = _labels(matrix)
+    finite = np.isfinite(matrix.to_numpy(dtype=float))
+    every = {
+        "targets": [t for i, t in enumerate(rows) if finite[i].any()],
+        "donors": [s for j, s in enumerate(cols) if finite[:, j].any()],
+    }
+    common = common_languages(matrix)
+    square = {"targets": common, "donors": common}
+    keys = [d.key for d in DIAGNOSTICS if d.key not in ("self_gain_min", "self_gain_median")]
+    return {k: dict(square if k in SQUARE_ONLY else every) for k in keys}
+
+
 def diagnose(
     matrix: pd.DataFrame,
-    families: Sequence[str] | None = None,
+    families: Sequence[str] | Mapping[str, str] | None = None,
     se: pd.DataFrame | None = None,
     gains: pd.DataFrame | None = None,
     top_k: int = 5,
@@ -223,43 +347,64 @@ def diagnose(
     """Every diagnostic of a labelled CLTM, as a JSON-ready dictionary (NaN where undefined).
 
     Args:
-        matrix: the CLTM, index = targets, columns = donors, same labels in the same order.
-        families: family of each language (matrix order); without it intra-family+ is NaN.
+        matrix: the CLTM, index = targets, columns = donors. Usually the same languages on both
+            axes (in any order); a non-square matrix (other targets than donors) works too:
+            asymmetry and reciprocity+ then use the languages that are both target and donor
+            (``languages_used`` says so), and ``n_languages`` counts the languages on either axis
+            beside ``n_targets`` and ``n_donors``.
+        families: a code -> family mapping, or the family of each language in
+            :func:`all_languages` order (the matrix order when square); without it intra-family+
+            is NaN.
         se: per-entry standard errors (same labels), for the SE summary and the top pairs.
         gains: per-target table with ``self_gain`` and ``flagged`` (from the matrix builder).
         top_k: how many top positive and negative donor→target pairs to list.
     """
-    locales = [str(c) for c in matrix.index]
-    m = _square(matrix)
+    rows, cols = _labels(matrix)
+    if set(rows) == set(cols) and rows != cols:  # one language set in two orders: align
+        matrix = matrix.set_axis(rows, axis=0).set_axis(cols, axis=1)[rows]
+        cols = rows
     check_finite_or_nan(matrix, "the CLTM")
-    n = len(locales)
-    off = _off_mask(n)
+    locales = all_languages(matrix)
+    m, off = _cells(matrix)
     finite = np.isfinite(m)
-    empty_rows = [locales[i] for i in range(n) if not finite[i].any()]
+    n_rows, n_cols = m.shape
+    empty_rows = [rows[i] for i in range(n_rows) if not finite[i].any()]
     missing_entries = [
-        [locales[i], locales[j]]
-        for i in range(n)
-        for j in range(n)
-        if not finite[i, j] and locales[i] not in empty_rows
+        [rows[i], cols[j]]
+        for i in range(n_rows)
+        for j in range(n_cols)
+        if not finite[i, j] and rows[i] not in empty_rows
     ]
-    se_values = _square(se) if se is not None else np.full_like(m, np.nan)
+    se_values = _aligned(matrix, se, "standard errors") if se is not None else np.full_like(m, np.nan)
+    if families is not None and not isinstance(families, Mapping):
+        if len(families) != len(locales):
+            raise ValueError(f"{len(families)} families given for {len(locales)} languages")
+        families = dict(zip(locales, families))
+    se_frame = pd.DataFrame(se_values, index=rows, columns=cols)
 
     result: dict[str, Any] = {
-        "n_languages": n,
+        "n_languages": len(locales),
         "languages": locales,
-        "rfd": rfd(m),
-        "asymmetry": relative_asymmetry(m),
+        "n_targets": n_rows,
+        "n_donors": n_cols,
+        "targets": rows,
+        "donors": cols,
+        "rfd": rfd(matrix),
+        "asymmetry": relative_asymmetry(matrix),
         "row_cosine": row_cosine(m),
-        "prop_positive": prop_positive(m),
-        "reciprocity_positive": reciprocity_positive(m),
-        "intra_family_positive": intra_family_positive(m, families) if families else float("nan"),
-        "rms_offdiag": rms_offdiag(m),
+        "prop_positive": prop_positive(matrix),
+        "reciprocity_positive": reciprocity_positive(matrix),
+        "intra_family_positive": intra_family_positive(matrix, families) if families else float("nan"),
+        "rms_offdiag": rms_offdiag(matrix),
         "se_median": _nan_stat(se_values[off], np.median),
         "se_mean": _nan_stat(se_values[off], np.mean),
         "n_valid_entries": int(finite.sum()),
         "n_valid_offdiag": int((finite & off).sum()),
         "excluded": {"rows": empty_rows, "entries": missing_entries},
-        "undefined": undefined_reasons(m, families, se_values if se is not None else None),
+        "undefined": undefined_reasons(
+            matrix, families, se_frame.to_numpy() if se is not None else None
+        ),
+        "languages_used": languages_used(matrix),
     }
     if gains is not None and "self_gain" in gains:
         g = gains["self_gain"].to_numpy(dtype=float)
@@ -271,19 +416,23 @@ def diagnose(
         result["flagged_targets"] = []
 
     pairs = [
-        {"target": locales[i], "donor": locales[j], "value": float(m[i, j]), "se": float(se_values[i, j])}
-        for i in range(n)
-        for j in range(n)
-        if i != j and finite[i, j]
+        {"target": rows[i], "donor": cols[j], "value": float(m[i, j]), "se": float(se_values[i, j])}
+        for i in range(n_rows)
+        for j in range(n_cols)
+        if off[i, j] and finite[i, j]
     ]
     by_value = sorted(pairs, key=lambda p: p["value"], reverse=True)
     result["top_positive"] = [p for p in by_value if p["value"] > 0][:top_k]
     result["top_negative"] = [p for p in reversed(by_value) if p["value"] < 0][:top_k]
 
+    row_of = {t: i for i, t in enumerate(rows)}
+    col_of = {s: j for j, s in enumerate(cols)}
+    empty = np.array([])
     per_language = []
-    for k, code in enumerate(locales):
-        incoming = m[k, off[k] & finite[k]]
-        outgoing = m[off[:, k] & finite[:, k], k]
+    for code in locales:
+        i, j = row_of.get(code), col_of.get(code)
+        incoming = m[i, off[i] & finite[i]] if i is not None else empty
+        outgoing = m[off[:, j] & finite[:, j], j] if j is not None else empty
         per_language.append(
             {
                 "locale": code,
@@ -297,12 +446,16 @@ def diagnose(
     return result
 
 
-def read_matrix_csv(path: str | os.PathLike) -> pd.DataFrame:
+def read_matrix_csv(
+    path: str | os.PathLike, square: bool = True, unit_diagonal: bool = True
+) -> pd.DataFrame:
     """Read a CLTM CSV (header ``,code1,code2,...``; rows ``code,v1,v2,...``) and check it.
 
     Errors name the file and the problem: a non-square table, row and column labels that differ,
     a cell that is not a number (empty cells and ``nan`` are NaN). A valid row whose diagonal is
-    not 1 gives a warning.
+    not 1 gives a warning. ``square=False`` accepts other targets (rows) than donors (columns),
+    kept in the file's order; a language on both axes is a diagonal cell. ``unit_diagonal=False``
+    (standard errors, raw deltas) skips the diagonal warning.
     """
     path = Path(path)
     if not path.is_file():
@@ -327,7 +480,7 @@ def read_matrix_csv(path: str | os.PathLike) -> pd.DataFrame:
     raw.index = [str(i).strip() for i in raw.index]
     raw.columns = [str(c).strip() for c in raw.columns]
     rows, cols = list(raw.index), list(raw.columns)
-    if len(rows) != len(cols):
+    if square and len(rows) != len(cols):
         raise ValueError(
             f"{path}: the matrix is not square ({len(rows)} rows, {len(cols)} columns); "
             "it needs one row per target and one column per donor, for the same languages"
@@ -336,17 +489,19 @@ def read_matrix_csv(path: str | os.PathLike) -> pd.DataFrame:
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
             raise ValueError(f"{path}: {what} label(s) {', '.join(dup)} appear more than once")
-    if set(rows) != set(cols):
+    if square and set(rows) != set(cols):
         only_rows = sorted(set(rows) - set(cols))
         only_cols = sorted(set(cols) - set(rows))
         raise ValueError(
             f"{path}: row and column labels differ: only in rows: {', '.join(only_rows) or '-'}; "
             f"only in the header: {', '.join(only_cols) or '-'}"
         )
-    raw = raw[rows]
-    values = np.full((len(rows), len(rows)), np.nan)
+    if set(rows) == set(cols):
+        cols = rows
+    raw = raw[cols]
+    values = np.full((len(rows), len(cols)), np.nan)
     for i, target in enumerate(rows):
-        for j, donor in enumerate(rows):
+        for j, donor in enumerate(cols):
             cell = raw.iat[i, j].strip()
             if cell == "" or cell.lower() in {"nan", "na", "null"}:
                 continue
@@ -356,12 +511,18 @@ def read_matrix_csv(path: str | os.PathLike) -> pd.DataFrame:
                 raise ValueError(
                     f"{path}: row {target!r}, column {donor!r}: {cell!r} is not a number"
                 ) from None
-    frame = pd.DataFrame(values, index=rows, columns=rows)
+    frame = pd.DataFrame(values, index=rows, columns=cols)
     check_finite_or_nan(frame, str(path))
+    if not rows or not cols:
+        raise ValueError(f"{path}: the matrix has no {'rows' if not rows else 'columns'}")
+    col_of = {c: j for j, c in enumerate(cols)}
     for i, target in enumerate(rows):
-        if np.isfinite(values[i, i]) and not np.isclose(values[i, i], 1.0):
+        j = col_of.get(target)
+        if j is None or not unit_diagonal:
+            continue
+        if np.isfinite(values[i, j]) and not np.isclose(values[i, j], 1.0):
             warnings.warn(
-                f"{path}: diagonal entry of {target!r} is {values[i, i]:g}, not 1 "
+                f"{path}: diagonal entry of {target!r} is {values[i, j]:g}, not 1 "
                 "(a CLTM row is normalised by its self-gain)",
                 stacklevel=2,
             )

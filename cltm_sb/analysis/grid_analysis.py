@@ -21,9 +21,9 @@ import pandas as pd
 from cltm_sb.analysis.diagnostics import diagnose
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CLTMResult, build_cltm
 from cltm_sb.grid.layout import GridLayout, PlanError
-from cltm_sb.languages import LanguageRegistry
+from cltm_sb.languages import LanguageRegistry, load_registry
 from cltm_sb.results import RecordTable, load_records
-from cltm_sb.tasks import get_task
+from cltm_sb.tasks import TaskError, check_task_name, get_task
 
 if TYPE_CHECKING:  # the core imports scipy.stats (~0.6 s), which cltm matrix does not need
     from cltm_sb.analysis.uncertainty import UncertaintyResult
@@ -54,14 +54,28 @@ class GridData:
     locales: list[str]
     families: list[str] | None
 
+    def describe(self) -> tuple[str, str]:
+        """(metric, title) of the task: from the plan's declaration, the task table, or else
+        (a task of one's own analysed from its records alone) the records' metric and its name."""
+        declaration = _plan_declaration(self.source, self.task)
+        if declaration is not None:
+            spec = get_task(declaration)
+            return spec.cltm_metric, spec.title
+        try:
+            spec = get_task(self.task)
+        except TaskError:
+            metrics = sorted(set(self.table["metric"]))
+            return ", ".join(metrics), self.task
+        return spec.cltm_metric, spec.title
+
     def metadata(self, min_seeds: int) -> dict[str, Any]:
         """What a matrix was built from: task, hashes, seeds, records, failed and --debug runs."""
-        spec = get_task(self.task)
+        metric, title = self.describe()
         records = self.records
         return {
             "task": self.task,
-            "metric": spec.metric,
-            "title": f"{spec.title} CLTM",
+            "metric": metric,
+            "title": f"{title} CLTM",
             "config_hash": str(self.table["config_hash"].iloc[0]),
             "data_hash": str(self.table["data_hash"].iloc[0]),
             "seeds": sorted(int(s) for s in self.table["seed"].unique()),
@@ -73,6 +87,27 @@ class GridData:
             "n_debug_runs": records.n_debug,  # --debug runs: skipped like failed ones
             "min_seeds": min_seeds,
         }
+
+
+def _plan_declaration(folder: Path, task: str) -> dict[str, Any] | None:
+    """The task declaration the plan in ``folder`` stores, when it is of ``task``."""
+    try:
+        plan = GridLayout(folder).plan_fields()
+    except PlanError:
+        return None
+    declaration = (plan or {}).get("task_declaration")
+    return declaration if isinstance(declaration, dict) and declaration.get("name") == task else None
+
+
+def grid_registry(
+    folder: str | os.PathLike, families_csv: str | os.PathLike | None = None
+) -> LanguageRegistry:
+    """The languages of a grid: ``families_csv`` when given, else the families file the grid was
+    planned with (:attr:`GridLayout.families_file`), else the built-in registry."""
+    if families_csv is None:
+        kept = GridLayout(folder).families_file
+        families_csv = kept if kept.is_file() else None
+    return load_registry(families_csv)
 
 
 def _plan_task(folder: Path) -> str | None:
@@ -106,7 +141,7 @@ def load_grid(
         raise ValueError(
             f"{folder}: records of several tasks ({', '.join(tasks) or 'none'}); pass --task"
         )
-    get_task(task)
+    check_task_name(task)
     table = records.select(task, config_hash=config_hash, data_hash=data_hash)
     table = table[table["kind"].isin(CLTM_KINDS)].reset_index(drop=True)
     if table.empty:
@@ -210,12 +245,12 @@ def analyze_loaded(
         if r.status == "ok" and r.kind == "pair" and r.task == data.task
     ]
     protocol, protocol_source = detect_protocol(data.source, pair_evals)
-    spec = get_task(data.task)
+    metric, title = data.describe()
     return GridAnalysis(
         data.source,
         data.task,
-        spec.metric,
-        f"{spec.title} CLTM",
+        metric,
+        f"{title} CLTM",
         result,
         diagnostics,
         uncertainty,

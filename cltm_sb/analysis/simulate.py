@@ -14,6 +14,13 @@ A grid is simulated from a true matrix M and a noise model:
   for each cell, so the variance of every cell is the same in both protocols and only the
   correlation of mirror cells differs.
 
+Data draws (``cltm prepare --draws``, DESIGN.md §9): with ``data_ratio`` > 0 each draw of the a/b
+speakers moves every evaluation on t by a data effect of variance ``data_ratio``·sigma_t², common to
+all seeds of that draw. Of it, a share ``rho_data`` comes from a_t's draw and is common to every run
+evaluated on t (single, self and pair, so it cancels in the gains like the seed effect); the rest
+is the run's own: b_t's draw for the self run, the donor a_s's for the pair run. The true matrix is
+the mean over draws. :func:`simulate_draws_table` crosses draws with seeds.
+
 Values are not clipped to [0, 1]: the model stays Gaussian, which is what the calibration needs.
 Everything is deterministic given ``seed``.
 """
@@ -67,6 +74,8 @@ class NoiseModel:
         rho_pair: share of the remaining variance common to the two evaluations of a pair run.
         z_self: self-gain over its naive SE at the simulated number of seeds.
         single_range, gain_range: uniform ranges of the per-language P(a_t, t) and G_self(t).
+        data_ratio: variance of a data draw's effect on one evaluation over the seed variance.
+        rho_data: share of the data effect common to every run evaluated on t (a_t's draw).
     """
 
     rho: float = 0.3
@@ -74,10 +83,14 @@ class NoiseModel:
     z_self: float = 10.0
     single_range: tuple[float, float] = (0.6, 0.8)
     gain_range: tuple[float, float] = (0.05, 0.15)
+    data_ratio: float = 0.0
+    rho_data: float = 0.5
 
     def __post_init__(self) -> None:
         if not (0 <= self.rho < 1 and 0 <= self.rho_pair <= 1 and self.z_self > 0):
             raise ValueError(f"invalid noise model {self}")
+        if not (self.data_ratio >= 0 and 0 <= self.rho_data <= 1):
+            raise ValueError(f"invalid data-draw noise in {self}")
 
 
 @dataclass
@@ -217,8 +230,13 @@ def simulate_grid(
     noise: NoiseModel | None = None,
     protocol: str = PROTOCOL_SHARED,
     seed: int = 0,
+    draw: int = 0,
 ) -> SimulatedGrid:
-    """Per-seed values of every single, self and pair evaluation of one simulated grid."""
+    """Per-seed values of every single, self and pair evaluation of one simulated grid.
+
+    ``draw`` numbers the data draw: every draw of one ``seed`` has the same languages (profiles)
+    and independent seed noise and data effects; draw 0 without data noise is the grid of before.
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; valid: {PROTOCOLS}")
     if n_seeds < 1:
@@ -229,6 +247,8 @@ def simulate_grid(
     m = np.asarray(truth.matrix, dtype=float)
     n = len(truth.locales)
     mu, gain, sigma = prof["p_single"], prof["self_gain"], prof["sigma"]
+    if draw:
+        rng = np.random.default_rng([seed, draw])
     seed_part = np.sqrt(noise.rho)
     rest = np.sqrt(1.0 - noise.rho)
     # u: seed effect per (seed, evaluated locale), shared by every run evaluated there.
@@ -245,10 +265,47 @@ def simulate_grid(
     pair = (mu[:, None] + m * gain[:, None])[None] + sigma[None, :, None] * (
         seed_part * u[:, :, None] + rest * own
     )
+    if noise.data_ratio > 0:
+        single, self_, pair = _add_data_effects(single, self_, pair, sigma, noise, [seed, draw, 1])
     idx = np.arange(n)
     pair[:, idx, idx] = np.nan
     seeds = list(range(FIRST_SEED, FIRST_SEED + n_seeds))
     return SimulatedGrid(truth, seeds, single, self_, pair, protocol, prof)
+
+
+def _add_data_effects(
+    single: np.ndarray, self_: np.ndarray, pair: np.ndarray, sigma: np.ndarray,
+    noise: NoiseModel, entropy: list[int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """One draw's data effects, common to all its seeds (see the module docstring)."""
+    rng = np.random.default_rng(entropy)
+    n = sigma.size
+    tau = sigma * np.sqrt(noise.data_ratio)
+    common, own = np.sqrt(noise.rho_data), np.sqrt(1.0 - noise.rho_data)
+    a_t = rng.standard_normal(n)  # a_t's speakers, in every run evaluated on t
+    single = single + tau * (common * a_t + own * rng.standard_normal(n))
+    self_ = self_ + tau * (common * a_t + own * rng.standard_normal(n))  # b_t's speakers
+    donor = rng.standard_normal((n, n))  # a_s's speakers, as they act on t
+    pair = pair + (tau[:, None] * (common * a_t[:, None] + own * donor))[None]
+    return single, self_, pair
+
+
+def simulate_draws_table(
+    truth: Truth,
+    n_draws: int,
+    n_seeds: int,
+    noise: NoiseModel | None = None,
+    protocol: str = PROTOCOL_SHARED,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A grid crossing ``n_draws`` data draws with ``n_seeds`` seeds, as a tidy table with ``draw``."""
+    if n_draws < 1:
+        raise ValueError("n_draws must be at least 1")
+    parts = []
+    for draw in range(n_draws):
+        table = grid_to_table(simulate_grid(truth, n_seeds, noise, protocol, seed, draw=draw))
+        parts.append(table.assign(draw=draw))
+    return pd.concat(parts, ignore_index=True)
 
 
 def grid_to_table(grid: SimulatedGrid) -> pd.DataFrame:
@@ -295,8 +352,11 @@ def simulate_table(
     return grid_to_table(simulate_grid(truth, n_seeds, noise, protocol, seed))
 
 
-def grid_to_records(grid: SimulatedGrid, task: str = "gr") -> list[RunRecord]:
-    """The simulated grid as run records: a shared pair run holds two evaluations (t and s)."""
+def grid_to_records(grid: SimulatedGrid, task: str = "gr", draw: int = 0) -> list[RunRecord]:
+    """The simulated grid as run records: a shared pair run holds two evaluations (t and s).
+
+    Records of data draw ``draw`` >= 1 carry it (and ``-d<draw>`` in their run ids).
+    """
     from cltm_sb.tasks import get_task
 
     metric = get_task(task).metric
@@ -308,7 +368,7 @@ def grid_to_records(grid: SimulatedGrid, task: str = "gr") -> list[RunRecord]:
     ) -> None:
         records.append(
             RunRecord(
-                run_id=run_id,
+                run_id=f"{run_id}-d{draw}" if draw else run_id,
                 task=task,
                 kind=kind,
                 train_set=[{"locale": loc, "subset": sub} for loc, sub in train],
@@ -319,6 +379,8 @@ def grid_to_records(grid: SimulatedGrid, task: str = "gr") -> list[RunRecord]:
                 config_hash="sim",
                 data_hash="sim",
                 extra={"simulated": True},
+                draw=draw,
+                draw_hash=f"sim-draw{draw}" if draw else "sim",
             )
         )
 
@@ -353,9 +415,19 @@ def simulate_records(
     protocol: str = PROTOCOL_SHARED,
     seed: int = 0,
     task: str = "gr",
+    n_draws: int = 1,
 ) -> list[RunRecord]:
-    """A simulated grid as :class:`~cltm_sb.results.RunRecord` objects (for the loader path)."""
-    return grid_to_records(simulate_grid(truth, n_seeds, noise, protocol, seed), task=task)
+    """A simulated grid as :class:`~cltm_sb.results.RunRecord` objects (for the loader path).
+
+    ``n_draws`` > 1 crosses that many data draws with the seeds (see :func:`simulate_grid`).
+    """
+    return [
+        record
+        for draw in range(n_draws)
+        for record in grid_to_records(
+            simulate_grid(truth, n_seeds, noise, protocol, seed, draw=draw), task=task, draw=draw
+        )
+    ]
 
 
 def _truth_diagnostics(truth: Truth) -> dict[str, float]:
@@ -376,6 +448,7 @@ def write_simulated_grid(
     seed: int = 0,
     task: str = "gr",
     names: Mapping[str, str] | None = None,
+    n_draws: int = 1,
 ) -> Path:
     """Write a simulated grid into ``out``, in the layout ``cltm report`` and ``cltm matrix`` read.
 
@@ -386,6 +459,7 @@ def write_simulated_grid(
 
     Args:
         names: English names of the locales (default: the codes themselves).
+        n_draws: data draws crossed with the seeds (``noise.data_ratio`` sets their effect).
 
     Returns:
         The folder written.
@@ -400,7 +474,7 @@ def write_simulated_grid(
         raise ValueError(
             f"{layout.records_dir} already holds run records; simulate into an empty folder"
         )
-    records = simulate_records(truth, n_seeds, noise, protocol, seed, task=task)
+    records = simulate_records(truth, n_seeds, noise, protocol, seed, task=task, n_draws=n_draws)
     for record in records:
         # The bytes of results.write_record, without its per-file flush to disk: a simulated
         # grid is made again from its seed at will (10,340 files: 40 s -> 3 s).
@@ -422,6 +496,7 @@ def write_simulated_grid(
         "truth": truth.name,
         "n_languages": len(truth.locales),
         "n_seeds": n_seeds,
+        "n_draws": n_draws,
         "protocol": protocol,
         "seed": seed,
         "task": task,

@@ -84,6 +84,22 @@ VARIABILITY_NOTE = (
     "They do not account for which speakers were drawn into the training subsets, nor for the "
     "choice of the training size N."
 )
+# With several data draws (cltm prepare --draws, cltm plan --draws): DESIGN.md §8, §9.
+VARIABILITY_DATA = "seed+data"
+VARIABILITY_DATA_NOTE = (
+    "The confidence intervals account for seed and data variability: the spread of results across "
+    "training seeds and across {n_draws} independent draws of the speakers in the training subsets, "
+    "with the draws as the independent units (each draw's seeds averaged; runs that share a draw "
+    "treated as paired). They do not account for the choice of the training size N, nor for the "
+    "test sets, which every draw shares."
+)
+
+
+def variability_of(n_draws: int) -> tuple[str, str]:
+    """(variability, the sentences that say what it includes) for a grid of ``n_draws`` draws."""
+    if n_draws > 1:
+        return VARIABILITY_DATA, VARIABILITY_DATA_NOTE.format(n_draws=n_draws)
+    return VARIABILITY, VARIABILITY_NOTE
 
 Array = np.ndarray
 
@@ -101,6 +117,8 @@ class SeedArrays:
     single: Array  # [seed, target]
     self_: Array  # [seed, target]
     pair: Array  # [seed, target, donor], diagonal NaN
+    # What one unit (row) is: a seed, or a data draw whose seeds are averaged (analysis.draws).
+    unit: str = "seed"
 
     @property
     def n_seeds(self) -> int:
@@ -132,6 +150,11 @@ def seed_arrays(table: pd.DataFrame, locales: Sequence[str] | None = None) -> Se
     locales = list(locales) if locales is not None else sorted(set(table["eval_locale"]))
     if not locales:
         raise ValueError("no evaluations to build a matrix from")
+    if "draw" in table.columns and table["draw"].nunique() > 1:
+        raise ValueError(
+            "the records hold several data draws, whose runs share seeds: analyse them with "
+            "analyze_uncertainty (draws as units) or select one draw"
+        )
     seeds = sorted(int(s) for s in pd.unique(table["seed"]))
     n, L = len(seeds), len(locales)
     loc_index = {c: i for i, c in enumerate(locales)}
@@ -642,7 +665,7 @@ def corrected_diagnostics(
                 None,
                 _num(plug[name]),
                 "plug-in",
-                f"{n} seed(s): bias correction and intervals need at least {MIN_CORRECTION_SEEDS}; "
+                f"{n} {arrays.unit}(s): bias correction and intervals need at least {MIN_CORRECTION_SEEDS}; "
                 "the plug-in value is biased upward by seed noise (row cosine: downward)",
             )
         return out
@@ -895,7 +918,7 @@ def formal_tests(
                 None,
                 TEST_METHOD,
                 TEST_NULLS[name],
-                reason=f"{n} seed(s): the test needs at least {MIN_TEST_SEEDS}",
+                reason=f"{n} {arrays.unit}(s): the test needs at least {MIN_TEST_SEEDS}",
             )
         return out
     y = agnostic_contrasts(arrays, point, rows)
@@ -908,7 +931,7 @@ def formal_tests(
     linear_method = TEST_METHOD + "; contrasts of seed-linearised cells (jackknife pseudo-values)"
     reason = ""
     if n < MIN_CORRECTION_SEEDS:
-        reason = f"{n} seed(s): linearising the ratios needs at least {MIN_CORRECTION_SEEDS}"
+        reason = f"{n} {arrays.unit}(s): linearising the ratios needs at least {MIN_CORRECTION_SEEDS}"
     else:
         z_min = float(np.nanmin(_row_z(arrays)[rows])) if rows.any() else float("nan")
         reason = _interval_reason(0.0, z_min, min_row_z)
@@ -1047,6 +1070,20 @@ class UncertaintyResult:
     gain_upper: Array = field(default_factory=lambda: np.zeros(0))
     tests: dict[str, FormalTest] = field(default_factory=dict)
     donor_ranks: DonorRanks | None = None
+    # Data draws (analysis.draws): with more than one, the units above are draws, ``seeds`` are the
+    # seeds run within them, and ``variance`` splits each cell's variance into seed and data parts.
+    draws: list[int] = field(default_factory=lambda: [0])
+    variance: Any = None  # analysis.draws.VarianceComponents when draws > 1
+
+    @property
+    def variability(self) -> str:
+        """``seed``, or ``seed+data`` with more than one data draw."""
+        return variability_of(len(self.draws))[0]
+
+    @property
+    def variability_note(self) -> str:
+        """The sentences a paper can quote about what the intervals include."""
+        return variability_of(len(self.draws))[1]
 
     @property
     def matrix(self) -> pd.DataFrame:
@@ -1059,14 +1096,20 @@ class UncertaintyResult:
 
     def to_intervals_json(self) -> dict[str, Any]:
         """The intervals.json contract: level, variability and one entry per diagnostic."""
-        return {
+        out = {
             "level": self.level,
-            "variability": VARIABILITY,
-            "variability_note": VARIABILITY_NOTE,
+            "variability": self.variability,
+            "variability_note": self.variability_note,
             "n_seeds": len(self.seeds),
             "diagnostics": {name: d.to_dict() for name, d in self.diagnostics.items()},
             "tests": {name: t.to_dict() for name, t in self.tests.items()},
         }
+        if len(self.draws) > 1:
+            out["draws"] = list(self.draws)
+            out["n_draws"] = len(self.draws)
+            if self.variance is not None:
+                out["variance_components"] = self.variance.summary()
+        return out
 
     def donors_table(self) -> pd.DataFrame:
         """donors.csv: one row per off-diagonal cell (target, donor, value, lower, upper, verdict, q_value,
@@ -1158,8 +1201,20 @@ def analyze_uncertainty(
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    arrays = seed_arrays(table, locales)
-    return analyze_arrays(arrays, families, min_seeds, level, min_row_z, plugins)
+    from cltm_sb.analysis import draws as data_draws  # imports this module
+
+    drawn = data_draws.table_draws(table)
+    if len(drawn) == 1:
+        return analyze_arrays(seed_arrays(table, locales), families, min_seeds, level, min_row_z, plugins)
+    # Several data draws: the draws are the units (their seeds averaged), which widens every
+    # interval by the data part of the variance (analysis.draws explains why).
+    result = analyze_arrays(
+        data_draws.draw_unit_arrays(table, locales), families, min_seeds, level, min_row_z, plugins
+    )
+    result.seeds = sorted(int(s) for s in pd.unique(table["seed"]))
+    result.draws = drawn
+    result.variance = data_draws.variance_components(table, result.locales)
+    return result
 
 
 def analyze_arrays(

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from cltm_sb.analysis.diagnostics import DIAGNOSTICS, diagnose, read_matrix_csv
+from cltm_sb.analysis.diagnostics import DIAGNOSTICS, read_matrix_csv
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
 from cltm_sb.analysis.simulate import (
     PROTOCOLS,
@@ -19,13 +19,22 @@ from cltm_sb.analysis.simulate import (
 )
 from cltm_sb.analysis.summary import format_value
 from cltm_sb.io import to_jsonable
-from cltm_sb.languages import load_registry
-from cltm_sb.tasks import TASKS
+from cltm_sb.languages import load_registry, parse_code_map
+from cltm_sb.tasks import TASK_HELP
 
 
 def format_diagnostics(report: dict[str, Any]) -> str:
     """A plain-text table of the diagnostics for people."""
     lines = [f"languages: {report['n_languages']} ({', '.join(report['languages'])})"]
+    if report.get("targets") is not None and report["targets"] != report.get("donors"):
+        # a non-square matrix: say which languages each kind of diagnostic used
+        square = (report.get("languages_used") or {}).get("asymmetry", {}).get("targets", [])
+        lines += [
+            f"targets: {report['n_targets']} ({', '.join(report['targets'])})",
+            f"donors: {report['n_donors']} ({', '.join(report['donors'])})",
+            f"asymmetry and reciprocity+ use the {len(square)} languages that are both target and "
+            f"donor ({', '.join(square) or 'none'}); the others use every cell",
+        ]
     width = max(len(d.label) for d in DIAGNOSTICS)
     lines += [
         f"  {d.label:<{width}}  {format_value(report.get(d.key), d.fraction, digits=4)}"
@@ -51,11 +60,10 @@ def format_diagnostics(report: dict[str, Any]) -> str:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    matrix = read_matrix_csv(args.matrix)
+    from cltm_sb.analysis.external import load_matrix
+
     registry = load_registry(args.families)
-    codes = [str(c) for c in matrix.index]
-    registry.check(codes)
-    report = diagnose(matrix, families=registry.families(codes))
+    report = load_matrix(args.matrix, registry, args.se, parse_code_map(args.map)).diagnostics
     if args.json:
         print(json.dumps(to_jsonable(report), indent=2))
     else:
@@ -64,9 +72,10 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace) -> int:
+    from cltm_sb.analysis.grid_analysis import grid_registry
     from cltm_sb.analysis.summary import matrix_from_records
 
-    registry = load_registry(args.families)
+    registry = grid_registry(args.results_dir, args.families)
     _, report = matrix_from_records(
         args.results_dir,
         args.task,
@@ -86,10 +95,10 @@ def _matrix(args: argparse.Namespace) -> int:
 def _heatmap(args: argparse.Namespace) -> int:
     from cltm_sb.report.figures import plot_heatmap
 
-    matrix = read_matrix_csv(args.matrix)
-    se = read_matrix_csv(args.se) if args.se else None
+    matrix = read_matrix_csv(args.matrix, square=False)
+    se = read_matrix_csv(args.se, square=False, unit_diagonal=False) if args.se else None
     registry = load_registry(args.families)
-    registry.check([str(c) for c in matrix.index])
+    registry.check([str(c) for c in [*matrix.index, *matrix.columns]])
     locales = args.locales.split(",") if args.locales else None
     for path in plot_heatmap(matrix, registry, args.out, locales=locales, title=args.title, se=se):
         print(path)
@@ -102,12 +111,14 @@ def _simulate(args: argparse.Namespace) -> int:
         truth, names = truth_from_registry(args.truth, load_registry(args.families))
     else:
         truth = make_truth(args.generator, args.languages, seed=args.seed)
-    noise = NoiseModel(rho=args.rho, rho_pair=args.rho_pair, z_self=args.z)
+    noise = NoiseModel(rho=args.rho, rho_pair=args.rho_pair, z_self=args.z,
+                       data_ratio=args.data_ratio, rho_data=args.rho_data)  # fmt: skip
     out = write_simulated_grid(
-        args.out, truth, args.n_seeds, noise, args.protocol, args.seed, args.task, names
+        args.out, truth, args.n_seeds, noise, args.protocol, args.seed, args.task, names, args.draws
     )
     print(
-        f"simulated {truth.name}: {len(truth.locales)} languages, {args.n_seeds} seeds, "
+        f"simulated {truth.name}: {len(truth.locales)} languages, {args.n_seeds} seeds"
+        f"{f' x {args.draws} data draws' if args.draws > 1 else ''}, "
         f"{args.protocol} pair runs, in {out}; analyse it with "
         f"`cltm report {out} -o REPORT --families {out / 'families.csv'}`"
     )
@@ -170,19 +181,30 @@ def format_power(result: Any) -> str:
     return "\n".join(lines)
 
 
+MAP_HELP = (
+    "language code -> Common Voice code for an ambiguous code (e.g. zh=zh-CN); repeat or "
+    "comma-separate. ISO 639-1 and 639-3 codes are mapped without it"
+)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the analysis subcommands."""
     families_help = "CSV with columns code,name,family (default: the built-in registry)"
 
     p = subparsers.add_parser("analyze", help="diagnostics of a CLTM CSV")
-    p.add_argument("matrix", help="CSV: header ',code1,code2,...', one row per target")
+    p.add_argument(
+        "matrix",
+        help="CSV: header ',donor1,donor2,...', one row per target; targets and donors may differ",
+    )
     p.add_argument("--families", help=families_help)
+    p.add_argument("--se", help="CSV of the entries' standard errors, same labels as the matrix")
+    p.add_argument("--map", action="append", metavar="CODE=CV", help=MAP_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object (NaN as null)")
     p.set_defaults(func=_analyze)
 
     p = subparsers.add_parser("matrix", help="build the CLTM and its diagnostics from run records")
     p.add_argument("results_dir", help="folder of run records (or a grid folder with records/)")
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--task", required=True, help=TASK_HELP)
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--families", help=families_help)
     p.add_argument("--min-seeds", type=int, default=DEFAULT_MIN_SEEDS,
@@ -255,12 +277,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=PROTOCOLS[0],
         help="pair runs shared by two cells, or one run per cell (default: %(default)s)",
     )
+    p.add_argument("--draws", type=int, default=1, help="data draws crossed with the seeds (default: 1)")
+    p.add_argument(
+        "--data-ratio",
+        type=float,
+        default=defaults.data_ratio,
+        help="variance of a draw's effect on one evaluation over the seed variance (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rho-data",
+        type=float,
+        default=defaults.rho_data,
+        help="share of a draw's effect common to every run evaluated on one language "
+        "(default: %(default)s)",
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="random seed of the simulation (default: %(default)s)"
     )
     p.add_argument(
         "--task",
-        choices=sorted(TASKS),
         default="gr",
         help="task of the records (default: %(default)s)",
     )
@@ -282,7 +317,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--alpha", type=float, default=0.05, help="two-sided level (default: %(default)s)"
     )
-    p.add_argument("--task", choices=sorted(TASKS), help="task of the pilot records")
+    p.add_argument("--task", help="task of the pilot records")
     p.add_argument(
         "--min-seeds", type=int, default=DEFAULT_MIN_SEEDS, help="(default: %(default)s)"
     )

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from cltm_sb.tasks import TASKS
+from cltm_sb.tasks import TASK_HELP
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -22,6 +22,7 @@ def _prepare(args: argparse.Namespace) -> int:
         args.cv_root, args.locales, args.task, args.n, args.out,
         clips_per_speaker=args.clips_per_speaker, seed=args.seed, cache_dir=args.cache_dir,
         workers=args.workers, trials_per_speaker=args.trials_per_speaker, progress=not args.quiet,
+        draws=args.draws,
     )  # fmt: skip
     for locale in info["locales"]:
         counts = info["counts"][locale]
@@ -30,13 +31,16 @@ def _prepare(args: argparse.Namespace) -> int:
         extra = f", trials {trials['positive']}+/{trials['negative']}-" if trials else ""
         print(f"{locale}: {sizes}{extra}")
     print(f"data_hash {info['data_hash']}; manifests in {args.out}, audio in {info['data_root']}")
+    for draw, entry in sorted((info.get("draws") or {}).items(), key=lambda item: int(item[0])):
+        print(f"draw {draw}: {entry['folder']}, draw_hash {entry['draw_hash']}")
     return 0
 
 
 def _synth(args: argparse.Namespace) -> int:
     from cltm_sb.data.synth import synthesize_corpus
 
-    out = synthesize_corpus(args.out, seed=args.seed, n_languages=args.languages, workers=args.workers)
+    out = synthesize_corpus(args.out, seed=args.seed, n_languages=args.languages, workers=args.workers,
+                            age_cues=args.age_cues)
     print(f"toy corpus in {out} (families: {out / 'families.csv'})")
     return 0
 
@@ -62,10 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--cv-root", required=True, help="Common Voice folder with one folder per locale")
     p.add_argument("--locales", help="comma-separated locale codes (default for --report: all)")
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--task", required=True, help=TASK_HELP)
     p.add_argument("--n", type=int, help="clips per subset (a multiple of 2K)")
     p.add_argument("--clips-per-speaker", type=int, default=None, help="K (default: the task's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--draws", type=int, default=1,
+        help="independent a/b draws (draw 0 in OUT/<locale>, draw k in OUT/draw<k>/<locale>)",
+    )  # fmt: skip
     p.add_argument("--out", help="output folder")
     p.add_argument("--cache-dir", default=None, help="audio cache folder (default OUT/audio)")
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
@@ -79,6 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--languages", type=int, default=6, help="number of languages (families of two)")
     s.add_argument("--workers", type=int, default=min(cpus, 6))
+    s.add_argument("--age-cues", action="store_true",
+                   help="voices carry age cues (for the age task; off: the corpus gr and sv are tuned on)")
     s.set_defaults(func=_synth)
 
     v = subparsers.add_parser(

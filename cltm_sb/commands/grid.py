@@ -12,13 +12,16 @@ from typing import Any
 from cltm_sb.grid.layout import PLAN_FILE, PlanError
 from cltm_sb.grid.plan import (
     DEFAULT_RUNNER,
+    Plan,
+    RunSpec,
     check_replace,
     load_plan,
     make_plan,
+    plan_runs,
     trainings_per_seed,
 )
 from cltm_sb.grid.status import estimate_seconds, format_duration, heartbeats, seconds_per_subset
-from cltm_sb.tasks import TASKS
+from cltm_sb.tasks import TASK_HELP
 
 
 def parse_list(text: str | None) -> list[str]:
@@ -41,6 +44,14 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_draws(text: str) -> list[int]:
+    """``0-2`` or ``0,3``: data draws of ``cltm prepare --draws``, like --seeds."""
+    try:
+        return parse_seeds(text)
+    except ValueError:
+        raise ValueError(f"--draws {text!r}: expected e.g. 0-2 or 0,1") from None
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``key=value`` pairs; values typed as the hparams files are read (numbers, lists, booleans)."""
     from cltm_sb.recipe.overrides import parse_override
@@ -58,6 +69,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def _plan(args: argparse.Namespace) -> int:
     out = Path(args.out)
     overrides = parse_overrides(args.override)
+    pairs = _budget_pairs(args)
     plan = make_plan(
         out,
         args.data,
@@ -71,16 +83,19 @@ def _plan(args: argparse.Namespace) -> int:
         donors=parse_list(args.donors) or None,
         donor_sets=[d.split("+") for d in parse_list(args.donor_sets)],
         runner=args.runner,
+        draws=parse_draws(args.draws),
+        pairs=pairs,
     )
     if (out / PLAN_FILE).is_file() and not args.force:
         check_replace(load_plan(out), plan)
-    plan.save()
+    plan.save(families=args.families)
     kinds = Counter(r.kind for r in plan.runs)
     n_loc = len(plan.locales)
     print(f"plan: {plan.plan_file}")
     print(
         f"{plan.n_trainings} trainings ({', '.join(f'{n} {k}' for k, n in kinds.items())}) "
-        f"for {len(plan.seeds)} seeds, {len(plan.targets)} targets x {len(plan.donors)} donors"
+        f"for {len(plan.seeds)} seeds{f' x {len(plan.draws)} data draws' if len(plan.draws) > 1 else ''}, "
+        f"{len(plan.targets)} targets x {len(plan.donors)} donors"
     )
     if plan.targets == plan.locales and plan.donors == plan.locales and not plan.donor_sets:
         shared, per_cell = trainings_per_seed(n_loc), trainings_per_seed(n_loc, True)
@@ -103,13 +118,38 @@ def _plan(args: argparse.Namespace) -> int:
         if report.failed:
             raise PlanError(f"the measured run {first.run_id} failed: {report.failed[0].error}")
         per_subset = seconds_per_subset(report.records)
+    full = _full_runs(plan) if pairs is not None else None
+    if full is not None:
+        print(f"budgeted grid: {plan.n_trainings} trainings, the full grid {len(full)} "
+              f"({plan.n_trainings / len(full):.0%} of it)")
     if per_subset is not None:
         total = estimate_seconds(plan, plan.runs, per_subset, workers=args.workers)
         print(f"estimated time with {args.workers} worker(s): {format_duration(total)} "
               f"({per_subset:.1f} s per training subset, measured)")
+        if full is not None:
+            print(f"the full grid: {format_duration(estimate_seconds(plan, full, per_subset, workers=args.workers))}")
     else:
         print("no time estimate: pass --measure (runs one training now) or --time-per-run SECONDS")
     return 0
+
+
+def _budget_pairs(args: argparse.Namespace) -> list[tuple[str, str]] | None:
+    """``--pairs`` / ``--budget``: the pair runs of a budgeted grid (None: every pair)."""
+    if args.pairs is None and args.budget is None:
+        return None
+    from cltm_sb.analysis.designs import plan_pairs
+    from cltm_sb.languages import load_registry
+
+    locales = parse_list(args.locales)
+    families = load_registry(args.families).families(locales) if args.budget is not None else None
+    return plan_pairs(locales, args.one_run_per_cell, args.pairs, args.budget, families)
+
+
+def _full_runs(plan: Plan) -> list[RunSpec]:
+    """The runs of the same plan without --pairs/--budget (for the cost comparison)."""
+    return plan_runs(plan.task, plan.locales, plan.seeds, plan.config_hash,
+                     one_run_per_cell=plan.one_run_per_cell, targets=plan.targets, donors=plan.donors,
+                     donor_sets=plan.donor_sets, draws=plan.draws)
 
 
 def _slurm_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,7 +268,8 @@ def _cancel(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from cltm_sb.demo import run_demo
 
-    report = run_demo(args.out, quick=args.quick, workers=args.workers, progress=not args.no_progress)
+    report = run_demo(args.out, quick=args.quick, workers=args.workers, progress=not args.no_progress,
+                      tasks=parse_list(args.tasks))
     print(f"demo results: {report}", file=sys.stdout)
     return 0
 
@@ -237,9 +278,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the grid subcommands."""
     p = subparsers.add_parser("plan", help="list the training runs of a CLTM grid (plan.json)")
     p.add_argument("--data", required=True, help="prepared data folder (from `cltm prepare`)")
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--task", required=True, help=TASK_HELP)
     p.add_argument("--locales", required=True, help="comma-separated Common Voice codes")
+    p.add_argument(
+        "--families",
+        help="code,name,family CSV for codes outside the built-in registry; copied into the grid "
+        "folder, where report, compare, matrix and analyze of the grid find it",
+    )
     p.add_argument("--seeds", default="42,43", help="e.g. 42,43 or 42-51 (default: %(default)s)")
+    p.add_argument("--draws", default="0",
+                   help="data draws of `cltm prepare --draws`, crossed with the seeds, e.g. 0-2 (default: 0)")
     p.add_argument("-o", "--out", required=True, help="plan folder (plan.json, runs/, records/, logs/)")
     p.add_argument("--hparams", help="task YAML (default: the packaged one)")
     p.add_argument("--override", action="append", metavar="KEY=VALUE",
@@ -249,6 +297,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", help="only these rows (comma-separated; default: all locales)")
     p.add_argument("--donors", help="only these columns (comma-separated; default: all locales)")
     p.add_argument("--donor-sets", help="multi-donor train sets, e.g. es+fr,de+it+fr")
+    p.add_argument("--pairs", action="append",
+                   help="a budgeted grid: only the pairs of this pairs.csv (`cltm design`); repeatable "
+                        "(a design plus `cltm design --next` rounds)")
+    p.add_argument("--budget", type=float, metavar="F",
+                   help="a budgeted grid: the `cltm design` of ceil(F n(n-1)/2) pairs (seed 0)")
     p.add_argument("--runner", default=DEFAULT_RUNNER, help="run function (default: %(default)s)")
     p.add_argument("--measure", action="store_true", help="run the first training now to time it")
     p.add_argument("--time-per-run", type=float, help="seconds of one single-subset training")
@@ -295,4 +348,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="fewer languages and epochs (a smoke test)")
     p.add_argument("--workers", type=int, help="concurrent runs (default: one per 2 cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tasks", default="gr,sv",
+                   help="comma-separated demo tasks among gr, sv, age (default: %(default)s)")
     p.set_defaults(func=_demo, trains=True)

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
+from cltm_sb.commands.analysis import MAP_HELP
 from cltm_sb.io import atomic_write, atomic_write_json, to_jsonable
-from cltm_sb.languages import load_registry
-from cltm_sb.tasks import TASKS
+from cltm_sb.languages import load_registry, parse_code_map
+from cltm_sb.tasks import TASK_HELP
 
 FAMILIES_HELP = "CSV with columns code,name,family (default: the built-in registry)"
 
@@ -155,10 +156,10 @@ def _geometry(args: argparse.Namespace) -> int:
 
 
 def _analysis(args: argparse.Namespace, grid: str, task: str | None):
-    from cltm_sb.analysis.grid_analysis import analyze_grid
+    from cltm_sb.analysis.grid_analysis import analyze_grid, grid_registry
 
     _warn_obsolete(args)
-    registry = load_registry(args.families)
+    registry = grid_registry(grid, args.families)
     analysis = analyze_grid(
         grid,
         registry,
@@ -185,6 +186,12 @@ def _warn_obsolete(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> int:
     from cltm_sb.report.write import write_report
 
+    if (args.grid is None) == (args.matrix is None):
+        raise ValueError("give a grid folder or --matrix M.csv (one of them)")
+    if args.matrix is not None:
+        return _matrix_report(args)
+    if args.se or args.map or args.sources:
+        raise ValueError("--se, --sources and --map go with --matrix (a grid has its own SEs and codes)")
     analysis, registry = _analysis(args, args.grid, args.task)
     subset = args.subset if args.subset == "paper" else _codes(args.subset)
     written = write_report(
@@ -201,17 +208,75 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matrix_report(args: argparse.Namespace) -> int:
+    from cltm_sb.analysis.completion import read_sources
+    from cltm_sb.analysis.external import load_matrix
+    from cltm_sb.report.matrix_report import write_matrix_report
+
+    grid_only = ("subset", "locales", "forest_pdf", "task", "config_hash", "data_hash")
+    given = [f"--{k.replace('_', '-')}" for k in grid_only if getattr(args, k, None)]
+    if given:
+        raise ValueError(f"{', '.join(given)}: options of a grid's report, not of --matrix")
+    registry = load_registry(args.families)
+    code_map = parse_code_map(args.map)
+    analysis = load_matrix(args.matrix, registry, args.se, code_map)
+    sources = read_sources(args.sources, registry, code_map) if args.sources else None
+    written = write_matrix_report(
+        analysis, registry, args.out, top_k=args.top, heatmap=not args.no_heatmap, sources=sources
+    )
+    for path in (written["html"], written["markdown"]):
+        print(path)
+    return 0
+
+
+def _compare_matrices(args: argparse.Namespace, labels: tuple[str, str]) -> int:
+    """At least one side is a matrix CSV: both compared as matrices (plug-in diagnostics)."""
+    from cltm_sb.analysis.external import load_matrix, matrix_from_grid
+    from cltm_sb.analysis.grid_analysis import grid_registry
+    from cltm_sb.report.matrix_report import write_matrix_comparison
+
+    sides = []
+    for source, se, task in ((args.grid_a, args.se_a, args.task_a), (args.grid_b, args.se_b, args.task_b)):
+        if Path(source).is_file():
+            registry = load_registry(args.families)
+            sides.append(load_matrix(source, registry, se, parse_code_map(args.map)))
+        else:
+            if se:
+                raise ValueError(f"--se-a/--se-b go with a matrix CSV; {source} is a grid")
+            registry = grid_registry(source, args.families)
+            sides.append(matrix_from_grid(source, registry, task, args.min_seeds))
+    written = write_matrix_comparison(sides[0], sides[1], registry, args.out, labels=labels)
+    for path in (written["html"], written["markdown"]):
+        print(path)
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from cltm_sb.report.write import write_comparison
 
+    if args.more:  # three or more grids (e.g. GR, SV and age): side by side, and every pair
+        return _compare_several(args)
     labels = tuple(_codes(args.labels) or ["A", "B"])
     if len(labels) != 2:
         raise ValueError(f"--labels needs two comma-separated names, got {args.labels!r}")
+    if Path(args.grid_a).is_file() or Path(args.grid_b).is_file():
+        return _compare_matrices(args, labels)  # type: ignore[arg-type]
     a, registry = _analysis(args, args.grid_a, args.task_a)
     b, _ = _analysis(args, args.grid_b, args.task_b)
     written = write_comparison(a, b, registry, args.out, labels=labels)  # type: ignore[arg-type]
     for path in (written["html"], written["markdown"]):
         print(path)
+    return 0
+
+
+def _compare_several(args: argparse.Namespace) -> int:
+    from cltm_sb.report.side_by_side import write_side_by_side
+
+    grids = [args.grid_a, args.grid_b, *args.more]
+    labels = _codes(args.labels) if args.labels != "A,B" else [chr(ord("A") + i) for i in range(len(grids))]
+    analysed = [_analysis(args, grid, None) for grid in grids]  # each grid's task from its plan
+    written = write_side_by_side([a for a, _ in analysed], analysed[0][1], args.out, labels)
+    print(written["markdown"])
     return 0
 
 
@@ -243,7 +308,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder of records (or plan folder) of one N; repeat per N. N is read from "
         "plan.json/prepare.json or the records unless given as N=DIR",
     )
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--task", required=True, help=TASK_HELP)
     p.add_argument(
         "--locales", help="comma-separated languages that must all qualify (default: all found)"
     )
@@ -301,7 +366,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--out", required=True, help="output folder (pairs.csv, per_seed.csv, geometry.json)"
     )
     p.add_argument(
-        "--task", default="sv", choices=sorted(TASKS), help="task (default: %(default)s)"
+        "--task", default="sv", help=TASK_HELP + " (default: %(default)s)"
     )
     p.add_argument("--locales", help="comma-separated languages of the CLTM (default: all)")
     p.add_argument(
@@ -317,8 +382,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-hash", help="pick one prepared data set when records mix several")
     p.set_defaults(func=_geometry)
 
-    p = subparsers.add_parser("report", help="HTML and Markdown report of a finished grid")
-    p.add_argument("grid", help="plan folder or folder of records")
+    p = subparsers.add_parser(
+        "report", help="HTML and Markdown report of a finished grid (or of a matrix CSV)"
+    )
+    p.add_argument("grid", nargs="?", help="plan folder or folder of records")
+    p.add_argument(
+        "--matrix",
+        help="instead of a grid: a matrix CSV without run records (another study's; targets and "
+        "donors may differ): plug-in diagnostics, heatmap, donor tables",
+    )
+    p.add_argument(
+        "--se",
+        help="with --matrix: CSV of the entries' standard errors (cell intervals, labelled as "
+        "from the supplied SE)",
+    )
+    p.add_argument(
+        "--sources",
+        help="with --matrix: a budgeted CLTM's sources.csv (`cltm complete`): predicted cells are "
+        "outlined and marked, and the budget is stated",
+    )
+    p.add_argument("--map", action="append", metavar="CODE=CV", help=MAP_HELP)
     p.add_argument(
         "-o",
         "--out",
@@ -327,7 +410,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "donors.tex, figures, matrix files)",
     )
     p.add_argument(
-        "--task", choices=sorted(TASKS), help="task (default: the plan's or the records' only task)"
+        "--task", help="task (default: the plan's or the records' only task)"
     )
     p.add_argument("--locales", help="comma-separated languages and their order (default: all)")
     p.add_argument(
@@ -354,8 +437,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compare", help="two grids side by side, with their difference matrix"
     )
-    p.add_argument("grid_a", help="first plan folder or folder of records")
-    p.add_argument("grid_b", help="second plan folder or folder of records")
+    p.add_argument("grid_a", help="first plan folder or folder of records, or a matrix CSV")
+    p.add_argument("grid_b", help="second plan folder or folder of records, or a matrix CSV")
+    p.add_argument("more", nargs="*", metavar="GRID",
+                   help="further grids (e.g. the GR, SV and age grids): their diagnostics side by side "
+                   "(side_by_side.md/.csv) and every pair compared in <A>_vs_<B>/")
+    p.add_argument("--se-a", help="SE CSV of the first matrix (when it is a CSV)")
+    p.add_argument("--se-b", help="SE CSV of the second matrix (when it is a CSV)")
+    p.add_argument("--map", action="append", metavar="CODE=CV", help=MAP_HELP)
     p.add_argument(
         "-o",
         "--out",
@@ -368,10 +457,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="names of the two grids, comma-separated (default: %(default)s)",
     )
     p.add_argument(
-        "--task-a", choices=sorted(TASKS), help="task of the first grid (default: inferred)"
+        "--task-a", help="task of the first grid (default: inferred)"
     )
     p.add_argument(
-        "--task-b", choices=sorted(TASKS), help="task of the second grid (default: inferred)"
+        "--task-b", help="task of the second grid (default: inferred)"
     )
     _analysis_options(p)
     p.set_defaults(func=_compare)

@@ -43,12 +43,14 @@ class ManifestRow:
     gender: str
     locale: str
     subset: str
+    # Extra label columns after the standard ones, as (column, value) pairs (e.g. age_band).
+    labels: tuple[tuple[str, str], ...] = ()
 
     def values(self) -> list[str]:
         """The row as CSV fields, in column order."""
         return [
             self.ID, f"{self.duration:.3f}", self.wav, self.spk_id, self.gender, self.locale,
-            self.subset,
+            self.subset, *(value for _, value in self.labels),
         ]  # fmt: skip
 
 
@@ -70,9 +72,15 @@ def _csv_text(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
 
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> Path:
-    """Atomically write a manifest, rows sorted by ID (byte-identical for the same rows)."""
+    """Atomically write a manifest, rows sorted by ID (byte-identical for the same rows).
+
+    The rows' extra label columns (the same in every row) follow the standard ones.
+    """
     ordered = sorted(rows, key=lambda r: r.ID)
-    return atomic_write_text(path, _csv_text(MANIFEST_COLUMNS, (r.values() for r in ordered)))
+    extra = tuple(name for name, _ in ordered[0].labels) if ordered else ()
+    if any(tuple(name for name, _ in r.labels) != extra for r in ordered):
+        raise ValueError(f"{path}: rows with different label columns")
+    return atomic_write_text(path, _csv_text(MANIFEST_COLUMNS + extra, (r.values() for r in ordered)))
 
 
 def write_trials(path: str | os.PathLike, trials: Iterable[Trial]) -> Path:
@@ -271,6 +279,50 @@ def prepared_data_hash(folder: str | os.PathLike) -> str:
         return str(info.get("data_hash") or stable_hash({k: v for k, v in info.items() if k not in unhashed}))
     csvs = sorted(folder.glob("*/*.csv"))
     return stable_hash({str(p.relative_to(folder)): sha256_file(p) for p in csvs})
+
+
+#: Draw k >= 1 of a prepared folder lives in ``<prepared>/draw<k>/`` (DESIGN.md §9).
+DRAW_PREFIX = "draw"
+
+
+def draw_folder(data_dir: str | os.PathLike, draw: int) -> Path:
+    """Where data draw ``draw`` of a prepared folder lives: the folder itself for draw 0."""
+    return Path(data_dir) if int(draw) == 0 else Path(data_dir) / f"{DRAW_PREFIX}{int(draw)}"
+
+
+def draw_hashes(data_dir: str | os.PathLike, draws: Iterable[int], data_hash: str) -> dict[int, str]:
+    """The draw hash of each of ``draws`` of a prepared folder whose data hash is ``data_hash``.
+
+    Each draw k >= 1 must be a finished, unchanged preparation of the same data set (its
+    ``prepare.json`` names draw k and ``data_hash``); the error names the folder and the
+    ``cltm prepare --draws`` that makes it.
+    """
+    data_dir = Path(data_dir)
+    out: dict[int, str] = {}
+    for draw in sorted({int(d) for d in draws}):
+        folder = draw_folder(data_dir, draw)
+        if draw == 0:
+            out[0] = data_hash
+            continue
+        info = read_prepare_info(folder) if folder.is_dir() else None
+        if info is None or int(info.get("draw", -1)) != draw or info.get("data_hash") != data_hash:
+            raise DataError(
+                f"{folder}: no data draw {draw} of {data_dir} (no prepare.json of that draw and "
+                f"data set there); run `cltm prepare` with the same arguments and --draws {draw + 1}"
+            )
+        check_prepared(folder, info)
+        out[draw] = str(info["draw_hash"])
+    return out
+
+
+def prepared_draw(folder: str | os.PathLike, data_hash: str) -> tuple[int, str]:
+    """(draw, draw_hash) of a prepared folder (DESIGN.md §9).
+
+    A draw k >= 1 folder (``<prepared>/draw<k>``) names both in its ``prepare.json``; any other
+    folder is draw 0, whose draw hash is its ``data_hash``.
+    """
+    info = read_prepare_info(folder) or {}
+    return int(info.get("draw", 0)), str(info.get("draw_hash") or data_hash)
 
 
 def data_root_of(data_dir: str | os.PathLike, info: Mapping[str, Any] | None = None) -> Path:

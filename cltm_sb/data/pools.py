@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cltm_sb.data import DataError
+from cltm_sb.data.age import age_band
 from cltm_sb.data.cv_tables import (
     gender_drop_reason,
     list_clip_files,
@@ -39,6 +40,11 @@ class Speaker:
     client_id: str
     gender: str
     clips: tuple[str, ...]
+    age_band: str = ""  # read for an age preparation only (cltm_sb.data.age)
+
+    def group(self, keys: tuple[str, ...] = ("gender",)) -> str:
+        """The balance group of the speaker over ``keys`` (cltm_sb.data.age.balance_values)."""
+        return "/".join(self.gender if key == "gender" else self.age_band for key in keys)
 
 
 @dataclass
@@ -56,11 +62,14 @@ class LocalePool:
         """Absolute path of a clip file."""
         return self.locale_dir / "clips" / clip
 
-    def speakers(self, part: str, gender: str, min_clips: int = 1) -> list[Speaker]:
-        """Speakers of ``part`` (train|test) with ``gender`` and at least ``min_clips`` clips."""
+    def speakers(
+        self, part: str, gender: str, min_clips: int = 1, keys: tuple[str, ...] = ("gender",)
+    ) -> list[Speaker]:
+        """Speakers of ``part`` (train|test) in group ``gender`` over ``keys`` (by default their
+        gender; ``keys=("age_band",)``: an age band) with at least ``min_clips`` clips."""
         pool = self.train if part == "train" else self.test
         return sorted(
-            (s for s in pool.values() if s.gender == gender and len(s.clips) >= min_clips),
+            (s for s in pool.values() if s.group(keys) == gender and len(s.clips) >= min_clips),
             key=lambda s: s.client_id,
         )
 
@@ -86,6 +95,10 @@ def _usable_rows(
     no_gender = frame["sex"].isna()
     mark(no_gender & (frame["gender"].str.strip() == ""), gender_drop_reason(""))
     mark(no_gender, gender_drop_reason("x"))
+    if "age" in frame.columns:  # an age preparation: the band is needed as gender is
+        frame["band"] = frame["age"].map(age_band)
+        mark(frame["band"].isna() & (frame["age"].str.strip() == ""), "age_missing")
+        mark(frame["band"].isna(), "age_unknown")
     mark(~frame["path"].isin(clips), "clip_missing")
     mark(frame["path"].duplicated(keep="first"), "duplicate_row")
     kept = frame[reason == ""]
@@ -95,25 +108,32 @@ def _usable_rows(
     if mixed_ids:
         mark(frame["client_id"].isin(mixed_ids), "speaker_gender_inconsistent")
         kept = frame[reason == ""]
+    if "band" in frame.columns:  # a speaker whose rows fall in two bands cannot be placed either
+        bands = kept.groupby("client_id")["band"].nunique()
+        mark(frame["client_id"].isin(set(bands[bands > 1].index)), "speaker_age_inconsistent")
+        kept = frame[reason == ""]
     return kept, Counter({k: int(v) for k, v in reason[reason != ""].value_counts().items()})
 
 
 def _speakers(rows: pd.DataFrame) -> dict[str, Speaker]:
     speakers = {}
     for client_id, group in rows.groupby("client_id", sort=True):
+        band = str(group["band"].iloc[0]) if "band" in group.columns else ""
         speakers[client_id] = Speaker(
-            client_id, group["sex"].iloc[0], tuple(sorted(group["path"]))
+            client_id, group["sex"].iloc[0], tuple(sorted(group["path"])), band
         )
     return speakers
 
 
-def load_locale_pool(cv_root: Path, locale: str, excluded: set[str]) -> LocalePool:
+def load_locale_pool(cv_root: Path, locale: str, excluded: set[str], need_age: bool = False) -> LocalePool:
     """Read one locale folder into its training and test pools.
 
     Args:
         cv_root: the Common Voice root (holding one folder per locale).
         locale: the locale code (folder name).
         excluded: client_ids to leave out (speakers found in several locales).
+        need_age: read the ``age`` column too; rows without a known age are left out and counted
+            (``age_missing``, ``age_unknown``), and speakers get their age band.
     """
     locale_dir = cv_root / locale
     if not locale_dir.is_dir():
@@ -135,8 +155,9 @@ def load_locale_pool(cv_root: Path, locale: str, excluded: set[str]) -> LocalePo
         if (locale_dir / table).exists():
             held_out.update(read_tsv(locale_dir / table, ("client_id",))["client_id"])
     held_out.discard("")
-    validated = read_tsv(locale_dir / "validated.tsv", ROW_COLUMNS)
-    test = read_tsv(locale_dir / "test.tsv", ROW_COLUMNS)
+    columns = (*ROW_COLUMNS, "age") if need_age else ROW_COLUMNS
+    validated = read_tsv(locale_dir / "validated.tsv", columns)
+    test = read_tsv(locale_dir / "test.tsv", columns)
     train_rows, train_dropped = _usable_rows(
         validated, str(locale_dir / "validated.tsv"), clips, excluded, held_out
     )

@@ -26,15 +26,18 @@ def derive_rng(*parts: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
-def speakers_per_subset(n: int, k: int) -> int:
-    """N/K, checking that N is a positive multiple of 2K (half the speakers per gender)."""
+def speakers_per_subset(n: int, k: int, groups: int = 2, per: str = "gender") -> int:
+    """N/K, checking that N is a positive multiple of groups x K (as many speakers per group,
+    e.g. half per gender; a third per age band)."""
     if k < 1:
         raise DataError(f"clips per speaker must be at least 1, got {k}")
-    if n < 2 * k or n % (2 * k):
-        nearest = max(2 * k, int(round(n / (2 * k))) * 2 * k)
+    step = groups * k
+    if n < step or n % step:
+        nearest = max(step, int(round(n / step)) * step)
+        share = "half the speakers" if groups == 2 else f"1/{groups} of the speakers"
         raise DataError(
-            f"N={n} is not a multiple of 2*K={2 * k} (K={k} clips per speaker, half the speakers "
-            f"per gender); the nearest valid N is {nearest}"
+            f"N={n} is not a multiple of {groups}*K={step} (K={k} clips per speaker, {share} "
+            f"per {per}); the nearest valid N is {nearest}"
         )
     return n // k
 
@@ -42,8 +45,9 @@ def speakers_per_subset(n: int, k: int) -> int:
 def max_supported_n(eligible_per_gender: Sequence[int], k: int) -> int:
     """Largest N that a locale with these eligible speaker counts (per gender) supports."""
     per_gender = min(eligible_per_gender) if eligible_per_gender else 0
-    # a and b each need S/2 speakers per gender, so S <= speakers of the scarcer gender.
-    return 2 * k * (per_gender // 2)
+    # a and b each need S/g speakers per group (g groups: 2 genders, 3 age bands), so
+    # S <= (g/2) x the speakers of the scarcest group.
+    return len(eligible_per_gender) * k * (per_gender // 2)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class SpeakerDraw:
     subset: str
     chosen: list[str]
     spare: list[str]
+    group: str = ""  # its balance group (a gender, an age band); "": its gender
 
 
 @dataclass
@@ -64,33 +69,52 @@ class TrainingDraw:
     spare_speakers: dict[str, list[Speaker]] = field(default_factory=dict)
 
 
-def draw_speaker_clips(speaker: Speaker, k: int, seed: int, locale: str, subset: str) -> SpeakerDraw:
+def draw_seed(seed: int, draw: int = 0) -> tuple[object, ...]:
+    """The leading parts of every generator of data draw ``draw``.
+
+    Draw 0 is seeded by the seed alone, as before draws existed, so its manifests stay
+    byte-identical whatever other draws are made; draw k >= 1 adds ``("draw", k)``, which makes it
+    independent of draw 0 and of the other draws under the same balance rules.
+    """
+    if draw < 0:
+        raise DataError(f"data draws are numbered from 0, got {draw}")
+    return (seed,) if draw == 0 else (seed, "draw", int(draw))
+
+
+def draw_speaker_clips(
+    speaker: Speaker, k: int, seed: int, locale: str, subset: str, draw: int = 0
+) -> SpeakerDraw:
     """Choose K clips of ``speaker`` at random; the rest, in random order, are redraw candidates."""
-    order = derive_rng(seed, locale, "clips", speaker.client_id).permutation(len(speaker.clips))
+    rng = derive_rng(*draw_seed(seed, draw), locale, "clips", speaker.client_id)
+    order = rng.permutation(len(speaker.clips))
     clips = [speaker.clips[i] for i in order]
     return SpeakerDraw(speaker, subset, clips[:k], clips[k:])
 
 
 def draw_training(
-    by_gender: dict[str, list[Speaker]], n: int, k: int, seed: int, locale: str
+    by_gender: dict[str, list[Speaker]], n: int, k: int, seed: int, locale: str, draw: int = 0
 ) -> TrainingDraw:
     """Draw disjoint subsets a and b: N/(2K) speakers per gender each, K clips per speaker.
 
     ``by_gender`` holds, per gender, the eligible speakers (at least K clips), sorted by id.
+    ``draw`` numbers independent draws under the same rules (:func:`draw_seed`).
     """
-    half = speakers_per_subset(n, k) // 2
-    draw = TrainingDraw(speakers=[])
-    for gender in GENDERS:
+    groups = list(by_gender) if set(by_gender) != set(GENDERS) else list(GENDERS)
+    per = "gender" if groups == list(GENDERS) else "balance group"
+    half = speakers_per_subset(n, k, len(groups), per) // len(groups)
+    result = TrainingDraw(speakers=[])
+    for gender in groups:  # a gender, or another balance group (age bands: cltm_sb.data.age)
         candidates = by_gender[gender]
         if len(candidates) < 2 * half:
             raise DataError(f"locale {locale!r}: {len(candidates)} {gender} speakers, need {2 * half}")
-        order = derive_rng(seed, locale, "speakers", gender).permutation(len(candidates))
+        order = derive_rng(*draw_seed(seed, draw), locale, "speakers", gender).permutation(len(candidates))
         shuffled = [candidates[i] for i in order]
         for index, speaker in enumerate(shuffled[: 2 * half]):
             subset = "a" if index < half else "b"
-            draw.speakers.append(draw_speaker_clips(speaker, k, seed, locale, subset))
-        draw.spare_speakers[gender] = shuffled[2 * half :]
-    return draw
+            result.speakers.append(draw_speaker_clips(speaker, k, seed, locale, subset, draw))
+            result.speakers[-1].group = gender
+        result.spare_speakers[gender] = shuffled[2 * half :]
+    return result
 
 
 def make_trials(

@@ -5,6 +5,8 @@ The model (see the README section "The toy corpus"):
 - Source: a glottal pulse train whose pitch follows an utterance contour, with jitter, shimmer,
   spectral tilt and aspiration noise. Gender sets the pitch range, the same in every language
   (female 165-255 Hz, male 85-150 Hz), and shifts the vocal-tract length a little.
+- Age: a decade (Common Voice's `age` values); with ``age_cues`` its band sets the speaking rate,
+  a mid-band gain, breathiness and a vocal tremor (:data:`AGE_CUES`).
 - Speaker: own mean pitch, vocal-tract length (scales every formant), breathiness, tilt, pitch
   range and speaking rate, so that speakers can be told apart.
 - Filter: a cascade of second-order formant resonators per phone (vowels, nasals); fricatives and
@@ -50,6 +52,20 @@ EMPTY_TABLES = {
 FAMILY_NAMES = ("Toy-Northern", "Toy-Southern", "Toy-Eastern", "Toy-Western", "Toy-Central", "Toy-Insular")
 LANGUAGE_STEMS = ("Arvic", "Belan", "Corish", "Dunic", "Eskar", "Falin", "Gorvic", "Hestan", "Ilmar", "Jorun", "Kessic", "Lunar")
 AGES = ("teens", "twenties", "thirties", "fourties", "fifties", "sixties")
+# In a corpus made with age_cues, age leaves its own traces (the same in every language), so that
+# the age task (bands of cltm_sb.data.age) is learnable: per band a speaking-rate factor,
+# a gain in dB on the mid bands (600-1600 Hz of EQ_BANDS_HZ), extra breathiness and a vocal
+# tremor (relative depth of a 5.5 Hz pitch modulation).
+AGE_CUES = {
+    "under30": {"rate": 1.15, "mid_db": 18.0, "breath": -0.03, "tremor": 0.0},
+    "30to49": {"rate": 1.0, "mid_db": 0.0, "breath": 0.0, "tremor": 0.0},
+    "50plus": {"rate": 0.85, "mid_db": -18.0, "breath": 0.1, "tremor": 0.05},
+}
+MID_BANDS = (2, 3, 4)
+# Ages go round this cycle by speaker pair (one female, one male speaker per step): every age is
+# as frequent, and any three consecutive pairs span the three bands, so a small test set holds each.
+AGE_CYCLE = ("teens", "thirties", "fifties", "twenties", "fourties", "sixties")
+TREMOR_HZ = 5.5
 PITCH_RANGE = {"female": (165.0, 255.0), "male": (85.0, 150.0)}
 # Voice quality also differs by gender (the same in every language): breathier voices with a
 # steeper source roll-off for female speakers, so that gender leaves a spectral trace too.
@@ -108,6 +124,7 @@ class ToySpeaker:
     rate: float
     formant_jitter: tuple[float, float, float]
     eq_db: tuple[float, ...]  # the speaker's fixed spectral colouring (timbre), per band
+    tremor: float = 0.0  # relative depth of a TREMOR_HZ pitch modulation (older voices)
 
 
 def _rng(*parts: object) -> np.random.Generator:
@@ -151,23 +168,41 @@ def make_languages(n_languages: int, seed: int) -> list[ToyLanguage]:
     return languages
 
 
-def make_speaker(seed: int, locale: str, index: int, gender: str) -> ToySpeaker:
-    """A speaker's voice; the pitch range depends on gender only."""
+def make_speaker(seed: int, locale: str, index: int, gender: str, age_cues: bool = False) -> ToySpeaker:
+    """A speaker's voice; the pitch range depends on gender only; with ``age_cues``, the age band
+    adds :data:`AGE_CUES` (off: the voice is exactly that of a corpus made before age cues)."""
+    from cltm_sb.data.age import age_band
+
     rng = _rng(seed, "speaker", locale, index)
     low, high = PITCH_RANGE[gender]
     client_id = hashlib.sha512(f"toy:{seed}:{locale}:{index}".encode()).hexdigest()
+    rng.integers(len(AGES))  # once the age; drawn still, so that every later draw stays as it was
+    age = AGE_CYCLE[(index // 2) % len(AGE_CYCLE)]
+    f0 = float(rng.uniform(low, high))
+    f0_range = float(rng.uniform(0.08, 0.3))
+    vtl = float(rng.normal(1.18 if gender == "female" else 1.0, 0.06))
+    breathiness = float(rng.uniform(*BREATHINESS[gender]))
+    tilt = float(rng.uniform(*SOURCE_TILT[gender]))
+    rate = float(rng.uniform(0.85, 1.15))
+    jitter = tuple(float(v) for v in rng.uniform(0.88, 1.12, size=3))
+    eq_db = [float(v) for v in rng.normal(GENDER_EQ_DB[gender], EQ_SPREAD_DB)]
+    # Applied after every draw, so the draws stay as they were; the middle band changes nothing.
+    cues = AGE_CUES[(age_band(age) if age_cues else None) or "30to49"]
+    for band in MID_BANDS:
+        eq_db[band] += cues["mid_db"]
     return ToySpeaker(
         client_id=client_id,
         gender=gender,
-        age=AGES[int(rng.integers(len(AGES)))],
-        f0=float(rng.uniform(low, high)),
-        f0_range=float(rng.uniform(0.08, 0.3)),
-        vtl=float(rng.normal(1.18 if gender == "female" else 1.0, 0.06)),
-        breathiness=float(rng.uniform(*BREATHINESS[gender])),
-        tilt=float(rng.uniform(*SOURCE_TILT[gender])),
-        rate=float(rng.uniform(0.85, 1.15)),
-        formant_jitter=tuple(float(v) for v in rng.uniform(0.88, 1.12, size=3)),
-        eq_db=tuple(float(v) for v in rng.normal(GENDER_EQ_DB[gender], EQ_SPREAD_DB)),
+        age=age,
+        f0=f0,
+        f0_range=f0_range,
+        vtl=vtl,
+        breathiness=max(0.0, breathiness + cues["breath"]),
+        tilt=tilt,
+        rate=rate * cues["rate"],
+        formant_jitter=jitter,
+        eq_db=tuple(eq_db),
+        tremor=cues["tremor"],
     )
 
 
@@ -225,6 +260,7 @@ def synthesize_utterance(lang: ToyLanguage, speaker: ToySpeaker, rng: np.random.
     t = np.arange(n_total) / SAMPLE_RATE
     contour = 1.0 + speaker.f0_range * 0.3 * np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * t + rng.uniform(0, 6))
     contour *= 1.0 - lang.declination * t / max(t[-1], 1e-3)
+    contour *= 1.0 + speaker.tremor * np.sin(2 * np.pi * TREMOR_HZ * t)  # no draw: other cues unchanged
     f0 = speaker.f0 * contour * (1 + 0.01 * rng.standard_normal(n_total).cumsum() / np.sqrt(np.arange(1, n_total + 1)))
     out = np.zeros(n_total)
     pos = int(lead * SAMPLE_RATE)
@@ -304,7 +340,7 @@ def _write_tsv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _synthesize_locale(out_dir: str, seed: int, lang: ToyLanguage, size: CorpusSize) -> None:
+def _synthesize_locale(out_dir: str, seed: int, lang: ToyLanguage, size: CorpusSize, age_cues: bool = False) -> None:
     """Write one locale folder: clips/*.mp3 and the TSVs."""
     folder = Path(out_dir) / lang.code
     (folder / "clips").mkdir(parents=True, exist_ok=True)
@@ -317,7 +353,7 @@ def _synthesize_locale(out_dir: str, seed: int, lang: ToyLanguage, size: CorpusS
     plan = [(part, g, n_clips) for part, n_spk, n_clips in parts for _ in range(n_spk) for g in ("female", "male")]
     plan += [("train", "", size.train_clips_per_speaker)] * size.unlabelled_speakers
     for index, (part, gender, n_clips) in enumerate(plan):
-        speaker = make_speaker(seed, lang.code, index, gender or ("female", "male")[index % 2])
+        speaker = make_speaker(seed, lang.code, index, gender or ("female", "male")[index % 2], age_cues)
         for c in range(n_clips):
             rng = _rng(seed, "clip", lang.code, index, c)
             samples, sentence = synthesize_utterance(lang, speaker, rng)
@@ -350,6 +386,7 @@ def synthesize_corpus(
     n_languages: int = 6,
     size: CorpusSize | None = None,
     workers: int = 1,
+    age_cues: bool = False,
 ) -> Path:
     """Write the toy corpus (Common Voice 22.0 layout) and ``families.csv`` into ``out_dir``.
 
@@ -359,6 +396,9 @@ def synthesize_corpus(
         n_languages: languages, in families of two (1-12).
         size: speakers and clips per locale (default: enough for the demo).
         workers: processes (one language each).
+        age_cues: voices carry :data:`AGE_CUES` (the age task's corpus). Off by default: those
+            cues blur the gender cue the ``toy`` preset's GR self-gains were tuned on
+            (bench/RESULTS.md), and without them every clip is as it was before age cues existed.
 
     Returns the output folder.
     """
@@ -368,10 +408,11 @@ def synthesize_corpus(
     languages = make_languages(int(n_languages), int(seed))
     if workers > 1 and len(languages) > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            list(pool.map(_synthesize_locale, [str(out)] * len(languages), [int(seed)] * len(languages), languages, [size] * len(languages)))
+            list(pool.map(_synthesize_locale, [str(out)] * len(languages), [int(seed)] * len(languages), languages,
+                          [size] * len(languages), [age_cues] * len(languages)))  # fmt: skip
     else:
         for lang in languages:
-            _synthesize_locale(str(out), int(seed), lang, size)
+            _synthesize_locale(str(out), int(seed), lang, size, age_cues)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("code", "name", "family"))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 PLAN_FILE = "plan.json"
+FAMILIES_FILE = "families.csv"
 RUN_MARKER = ".cltm_run"
 LOCK_FILE = ".lock"
 
@@ -35,6 +36,12 @@ class GridLayout:
     @property
     def records_dir(self) -> Path:
         return self.plan_dir / "records"
+
+    @property
+    def families_file(self) -> Path:
+        """The ``code,name,family`` CSV the grid was planned with (copied by ``cltm plan``);
+        commands that read the grid use it when ``--families`` is not given."""
+        return self.plan_dir / FAMILIES_FILE
 
     @property
     def runs_dir(self) -> Path:

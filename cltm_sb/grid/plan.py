@@ -18,6 +18,7 @@ to check a ranked donor list by training on it.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -32,13 +33,15 @@ from cltm_sb.data.manifests import (
     PREPARE_FILE,
     certified_files,
     data_root_of,
+    draw_folder,
+    draw_hashes,
     prepared_data_hash,
     read_prepare_info,
 )
 from cltm_sb.grid.layout import PLAN_FILE, GridLayout, PlanError, RunPaths
-from cltm_sb.io import atomic_write_json, stable_hash
+from cltm_sb.io import atomic_write_json, atomic_write_text, stable_hash
 from cltm_sb.results import IDENTITY_VERSION
-from cltm_sb.tasks import get_task
+from cltm_sb.tasks import Task, check_task_name, get_packaged_task, get_task, task_from_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,8 @@ PLAN_VERSION = 1
 DEFAULT_RUNNER = "cltm_sb.recipe.run:run_recipe"
 #: The default runner's path before it moved into cltm_sb.recipe: plans written then still run.
 _MOVED_RUNNERS = {"cltm_sb.runner:run_recipe": DEFAULT_RUNNER}
-# Tasks whose test set is scored through a trial list beside test.csv.
-TRIALS_TASKS = frozenset({"sv"})
+#: The runner of a task whose recipe is the user's own (a script or a declared function).
+USER_RUNNER = "cltm_sb.recipe.user:run_user_recipe"
 #: The hparams the plan sets for each run (:meth:`Plan.run_overrides`) and the option that chooses
 #: them: an override of one would be silently replaced, so it is refused and points there.
 PLAN_SET_KEYS = {
@@ -77,6 +80,7 @@ class RunSpec:
         eval_locales: languages the trained model is evaluated on.
         seed: random seed.
         config_hash: hash of the configuration (hparams minus per-run keys).
+        draw: the data draw it trains on (0: ``<data>/<locale>/``; k: ``<data>/draw<k>/<locale>/``).
     """
 
     run_id: str
@@ -86,6 +90,7 @@ class RunSpec:
     eval_locales: tuple[str, ...]
     seed: int
     config_hash: str
+    draw: int = 0
 
     @property
     def train_set(self) -> list[dict[str, str]]:
@@ -99,13 +104,16 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (the task and config hash live in the plan)."""
-        return {
+        out = {
             "run_id": self.run_id,
             "kind": self.kind,
             "train": [list(pair) for pair in self.train],
             "eval_locales": list(self.eval_locales),
             "seed": self.seed,
         }
+        if self.draw:  # draw 0 is written as before draws existed
+            out["draw"] = self.draw
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], task: str, config_hash: str) -> RunSpec:
@@ -118,6 +126,7 @@ class RunSpec:
             eval_locales=tuple(str(x) for x in data["eval_locales"]),
             seed=int(data["seed"]),
             config_hash=config_hash,
+            draw=int(data.get("draw", 0)),
         )
 
 
@@ -133,12 +142,15 @@ def run_id_for(
     seed: int,
     config_hash: str,
     ordered: bool = False,
+    draw: int = 0,
 ) -> str:
     """Stable id of a run: a readable prefix plus a content hash.
 
     The hash covers the task, the train set (sorted, or in training order when ``ordered`` — the
     one-run-per-cell protocol, where the two mirror runs differ in data order), the evaluated
-    locales, the seed and the config hash. Example: ``pair-en+es-s42-1a2b3c4d5e6f``.
+    locales, the seed and the config hash. Example: ``pair-en+es-s42-1a2b3c4d5e6f``. A data draw
+    k >= 1 enters the hash and the prefix (``pair-en+es-s42-d1-...``); draw 0 keeps the ids of plans
+    made before draws existed.
     """
     train_key = [list(p) for p in train] if ordered else sorted([list(p) for p in train])
     content = {
@@ -149,6 +161,8 @@ def run_id_for(
         "seed": int(seed),
         "config_hash": config_hash,
     }
+    if draw:
+        content["draw"] = int(draw)
     locales: list[str] = []
     for loc, _ in train:
         if loc not in locales:
@@ -157,13 +171,27 @@ def run_id_for(
     prefix = f"{kind}-{'+'.join(shown)}"
     if ordered and kind == "pair":
         prefix += f"-on-{'+'.join(eval_locales)}"
-    return _safe(f"{prefix}-s{int(seed)}-{stable_hash(content, length=12)}")
+    shown_draw = f"-d{int(draw)}" if draw else ""
+    return _safe(f"{prefix}-s{int(seed)}{shown_draw}-{stable_hash(content, length=12)}")
 
 
 def trainings_per_seed(n_languages: int, one_run_per_cell: bool = False) -> int:
     """Trainings per seed of a full grid: L(L+3)/2 with pair sharing, L(L+1) without."""
     n = n_languages
     return n * (n + 1) if one_run_per_cell else n * (n + 3) // 2
+
+
+def _pair_filter(pairs: Iterable[tuple[str, str]] | None, locales: Sequence[str], ordered: bool) -> set | None:
+    """The wanted pair runs: frozensets (shared pairs) or (target, donor) tuples (one per cell)."""
+    if pairs is None:
+        return None
+    wanted: set = set()
+    for a, b in pairs:
+        unknown = [c for c in (a, b) if c not in locales]
+        if unknown:
+            raise PlanError(f"pair {a},{b}: {unknown} not among --locales {list(locales)}")
+        wanted.add((a, b) if ordered else frozenset((a, b)))
+    return wanted
 
 
 def plan_runs(
@@ -176,14 +204,21 @@ def plan_runs(
     targets: Sequence[str] | None = None,
     donors: Sequence[str] | None = None,
     donor_sets: Sequence[Sequence[str]] = (),
+    draws: Sequence[int] = (0,),
+    pairs: Iterable[tuple[str, str]] | None = None,
 ) -> list[RunSpec]:
     """The runs of a grid (pure: no files are read).
+
+    ``pairs`` (a budgeted grid, ``cltm design``): only these pair runs, unordered pairs with pair
+    sharing, (target, donor) cells with ``one_run_per_cell``.
+
+    Every run is made once per (data draw, seed) of ``draws`` x ``seeds``.
 
     ``targets`` (rows) and ``donors`` (columns) default to every locale. Single and self runs are
     needed for the targets only. With pair sharing, the pair {t, s} is trained once and evaluated
     on each of t and s whose cell is wanted (t a target and s a donor, or the reverse).
     """
-    get_task(task)
+    task = task.name if isinstance(task, Task) else check_task_name(task)
     locales = list(dict.fromkeys(locales))
     if not locales:
         raise PlanError("no languages: pass --locales")
@@ -191,6 +226,8 @@ def plan_runs(
         raise PlanError("no seeds: pass --seeds")
     if len(set(seeds)) != len(seeds):
         raise PlanError(f"seeds repeat: {list(seeds)}")
+    if not draws or len(set(draws)) != len(draws) or min(draws) < 0:
+        raise PlanError(f"--draws {list(draws)}: give distinct draw numbers from 0 (e.g. --draws 0-2)")
     targets = list(dict.fromkeys(targets)) if targets else list(locales)
     donors = list(dict.fromkeys(donors)) if donors else list(locales)
     for name, chosen in (("targets", targets), ("donors", donors)):
@@ -207,24 +244,27 @@ def plan_runs(
             raise PlanError(f"--donor-sets {list(donor_set)}: a donor set needs two or more donors")
         sets.append(clean)
 
+    wanted = _pair_filter(pairs, locales, one_run_per_cell)
     runs: list[RunSpec] = []
 
     def add(kind: str, train: list[tuple[str, str]], evals: list[str], seed: int, ordered: bool) -> None:
-        run_id = run_id_for(task, kind, train, evals, seed, config_hash, ordered=ordered)
-        runs.append(RunSpec(run_id, task, kind, tuple(train), tuple(evals), int(seed), config_hash))
+        run_id = run_id_for(task, kind, train, evals, seed, config_hash, ordered=ordered, draw=draw)
+        runs.append(RunSpec(run_id, task, kind, tuple(train), tuple(evals), int(seed), config_hash, int(draw)))
 
-    for seed in seeds:
+    for draw, seed in itertools.product(draws, seeds):  # noqa: B007 - add() reads draw
         for t in targets:
             add("single", [(t, "a")], [t], seed, False)
             add("self", [(t, "a"), (t, "b")], [t], seed, False)
         if one_run_per_cell:
             for t in targets:
                 for s in donors:
-                    if s != t:
+                    if s != t and (wanted is None or (t, s) in wanted):
                         add("pair", [(t, "a"), (s, "a")], [t], seed, True)
         else:
             for i, x in enumerate(locales):
                 for y in locales[i + 1 :]:
+                    if wanted is not None and frozenset((x, y)) not in wanted:
+                        continue
                     evals = []
                     if x in targets and y in donors:
                         evals.append(x)
@@ -272,6 +312,25 @@ class Plan:
     runs: list[RunSpec] = field(default_factory=list)
     # What config_hash covers (cltm_sb.results.IDENTITY_VERSION); a plan.json without it is of 1.
     identity_version: int = IDENTITY_VERSION
+    # The declaration of a task of one's own (cltm_sb.tasks), so that it runs and is analysed from
+    # the plan alone; None: the packaged task of that name.
+    task_declaration: dict[str, Any] | None = None
+    # Data draws crossed with the seeds (DESIGN.md §9) and each draw's hash ("0": data_hash).
+    draws: list[int] = field(default_factory=lambda: [0])
+    draw_hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def task_spec(self) -> Task:
+        """The plan's :class:`~cltm_sb.tasks.Task`."""
+        if self.task_declaration is not None:
+            return task_from_mapping(self.task_declaration, f"{self.plan_file} (task_declaration)")
+        return get_task(self.task)
+
+    @property
+    def runner_task(self) -> str | Task:
+        """What the runner is called with: a packaged task's name, else the declaration itself."""
+        spec = self.task_spec
+        return self.task if spec.packaged and spec == get_packaged_task(self.task) else spec
 
     @property
     def layout(self) -> GridLayout:
@@ -301,33 +360,38 @@ class Plan:
     def n_trainings(self) -> int:
         return len(self.runs)
 
-    def manifest(self, locale: str, subset: str) -> Path:
-        """``<data_dir>/<locale>/<subset>.csv``."""
-        return Path(self.data_dir) / locale / f"{subset}.csv"
+    def manifest(self, locale: str, subset: str, draw: int = 0) -> Path:
+        """``<data_dir>/<locale>/<subset>.csv`` (draw k >= 1: ``<data_dir>/draw<k>/<locale>/...``)."""
+        return draw_folder(self.data_dir, draw) / locale / f"{subset}.csv"
 
-    def trials(self, locale: str) -> Path:
-        """``<data_dir>/<locale>/trials.csv``."""
-        return Path(self.data_dir) / locale / "trials.csv"
+    def trials(self, locale: str, draw: int = 0) -> Path:
+        """``<data_dir>/<locale>/trials.csv`` (draw k >= 1: under ``<data_dir>/draw<k>/``)."""
+        return draw_folder(self.data_dir, draw) / locale / "trials.csv"
+
+    def draw_hash(self, draw: int) -> str:
+        """The hash of data draw ``draw`` (draw 0: the plan's data hash)."""
+        return self.draw_hashes.get(str(draw)) or self.data_hash
 
     def needed_files(self) -> list[Path]:
         """Every manifest (and trial list) the plan's runs read."""
         files: dict[Path, None] = {}
+        trials = self.task_spec.trials
         for spec in self.runs:
             for loc, sub in spec.train:
-                files[self.manifest(loc, sub)] = None
+                files[self.manifest(loc, sub, spec.draw)] = None
             for loc in spec.eval_locales:
-                files[self.manifest(loc, "test")] = None
-                if self.task in TRIALS_TASKS:
-                    files[self.trials(loc)] = None
+                files[self.manifest(loc, "test", spec.draw)] = None
+                if trials:
+                    files[self.trials(loc, spec.draw)] = None
         return list(files)
 
     def run_overrides(self, spec: RunSpec) -> dict[str, Any]:
         """The hparams overrides of one run: the plan's own plus manifests, seed and folder."""
         out = dict(self.overrides)
-        out["train_csv"] = [str(self.manifest(loc, sub)) for loc, sub in spec.train]
-        out["test_csv"] = [str(self.manifest(loc, "test")) for loc in spec.eval_locales]
-        if self.task in TRIALS_TASKS:
-            out["trials_csv"] = [str(self.trials(loc)) for loc in spec.eval_locales]
+        out["train_csv"] = [str(self.manifest(loc, sub, spec.draw)) for loc, sub in spec.train]
+        out["test_csv"] = [str(self.manifest(loc, "test", spec.draw)) for loc in spec.eval_locales]
+        if self.task_spec.trials:
+            out["trials_csv"] = [str(self.trials(loc, spec.draw)) for loc in spec.eval_locales]
         out["data_root"] = self.data_root
         out["seed"] = spec.seed
         out["output_folder"] = str(self.paths(spec).run_dir)
@@ -335,7 +399,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``plan.json`` (the folder itself is not stored)."""
-        return {
+        out = {
             "format": PLAN_FORMAT,
             "version": PLAN_VERSION,
             "task": self.task,
@@ -346,6 +410,8 @@ class Plan:
             "overrides": self.overrides,
             "config_hash": self.config_hash,
             "identity_version": self.identity_version,
+            # A task of one's own only: a packaged task's declaration is the package's.
+            **({"task_declaration": self.task_declaration} if self.task_declaration is not None else {}),
             "seeds": list(self.seeds),
             "locales": list(self.locales),
             "targets": list(self.targets),
@@ -356,9 +422,20 @@ class Plan:
             "n_trainings": self.n_trainings,
             "runs": [r.to_dict() for r in self.runs],
         }
+        if self.draws != [0]:  # one draw: plan.json as before draws existed
+            out["draws"], out["draw_hashes"] = list(self.draws), dict(self.draw_hashes)
+        return out
 
-    def save(self) -> Path:
-        """Write ``<plan_dir>/plan.json`` atomically."""
+    def save(self, families: str | os.PathLike | None = None) -> Path:
+        """Write ``<plan_dir>/plan.json`` atomically; with ``families`` (a ``code,name,family``
+        CSV that lists the plan's locales) first copy it into the grid folder, where every later
+        command that reads the grid finds it without ``--families``."""
+        if families is not None:
+            from cltm_sb.languages import read_registry_csv
+
+            read_registry_csv(families).check(self.locales)
+            text = Path(families).read_text(encoding="utf-8")
+            atomic_write_text(self.layout.families_file, text)
         return atomic_write_json(self.plan_file, self.to_dict())
 
     @classmethod
@@ -389,6 +466,9 @@ class Plan:
             runner=_MOVED_RUNNERS.get(str(data.get("runner")), str(data.get("runner") or DEFAULT_RUNNER)),
             runs=[RunSpec.from_dict(r, task, chash) for r in data["runs"]],
             identity_version=int(data.get("identity_version", 1)),
+            task_declaration=data.get("task_declaration"),
+            draws=[int(d) for d in data.get("draws") or [0]],
+            draw_hashes={str(k): str(v) for k, v in (data.get("draw_hashes") or {}).items()},
         )
 
     def identity_note(self) -> str | None:
@@ -536,24 +616,37 @@ def make_plan(
     runner: str = DEFAULT_RUNNER,
     config_hash: str | None = None,
     check_files: bool = True,
+    draws: Sequence[int] = (0,),
+    pairs: Iterable[tuple[str, str]] | None = None,
 ) -> Plan:
     """Build the plan of a grid (not saved: call :meth:`Plan.save`).
+
+    ``draws`` are the data draws of ``data_dir`` (``cltm prepare --draws``) crossed with the seeds.
 
     The config hash comes from the runner's ``config_hash_for(task, overrides, hparams_file)``
     unless given. With ``check_files`` every manifest the runs need must exist and pass
     :func:`cltm_sb.data.checks.check_data` (a :class:`~cltm_sb.data.checks.DataCheckError` if not).
     """
-    get_task(task)
+    spec = get_task(task)
+    if not spec.packaged and runner == DEFAULT_RUNNER:  # a recipe of the user's own
+        runner = USER_RUNNER
+        hparams_file = hparams_file or spec.hparams
+    task = spec.name
+    runner_task: str | Task = task if spec == get_packaged_task(task) else spec
     data_path = Path(data_dir).resolve()
     data_hash, data_root = read_prepared(data_path)
+    try:
+        hashes = draw_hashes(data_path, draws, data_hash) if list(draws) != [0] else {}
+    except ValueError as error:
+        raise PlanError(str(error)) from error
     overrides = dict(overrides or {})
     refuse_plan_set_keys(overrides)
     hparams = str(Path(hparams_file).resolve()) if hparams_file else None
     check = config_check_function(runner)
     if check is not None:  # every hparam value and the encoder, before the plan is written
-        check(task, overrides, hparams)
+        check(runner_task, overrides, hparams)
     if config_hash is None:
-        config_hash = str(config_hash_function(runner)(task, overrides, hparams))
+        config_hash = str(config_hash_function(runner)(runner_task, overrides, hparams))
     donor_sets = [list(s) for s in donor_sets]
     runs = plan_runs(
         task,
@@ -564,6 +657,8 @@ def make_plan(
         targets=targets,
         donors=donors,
         donor_sets=donor_sets,
+        draws=[int(d) for d in draws],
+        pairs=pairs,
     )
     plan = Plan(
         plan_dir=Path(plan_dir),
@@ -582,6 +677,9 @@ def make_plan(
         one_run_per_cell=one_run_per_cell,
         runner=runner,
         runs=runs,
+        task_declaration=None if runner_task == task else spec.to_dict(),
+        draws=[int(d) for d in draws],
+        draw_hashes={str(d): h for d, h in hashes.items()},
     )
     if check_files:
         missing = [str(p) for p in plan.needed_files() if not p.is_file()]
@@ -592,6 +690,9 @@ def make_plan(
                 "`cltm prepare` or leave them out of --locales"
             )
         certified = certified_files(data_path)
+        for draw in plan.draws:  # each draw's prepare.json certifies its own manifests
+            if draw and certified is not None:
+                certified |= certified_files(draw_folder(data_path, draw)) or set()
         foreign = [str(p) for p in plan.needed_files() if certified is not None and p not in certified]
         if foreign:
             raise PlanError(

@@ -3,6 +3,7 @@
 ``run`` (the SpeechBrain-shaped main every run uses, standalone or in a grid), ``brains`` (one
 Brain per task), ``encoders`` and ``heads`` (the modules a YAML builds with ``!new:``),
 ``verification`` (scoring and metrics), ``run_files`` (the names of the files in a run folder),
+``user`` (a recipe of one's own in a grid: the run contract and ``metrics.json`` into a record),
 and the checks that run before anything trains: ``overrides`` (values typed once for both command
 lines), ``checks`` (the one table of hparam rules) and ``encoder_source`` (is the checkpoint there
 to load?).
@@ -22,6 +23,7 @@ class RecipeError(ValueError):
 #: use: ``cltm`` commands that only check a configuration do not import torch.
 _EXPORTS = {
     "GenderBrain": "brains",
+    "ClassifierBrain": "brains",
     "SpeakerIDBrain": "brains",
     "make_dataset": "data",
     "read_manifests": "data",

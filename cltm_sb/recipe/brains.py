@@ -229,6 +229,11 @@ class GenderBrain(UtteranceClassifierBrain):
     """Gender recognition: a linear head over fixed, sorted gender labels; macro-F1 on test."""
 
 
+class ClassifierBrain(UtteranceClassifierBrain):
+    """Any utterance-label task (age bands, accent, emotion ...): a linear head over the task's
+    fixed, sorted classes (``label_key``, ``label_classes``); macro-F1 on test."""
+
+
 class SpeakerIDBrain(UtteranceClassifierBrain):
     """Speaker identification fine-tune whose encoder then embeds verification utterances.
 

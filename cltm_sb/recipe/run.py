@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import cltm_sb
-from cltm_sb.data.manifests import TRIAL_COLUMNS, find_data_root
+from cltm_sb.data.manifests import TRIAL_COLUMNS, find_data_root, prepared_draw
 from cltm_sb.environment import torchaudio_problem
 from cltm_sb.io import atomic_write, atomic_write_text
 from cltm_sb.recipe import RecipeError
@@ -58,7 +58,7 @@ from cltm_sb.recipe.run_files import (
     scores_file,
 )
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
-from cltm_sb.tasks import get_task
+from cltm_sb.tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -161,16 +161,25 @@ class _RunLog:
 
 # --------------------------------------------------------------------------------- the runner
 def _compose(
-    task: str, overrides: Mapping[str, Any] | None, hparams_file: str | os.PathLike | None
+    task: str | Task, overrides: Mapping[str, Any] | None, hparams_file: str | os.PathLike | None
 ) -> tuple[Any, dict, str, Path]:
     """The task, the overrides (manifest keys as lists), the composed YAML text and the task YAML."""
     spec = get_task(task)
+    if not spec.packaged:
+        raise RecipeError(
+            f"task {spec.name!r} ({spec.source or 'declared'}) runs a recipe of its own "
+            f"({spec.script or spec.function}), not a packaged one; a grid runs it through "
+            "cltm_sb.recipe.user (cltm plan chooses it)"
+        )
     overrides = dict(overrides or {})
     for key in LIST_KEYS:
         if key in overrides:
             overrides[key] = _as_list(overrides[key])
     hparams_file = Path(hparams_file) if hparams_file else hparams_dir() / f"{spec.recipe}.yaml"
-    return spec, overrides, compose_hparams(hparams_file, overrides, spec.recipe), hparams_file
+    text = compose_hparams(hparams_file, overrides, spec.recipe)
+    # The declaration is the one place of the label column and classes; an explicit override wins.
+    overrides = {**spec.hparams_overrides(set(plain_defaults(text))), **overrides}
+    return spec, overrides, text, hparams_file
 
 
 def _stand_ins(text: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -223,7 +232,7 @@ def _check_encoder(config: Mapping[str, Any], origin: Callable[[str], str], *, p
 
 
 def check_config(
-    task: str, overrides: Mapping[str, Any] | None = None, hparams_file: str | Path | None = None
+    task: str | Task, overrides: Mapping[str, Any] | None = None, hparams_file: str | Path | None = None
 ) -> None:
     """Refuse a configuration that cannot train, before any training: what ``cltm plan`` calls.
 
@@ -240,7 +249,7 @@ def check_config(
 
 
 def config_hash_for(
-    task: str, overrides: Mapping[str, Any] | None = None, hparams_file: str | Path | None = None
+    task: str | Task, overrides: Mapping[str, Any] | None = None, hparams_file: str | Path | None = None
 ) -> str:
     """The ``config_hash`` that :func:`run_recipe` will record for these overrides.
 
@@ -256,7 +265,7 @@ def config_hash_for(
 
 
 def run_recipe(
-    task: str,
+    task: str | Task,
     overrides: dict | None = None,
     hparams_file: str | Path | None = None,
     *,
@@ -279,7 +288,8 @@ def run_recipe(
     main process evaluates and records; the others return None.
 
     Arguments:
-        task: ``gr`` or ``sv``.
+        task: a task name (``gr``, ``sv``, ``age``, ...), declaration path or :class:`Task`
+            whose recipe is a packaged one.
         overrides: hparams overrides: ``train_csv`` (path or list: their union is trained on),
             ``test_csv`` (list, one per evaluated locale), ``trials_csv`` (sv, aligned with
             ``test_csv``), ``data_root``, ``seed``, ``output_folder``, ``encoder``, ``preset``
@@ -313,8 +323,8 @@ def run_recipe(
     train_csv, test_csv = _as_list(config["train_csv"]), _as_list(config["test_csv"])
     if not train_csv or not test_csv:
         raise RecipeError("set train_csv and test_csv (paths of manifests)")
-    trials_csv = _as_list(config["trials_csv"]) if spec.name == "sv" else []
-    if spec.name == "sv" and len(trials_csv) != len(test_csv):
+    trials_csv = _as_list(config["trials_csv"]) if spec.trials else []
+    if spec.trials and len(trials_csv) != len(test_csv):
         raise RecipeError(
             f"trials_csv must list one trials file per test_csv ({len(test_csv)}), "
             f"got {len(trials_csv)}"
@@ -325,6 +335,7 @@ def run_recipe(
 
     # Before any training: refuses a prepared folder left unfinished or edited since prepare.
     data_hash = data_hash_of(train_csv)
+    draw, draw_hash = prepared_draw(Path(train_csv[0]).resolve().parent.parent, data_hash)
     data_root = config["data_root"] or find_data_root(train_csv[0])
     data_root = None if data_root is None else str(data_root)
     train_rows = read_manifests(train_csv, data_root)
@@ -366,7 +377,7 @@ def run_recipe(
         # The effective batch is batch_size x world_size: another configuration.
         cfg_hash = config_hash({**config, "world_size": world_size} if world_size > 1 else config, identity)
         record = _train_and_evaluate(
-            spec.name, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts, data_root
+            spec, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts, data_root
         )
         if record is not None:
             prune_checkpoints(hp, output_folder, str(hp["keep_checkpoints"]))
@@ -405,6 +416,8 @@ def run_recipe(
         log_path=None if in_grid else str(output_folder / LOG_FILE),
         extra={**extra, "train_time_s": record["train_time_s"]},
         debug=bool((run_opts or {}).get("debug", False)),  # SpeechBrain's --debug: a few batches
+        draw=draw,
+        draw_hash=draw_hash,
     )
     if not in_grid:  # in a grid the executor is the one writer of the record
         write_record(result, record_file)
@@ -485,7 +498,7 @@ def train_loader_options(hp: Mapping[str, Any], dataset) -> dict:
 
 
 def _train_and_evaluate(
-    task: str,
+    task: Task,
     hp: dict,
     run_id: str,
     train_rows: dict,
@@ -534,13 +547,18 @@ def _train_and_evaluate(
         locales = sorted({r["locale"] for r in rows.values()})
         if len(locales) != 1:
             raise RecipeError(f"{test_path}: a test manifest must hold one locale, found {locales}")
-        if task == "gr":
+        if not task.trials:  # a label per utterance: classification metrics
             test_set = make_dataset(rows, label_key, classes, hp["sample_rate"])
             brain.evaluate(test_set, test_loader_kwargs=dict(hp["test_dataloader_opts"]))
             metrics = dict(brain.stage_metrics)
             n_items = metrics.pop("n_items")  # the test loss stays in extra: a finer check than F1
-            value = metrics.pop("macro_f1")
-            evaluations.append(Evaluation(locales[0], "macro_f1", value, n_items, metrics))
+            if task.metric not in metrics:
+                raise RecipeError(
+                    f"task {task.name!r} declares metric {task.metric!r}; the classifier reports "
+                    f"{sorted(k for k, v in metrics.items() if isinstance(v, float))}"
+                )
+            value = task.to_cltm(metrics.pop(task.metric))
+            evaluations.append(Evaluation(locales[0], task.cltm_metric, value, n_items, metrics))
         else:
             evaluations.append(
                 _evaluate_verification(

@@ -28,12 +28,9 @@ from cltm_sb.analysis.grid_analysis import GridAnalysis
 from cltm_sb.analysis.summary import DELTA_SE_NOTE, format_value
 from cltm_sb.analysis.uncertainty import (
     NO_VERDICT_FLAGGED,
-    VARIABILITY,
-    VARIABILITY_NOTE,
     DiagnosticInterval,
 )
 from cltm_sb.languages import LanguageRegistry
-from cltm_sb.tasks import get_task
 
 PLUGIN_LABEL = "plug-in (paper's Table 1)"
 
@@ -69,6 +66,20 @@ def _num(value: Any, percent: bool = False, digits: int = 3) -> str:
     if text.startswith("-") and not any(c in "123456789" for c in text):
         text = text[1:]
     return text
+
+
+def _rank_interval(row: Any) -> str:
+    """``lo–hi`` of a donors.csv row's rank interval (1 = best), ``n/a`` where there is none."""
+    lo, hi = getattr(row, "rank_lower", None), getattr(row, "rank_upper", None)
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return "n/a"
+    return str(int(lo)) if int(lo) == int(hi) else f"{int(lo)}–{int(hi)}"
+
+
+def _p_best(row: Any) -> str:
+    """P(donor is the best) of a donors.csv row, ``n/a`` where there is none."""
+    value = getattr(row, "p_best", None)
+    return "n/a" if value is None or pd.isna(value) else _num(value, digits=2)
 
 
 def _interval(lo: float | None, hi: float | None, percent: bool = False) -> str:
@@ -109,6 +120,12 @@ def _table1_rows(analysis: GridAnalysis) -> list[list[str]]:
     return rows
 
 
+def _units_text(res: Any) -> str:
+    """``5 seeds``, or ``3 data draws x 5 seeds`` when the grid crosses draws with seeds."""
+    seeds = f"{len(res.seeds)} seeds"
+    return f"{len(res.draws)} data draws x {seeds}" if len(res.draws) > 1 else seeds
+
+
 def _methods_text(analysis: GridAnalysis) -> str:
     """Which variability the intervals include, and how each Table 1 estimate was made."""
     res = analysis.uncertainty
@@ -116,8 +133,8 @@ def _methods_text(analysis: GridAnalysis) -> str:
         f"{spec.label}: {res.diagnostics[spec.key].method}" for spec in diagnostics_in(TABLE1)
     )
     return (
-        f"{res.level:.0%} intervals, variability: {VARIABILITY} ({len(res.seeds)} seeds: "
-        f"{', '.join(map(str, res.seeds))}). {VARIABILITY_NOTE} Estimate: bias-corrected where "
+        f"{res.level:.0%} intervals, variability: {res.variability} ({_units_text(res)}: "
+        f"{', '.join(map(str, res.seeds))}). {res.variability_note} Estimate: bias-corrected where "
         f"the method says so, else the plug-in; the {PLUGIN_LABEL} column is the estimator of the "
         f"paper's Table 1, for comparison. Where no interval is calibrated it is n/a with the "
         f"reason. Methods: {methods}."
@@ -230,7 +247,7 @@ def report_blocks(
     blocks.append(
         Block(
             "text",
-            f"Intervals in brackets are {unc.level:.0%} intervals (variability: {VARIABILITY}); "
+            f"Intervals in brackets are {unc.level:.0%} intervals (variability: {unc.variability}); "
             "q-values are Benjamini–Hochberg adjusted over the cells; details below.",
         )
     )
@@ -262,7 +279,11 @@ def report_blocks(
                     ],
                     ["config / data hash", f"{meta['config_hash']} / {meta['data_hash']}"],
                     ["min seeds per P", str(meta["min_seeds"])],
-                    ["intervals", f"{unc.level:.0%}, variability: {VARIABILITY} (seeds only)"],
+                    [
+                        "intervals",
+                        f"{unc.level:.0%}, variability: {unc.variability} "
+                        f"({_units_text(unc) if len(unc.draws) > 1 else 'seeds only'})",
+                    ],
                 ],
             ),
         )
@@ -344,7 +365,9 @@ def report_blocks(
             "over seed-paired differences (unbounded where the self-gain is not significant). "
             f"Verdict: helps / hurts when the paired test of M = 0 has a Benjamini–Hochberg "
             f"q ≤ {1 - unc.level:.2g} over all cells of the targets that are not flagged, unclear "
-            f"otherwise; flagged targets get no verdict ({NO_VERDICT_FLAGGED}).",
+            f"otherwise; flagged targets get no verdict ({NO_VERDICT_FLAGGED}). P(best): the "
+            "probability that the donor is the target's best; rank interval: the "
+            f"{unc.level:.0%} interval of its rank among the target's donors (1 = best).",
         )
     )
     donors = a.donors
@@ -363,14 +386,14 @@ def report_blocks(
                 _cell_interval(a, k, j_of[r.donor]),
                 _num(r.q_value),
                 _verdict(r.verdict, r.reason),
+                _p_best(r),
+                _rank_interval(r),
             ]
             for r in ranking.itertuples()
         ]
-        blocks.append(
-            Block(
-                "table", (["rank", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict"], rows)
-            )
-        )
+        header = ["rank", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict", "P(best)",
+                  f"rank {unc.level:.0%} interval"]  # fmt: skip
+        blocks.append(Block("table", (header, rows)))
         image = forests.get(t) if forests else None
         blocks.append(Block("forest", donor_forest(a, t, registry, image)))
     if res.reasons:
@@ -518,7 +541,7 @@ def answer_sentences(analysis: GridAnalysis) -> list[str]:
     """The report's answers, each a sentence with its interval (and its test, where there is one)."""
     unc = analysis.uncertainty
     alpha = 1 - unc.level
-    task = get_task(analysis.task).title
+    task = analysis.title.removesuffix(" CLTM")  # the declared task's title (a task of one's own too)
     status = _row_status(analysis)
     if all(status):
         reasons = "; ".join(dict.fromkeys(status))
@@ -713,8 +736,8 @@ def table1_latex(analysis: GridAnalysis) -> str:
             ]
         )
     caption = (
-        f"{analysis.title}: Table 1 diagnostics, {len(unc.seeds)} seeds, {unc.level:.0%} intervals "
-        f"(variability: {VARIABILITY}); n/a: no calibrated interval (see report.md for why)"
+        f"{analysis.title}: Table 1 diagnostics, {_units_text(unc)}, {unc.level:.0%} intervals "
+        f"(variability: {unc.variability}); n/a: no calibrated interval (see report.md for why)"
     )
     return latex_table(header, rows, "lrrrrr", caption)
 
@@ -722,7 +745,7 @@ def table1_latex(analysis: GridAnalysis) -> str:
 def donors_latex(analysis: GridAnalysis) -> str:
     """Every target's donors, best first, as one booktabs table (a rule between targets)."""
     unc = analysis.uncertainty
-    header = ["target", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict"]
+    header = ["target", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict", "P(best)", "rank"]
     rows: list[list[str]] = []
     groups = []
     for t in analysis.locales:
@@ -737,13 +760,16 @@ def donors_latex(analysis: GridAnalysis) -> str:
                     _interval(r.lower, r.upper),
                     _num(r.q_value),
                     str(r.verdict),
+                    _p_best(r),
+                    _rank_interval(r),  # an en dash: LaTeX reads UTF-8 by default since 2018
                 ]
             )
     caption = (
         f"{analysis.title}: donors per target ranked by M[target, donor]; verdict by "
-        f"Benjamini-Hochberg q <= {1 - unc.level:.2g}; interval n/a where unbounded or the target is flagged"
+        f"Benjamini-Hochberg q <= {1 - unc.level:.2g}; interval n/a where unbounded or the target is flagged; "
+        f"P(best): probability that the donor is the target's best; rank: its {unc.level:.0%} rank interval (1 = best)"
     )
-    return latex_table(header, rows, "llrrrl", caption, groups)
+    return latex_table(header, rows, "llrrrlrr", caption, groups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -830,7 +856,8 @@ def comparison_blocks(
         Block(
             "text",
             "Each grid's interval is its own (variability: "
-            f"{VARIABILITY}); the difference is of the estimates only: an interval for it needs "
+            f"{' / '.join(dict.fromkeys([a.uncertainty.variability, b.uncertainty.variability]))}); "
+            "the difference is of the estimates only: an interval for it needs "
             f"both grids' seeds and is not computed here. {la}: {_methods_text(a)} "
             f"{lb}: {_methods_text(b)}",
         )

@@ -61,13 +61,19 @@ def family_blocks(families: Sequence[str]) -> list[tuple[str, int, int]]:
 def order_matrix(
     matrix: pd.DataFrame, registry: LanguageRegistry, locales: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Restrict ``matrix`` to ``locales`` (all by default) and order them by family, then name."""
-    codes = list(locales) if locales is not None else [str(c) for c in matrix.index]
-    missing = [c for c in codes if c not in matrix.index]
-    if missing:
-        raise ValueError(f"language(s) {', '.join(missing)} are not in the matrix")
-    ordered = registry.order(codes)
-    return matrix.loc[ordered, ordered]
+    """Restrict ``matrix`` to ``locales`` (all by default) and order its targets and its donors by
+    family, then name (a non-square matrix keeps its own targets and donors)."""
+    rows = [str(c) for c in matrix.index]
+    cols = [str(c) for c in matrix.columns]
+    if locales is not None:
+        missing = [c for c in locales if c not in rows and c not in cols]
+        if missing:
+            raise ValueError(f"language(s) {', '.join(missing)} are not in the matrix")
+        rows = [c for c in locales if c in rows]
+        cols = [c for c in locales if c in cols]
+    frame = matrix.set_axis([str(c) for c in matrix.index], axis=0)
+    frame = frame.set_axis([str(c) for c in matrix.columns], axis=1)
+    return frame.loc[registry.order(rows), registry.order(cols)]
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -102,7 +108,7 @@ class HeatmapLayout:
 
 
 def _cell_colours(
-    values: np.ndarray, significant: np.ndarray | None
+    values: np.ndarray, significant: np.ndarray | None, diagonal: np.ndarray
 ) -> tuple[np.ndarray, Normalize, mpl.colors.Colormap]:
     """RGBA per cell: the scale's colour, faded where not significant, neutral on the diagonal."""
     cmap = mpl.colormaps[style.COLORMAP]
@@ -114,8 +120,7 @@ def _cell_colours(
             rgba[fade, :3] * (1 - style.NOT_SIGNIFICANT_FADE) + style.NOT_SIGNIFICANT_FADE
         )
     rgba[~np.isfinite(values)] = mpl.colors.to_rgba(style.UNDEFINED_COLOR)
-    n = values.shape[0]
-    rgba[np.arange(n), np.arange(n)] = mpl.colors.to_rgba(style.DIAGONAL_COLOR)
+    rgba[diagonal] = mpl.colors.to_rgba(style.DIAGONAL_COLOR)
     return rgba, norm, cmap
 
 
@@ -130,18 +135,38 @@ def _hatch(ax: mpl.axes.Axes, mask: np.ndarray, hatch: str, colour: str) -> None
         )
 
 
+def _outline(ax: mpl.axes.Axes, mask: np.ndarray) -> None:
+    """Outline the cells of ``mask``, inset so that neighbours' outlines stay apart."""
+    inset = 0.08
+    cells = [
+        Rectangle((j - 0.5 + inset, i - 0.5 + inset), 1 - 2 * inset, 1 - 2 * inset)
+        for i, j in zip(*np.nonzero(mask))
+    ]
+    if cells:
+        # A light halo under the dark line: the outline reads on dark and on light cells alike.
+        for colour, width, label in (
+            (style.PREDICTED_HALO_COLOR, 2.4 * style.PREDICTED_EDGE_WIDTH, "predicted halo"),
+            (style.PREDICTED_EDGE_COLOR, style.PREDICTED_EDGE_WIDTH, "predicted"),
+        ):
+            ax.add_collection(
+                PatchCollection(
+                    cells, facecolor="none", edgecolor=colour, linewidth=width, zorder=3, label=label
+                )
+            )
+
+
 def _annotate(
     ax: mpl.axes.Axes,
     values: np.ndarray,
     rgba: np.ndarray,
     se: np.ndarray | None,
     layout: HeatmapLayout,
+    diagonal: np.ndarray,
 ) -> None:
     """Each off-diagonal cell's value (and its SE when given), light on dark cells."""
-    n = values.shape[0]
-    for i in range(n):
-        for j in range(n):
-            if i == j:
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if diagonal[i, j]:
                 continue
             value = values[i, j]
             text = style.cell_text(value)
@@ -166,29 +191,39 @@ def _annotate(
 def _family_strips(
     fig: Figure,
     ax: mpl.axes.Axes,
-    codes: Sequence[str],
-    families: Sequence[str],
+    axes: tuple[Sequence[str], Sequence[str]],
+    families: tuple[Sequence[str], Sequence[str]],
     layout: HeatmapLayout,
 ) -> dict[str, str]:
-    """Colour strips left of and below the matrix that carry the tick labels; family -> colour."""
-    order = list(dict.fromkeys(families))
+    """Colour strips left of and below the matrix that carry the tick labels; family -> colour.
+
+    ``axes``: (target codes, donor codes); ``families``: theirs, in the same orders.
+    """
+    (rows, cols), (row_fam, col_fam) = axes, families
+    order = list(dict.fromkeys([*row_fam, *col_fam]))
     colour_of = {f: style.FAMILY_COLORS[k % len(style.FAMILY_COLORS)] for k, f in enumerate(order)}
     cmap = ListedColormap([colour_of[f] for f in order])
-    index = np.array([order.index(f) for f in families], dtype=float)
+    row_index = np.array([order.index(f) for f in row_fam], dtype=float)
+    col_index = np.array([order.index(f) for f in col_fam], dtype=float)
     x0, y0, w, h = ax.get_position().bounds
     fw, fh = fig.get_size_inches()
-    edges = np.arange(layout.n + 1) - 0.5
+    row_edges = np.arange(len(rows) + 1) - 0.5
+    col_edges = np.arange(len(cols) + 1) - 0.5
     left = fig.add_axes(((x0 * fw - GAP - STRIP) / fw, y0, STRIP / fw, h))
-    left.pcolormesh([0, 1], edges, index[:, None], cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5)
-    left.set_ylim(edges[-1], edges[0])
+    left.pcolormesh(
+        [0, 1], row_edges, row_index[:, None], cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5
+    )
+    left.set_ylim(row_edges[-1], row_edges[0])
     left.set_xticks([])
-    left.set_yticks(range(layout.n), codes, fontsize=layout.tick_size)
+    left.set_yticks(range(len(rows)), rows, fontsize=layout.tick_size)
     left.set_ylabel("target language t")
     bottom = fig.add_axes((x0, (y0 * fh - GAP - STRIP) / fh, w, STRIP / fh))
-    bottom.pcolormesh(edges, [0, 1], index[None, :], cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5)
-    bottom.set_xlim(edges[0], edges[-1])
+    bottom.pcolormesh(
+        col_edges, [0, 1], col_index[None, :], cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5
+    )
+    bottom.set_xlim(col_edges[0], col_edges[-1])
     bottom.set_yticks([])
-    bottom.set_xticks(range(layout.n), codes, rotation=90, fontsize=layout.tick_size)
+    bottom.set_xticks(range(len(cols)), cols, rotation=90, fontsize=layout.tick_size)
     bottom.set_xlabel("donor language s")
     for strip in (left, bottom):
         strip.tick_params(length=0, pad=2)
@@ -206,6 +241,7 @@ def _legends(
     significant: bool,
     alpha: float,
     any_undefined: bool,
+    any_predicted: bool = False,
 ) -> None:
     """The cell legend, then the family legend under it, left-aligned at ``anchor_x`` (figure px)."""
     renderer = fig.canvas.get_renderer()
@@ -228,6 +264,15 @@ def _legends(
                 hatch="xx",
                 linewidth=0.5,
                 label="undefined (n/a)",
+            )
+        )
+    if any_predicted:
+        cells.append(
+            Patch(
+                facecolor="none",
+                edgecolor=style.PREDICTED_EDGE_COLOR,
+                linewidth=style.PREDICTED_EDGE_WIDTH,
+                label="predicted, not measured (outlined)",
             )
         )
     fw, fh = fig.get_size_inches() * fig.dpi
@@ -253,9 +298,9 @@ def _no_row_note(
     values: np.ndarray,
     row_reasons: Mapping[str, str] | None,
     layout: HeatmapLayout,
+    off: np.ndarray,
 ) -> None:
     """Say on the figure why it is empty when no target has a defined row."""
-    off = ~np.eye(values.shape[0], dtype=bool)
     if np.isfinite(values[off]).any():
         return
     reasons = list(dict.fromkeys(r for r in (row_reasons or {}).values() if r))
@@ -294,6 +339,7 @@ def draw_heatmap(
     row_reasons: Mapping[str, str] | None = None,
     colorbar_label: str = "CLTM (colour clipped to ±1.5)",
     diagonal_label: str = "diagonal (M = 1 by definition)",
+    predicted: pd.DataFrame | None = None,
 ) -> Figure:
     """The CLTM heatmap as a figure (:func:`plot_heatmap` saves it).
 
@@ -309,61 +355,79 @@ def draw_heatmap(
         alpha: the level the legend names.
         row_reasons: per target, why its row is undefined (said on the figure when no row is).
         colorbar_label, diagonal_label: what the colour bar and the diagonal's legend entry say.
+        predicted: per cell, True where the value is predicted, not measured (a budgeted CLTM,
+            ``cltm complete``): those cells are outlined.
     """
     ordered = order_matrix(matrix, registry, locales)
-    codes = [str(c) for c in ordered.index]
-    n = len(codes)
+    rows = [str(c) for c in ordered.index]
+    cols = [str(c) for c in ordered.columns]
+    n_rows, n_cols = len(rows), len(cols)
     values = ordered.to_numpy(dtype=float)
-    sig = significant.loc[codes, codes].to_numpy(dtype=bool) if significant is not None else None
-    layout = HeatmapLayout.for_languages(n)
-    annotate = n <= ANNOTATE_MAX if annotate is None else annotate
+    sig = significant.loc[rows, cols].to_numpy(dtype=bool) if significant is not None else None
+    # A non-square matrix (other targets than donors): the diagonal is where the two codes agree.
+    diagonal = np.asarray(rows, dtype=object)[:, None] == np.asarray(cols, dtype=object)[None, :]
+    off = ~diagonal
+    layout = HeatmapLayout.for_languages(max(n_rows, n_cols))
+    annotate = max(n_rows, n_cols) <= ANNOTATE_MAX if annotate is None else annotate
 
-    size = layout.matrix
-    fig = new_figure(MARGIN + size + COLORBAR_GAP + COLORBAR_WIDTH + 4.0, 2 * MARGIN + size)
+    width, height = layout.cell * n_cols, layout.cell * n_rows
+    size = height  # the colour bar is as tall as the matrix
+    fig = new_figure(MARGIN + width + COLORBAR_GAP + COLORBAR_WIDTH + 4.0, 2 * MARGIN + height)
     fw, fh = fig.get_size_inches()
-    ax = fig.add_axes((MARGIN / fw, MARGIN / fh, size / fw, size / fh))
-    rgba, norm, cmap = _cell_colours(values, sig)
-    edges = np.arange(n + 1) - 0.5
+    ax = fig.add_axes((MARGIN / fw, MARGIN / fh, width / fw, height / fh))
+    rgba, norm, cmap = _cell_colours(values, sig, diagonal)
+    row_edges = np.arange(n_rows + 1) - 0.5
+    col_edges = np.arange(n_cols + 1) - 0.5
     # One quad per cell (vector in the PDF; imshow would resample an image on every draw).
-    mesh = ax.pcolormesh(edges, edges, np.zeros((n, n)), zorder=1)
+    mesh = ax.pcolormesh(col_edges, row_edges, np.zeros((n_rows, n_cols)), zorder=1)
     mesh.set_array(None)
     mesh.set_facecolor(rgba.reshape(-1, 4))
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_ylim(edges[-1], edges[0])  # first target on top, as in the paper
+    ax.set_xlim(col_edges[0], col_edges[-1])
+    ax.set_ylim(row_edges[-1], row_edges[0])  # first target on top, as in the paper
     ax.set_xticks([])
     ax.set_yticks([])
-    undefined = ~np.isfinite(values) & ~np.eye(n, dtype=bool)
+    undefined = ~np.isfinite(values) & off
     _hatch(ax, undefined, "xx", style.UNDEFINED_HATCH_COLOR)
     if sig is not None:
         _hatch(
             ax,
-            ~sig & np.isfinite(values) & ~np.eye(n, dtype=bool),
+            ~sig & np.isfinite(values) & off,
             style.NOT_SIGNIFICANT_HATCH,
             style.HATCH_COLOR,
         )
-    defined = np.isfinite(values[~np.eye(n, dtype=bool)]).any()
+    defined = np.isfinite(values[off]).any()
     if annotate and defined:  # with no defined row, the note below says more than n cells of n/a
-        se_values = se.loc[codes, codes].to_numpy(dtype=float) if se is not None else None
-        _annotate(ax, values, rgba, se_values, layout)
-    families = registry.families(codes)
-    for _, start, stop in family_blocks(families):
-        ax.add_patch(
-            Rectangle(
-                (start - 0.5, start - 0.5),
-                stop - start,
-                stop - start,
-                fill=False,
-                linestyle="--",
-                linewidth=1.0,
-                edgecolor=style.FAMILY_BOX_COLOR,
-                zorder=4,
+        se_values = se.loc[rows, cols].to_numpy(dtype=float) if se is not None else None
+        _annotate(ax, values, rgba, se_values, layout, diagonal)
+    outlined = (
+        predicted.reindex(index=rows, columns=cols).fillna(False).to_numpy(dtype=bool) & off
+        if predicted is not None
+        else np.zeros_like(off)
+    )
+    _outline(ax, outlined)
+    row_fam, col_fam = registry.families(rows), registry.families(cols)
+    # Dashed boxes where a family's targets meet its donors (the diagonal blocks when square).
+    for family, r0, r1 in family_blocks(row_fam):
+        for other, c0, c1 in family_blocks(col_fam):
+            if other != family:
+                continue
+            ax.add_patch(
+                Rectangle(
+                    (c0 - 0.5, r0 - 0.5),
+                    c1 - c0,
+                    r1 - r0,
+                    fill=False,
+                    linestyle="--",
+                    linewidth=1.0,
+                    edgecolor=style.FAMILY_BOX_COLOR,
+                    zorder=4,
+                )
             )
-        )
-    colour_of = _family_strips(fig, ax, codes, families, layout)
-    _no_row_note(ax, values, row_reasons, layout)
+    colour_of = _family_strips(fig, ax, (rows, cols), (row_fam, col_fam), layout)
+    _no_row_note(ax, values, row_reasons, layout, off)
 
     cax = fig.add_axes(
-        ((MARGIN + size + COLORBAR_GAP) / fw, MARGIN / fh, COLORBAR_WIDTH / fw, size / fh),
+        ((MARGIN + width + COLORBAR_GAP) / fw, MARGIN / fh, COLORBAR_WIDTH / fw, height / fh),
         label="colorbar",
     )
     limit = style.COLOR_LIMIT
@@ -389,7 +453,8 @@ def draw_heatmap(
             fontsize=style.TITLE_SIZE,
         )
     _legends(
-        fig, diagonal_label, right, top, colour_of, sig is not None, alpha, bool(undefined.any())
+        fig, diagonal_label, right, top, colour_of, sig is not None, alpha, bool(undefined.any()),
+        bool(outlined.any()),
     )
     return fig
 

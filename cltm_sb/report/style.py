@@ -27,6 +27,10 @@ MUTED_TEXT = "#555555"
 DIAGONAL_COLOR = "#a6a6a6"  # the diagonal is 1 by definition: neutral, not on the scale
 UNDEFINED_COLOR = "#ffffff"
 UNDEFINED_HATCH_COLOR = "#b0b0b0"
+# Predicted (not measured) cells of a budgeted CLTM: a thin dark outline, readable on any colour.
+PREDICTED_EDGE_COLOR = "#202020"
+PREDICTED_EDGE_WIDTH = 1.1
+PREDICTED_HALO_COLOR = "#ffffff"
 # Cells that are not significant are faded towards white by this share and hatched, so a noisy
 # -5.99 ± 23.84 never looks as certain as a precise value of the same colour.
 NOT_SIGNIFICANT_FADE = 0.55

@@ -11,6 +11,7 @@ one result record at ``<plan>/records/<run_id>.json``:
    resumes from it (a SLURM task requeued after preemption or a time-out, or a killed grid);
 2. the plan's runner (``"package.module:function"``, by default :func:`cltm_sb.recipe.run.run_recipe`)
    is called as ``runner(task, overrides, hparams_file, run_id=, kind=, run_opts=, in_grid=True)``
+   (``task``: a packaged task's name, or the :class:`~cltm_sb.tasks.Task` of one of one's own)
    and trains and evaluates, logging to ``<plan>/logs/<run_id>.log``; it returns a
    :class:`~cltm_sb.results.RunRecord` and writes no record itself;
 3. the executor writes that record atomically, the one writer of ``records/<run_id>.json``; an
@@ -218,6 +219,8 @@ def failed_record(plan: Plan, spec: RunSpec, error: str, **extra: Any) -> RunRec
         status="failed",
         config_hash=plan.config_hash,
         data_hash=plan.data_hash,
+        draw=spec.draw,
+        draw_hash=plan.draw_hash(spec.draw),
         error=error,
         log_path=str(plan.paths(spec).log),
         **extra,
@@ -276,7 +279,7 @@ def _call_runner(plan: Plan, spec: RunSpec, device: str, threads: int | None, st
     paths = plan.paths(spec)
     runner: Callable[..., Any] = import_object(plan.runner)
     record = runner(
-        plan.task,
+        plan.runner_task,  # a packaged task's name, or the declaration of one's own
         plan.run_overrides(spec),
         plan.hparams_file,
         run_id=spec.run_id,
@@ -302,6 +305,8 @@ def _call_runner(plan: Plan, spec: RunSpec, device: str, threads: int | None, st
         record.extra.setdefault("runner_log", record.log_path)
     record.log_path = str(paths.log)
     record.run_id = spec.run_id
+    # The plan knows the draw, also for a runner of the user's that does not (DESIGN.md §9).
+    record.draw, record.draw_hash = spec.draw, plan.draw_hash(spec.draw)
     if record.wall_time_s is None:
         record.wall_time_s = round(time.perf_counter() - start, 3)
     if record.threads is None:

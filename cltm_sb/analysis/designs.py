@@ -1,0 +1,233 @@
+"""Which pairs a budgeted CLTM grid measures (issue 19).
+
+A design lists the pair runs to train when only a fraction F of the n(n−1)/2 pairs fits the
+budget (single and self runs, the row scales, are always run). Three rules:
+
+- coverage: every language is in as many pairs as the budget allows (the degrees differ by at most
+  one or two), so each target's row and each donor's column have measured cells for their effects;
+- information: pairs within a language family come first (positive transfer concentrates there,
+  intra-family+ is computed from them, and they are where a target's best donor usually is);
+- nesting: the design is a prefix of one seeded order of all pairs, so the design for F = 0.5
+  contains the one for F = 0.3 with the same seed and finished runs are kept when a budget grows.
+
+With one run per cell (``ordered``) the units are ordered cells (target, donor) and the budget
+counts cells. :func:`next_pairs` is the active design: it ranks unmeasured pairs by how much
+measuring them would reduce the uncertainty of the diagnostics and of each target's best donor.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cltm_sb.analysis.completion import PREDICTED, Completion
+
+# Within-family pairs are preferred over a pair whose two languages have this many fewer pairs.
+FAMILY_PRIORITY = 2.0
+PAIR_COLUMNS = ("lang1", "lang2")
+CELL_COLUMNS = ("target", "donor")
+
+
+def n_units(n_languages: int, budget: float, ordered: bool = False) -> int:
+    """⌈F·n(n−1)/2⌉ pairs (⌈F·n(n−1)⌉ cells when ``ordered``)."""
+    if not 0 < budget <= 1:
+        raise ValueError(f"--budget must be in (0, 1], got {budget}")
+    total = n_languages * (n_languages - 1) // (1 if ordered else 2)
+    return min(total, math.ceil(budget * total - 1e-9))
+
+
+def design_order(
+    locales: Sequence[str],
+    families: Sequence[str] | None = None,
+    seed: int = 0,
+    ordered: bool = False,
+) -> list[tuple[str, str]]:
+    """Every pair (or ordered cell) in the seeded order whose prefixes are the designs.
+
+    Greedy: the next unit is the one whose two languages are in the fewest chosen units so far
+    (for cells: the target's row and the donor's column), minus :data:`FAMILY_PRIORITY` for a
+    within-family unit, ties broken by the seeded random order.
+    """
+    codes = list(locales)
+    n = len(codes)
+    if n < 2:
+        raise ValueError("a design needs at least two languages")
+    if len(set(codes)) != n:
+        raise ValueError(f"languages repeat in {codes}")
+    fam = np.asarray(families if families is not None else range(n), dtype=object)
+    if fam.size != n:
+        raise ValueError(f"{fam.size} families for {n} languages")
+    rng = np.random.default_rng([seed, 19])
+    if ordered:
+        ii, jj = np.nonzero(~np.eye(n, dtype=bool))
+    else:
+        ii, jj = np.triu_indices(n, k=1)
+    same = (fam[ii] == fam[jj]).astype(float)
+    jitter = rng.uniform(0.0, 0.5, ii.size)
+    deg_a = np.zeros(n)  # pairs: degree; cells: row counts
+    deg_b = np.zeros(n)  # cells: column counts
+    within = np.zeros(n)  # within-family units of each language so far
+    left = np.ones(ii.size, dtype=bool)
+    order: list[tuple[str, str]] = []
+    for _ in range(ii.size):
+        load = deg_a[ii] + deg_b[jj] if ordered else deg_a[ii] + deg_a[jj]
+        # A within-family unit is preferred only while both languages have at most half of
+        # their units inside their family: the cells left to predict are mostly across families,
+        # and each row needs measured cells of both kinds.
+        share_ok = (within[ii] <= load_half(deg_a, deg_b, ii, ordered)) & (
+            within[jj] <= load_half(deg_a, deg_b, jj, ordered)
+        )
+        score = np.where(left, load - FAMILY_PRIORITY * same * share_ok + jitter, np.inf)
+        k = int(np.argmin(score))
+        left[k] = False
+        a, b = int(ii[k]), int(jj[k])
+        order.append((codes[a], codes[b]))
+        if same[k]:
+            within[a] += 1
+            within[b] += 1
+        if ordered:
+            deg_a[a] += 1
+            deg_b[b] += 1
+        else:
+            deg_a[a] += 1
+            deg_a[b] += 1
+    return order
+
+
+def load_half(deg_a: np.ndarray, deg_b: np.ndarray, idx: np.ndarray, ordered: bool) -> np.ndarray:
+    """Half of the units each language is in so far."""
+    return ((deg_a[idx] + deg_b[idx]) if ordered else deg_a[idx]) / 2
+
+
+def design_pairs(
+    locales: Sequence[str],
+    budget: float,
+    families: Sequence[str] | None = None,
+    seed: int = 0,
+    ordered: bool = False,
+) -> list[tuple[str, str]]:
+    """The first ⌈F·n(n−1)/2⌉ units of :func:`design_order` (nested across budgets)."""
+    k = n_units(len(locales), budget, ordered)
+    return design_order(locales, families, seed, ordered)[:k]
+
+
+def random_pairs(
+    locales: Sequence[str], budget: float, seed: int = 0, ordered: bool = False
+) -> list[tuple[str, str]]:
+    """A uniformly random design of the same size (the benchmark's baseline)."""
+    n = len(locales)
+    rng = np.random.default_rng([seed, 23])
+    ii, jj = np.nonzero(~np.eye(n, dtype=bool)) if ordered else np.triu_indices(n, k=1)
+    pick = rng.permutation(ii.size)[: n_units(n, budget, ordered)]
+    return [(locales[int(ii[k])], locales[int(jj[k])]) for k in pick]
+
+
+def next_pairs(completion: Completion, k: int, ordered: bool = False) -> list[tuple[str, str]]:
+    """The k unmeasured pairs (or cells) whose measurement would help most.
+
+    A cell's value: its predictive variance (what it adds to the uncertainty of every norm-type
+    diagnostic) times 1 + 4·P(it beats the row's current best), the chance that it changes its
+    target's best donor (normal predictive distribution). A pair scores the sum of its two cells.
+    """
+    m = completion.matrix
+    n = m.shape[0]
+    predicted = completion.sources == PREDICTED
+    sd = np.where(predicted, completion.predictive_sd, 0.0)
+    filled = np.where(np.eye(n, dtype=bool), -np.inf, np.nan_to_num(m, nan=-np.inf))
+    top2 = -np.sort(-filled, axis=1)[:, :2]
+    # The best of the OTHER donors: the runner-up for the row's current best cell.
+    best_other = np.where(filled >= top2[:, :1], top2[:, 1:2], top2[:, :1])
+    from statistics import NormalDist
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zscore = (m - best_other) / sd
+    cdf = np.vectorize(NormalDist().cdf)
+    p_best = np.where(predicted & (sd > 0), cdf(np.nan_to_num(zscore, nan=-10.0)), 0.0)
+    value = np.where(predicted, sd**2 * (1.0 + 4.0 * p_best), 0.0)
+    codes = completion.locales
+    if ordered:
+        ii, jj = np.nonzero(predicted)
+        scores = value[ii, jj]
+    else:
+        ii, jj = np.triu_indices(n, k=1)
+        both = predicted[ii, jj] | predicted[jj, ii]
+        measured_any = (completion.sources[ii, jj] == "measured") | (completion.sources[jj, ii] == "measured")
+        keep = both & ~measured_any
+        ii, jj = ii[keep], jj[keep]
+        scores = value[ii, jj] + value[jj, ii]
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [(codes[int(ii[x])], codes[int(jj[x])]) for x in order]
+
+
+def write_pairs_csv(pairs: Sequence[tuple[str, str]], path: str | os.PathLike, ordered: bool = False) -> Path:
+    """pairs.csv: ``lang1,lang2`` (unordered pairs) or ``target,donor`` (ordered cells)."""
+    from cltm_sb.io import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CELL_COLUMNS if ordered else PAIR_COLUMNS)
+    writer.writerows(pairs)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def read_pairs_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bool]:
+    """Read pairs.csv; returns the pairs and whether they are ordered cells (``target,donor``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pairs file not found (make one with `cltm design`)")
+    rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    if not rows:
+        raise ValueError(f"{path}: empty; a pairs file has a header lang1,lang2 or target,donor")
+    header = tuple(c.strip() for c in rows[0])
+    if header not in (PAIR_COLUMNS, CELL_COLUMNS):
+        raise ValueError(
+            f"{path}: header {','.join(header)!r}; expected 'lang1,lang2' (pairs) or "
+            "'target,donor' (ordered cells, --one-run-per-cell)"
+        )
+    pairs = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise ValueError(f"{path}: line {line}: expected two language codes, got {row}")
+        a, b = row[0].strip(), row[1].strip()
+        if a == b:
+            raise ValueError(f"{path}: line {line}: a pair needs two different languages ({a})")
+        pairs.append((a, b))
+    return pairs, header == CELL_COLUMNS
+
+
+def plan_pairs(
+    locales: Sequence[str],
+    one_run_per_cell: bool,
+    pairs_csv: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    budget: float | None = None,
+    families: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[tuple[str, str]] | None:
+    """The pair runs ``cltm plan`` keeps: from ``--pairs`` (one file or several, united) or a
+    ``--budget`` design; None: every pair.
+
+    A file of unordered pairs under ``--one-run-per-cell`` plans both cells of each pair; a file
+    of ordered cells under pair sharing plans the pair run of each cell (it serves both).
+    """
+    if pairs_csv is not None and budget is not None:
+        raise ValueError("pass --pairs or --budget, not both")
+    if budget is not None:
+        return design_pairs(locales, budget, families, seed=seed, ordered=one_run_per_cell)
+    if pairs_csv is None:
+        return None
+    files = [pairs_csv] if isinstance(pairs_csv, (str, os.PathLike)) else list(pairs_csv)
+    out: list[tuple[str, str]] = []
+    for path in files:
+        pairs, ordered = read_pairs_csv(path)
+        if one_run_per_cell and not ordered:
+            pairs = [cell for a, b in pairs for cell in ((a, b), (b, a))]
+        out += [p for p in pairs if p not in out]
+    return out

@@ -1,0 +1,92 @@
+"""``cltm design`` and ``cltm complete``: a budgeted CLTM (measure some pairs, predict the rest)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cltm_sb.analysis.completion import (
+    DEFAULT_LEVEL,
+    complete_source,
+    observed_completion,
+    write_completion,
+)
+from cltm_sb.analysis.designs import design_pairs, next_pairs, write_pairs_csv
+from cltm_sb.analysis.diagnostics import DIAGNOSTICS
+from cltm_sb.analysis.summary import format_value
+from cltm_sb.languages import load_registry
+from cltm_sb.tasks import TASK_HELP
+
+FAMILIES_HELP = "CSV with columns code,name,family (default: the built-in registry)"
+
+
+def _codes(text: str | None) -> list[str]:
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def _design(args: argparse.Namespace) -> int:
+    ordered = args.one_run_per_cell
+    if args.next is not None:
+        if not args.observed:
+            raise ValueError("--next needs --observed GRID_OR_CSV (what is measured so far)")
+        pairs = next_pairs(observed_completion(args.observed, args.families, args.task), args.next, ordered)
+        what = f"{len(pairs)} next {'cells' if ordered else 'pairs'} to measure"
+    else:
+        if args.budget is None or not args.locales:
+            raise ValueError("pass --locales and --budget F (or --next K --observed GRID_OR_CSV)")
+        codes = _codes(args.locales)
+        families = load_registry(args.families).families(codes)
+        pairs = design_pairs(codes, args.budget, families, seed=args.seed, ordered=ordered)
+        unit = "cells" if ordered else "pairs"
+        total = len(codes) * (len(codes) - 1) // (1 if ordered else 2)
+        what = f"{len(pairs)} of {total} {unit} (budget {args.budget:g}, seed {args.seed})"
+    path = write_pairs_csv(pairs, args.out, ordered=ordered)
+    print(f"{path}: {what}; plan them with `cltm plan ... --pairs {path}`")
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    run = complete_source(args.source, args.families, args.se, task=args.task, level=args.level, seed=args.seed)
+    written = write_completion(run, args.out)
+    c = run.completion
+    counts = run.to_intervals_json()["completion"]["cells"]
+    print(f"completed {len(c.locales)} languages from {args.source}: {counts['measured']} measured, "
+          f"{counts['predicted']} predicted, {counts['undefined']} undefined off-diagonal cells "
+          f"(model: {c.config.scaling} scaling, rank {c.config.rank})")
+    for d in DIAGNOSTICS:
+        entry = run.diagnostics.get(d.key)
+        if entry is None:
+            continue
+        interval = ""
+        if entry["lower"] is not None:
+            interval = (f" [{format_value(entry['lower'], d.fraction, digits=3)}, "
+                        f"{format_value(entry['upper'], d.fraction, digits=3)}]")
+        print(f"  {d.label}: {format_value(entry['point'], d.fraction, digits=3)}{interval}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``design`` and ``complete``."""
+    p = subparsers.add_parser("design", help="choose the pairs of a budgeted grid (pairs.csv for `cltm plan --pairs`)")
+    p.add_argument("--locales", help="comma-separated Common Voice codes")
+    p.add_argument("--budget", type=float, help="fraction F of the pairs to measure: ceil(F n(n-1)/2) pairs")
+    p.add_argument("--families", help=FAMILIES_HELP)
+    p.add_argument("--seed", type=int, default=0, help="designs with one seed are nested across budgets")
+    p.add_argument("--one-run-per-cell", action="store_true",
+                   help="ordered cells (target,donor) instead of pairs; the budget counts cells")
+    p.add_argument("--next", type=int, metavar="K", help="active design: the K most useful unmeasured pairs")
+    p.add_argument("--observed", help="with --next: the grid folder or partial matrix CSV measured so far")
+    p.add_argument("--task", help=TASK_HELP)
+    p.add_argument("-o", "--out", required=True, help="pairs.csv to write")
+    p.set_defaults(func=_design)
+
+    p = subparsers.add_parser("complete", help="complete a partially measured CLTM with predictive intervals")
+    p.add_argument("source", help="grid folder, or a partial matrix CSV (empty cell = not measured)")
+    p.add_argument("--se", help="with a CSV: standard errors of the measured cells (same layout)")
+    p.add_argument("--families", help=FAMILIES_HELP)
+    p.add_argument("--task", help=TASK_HELP)
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="cross-validation folds and draws")
+    p.add_argument("-o", "--out", required=True,
+                   help="folder for completed.csv, lower.csv, upper.csv, sources.csv, intervals.json")
+    p.set_defaults(func=_complete)

@@ -1,0 +1,440 @@
+"""The report and the comparison of matrices without run records (``cltm report --matrix``).
+
+Laid out from a :class:`~cltm_sb.analysis.external.MatrixAnalysis` (nothing is computed here):
+what was analysed, the heatmap, the paper's Table 1 diagnostics as plug-in values with the
+languages each one used, the stability figures, the top pairs and each target's donors. Cell
+intervals appear only where the user supplied standard errors, each labelled
+:data:`~cltm_sb.analysis.external.SUPPLIED_SE_LABEL`; the diagnostics get none (no seeds, nothing
+to calibrate them by).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cltm_sb.analysis.diagnostics import (
+    SQUARE_ONLY,
+    STABILITY,
+    TABLE1,
+    diagnostics_in,
+    write_matrix_csv,
+)
+from cltm_sb.analysis.external import (
+    NO_RECORDS_REASON,
+    MatrixAnalysis,
+    MatrixDifference,
+    difference,
+)
+from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
+from cltm_sb.languages import LanguageRegistry
+from cltm_sb.report.document import Block, _interval, _num
+from cltm_sb.report.render import render_html, render_markdown
+
+NO_INTERVAL_TEXT = "n/a: no SE supplied"
+
+
+def _scope(analysis: MatrixAnalysis, key: str) -> str:
+    used = analysis.diagnostics.get("languages_used", {}).get(key)
+    if not used:
+        return ""
+    if key in SQUARE_ONLY:
+        return f"{len(used['targets'])} languages both target and donor"
+    return f"{len(used['targets'])} targets × {len(used['donors'])} donors"
+
+
+def _cell_interval(analysis: MatrixAnalysis, lower: float, upper: float) -> str:
+    return _interval(lower, upper) if analysis.has_intervals else NO_INTERVAL_TEXT
+
+
+def _what_rows(analysis: MatrixAnalysis) -> list[list[str]]:
+    d = analysis.diagnostics
+    common = d["languages_used"]["asymmetry"]["targets"]
+    se = "none"
+    if analysis.se is not None:
+        se = "supplied: intervals " + (
+            analysis.to_intervals_json()["cells"]["method"] or "not printed"
+        )
+    return [
+        ["source", str(analysis.source)],
+        ["targets (rows)", f"{d['n_targets']}: {', '.join(d['targets'])}"],
+        ["donors (columns)", f"{d['n_donors']}: {', '.join(d['donors'])}"],
+        ["both target and donor", f"{len(common)}: {', '.join(common) or '-'}"],
+        ["standard errors", se],
+        ["diagnostics", "plug-in values (the paper's Table 1 estimators), no intervals"],
+    ]
+
+
+def _table1_rows(analysis: MatrixAnalysis) -> list[list[str]]:
+    d = analysis.diagnostics
+    undefined = d.get("undefined", {})
+    rows = []
+    for spec in diagnostics_in(TABLE1):
+        pct = spec.fraction
+        paper = f"{_num(spec.paper[0], pct)} / {_num(spec.paper[1], pct)}" if spec.paper else ""
+        value = _num(d.get(spec.key), pct)
+        if spec.key in undefined:
+            value = f"n/a: {undefined[spec.key]}"
+        rows.append([spec.label, value, _scope(analysis, spec.key), paper])
+    return rows
+
+
+def _top_rows(analysis: MatrixAnalysis, positive: bool, top_k: int) -> list[list[str]]:
+    table = analysis.donors.dropna(subset=["value"])
+    table = table[table["value"] > 0] if positive else table[table["value"] < 0]
+    table = table.sort_values("value", ascending=not positive).head(top_k)
+    return [
+        [
+            f"{r.donor} → {r.target}",
+            _num(r.value),
+            _num(r.se),
+            _cell_interval(analysis, r.lower, r.upper),
+        ]
+        for r in table.itertuples()
+    ]
+
+
+def _source_of(sources: pd.DataFrame | None, target: str, donor: str) -> str:
+    if sources is None or target not in sources.index or donor not in sources.columns:
+        return ""
+    return str(sources.loc[target, donor])
+
+
+def budget_text(sources: pd.DataFrame) -> str:
+    """What a budgeted CLTM measured: counts of measured and predicted off-diagonal cells."""
+    values = sources.to_numpy(dtype=object)
+    off = np.asarray(sources.index, dtype=object)[:, None] != np.asarray(sources.columns, dtype=object)[None, :]
+    measured = int(((values == "measured") & off).sum())
+    predicted = int(((values == "predicted") & off).sum())
+    undefined = int(((values == "undefined") & off).sum())
+    share = measured / (measured + predicted) if measured + predicted else float("nan")
+    return (
+        f"A budgeted CLTM (`cltm complete`): {measured} of {measured + predicted} defined "
+        f"off-diagonal cells were measured ({share:.0%}), {predicted} are predicted by the completion "
+        "model (outlined in the heatmap, marked in the donor tables), "
+        f"{undefined} are undefined. Predicted values are not measurements: their predictive "
+        "intervals are in the completion's lower.csv and upper.csv."
+    )
+
+
+def matrix_report_blocks(
+    analysis: MatrixAnalysis,
+    registry: LanguageRegistry,
+    images: dict[str, Path],
+    top_k: int = 5,
+    sources: pd.DataFrame | None = None,
+) -> list[Block]:
+    """The content of a matrix's report, independent of the output format (``sources``: the
+    ``measured``/``predicted``/``undefined`` cells of a budgeted CLTM)."""
+    a, d = analysis, analysis.diagnostics
+    interval_note = (
+        f"Cell intervals: {a.level:.0%}, {a.to_intervals_json()['cells']['method']}."
+        if a.has_intervals
+        else "No cell intervals: no standard errors were supplied (--se)."
+    )
+    blocks = [
+        Block("heading", f"{a.title}: report", 1),
+        Block(
+            "text",
+            "A matrix without run records: every diagnostic is the plug-in value (the paper's "
+            f"Table 1 estimator), with no interval ({NO_RECORDS_REASON}). {interval_note}",
+        ),
+        Block("toc", None),
+        Block("heading", "What was analysed"),
+        Block("table", (["what", "value"], _what_rows(a))),
+    ]
+    if sources is not None:
+        blocks.append(Block("text", budget_text(sources)))
+    blocks += [
+        Block("heading", "Heatmap"),
+    ]
+    blocks += [Block("image", (name, path)) for name, path in images.items()]
+    if not images:
+        blocks.append(Block("text", "not drawn (--no-heatmap)"))
+    blocks.append(Block("heading", "Diagnostics (paper Table 1, plug-in)"))
+    blocks.append(
+        Block("table", (["metric", "plug-in", "languages used", "paper GR / SV"], _table1_rows(a)))
+    )
+    excluded = d.get("excluded", {})
+    if excluded.get("rows") or excluded.get("entries"):
+        blocks.append(
+            Block(
+                "text",
+                f"Left out of the diagnostics: rows {', '.join(excluded['rows']) or '-'}; "
+                f"{len(excluded['entries'])} NaN entries.",
+            )
+        )
+    blocks.append(Block("heading", "Stability (paper §4.4)"))
+    # the SEs are the user's (or a grid's delta-method ones): say which
+    se_kind = "supplied" if a.se_supplied else "delta method"
+    stability = [
+        [s.label.replace("(delta method)", f"({se_kind})"), _num(d.get(s.key), s.fraction)]
+        for s in diagnostics_in(STABILITY)
+        if not s.key.startswith("self_gain")  # no runs, no self-gains
+    ]
+    blocks.append(Block("table", (["figure", "value (plug-in)"], stability)))
+    blocks.append(Block("heading", "Top pairs"))
+    header = ["donor → target", "M", "SE", f"{a.level:.0%} interval"]
+    for positive, title in ((True, "Most positive"), (False, "Most negative")):
+        rows = _top_rows(a, positive, top_k)
+        blocks.append(Block("heading", title, 3))
+        blocks.append(Block("table", (header, rows)) if rows else Block("text", "none"))
+    blocks.append(Block("heading", "Which languages should I add? Donors per target"))
+    blocks.append(Block("text", f"Donors ranked by M[target, donor]. {interval_note}"))
+    for t in a.targets:
+        ranking = a.donors[a.donors["target"] == t]
+        blocks.append(Block("heading", f"{t} ({registry.name(t)})", 3))
+        rows = [
+            [
+                str(r.rank),
+                f"{r.donor} ({registry.name(r.donor)})",
+                _num(r.value),
+                _num(r.se),
+                _cell_interval(a, r.lower, r.upper),
+            ]
+            + ([_source_of(sources, t, r.donor)] if sources is not None else [])
+            for r in ranking.itertuples()
+        ]
+        header = ["rank", "donor", "M", "SE", f"{a.level:.0%} interval"]
+        header += ["source"] if sources is not None else []
+        blocks.append(Block("table", (header, rows)) if rows else Block("text", "no other donor"))
+    return blocks
+
+
+def table1_frame(analysis: MatrixAnalysis) -> pd.DataFrame:
+    """table1.csv for a matrix: the plug-in values beside the paper's, no interval."""
+    d = analysis.diagnostics
+    return pd.DataFrame(
+        [
+            {
+                "diagnostic": spec.key,
+                "label": spec.label,
+                "estimate": d.get(spec.key),
+                "lower": None,
+                "upper": None,
+                "plugin": d.get(spec.key),
+                "paper_gr": spec.paper[0] if spec.paper else None,
+                "paper_sv": spec.paper[1] if spec.paper else None,
+                "percent": spec.fraction,
+                "method": "plug-in",
+                "reason": d.get("undefined", {}).get(spec.key) or NO_RECORDS_REASON,
+            }
+            for spec in diagnostics_in(TABLE1)
+        ]
+    )
+
+
+def write_matrix_report(
+    analysis: MatrixAnalysis,
+    registry: LanguageRegistry,
+    out_dir: str | os.PathLike,
+    top_k: int = 5,
+    heatmap: bool = True,
+    sources: pd.DataFrame | None = None,
+) -> dict[str, Path]:
+    """Write ``report.html``, ``report.md``, ``cltm.csv`` (codes as analysed), ``cltm_se.csv``
+    (when supplied), ``diagnostics.json``, ``intervals.json``, ``donors.csv``, ``table1.csv`` and
+    the heatmap ``cltm.png``/``.pdf``. With ``sources`` (a budgeted CLTM's
+    :func:`~cltm_sb.analysis.completion.read_sources`), predicted cells are outlined, the budget
+    is stated, and donors.csv gains a ``source`` column."""
+    if sources is not None:
+        missing = sorted(set(analysis.matrix.index) - set(sources.index)) + sorted(
+            set(analysis.matrix.columns) - set(sources.columns)
+        )
+        if missing:
+            raise ValueError(f"the sources CSV lacks the languages {missing} of the matrix")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_matrix_csv(analysis.matrix, out / "cltm.csv")
+    if analysis.se is not None:
+        write_matrix_csv(analysis.se, out / "cltm_se.csv")
+    notes = {"diagnostics": f"plug-in values; {NO_RECORDS_REASON}"}
+    if analysis.has_intervals:
+        notes["cells"] = analysis.to_intervals_json()["cells"]["method"]
+    atomic_write_json(
+        out / "diagnostics.json",
+        {
+            "source": str(analysis.source),
+            "title": analysis.title,
+            "notes": notes,
+            **analysis.diagnostics,
+        },
+    )
+    intervals = atomic_write_json(out / "intervals.json", analysis.to_intervals_json())
+    donors = analysis.donors
+    if sources is not None:
+        donors = donors.assign(
+            source=[_source_of(sources, t, d) for t, d in zip(donors["target"], donors["donor"])]
+        )
+    atomic_write(
+        out / "donors.csv", lambda tmp: donors.to_csv(tmp, index=False, float_format="%.6g")
+    )
+    table1 = table1_frame(analysis)
+    atomic_write(
+        out / "table1.csv", lambda tmp: table1.to_csv(tmp, index=False, float_format="%.6g")
+    )
+    images: dict[str, Path] = {}
+    if heatmap:
+        from cltm_sb.report.figures import plot_heatmap  # matplotlib only when drawing
+
+        predicted = sources == "predicted" if sources is not None else None
+        plot_heatmap(
+            analysis.matrix, registry, out / "cltm.png", title=analysis.title, se=analysis.se,
+            predicted=predicted,
+        )
+        images["CLTM"] = out / "cltm.png"
+    blocks = matrix_report_blocks(analysis, registry, images, top_k, sources)
+    md = atomic_write_text(out / "report.md", render_markdown(blocks, out))
+    page = atomic_write_text(out / "report.html", render_html(blocks, analysis.title))
+    return {"markdown": md, "html": page, "donors": out / "donors.csv", "intervals": intervals}
+
+
+# --------------------------------------------------------------------------------------------
+# Two matrices side by side
+
+
+def comparison_blocks(
+    a: MatrixAnalysis,
+    b: MatrixAnalysis,
+    diff: MatrixDifference,
+    labels: tuple[str, str],
+    images: dict[str, Path],
+) -> list[Block]:
+    """Content of the comparison page of two matrices (either may come from a grid)."""
+    la, lb = labels
+    da, db = a.diagnostics, b.diagnostics
+    blocks = [
+        Block("heading", f"Comparison: {la} vs {lb}", 1),
+        Block(
+            "text",
+            "Plug-in diagnostics of two matrices, at least one without run records: no interval "
+            f"for a diagnostic or its difference ({NO_RECORDS_REASON}).",
+        ),
+        Block(
+            "table",
+            (
+                ["", la, lb],
+                [
+                    ["source", str(a.source), str(b.source)],
+                    ["targets", str(da["n_targets"]), str(db["n_targets"])],
+                    ["donors", str(da["n_donors"]), str(db["n_donors"])],
+                    [
+                        "standard errors",
+                        _se_text(a),
+                        _se_text(b),
+                    ],
+                ],
+            ),
+        ),
+        Block("heading", "Diagnostics (paper Table 1, plug-in)"),
+    ]
+    rows = []
+    for spec in diagnostics_in(TABLE1):
+        pct = spec.fraction
+        x, y = da.get(spec.key), db.get(spec.key)
+        both = x is not None and y is not None and x == x and y == y
+        rows.append(
+            [
+                spec.label,
+                _num(x, pct),
+                _scope(a, spec.key),
+                _num(y, pct),
+                _scope(b, spec.key),
+                _num(x - y if both else None, pct),
+            ]
+        )
+    blocks.append(
+        Block(
+            "table",
+            (
+                ["metric", la, "languages used", lb, "languages used", f"{la} − {lb}"],
+                rows,
+            ),
+        )
+    )
+    blocks.append(Block("heading", f"Difference matrix {la} − {lb}"))
+    blocks += [Block("image", (name, path)) for name, path in images.items()]
+    value = diff.value
+    targets, donors = list(value.index), list(value.columns)
+    table_rows = []
+    for t in targets:
+        row = [t]
+        for s in donors:
+            if t == s:
+                row.append("-")
+            elif diff.se is not None:
+                text = f"{_num(value.loc[t, s], digits=2)} ± {_num(diff.se.loc[t, s], digits=2)}"
+                if diff.lower is not None and diff.upper is not None:
+                    text += f" {_interval(diff.lower.loc[t, s], diff.upper.loc[t, s])}"
+                row.append(text)
+            else:
+                row.append(_num(value.loc[t, s], digits=2))
+        table_rows.append(row)
+    blocks.append(Block("table", (["target \\ donor", *donors], table_rows)))
+    note = f"Entries are M_A − M_B over the common targets and donors; SE: {diff.se_label}."
+    if diff.lower is not None:
+        note += f" Intervals ({a.level:.0%}): from the supplied SE, cells assumed independent."
+    blocks.append(Block("text", note))
+    return blocks
+
+
+def _se_text(analysis: MatrixAnalysis) -> str:
+    if analysis.se is None:
+        return "none"
+    return "supplied" if analysis.se_supplied else "delta method of the grid's records"
+
+
+def write_matrix_comparison(
+    a: MatrixAnalysis,
+    b: MatrixAnalysis,
+    registry: LanguageRegistry,
+    out_dir: str | os.PathLike,
+    labels: tuple[str, str] = ("A", "B"),
+) -> dict[str, Path]:
+    """Write ``compare.md``, ``compare.html``, ``compare.json``, ``difference.csv`` (and
+    ``difference_se.csv`` when both have SEs) and the difference heatmap."""
+    from cltm_sb.report.figures import plot_heatmap
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    diff = difference(a, b)
+    write_matrix_csv(diff.value, out / "difference.csv")
+    if diff.se is not None:
+        write_matrix_csv(diff.se, out / "difference_se.csv")
+    plot_heatmap(
+        diff.value,
+        registry,
+        out / "difference.png",
+        title=f"{labels[0]} − {labels[1]}",
+        se=diff.se,
+        colorbar_label=f"M({labels[0]}) − M({labels[1]}) (colour clipped to ±1.5)",
+        diagonal_label="diagonal (1 − 1 = 0 by definition)",
+    )
+    images = {f"difference {labels[0]} − {labels[1]}": out / "difference.png"}
+    summary = {
+        label: {
+            "source": str(g.source),
+            "title": g.title,
+            "diagnostics": g.diagnostics,
+            "intervals": g.to_intervals_json(),
+        }
+        for label, g in zip(labels, (a, b))
+    }
+    summary["difference"] = {
+        "targets": list(diff.value.index),
+        "donors": list(diff.value.columns),
+        "se": diff.se_label,
+        "intervals": "from the supplied SE, cells assumed independent"
+        if diff.lower is not None
+        else None,
+    }
+    atomic_write_json(out / "compare.json", summary)
+    blocks = comparison_blocks(a, b, diff, labels, images)
+    md = atomic_write_text(out / "compare.md", render_markdown(blocks, out))
+    page = atomic_write_text(
+        out / "compare.html", render_html(blocks, f"{labels[0]} vs {labels[1]}")
+    )
+    return {"markdown": md, "html": page, "difference": out / "difference.csv"}

@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Recipe: age (age-group recognition over three bands) with a swappable encoder.
+
+Usage::
+
+    python recipes/age/train.py hparams/age.yaml --train_csv=[prep/en/a.csv] \
+        --test_csv=[prep/en/test.csv] --seed=42 \
+        --output_folder=results/age/en/42 --encoder=tiny_hubert --preset=toy
+
+Every YAML key can be overridden; the Brain, data pipeline and evaluation live in the
+library (``cltm_sb.recipe.run.run_recipe``, ``cltm_sb.recipe.brains``), shared with the other recipe.
+
+Rerunning the same command in the same output folder resumes from the last checkpoint, or,
+for a finished run, prints its record (``--overwrite`` redoes it). Several processes::
+
+    torchrun --nproc_per_node=2 recipes/age/train.py hparams/age.yaml ... --distributed_backend=gloo
+"""
+
+import json
+import logging
+import sys
+
+from cltm_sb.recipe.run import main
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+    record = main("age", sys.argv[1:])
+    if record is not None:  # under torchrun only the main process has the record
+        print(json.dumps(record.to_dict(), indent=2, default=str))

@@ -1,0 +1,399 @@
+"""A budgeted CLTM (issue 19): designs, completion, and ``cltm design`` / ``cltm complete``."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cltm_sb.analysis.completion import (
+    MEASURED,
+    PREDICTED,
+    UNDEFINED,
+    complete_matrix,
+    completed_diagnostics,
+    conformal_quantile,
+    read_partial_matrix,
+)
+from cltm_sb.analysis.designs import (
+    design_pairs,
+    n_units,
+    next_pairs,
+    plan_pairs,
+    read_pairs_csv,
+    write_pairs_csv,
+)
+from cltm_sb.analysis.simulate import NoiseModel, simulate_grid, structured_truth
+from cltm_sb.analysis.uncertainty import SeedArrays, point_estimate
+from cltm_sb.cli import main
+from cltm_sb.grid.plan import plan_runs
+
+CODES16 = [f"q{i:02d}" for i in range(16)]
+FAMILIES16 = [f"F{i // 4}" for i in range(16)]
+
+
+def pair_mask(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    mask = np.zeros((n, n), dtype=bool)
+    for a, b in pairs:
+        mask[a, b] = mask[b, a] = True
+    return mask
+
+
+def additive_low_rank(n: int, seed: int = 0) -> np.ndarray:
+    """M = 0.5 + a_t + b_s + u_t·v_s (rank 1), diagonal 1: the model's own class, no noise."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, 0.5, n), rng.normal(0, 0.5, n)
+    u, v = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    m = 0.5 + a[:, None] + b[None, :] + np.outer(u, v)
+    np.fill_diagonal(m, 1.0)
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# Completion
+
+
+def test_completion_recovers_an_exactly_additive_low_rank_matrix():
+    n = 20
+    truth = additive_low_rank(n)
+    rng = np.random.default_rng(1)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    keep = [pairs[k] for k in rng.permutation(len(pairs))[: len(pairs) // 2]]
+    measured = pair_mask(n, keep) | np.eye(n, dtype=bool)
+    partial = np.where(measured, truth, np.nan)
+    result = complete_matrix(partial)
+    predicted = result.sources == PREDICTED
+    assert predicted.sum() == n * (n - 1) - 2 * len(keep)
+    off = ~np.eye(n, dtype=bool)
+    rmse = np.sqrt(np.mean((result.matrix - truth)[predicted] ** 2))
+    assert rmse < 0.1 * np.std(truth[off])
+    # measured cells are kept exactly, and the intervals of predicted cells cover the truth
+    assert np.array_equal(result.matrix[measured], truth[measured])
+    covered = (result.lower <= truth) & (truth <= result.upper)
+    assert covered[predicted].mean() >= 0.9
+
+
+def test_undefined_rows_stay_undefined():
+    n = 10
+    truth = additive_low_rank(n, seed=2)
+    partial = np.where(pair_mask(n, [(i, (i + k) % n) for i in range(n) for k in (1, 2, 3)]), truth, np.nan)
+    np.fill_diagonal(partial, 1.0)
+    partial[3, :] = np.nan  # self-gain not positive: the whole row, diagonal included
+    result = complete_matrix(partial)
+    assert all(s == UNDEFINED for s in result.sources[3])
+    assert np.isnan(result.matrix[3]).all()
+    assert np.isnan(result.lower[3]).all() and np.isnan(result.upper[3]).all()
+    assert not result.rows[3] and result.rows.sum() == n - 1
+    # the language still donates to the other rows: its column is completed
+    assert np.isfinite(np.delete(result.matrix[:, 3], 3)).all()
+    # and an explicit valid_rows (the grid's self-gain rule) wins over the diagonal
+    partial[5, 5] = 1.0
+    rows = np.ones(n, dtype=bool)
+    rows[5] = False
+    result = complete_matrix(partial, valid_rows=rows)
+    assert (result.sources[5] == UNDEFINED).all()
+
+
+def test_measured_intervals_come_from_the_supplied_se():
+    n = 8
+    truth = additive_low_rank(n, seed=3)
+    mask = pair_mask(n, [(i, (i + k) % n) for i in range(n) for k in (1, 2, 3)]) | np.eye(n, dtype=bool)
+    se = np.full((n, n), 0.1)
+    result = complete_matrix(np.where(mask, truth, np.nan), se=se)
+    measured = (result.sources == MEASURED) & ~np.eye(n, dtype=bool)
+    assert np.allclose((result.upper - result.matrix)[measured], 1.959964 * 0.1, atol=1e-5)
+    assert "supplied SE" in result.measured_interval_note
+
+
+def test_too_little_data_is_refused():
+    partial = np.full((4, 4), np.nan)
+    np.fill_diagonal(partial, 1.0)
+    partial[0, 1] = 0.5
+    with pytest.raises(ValueError, match="measure more pairs"):
+        complete_matrix(partial)
+
+
+def test_conformal_quantile():
+    scores = np.arange(1, 20, dtype=float)  # 19 scores: the 19th is the 95% conformal quantile
+    assert conformal_quantile(scores, 0.95) == 19.0
+    assert math.isinf(conformal_quantile(scores[:10], 0.95))
+
+
+def test_completed_diagnostics_follow_the_intervals_schema():
+    n = 12
+    truth = additive_low_rank(n, seed=4)
+    mask = pair_mask(n, [(i, (i + k) % n) for i in range(n) for k in (1, 2, 4)]) | np.eye(n, dtype=bool)
+    families = [f"F{i // 3}" for i in range(n)]
+    result = complete_matrix(np.where(mask, truth, np.nan), families=families)
+    diags = completed_diagnostics(result, families, n_draws=50)
+    assert set(diags) == {"rfd", "asymmetry", "row_cosine", "prop_positive", "reciprocity_positive",
+                          "intra_family_positive"}
+    for entry in diags.values():
+        assert set(entry) == {"point", "lower", "upper", "plugin", "method", "reason"}
+        # not calibrated (bench/RESULTS.md): no interval, and it says why
+        assert entry["lower"] is None and "not calibrated" in entry["reason"]
+    with_intervals = completed_diagnostics(result, families, n_draws=50, intervals=["rfd"])
+    assert with_intervals["rfd"]["lower"] <= with_intervals["rfd"]["point"] <= with_intervals["rfd"]["upper"]
+
+
+def test_read_partial_matrix_names_the_bad_cell(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(",a,b\na,1,x\nb,,1\n")
+    with pytest.raises(ValueError, match=r"row 'a', column 'b'"):
+        read_partial_matrix(path)
+    path.write_text(",a,b\na,1,0.5\nc,,1\n")
+    with pytest.raises(ValueError, match="same languages"):
+        read_partial_matrix(path)
+    path.write_text(",a,b\na,1,0.5\nb,,1\n")
+    frame = read_partial_matrix(path)
+    assert np.isnan(frame.loc["b", "a"]) and frame.loc["a", "b"] == 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Designs
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_designs_are_nested_and_sized(ordered):
+    small = design_pairs(CODES16, 0.3, FAMILIES16, seed=7, ordered=ordered)
+    large = design_pairs(CODES16, 0.5, FAMILIES16, seed=7, ordered=ordered)
+    total = 16 * 15 // (1 if ordered else 2)
+    assert len(small) == math.ceil(0.3 * total) == n_units(16, 0.3, ordered)
+    assert len(large) == math.ceil(0.5 * total)
+    assert large[: len(small)] == small  # the same runs first: finished runs are kept
+    assert len(set(large)) == len(large)
+    if not ordered:
+        assert len({frozenset(p) for p in large}) == len(large)
+    assert design_pairs(CODES16, 0.3, FAMILIES16, seed=8, ordered=ordered) != small
+
+
+@pytest.mark.parametrize("n,budget", [(16, 0.2), (44, 0.2), (44, 0.3), (7, 0.5)])
+def test_every_language_is_covered_evenly(n, budget):
+    codes = [f"q{i:02d}" for i in range(n)]
+    families = [f"F{i // 3}" for i in range(n)]
+    pairs = design_pairs(codes, budget, families, seed=1)
+    degree = {c: 0 for c in codes}
+    for a, b in pairs:
+        degree[a] += 1
+        degree[b] += 1
+    expected = 2 * len(pairs) / n
+    assert min(degree.values()) >= math.floor(expected) - 1 >= 1
+    assert max(degree.values()) - min(degree.values()) <= 2
+
+
+def test_design_includes_within_family_pairs_without_crowding_out_the_rest():
+    families = [f"F{i // 3}" for i in range(15)]  # 5 families of 3: 15 within-family pairs
+    codes = [f"q{i:02d}" for i in range(15)]
+    pairs = design_pairs(codes, 0.3, families, seed=0)
+    fam = dict(zip(codes, families))
+    within = sum(fam[a] == fam[b] for a, b in pairs)
+    assert within >= 12  # most within-family pairs (random: ~30% of 15)
+    assert within <= len(pairs) / 2  # but every row keeps cells across families
+
+
+def test_active_design_ranks_unmeasured_pairs():
+    n = 12
+    truth = additive_low_rank(n, seed=5)
+    mask = pair_mask(n, [(i, (i + k) % n) for i in range(n) for k in (1, 2, 3)]) | np.eye(n, dtype=bool)
+    result = complete_matrix(np.where(mask, truth, np.nan), locales=[f"q{i:02d}" for i in range(n)])
+    chosen = next_pairs(result, 5)
+    assert len(chosen) == 5 and len({frozenset(p) for p in chosen}) == 5
+    index = {c: i for i, c in enumerate(result.locales)}
+    assert all(not mask[index[a], index[b]] for a, b in chosen)
+    cells = next_pairs(result, 4, ordered=True)
+    assert all(result.sources[index[t], index[s]] == PREDICTED for t, s in cells)
+
+
+def test_pairs_csv_round_trip_and_plan(tmp_path):
+    pairs = design_pairs(CODES16[:6], 0.4, seed=0)
+    path = write_pairs_csv(pairs, tmp_path / "pairs.csv")
+    assert path.read_text().splitlines()[0] == "lang1,lang2"
+    assert read_pairs_csv(path) == (pairs, False)
+    runs = plan_runs("gr", CODES16[:6], [42, 43], "hash", pairs=pairs)
+    kinds = [r.kind for r in runs]
+    assert kinds.count("pair") == 2 * len(pairs) and kinds.count("single") == 12
+    assert all(len(r.eval_locales) == 2 for r in runs if r.kind == "pair")
+    # one run per cell: a pairs file plans both cells of each pair; a cells file, its cells
+    both = plan_pairs(CODES16[:6], True, pairs_csv=path)
+    assert len(both) == 2 * len(pairs)
+    cells = write_pairs_csv(design_pairs(CODES16[:6], 0.4, ordered=True), tmp_path / "cells.csv", ordered=True)
+    assert cells.read_text().splitlines()[0] == "target,donor"
+    per_cell = plan_runs("gr", CODES16[:6], [42], "hash", one_run_per_cell=True,
+                         pairs=plan_pairs(CODES16[:6], True, pairs_csv=cells))
+    assert sum(r.kind == "pair" for r in per_cell) == math.ceil(0.4 * 30)
+    with pytest.raises(ValueError, match="not both"):
+        plan_pairs(CODES16[:6], False, pairs_csv=path, budget=0.3)
+
+
+def test_bad_pairs_csv_is_named(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("a,b\nq00,q01\n")
+    with pytest.raises(ValueError, match="expected 'lang1,lang2'"):
+        read_pairs_csv(path)
+    path.write_text("lang1,lang2\nq00,q00\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_pairs_csv(path)
+    with pytest.raises(Exception, match="not among --locales"):
+        plan_runs("gr", ["q00", "q01"], [42], "hash", pairs=[("q00", "zz")])
+
+
+# --------------------------------------------------------------------------------------------
+# The commands
+
+
+def _partial_csv(tmp_path, n=12):
+    truth = structured_truth(n, seed=1)
+    grid = simulate_grid(truth, 10, NoiseModel(), seed=3)
+    arrays = SeedArrays(truth.locales, grid.seeds, grid.single, grid.self_, grid.pair)
+    full = point_estimate(arrays).matrix
+    pairs = design_pairs(truth.locales, 0.4, truth.families, seed=0)
+    index = {c: i for i, c in enumerate(truth.locales)}
+    keep = np.eye(n, dtype=bool) | pair_mask(n, [(index[a], index[b]) for a, b in pairs])
+    frame = pd.DataFrame(np.where(keep, full, np.nan), index=truth.locales, columns=truth.locales)
+    frame.loc[truth.locales[2]] = np.nan  # an undefined row
+    path = tmp_path / "partial.csv"
+    frame.to_csv(path, na_rep="")
+    fams = tmp_path / "families.csv"
+    fams.write_text("code,name,family\n" + "".join(f"{c},{c},{f}\n" for c, f in zip(truth.locales, truth.families)))
+    return path, fams, truth
+
+
+def test_cli_design_complete_round_trip(tmp_path, capsys):
+    path, fams, truth = _partial_csv(tmp_path)
+    out = tmp_path / "completed"
+    assert main(["complete", str(path), "--families", str(fams), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "predicted" in printed and "RFD" in printed
+    for name in ("completed.csv", "lower.csv", "upper.csv", "sources.csv", "intervals.json"):
+        assert (out / name).is_file()
+    assert not (out / "diagnostics.json").exists()
+    sources = pd.read_csv(out / "sources.csv", index_col=0)
+    assert set(sources.loc[truth.locales[2]]) == {UNDEFINED}
+    assert {MEASURED, PREDICTED} <= set(sources.to_numpy().ravel())
+    completed = read_partial_matrix(out / "completed.csv")
+    defined = [c for c in truth.locales if c != truth.locales[2]]
+    assert np.isfinite(completed.loc[defined].to_numpy()).all()
+    intervals = json.loads((out / "intervals.json").read_text())
+    assert {"level", "variability", "variability_note", "diagnostics", "tests"} <= set(intervals)
+    assert intervals["completion"]["cells"]["undefined"] == len(truth.locales) - 1
+
+    pairs_csv = tmp_path / "pairs.csv"
+    codes = ",".join(truth.locales)
+    assert main(["design", "--locales", codes, "--budget", "0.3", "--families", str(fams),
+                 "-o", str(pairs_csv)]) == 0
+    rows = list(csv.reader(pairs_csv.open()))
+    assert rows[0] == ["lang1", "lang2"] and len(rows) - 1 == math.ceil(0.3 * 66)
+    nxt = tmp_path / "next.csv"
+    assert main(["design", "--next", "4", "--observed", str(path), "--families", str(fams),
+                 "-o", str(nxt)]) == 0
+    assert len(list(csv.reader(nxt.open()))) == 5
+    cells = tmp_path / "cells.csv"
+    assert main(["design", "--locales", codes, "--budget", "0.3", "--families", str(fams),
+                 "--one-run-per-cell", "-o", str(cells)]) == 0
+    assert cells.read_text().splitlines()[0] == "target,donor"
+
+
+def test_cli_complete_from_a_simulated_grid(tmp_path, capsys):
+    grid = tmp_path / "grid"
+    assert main(["simulate", "-o", str(grid), "--languages", "9", "--seed", "2"]) == 0
+    # keep the single and self runs and a third of the pairs
+    codes = [f"q{i:02d}" for i in range(9)]
+    keep = {frozenset(p) for p in design_pairs(codes, 0.34, seed=0)}
+    for record in (grid / "records").glob("pair-*.json"):
+        a, b = record.name.split("-")[1].split("+")
+        if frozenset((a, b)) not in keep:
+            record.unlink()
+    out = tmp_path / "out"
+    assert main(["complete", str(grid), "--families", str(grid / "families.csv"), "-o", str(out)]) == 0
+    intervals = json.loads((out / "intervals.json").read_text())
+    assert intervals["n_seeds"] == 10
+    assert intervals["completion"]["cells"]["measured"] == 2 * len(keep)
+    assert "Fieller" in intervals["cells"]["method"]
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert main(["design", "--budget", "0.3", "-o", str(tmp_path / "p.csv")]) == 2
+    assert "--locales" in capsys.readouterr().err
+    assert main(["design", "--locales", "en,es", "--budget", "1.5", "-o", str(tmp_path / "p.csv")]) == 2
+    assert "(0, 1]" in capsys.readouterr().err
+    assert main(["complete", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_cli_plan_with_pairs_and_budget_prints_both_costs(tmp_path, capsys):
+    from grid_fakes import make_prepared
+
+    locales = ["de", "en", "es", "fr", "it", "pl"]
+    data = make_prepared(tmp_path / "prep", locales)
+    pairs_csv = tmp_path / "pairs.csv"
+    assert main(["design", "--locales", ",".join(locales), "--budget", "0.4", "-o", str(pairs_csv)]) == 0
+    capsys.readouterr()
+    common = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(locales), "--seeds", "42-43",
+              "--runner", "grid_fakes:run_fake", "--time-per-run", "10"]
+    assert main(common + ["-o", str(tmp_path / "p"), "--pairs", str(pairs_csv)]) == 0
+    out = capsys.readouterr().out
+    # 6 single + 6 self + ceil(0.4 * 15) = 6 pairs per seed, 2 seeds; the full grid: 27 per seed
+    assert "budgeted grid: 36 trainings, the full grid 54 (67% of it)" in out
+    assert "the full grid:" in out.split("estimated time")[1]
+    assert main(common + ["-o", str(tmp_path / "q"), "--budget", "0.4"]) == 0
+    assert "budgeted grid: 36 trainings" in capsys.readouterr().out
+    assert main(common + ["-o", str(tmp_path / "r"), "--budget", "0.4", "--one-run-per-cell"]) == 0
+    # 12 + ceil(0.4 * 30) = 24 per seed against 42
+    assert "budgeted grid: 48 trainings, the full grid 84" in capsys.readouterr().out
+
+
+def test_plan_grows_with_a_next_round_and_keeps_its_runs(tmp_path, capsys):
+    from grid_fakes import make_prepared
+
+    from cltm_sb.grid.plan import load_plan
+
+    locales = ["de", "en", "es", "fr", "it", "pl"]
+    data = make_prepared(tmp_path / "prep", locales)
+    first = write_pairs_csv(design_pairs(locales, 0.3), tmp_path / "pairs.csv")
+    taken = {frozenset(p) for p in design_pairs(locales, 0.3)}
+    extra = [p for p in design_pairs(locales, 1.0) if frozenset(p) not in taken][:2]
+    more = write_pairs_csv(extra, tmp_path / "more.csv")
+    common = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(locales), "--seeds", "42",
+              "--runner", "grid_fakes:run_fake", "-o", str(tmp_path / "p")]
+    assert main(common + ["--pairs", str(first)]) == 0
+    before = {r.run_id for r in load_plan(tmp_path / "p").runs}
+    assert main(common + ["--pairs", str(first), "--pairs", str(more)]) == 0
+    after = {r.run_id for r in load_plan(tmp_path / "p").runs}
+    assert before < after and len(after - before) == 2
+
+
+def test_report_of_a_completed_matrix_outlines_predicted_cells_and_states_the_budget(tmp_path, capsys):
+    from cltm_sb.analysis.completion import read_sources
+    from cltm_sb.languages import load_registry
+    from cltm_sb.report.figures import draw_heatmap
+
+    path, fams, truth = _partial_csv(tmp_path)
+    out = tmp_path / "completed"
+    assert main(["complete", str(path), "--families", str(fams), "-o", str(out)]) == 0
+    report = tmp_path / "report"
+    assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(out / "sources.csv"),
+                 "--families", str(fams), "-o", str(report)]) == 0
+    sources = read_sources(out / "sources.csv")
+    off = ~np.eye(len(sources), dtype=bool)
+    n_measured = int(((sources.to_numpy() == MEASURED) & off).sum())
+    n_predicted = int(((sources.to_numpy() == PREDICTED) & off).sum())
+    text = (report / "report.md").read_text()
+    assert f"{n_measured} of {n_measured + n_predicted} defined off-diagonal cells were measured" in text
+    donors = pd.read_csv(report / "donors.csv")
+    for row in donors.itertuples():
+        assert row.source == sources.loc[row.target, row.donor]
+    # The heatmap outlines exactly the predicted cells.
+    registry = load_registry(fams)
+    matrix = read_partial_matrix(out / "completed.csv")
+    figure = draw_heatmap(matrix, registry, predicted=sources == PREDICTED)
+    (outlines,) = [c for c in figure.axes[0].collections if c.get_label() == "predicted"]
+    assert len(outlines.get_paths()) == n_predicted
+    # A sources file that is not one names its row; --sources needs --matrix.
+    bad = tmp_path / "bad_sources.csv"
+    bad.write_text(",a,b\na,measured,guessed\nb,measured,measured\n")
+    with pytest.raises(ValueError, match=r"row a: cells \['guessed'\]"):
+        read_sources(bad)
+    assert main(["report", str(tmp_path), "--sources", str(out / "sources.csv"), "-o", str(report)]) != 0
+    assert "go with --matrix" in capsys.readouterr().err
