@@ -331,12 +331,19 @@ def test_a_requeued_task_resumes_its_runs_from_their_checkpoints(slurm_cluster: 
     checkpoints = [plan.paths(spec).run_dir / "save" / "CKPT+fake" for spec in plan.runs]
     _wait_for(lambda: all(c.is_dir() for c in checkpoints), 90, "both runs to write a checkpoint")
     subprocess.run(["scontrol", "requeue", submission.job_id], check=True, capture_output=True)
-    # SLURM holds a requeued job back for a while (its BeginTime); no need to wait for that here.
-    _wait_for(lambda: "PENDING" in subprocess.run(["squeue", "-h", "-o", "%T"], capture_output=True,
-                                                  text=True).stdout, 30, "the tasks to be pending again")
-    subprocess.run(["scontrol", "update", f"JobId={submission.job_id}", "StartTime=now"], capture_output=True)
     records = [plan.paths(spec).record for spec in plan.runs]
-    _wait_for(lambda: all(r.is_file() for r in records), 120, "the requeued tasks to finish their runs")
+
+    def release_and_check() -> bool:
+        # SLURM holds a requeued task back for a while (its BeginTime). The tasks of the array
+        # become pending one by one, so every pending one is released, not only the first seen.
+        states = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout
+        for line in states.splitlines():
+            task_id, _, state = line.partition(" ")
+            if state == "PENDING":
+                subprocess.run(["scontrol", "update", f"JobId={task_id}", "StartTime=now"], capture_output=True)
+        return all(r.is_file() for r in records)
+
+    _wait_for(release_and_check, 150, "the requeued tasks to finish their runs")
     assert [(read_record(r).status, read_record(r).extra["resumed"]) for r in records] == [("ok", True)] * 2
     _wait_for(lambda: not _squeue_jobs(), 30, "SLURM to end the job")
 

@@ -134,22 +134,13 @@ def read_partial_matrix(path: str | os.PathLike, what: str = "partial matrix") -
             f"{path}: rows ({', '.join(rows)}) and columns ({', '.join(cols)}) must be the same "
             "languages, each once; a budgeted CLTM is square (empty cells = not measured)"
         )
+    from cltm_sb.analysis.diagnostics import parse_cells
+
     raw = raw[rows]
-    values = np.full((len(rows), len(rows)), np.nan)
-    for i, target in enumerate(rows):
-        for j, donor in enumerate(rows):
-            cell = raw.iat[i, j].strip()
-            if cell == "" or cell.lower() in {"nan", "na", "null"}:
-                continue
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                raise ValueError(
-                    f"{path}: row {target!r}, column {donor!r}: {cell!r} is not a number "
-                    "(leave the cell empty if it was not measured)"
-                ) from None
-            if not math.isfinite(values[i, j]):
-                raise ValueError(f"{path}: row {target!r}, column {donor!r} is {cell}; use a number or empty")
+    values = parse_cells(raw, path, "leave the cell empty if it was not measured")
+    for i, j in zip(*np.nonzero(np.isinf(values))):
+        raise ValueError(f"{path}: row {rows[i]!r}, column {rows[j]!r} is {raw.iat[i, j].strip()}; "
+                         "use a number or empty")
     frame = pd.DataFrame(values, index=rows, columns=rows)
     frame.index.name, frame.columns.name = "target", "donor"
     return frame

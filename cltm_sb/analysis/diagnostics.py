@@ -446,6 +446,26 @@ def diagnose(
     return result
 
 
+def parse_cells(raw: pd.DataFrame, path: str | os.PathLike, hint: str = "") -> np.ndarray:
+    """The numbers of a matrix CSV read as text: empty, ``nan``, ``na`` and ``null`` are NaN; any
+    other cell that is not a number is an error naming the file, row and column (``hint``: what
+    to do, appended in parentheses)."""
+    values = np.full(raw.shape, np.nan)
+    for i, target in enumerate(raw.index):
+        for j, donor in enumerate(raw.columns):
+            cell = str(raw.iat[i, j]).strip()
+            if cell == "" or cell.lower() in {"nan", "na", "null"}:
+                continue
+            try:
+                values[i, j] = float(cell)
+            except ValueError:
+                raise ValueError(
+                    f"{path}: row {target!r}, column {donor!r}: {cell!r} is not a number"
+                    + (f" ({hint})" if hint else "")
+                ) from None
+    return values
+
+
 def read_matrix_csv(
     path: str | os.PathLike, square: bool = True, unit_diagonal: bool = True
 ) -> pd.DataFrame:
@@ -499,18 +519,7 @@ def read_matrix_csv(
     if set(rows) == set(cols):
         cols = rows
     raw = raw[cols]
-    values = np.full((len(rows), len(cols)), np.nan)
-    for i, target in enumerate(rows):
-        for j, donor in enumerate(cols):
-            cell = raw.iat[i, j].strip()
-            if cell == "" or cell.lower() in {"nan", "na", "null"}:
-                continue
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                raise ValueError(
-                    f"{path}: row {target!r}, column {donor!r}: {cell!r} is not a number"
-                ) from None
+    values = parse_cells(raw, path)
     frame = pd.DataFrame(values, index=rows, columns=cols)
     check_finite_or_nan(frame, str(path))
     if not rows or not cols:

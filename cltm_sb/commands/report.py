@@ -435,7 +435,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
     p = subparsers.add_parser(
-        "compare", help="two grids side by side, with their difference matrix"
+        "compare",
+        help="grids or matrix CSVs side by side: two with their difference matrix, three or more "
+        "(e.g. GR, SV, age) with their diagnostics",
     )
     p.add_argument("grid_a", help="first plan folder or folder of records, or a matrix CSV")
     p.add_argument("grid_b", help="second plan folder or folder of records, or a matrix CSV")

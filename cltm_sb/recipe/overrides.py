@@ -8,6 +8,7 @@ value: a tag (``!new:``, ``!ref``, ``!!python/...``) is refused with the key nam
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from cltm_sb.recipe import RecipeError
@@ -87,3 +88,13 @@ def parse_override_text(text: str) -> dict[str, Any]:
     if not isinstance(node, MappingNode):
         raise RecipeError(f"command line overrides {text!r}: expected --key=value arguments")
     return {str(k.value): _typed(yaml, str(k.value), v) for k, v in node.value}
+
+
+def as_path_list(value: Any) -> list[str]:
+    """A manifest override (``train_csv``, ``test_csv``, ``trials_csv``) as a list of paths: one
+    path, a list of paths, or None (no paths)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [str(value)]
+    return [str(v) for v in value]

@@ -47,7 +47,7 @@ from cltm_sb.recipe.hparams import (
     resolve_plain,
     resolved_text,
 )
-from cltm_sb.recipe.overrides import parse_override_text
+from cltm_sb.recipe.overrides import as_path_list, parse_override_text
 from cltm_sb.recipe.run_files import (
     CHECKPOINT_DIR,
     HPARAMS_FILE,
@@ -72,12 +72,6 @@ HF_ENCODER_TAGS = (
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [str(value)]
-    return [str(v) for v in value]
 
 
 def _choice(name: str, value: Any, valid: Sequence[str]) -> str:
@@ -174,7 +168,7 @@ def _compose(
     overrides = dict(overrides or {})
     for key in LIST_KEYS:
         if key in overrides:
-            overrides[key] = _as_list(overrides[key])
+            overrides[key] = as_path_list(overrides[key])
     hparams_file = Path(hparams_file) if hparams_file else hparams_dir() / f"{spec.recipe}.yaml"
     text = compose_hparams(hparams_file, overrides, spec.recipe)
     # The declaration is the one place of the label column and classes; an explicit override wins.
@@ -320,10 +314,10 @@ def run_recipe(
     config = resolve_plain(text, overrides)
     _check_config(config, text, overrides, path, plan_time=False)
 
-    train_csv, test_csv = _as_list(config["train_csv"]), _as_list(config["test_csv"])
+    train_csv, test_csv = as_path_list(config["train_csv"]), as_path_list(config["test_csv"])
     if not train_csv or not test_csv:
         raise RecipeError("set train_csv and test_csv (paths of manifests)")
-    trials_csv = _as_list(config["trials_csv"]) if spec.trials else []
+    trials_csv = as_path_list(config["trials_csv"]) if spec.trials else []
     if spec.trials and len(trials_csv) != len(test_csv):
         raise RecipeError(
             f"trials_csv must list one trials file per test_csv ({len(test_csv)}), "

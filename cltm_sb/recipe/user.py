@@ -36,6 +36,7 @@ from typing import Any
 import cltm_sb
 from cltm_sb.io import sha256_file, stable_hash
 from cltm_sb.recipe import RecipeError
+from cltm_sb.recipe.overrides import as_path_list
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord
 from cltm_sb.tasks import Task, get_task
 
@@ -48,12 +49,6 @@ RECIPE_LOG = "recipe_log.txt"
 EVALUATION_KEYS = ("locale", "metric", "value", "n_items")
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [str(value)]
-    return [str(v) for v in value]
 
 
 def command_line(task: Task, overrides: Mapping[str, Any], hparams_file: str | None) -> list[str]:
@@ -174,10 +169,10 @@ def run_user_recipe(
     for key in ("train_csv", "test_csv", "output_folder"):
         if not overrides.get(key):
             raise RecipeError(f"task {spec.name!r}: the run needs {key}")
-    train_csv, test_csv = _as_list(overrides["train_csv"]), _as_list(overrides["test_csv"])
+    train_csv, test_csv = as_path_list(overrides["train_csv"]), as_path_list(overrides["test_csv"])
     overrides["train_csv"], overrides["test_csv"] = train_csv, test_csv
     if "trials_csv" in overrides:
-        overrides["trials_csv"] = _as_list(overrides["trials_csv"])
+        overrides["trials_csv"] = as_path_list(overrides["trials_csv"])
     output = Path(str(overrides["output_folder"]))
     output.mkdir(parents=True, exist_ok=True)
     metrics_path = output / METRICS_FILE
