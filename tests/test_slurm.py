@@ -333,14 +333,19 @@ def test_a_requeued_task_resumes_its_runs_from_their_checkpoints(slurm_cluster: 
     subprocess.run(["scontrol", "requeue", submission.job_id], check=True, capture_output=True)
     records = [plan.paths(spec).record for spec in plan.runs]
 
+    released: set[str] = set()
+
     def release_and_check() -> bool:
         # SLURM holds a requeued task back for a while (its BeginTime). The tasks of the array
-        # become pending one by one, so every pending one is released, not only the first seen.
+        # become pending one by one, so each is released once it is pending; a few seconds later,
+        # not now: slurmd refuses a launch in the second its old credential was revoked ("Job
+        # credential revoked") and the job would end.
         states = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout
         for line in states.splitlines():
             task_id, _, state = line.partition(" ")
-            if state == "PENDING":
-                subprocess.run(["scontrol", "update", f"JobId={task_id}", "StartTime=now"], capture_output=True)
+            if state == "PENDING" and task_id not in released:
+                subprocess.run(["scontrol", "update", f"JobId={task_id}", "StartTime=now+3"], capture_output=True)
+                released.add(task_id)
         return all(r.is_file() for r in records)
 
     _wait_for(release_and_check, 150, "the requeued tasks to finish their runs")
