@@ -46,7 +46,7 @@ import numpy as np
 from cltm_sb.analysis.completion import (
     PREDICTED,
     best_donors,
-    complete_matrix,
+    complete_seed_arrays,
     completed_diagnostics,
 )
 from cltm_sb.analysis.designs import design_pairs, n_units, next_pairs, random_pairs
@@ -57,7 +57,7 @@ from cltm_sb.analysis.simulate import (
     near_agnostic_truth,
     simulate_grid,
 )
-from cltm_sb.analysis.uncertainty import SeedArrays, fieller_interval, paired_cells, point_estimate
+from cltm_sb.analysis.uncertainty import SeedArrays, point_estimate
 
 DIAGS = ("rfd", "asymmetry", "row_cosine", "prop_positive", "reciprocity_positive", "intra_family_positive")
 FRACTIONS = {"prop_positive", "reciprocity_positive", "intra_family_positive"}
@@ -133,22 +133,8 @@ def pair_mask(codes: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
 
 
 def complete_from(arrays: SeedArrays, measured: np.ndarray, families: list[str], seed: int):
-    part = masked_arrays(arrays, measured)
-    point = point_estimate(part)
-    cells = paired_cells(part)
-    lo, hi, bounded = fieller_interval(cells, 0.95)
-    lo, hi = np.where(bounded, lo, -np.inf), np.where(bounded, hi, np.inf)
-    return complete_matrix(
-        point.matrix,
-        families=families,
-        se=cells.se,
-        valid_rows=point.valid_rows,
-        locales=arrays.locales,
-        seed=seed,
-        measured_lower=lo,
-        measured_upper=hi,
-        self_gain=point.self_gain,
-    )
+    """What `cltm complete` computes from a grid holding only the ``measured`` pairs."""
+    return complete_seed_arrays(masked_arrays(arrays, measured), families, seed=seed)
 
 
 def experiment(kind: str, n: int, budget: float, designs: list[str], exp: int, draws: int) -> dict:

@@ -771,6 +771,32 @@ class CompletionRun:
         }
 
 
+def complete_seed_arrays(
+    arrays: Any, families: Sequence[str], level: float = DEFAULT_LEVEL, seed: int = 0
+) -> Completion:
+    """The completion of a grid's runs (:class:`~cltm_sb.analysis.uncertainty.SeedArrays`, NaN
+    where a pair was not run): measured cells keep their Fieller interval over seeds."""
+    from cltm_sb.analysis.uncertainty import fieller_interval, paired_cells, point_estimate
+
+    point = point_estimate(arrays)
+    cells = paired_cells(arrays)
+    lo, hi, bounded = fieller_interval(cells, level)
+    # An unbounded Fieller interval (self-gain not significant) is (−inf, inf), never a number.
+    lo, hi = np.where(bounded, lo, -np.inf), np.where(bounded, hi, np.inf)
+    return complete_matrix(
+        point.matrix,
+        families=families,
+        se=np.where(point.entries, cells.se, np.nan),
+        level=level,
+        valid_rows=point.valid_rows,
+        locales=arrays.locales,
+        seed=seed,
+        measured_lower=lo,
+        measured_upper=hi,
+        self_gain=point.self_gain,
+    )
+
+
 def complete_source(
     source: str | os.PathLike,
     families_csv: str | os.PathLike | None = None,
@@ -793,33 +819,12 @@ def complete_source(
     path = Path(source)
     if path.is_dir():
         from cltm_sb.analysis.grid_analysis import load_grid
-        from cltm_sb.analysis.uncertainty import (
-            fieller_interval,
-            paired_cells,
-            point_estimate,
-            seed_arrays,
-        )
+        from cltm_sb.analysis.uncertainty import seed_arrays
 
         data = load_grid(path, registry, task=task)
         arrays = seed_arrays(data.table, data.locales)
-        point = point_estimate(arrays)
-        cells = paired_cells(arrays)
-        lo, hi, bounded = fieller_interval(cells, level)
-        # An unbounded Fieller interval (self-gain not significant) is (−inf, inf), never a number.
-        lo, hi = np.where(bounded, lo, -np.inf), np.where(bounded, hi, np.inf)
         families = data.families
-        completion = complete_matrix(
-            point.matrix,
-            families=families,
-            se=np.where(point.entries, cells.se, np.nan),
-            level=level,
-            valid_rows=point.valid_rows,
-            locales=data.locales,
-            seed=seed,
-            measured_lower=lo,
-            measured_upper=hi,
-            self_gain=point.self_gain,
-        )
+        completion = complete_seed_arrays(arrays, families, level=level, seed=seed)
         n_seeds: int | None = arrays.n_seeds
     else:
         frame = read_partial_matrix(path)
