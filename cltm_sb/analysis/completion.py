@@ -76,6 +76,10 @@ BLOCK_RIDGES = (16.0, 1.0)
 # Row-scale shrinkage on the log scale, in cells.
 SCALE_PRIOR_CELLS = 3.0
 ALS_ITERATIONS = 30
+# Backfitting rounds between the additive effects and the distance term.
+DISTANCE_ITERATIONS = 4
+# Roughness penalties of the distance term tried by cross-validation.
+DISTANCE_SMOOTHS = (1.0,)
 # Diagnostics whose point is the plug-in on the completed matrix, not the mean over draws: they
 # compare cells with each other (mirror cells, pairs of rows), and errors drawn independently
 # add asymmetry and decorrelate rows. Median errors against the truth in a development run
@@ -159,12 +163,15 @@ class ModelConfig:
     lam: float = 0.0
     effect_ridge: float = EFFECT_RIDGES[0]
     block_ridge: float = BLOCK_RIDGES[0]
+    # Roughness penalty of the smooth function of the user's distances; None: no distance term.
+    distance_smooth: float | None = None
 
     @property
     def complexity(self) -> int:
-        """0-2: a row scaling, and weak shrinkage, each add one (see :func:`cross_validate`)."""
+        """0-3: a row scaling, weak shrinkage and a distance term each add one (see
+        :func:`cross_validate`)."""
         weak = self.effect_ridge < EFFECT_RIDGES[0] or (self.rank > 0 and self.lam <= WEAK_RIDGE)
-        return int(self.scaling != "none") + int(weak)
+        return int(self.scaling != "none") + int(weak) + int(self.distance_smooth is not None)
 
 
 @dataclass
@@ -258,6 +265,15 @@ def model_scales(
     return np.ones(m.shape[0])
 
 
+def _smooth_term(resid: Array, observed: Array, basis: Array, penalty: Array, smooth: float) -> Array:
+    """[t, s] the penalised least-squares fit of ``resid`` on the distance basis (observed cells)."""
+    x = basis[observed]
+    k = basis.shape[-1]
+    # A small ridge keeps the solve defined where knots have no observed cell nearby.
+    coef = np.linalg.solve(x.T @ x + smooth * penalty + 1e-6 * np.eye(k), x.T @ resid[observed])
+    return basis @ coef
+
+
 def fit_model(
     m: Array,
     observed: Array,
@@ -265,8 +281,13 @@ def fit_model(
     blocks: Array,
     config: ModelConfig,
     self_gain: Array | None = None,
+    basis: tuple[Array, Array] | None = None,
 ) -> _Fit:
-    """Fit the completion model to the ``observed`` cells of ``m`` and predict every cell."""
+    """Fit the completion model to the ``observed`` cells of ``m`` and predict every cell.
+
+    ``basis``: the distance basis and its penalty (:func:`~cltm_sb.analysis.distances.smooth_basis`),
+    used when ``config.distance_smooth`` is set.
+    """
     n = m.shape[0]
     observed = observed & rows[:, None] & ~np.eye(n, dtype=bool)
     scale = model_scales(m, observed, rows, config.scaling, self_gain)
@@ -278,10 +299,26 @@ def fit_model(
     weight = observed.astype(float)
     ridge = config.lam * np.eye(rank)
     low = np.zeros((n, n))
-    mu, a, b, block = _additive(y, observed, blocks, config.effect_ridge, config.block_ridge)
+    smooth = np.zeros((n, n))
+    use_distance = config.distance_smooth is not None and basis is not None and basis[0].shape[-1] > 0
+
+    def effects(offset: Array) -> tuple[float, Array, Array, Array, Array]:
+        """Additive effects and the distance term given the interaction ``offset`` (backfitting)."""
+        mu, a, b, block = _additive(y - offset - smooth, observed, blocks, config.effect_ridge, config.block_ridge)
+        if not use_distance:
+            return mu, a, b, block, smooth
+        term = smooth
+        for _ in range(DISTANCE_ITERATIONS):
+            term = _smooth_term(y - offset - (mu + a[:, None] + b[None, :] + block), observed,
+                                basis[0], basis[1], config.distance_smooth)
+            mu, a, b, block = _additive(y - offset - term, observed, blocks, config.effect_ridge,
+                                        config.block_ridge)
+        return mu, a, b, block, term
+
+    mu, a, b, block, smooth = effects(low)
     for _ in range(ALS_ITERATIONS if rank else 0):
         # Alternating ridge regressions: each row of U (then V) is one small r x r solve.
-        resid = np.where(observed, y - (mu + a[:, None] + b[None, :] + block), 0.0)
+        resid = np.where(observed, y - (mu + a[:, None] + b[None, :] + block + smooth), 0.0)
         gram = np.einsum("ts,sk,sl->tkl", weight, v, v) + ridge
         u = np.linalg.solve(gram, (resid @ v)[..., None])[..., 0]
         gram = np.einsum("ts,tk,tl->skl", weight, u, u) + ridge
@@ -289,10 +326,10 @@ def fit_model(
         new = u @ v.T
         change = np.sum((new - low) ** 2) / max(np.sum(new**2), 1e-12)
         low = new
-        mu, a, b, block = _additive(y - low, observed, blocks, config.effect_ridge, config.block_ridge)
+        mu, a, b, block, smooth = effects(low)
         if change < 1e-5:
             break
-    additive = mu + a[:, None] + b[None, :] + block
+    additive = mu + a[:, None] + b[None, :] + block + smooth
     pred = (additive + low) * scale[:, None]
     pred[~rows] = np.nan
     return _Fit(pred, scale, low)
@@ -319,6 +356,7 @@ def cross_validate(
     folds: int,
     rng: np.random.Generator,
     self_gain: Array | None = None,
+    basis: tuple[Array, Array] | None = None,
 ) -> tuple[ModelConfig, Array]:
     """The chosen config and its held-out predictions.
 
@@ -343,7 +381,7 @@ def cross_validate(
                 continue
             idx = tuple(np.asarray(cells).T)
             mask[idx] = False
-            held[idx] = fit_model(m, mask, rows, blocks, config, self_gain=self_gain).prediction[idx]
+            held[idx] = fit_model(m, mask, rows, blocks, config, self_gain=self_gain, basis=basis).prediction[idx]
         errors.append(((held - m)[observed]) ** 2)
         helds.append(held)
     means = np.array([np.nanmean(e) for e in errors])
@@ -428,6 +466,7 @@ def complete_matrix(
     measured_upper: Array | None = None,
     configs: Sequence[ModelConfig] | None = None,
     self_gain: Array | None = None,
+    distances: Mapping[str, Array] | None = None,
 ) -> Completion:
     """Complete a partial CLTM (NaN = not measured).
 
@@ -442,6 +481,9 @@ def complete_matrix(
             effect shrinkage with the additive model, then the interaction).
         self_gain: G_self per target (from the single and self runs, always measured): lets
             cross-validation choose the cross-gain scale, where rows differ only by 1/G_self.
+        distances: ``{name: [n, n] distances}`` between the languages (e.g. typological, from
+            :func:`~cltm_sb.analysis.distances.read_distances`): cross-validation may add a smooth
+            function of each to the model.
     """
     if isinstance(matrix, pd.DataFrame):
         locales = locales or [str(c) for c in matrix.index]
@@ -467,32 +509,40 @@ def complete_matrix(
     blocks = family_blocks(list(fam))
     rng = np.random.default_rng(seed)
     folds = min(CV_FOLDS, max(2, len(pair_units(observed)) // 2))
+    basis = None
+    if distances:
+        from cltm_sb.analysis.distances import smooth_basis
+
+        basis = smooth_basis({k: np.asarray(v, dtype=float) for k, v in distances.items()}, observed)
+    smooths: list[float | None] = [None] + (list(DISTANCE_SMOOTHS) if basis is not None else [])
     if configs:
-        config, held = cross_validate(m, observed, rows, blocks, list(configs), folds, rng, self_gain)
+        config, held = cross_validate(m, observed, rows, blocks, list(configs), folds, rng, self_gain, basis)
     else:
         # Two stages (cheaper than the full product): the scaling with the additive model,
         # then the interaction on that scaling; each list from simple to complex.
         scalings = [s for s in SCALINGS if s != "gain" or self_gain is not None]
         stage1 = [
-            ModelConfig(s, effect_ridge=r, block_ridge=b)
+            ModelConfig(s, effect_ridge=r, block_ridge=b, distance_smooth=d)
+            for d in smooths
             for r in EFFECT_RIDGES
             for b in BLOCK_RIDGES
             for s in scalings
         ]
-        config, held = cross_validate(m, observed, rows, blocks, stage1, folds, rng, self_gain)
+        config, held = cross_validate(m, observed, rows, blocks, stage1, folds, rng, self_gain, basis)
+        d = config.distance_smooth
         stage2 = [
-            ModelConfig(config.scaling, r, lam, config.effect_ridge, config.block_ridge)
+            ModelConfig(config.scaling, r, lam, config.effect_ridge, config.block_ridge, d)
             for r, lam in INTERACTIONS
         ]
         # Last, the least shrunk model: a matrix of exactly this form (effects plus a low-rank
         # interaction, little noise) is recovered only without the strong shrinkage that stage 1
         # prefers when the interaction is left out.
         stage2 += [
-            ModelConfig(config.scaling, rank, WEAK_RIDGE, EFFECT_RIDGES[-1], BLOCK_RIDGES[-1])
+            ModelConfig(config.scaling, rank, WEAK_RIDGE, EFFECT_RIDGES[-1], BLOCK_RIDGES[-1], d)
             for rank in range(1, MAX_RANK + 1)
         ]
-        config, held = cross_validate(m, observed, rows, blocks, stage2, folds, rng, self_gain)
-    fit = fit_model(m, observed, rows, blocks, config, self_gain=self_gain)
+        config, held = cross_validate(m, observed, rows, blocks, stage2, folds, rng, self_gain, basis)
+    fit = fit_model(m, observed, rows, blocks, config, self_gain=self_gain, basis=basis)
     # Errors grow with the row's scale: standardise by the chosen model's scale (by the RMS
     # scale when the model has none, so that rows of large values get wider intervals anyway).
     scale = fit.scale if config.scaling != "none" else row_scales(m, observed, rows)
@@ -555,7 +605,11 @@ def complete_matrix(
         within_family=within,
         measured_se=se_arr,
         measured_interval_note=note,
-        extra={"families": list(fam) if families is not None else None, "cv_folds": folds},
+        extra={
+            "families": list(fam) if families is not None else None,
+            "cv_folds": folds,
+            "distances": sorted(distances) if distances else [],
+        },
     )
 
 
@@ -737,6 +791,8 @@ class CompletionRun:
     source: str
     n_seeds: int | None
     families: list[str] | None
+    # The grid's budget block (plan.json, cltm_sb.analysis.budget_record): the design behind it.
+    design: dict[str, Any] | None = None
 
     def to_intervals_json(self) -> dict[str, Any]:
         """intervals.json in the schema of ``cltm report``, plus a ``completion`` block."""
@@ -764,18 +820,26 @@ class CompletionRun:
                     "rank": c.config.rank,
                     "ridge": c.config.lam,
                     "cv_folds": c.extra.get("cv_folds"),
+                    "distances": c.extra.get("distances", []),
+                    "distance_term": c.config.distance_smooth is not None,
                 },
                 "standardised_error_quantile": _num(c.quantile),
                 "pair_error_correlation": c.pair_error_correlation,
+                **({"design": self.design} if self.design is not None else {}),
             },
         }
 
 
 def complete_seed_arrays(
-    arrays: Any, families: Sequence[str], level: float = DEFAULT_LEVEL, seed: int = 0
+    arrays: Any,
+    families: Sequence[str],
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+    distances: Mapping[str, Array] | None = None,
 ) -> Completion:
     """The completion of a grid's runs (:class:`~cltm_sb.analysis.uncertainty.SeedArrays`, NaN
-    where a pair was not run): measured cells keep their Fieller interval over seeds."""
+    where a pair was not run): measured cells keep their Fieller interval over seeds.
+    ``distances``: as in :func:`complete_matrix`."""
     from cltm_sb.analysis.uncertainty import fieller_interval, paired_cells, point_estimate
 
     point = point_estimate(arrays)
@@ -794,6 +858,7 @@ def complete_seed_arrays(
         measured_lower=lo,
         measured_upper=hi,
         self_gain=point.self_gain,
+        distances=distances,
     )
 
 
@@ -805,14 +870,18 @@ def complete_source(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     n_draws: int = 400,
+    distances_csv: str | os.PathLike | None = None,
 ) -> CompletionRun:
     """Complete a grid folder (its finished runs) or a partial matrix CSV (empty = not measured).
 
     Families come from ``families_csv`` (``code,name,family``) or the built-in registry; an
     unknown code is an error that names it. From a grid, measured cells get Fieller intervals
     over seeds and every row's self-gain is known; from a CSV, a row with an empty diagonal is
-    undefined and ``se_csv`` (same layout) gives the measured cells' SE.
+    undefined and ``se_csv`` (same layout) gives the measured cells' SE. ``distances_csv``:
+    distances between the languages (:func:`~cltm_sb.analysis.distances.read_distances`), a
+    covariate the model may use.
     """
+    from cltm_sb.analysis.distances import read_distances
     from cltm_sb.languages import load_registry
 
     registry = load_registry(families_csv)
@@ -824,7 +893,8 @@ def complete_source(
         data = load_grid(path, registry, task=task)
         arrays = seed_arrays(data.table, data.locales)
         families = data.families
-        completion = complete_seed_arrays(arrays, families, level=level, seed=seed)
+        distances = read_distances(distances_csv, arrays.locales) if distances_csv else None
+        completion = complete_seed_arrays(arrays, families, level=level, seed=seed, distances=distances)
         n_seeds: int | None = arrays.n_seeds
     else:
         frame = read_partial_matrix(path)
@@ -837,10 +907,17 @@ def complete_source(
                 raise ValueError(f"{se_csv}: its languages differ from those of {path}")
             se = se_frame.loc[codes, codes].to_numpy()
             se = np.where(np.eye(len(codes), dtype=bool), 0.0, se)
-        completion = complete_matrix(frame, families=families, se=se, level=level, seed=seed)
+        distances = read_distances(distances_csv, codes) if distances_csv else None
+        completion = complete_matrix(frame, families=families, se=se, level=level, seed=seed,
+                                     distances=distances)
         n_seeds = None
     diagnostics = completed_diagnostics(completion, families, n_draws=n_draws, seed=seed) if n_draws else {}
-    return CompletionRun(completion, diagnostics, str(path), n_seeds, families)
+    design = None
+    if path.is_dir():  # a budgeted grid's plan.json says which design chose its pairs
+        from cltm_sb.grid.layout import GridLayout
+
+        design = (GridLayout(path).plan_fields() or {}).get("budget")
+    return CompletionRun(completion, diagnostics, str(path), n_seeds, families, design)
 
 
 def write_completion(run: CompletionRun, out: str | os.PathLike) -> list[Path]:
@@ -867,10 +944,13 @@ def write_completion(run: CompletionRun, out: str | os.PathLike) -> list[Path]:
 
 
 def observed_completion(
-    source: str | os.PathLike, families_csv: str | os.PathLike | None = None, task: str | None = None
+    source: str | os.PathLike,
+    families_csv: str | os.PathLike | None = None,
+    task: str | None = None,
+    distances_csv: str | os.PathLike | None = None,
 ) -> Completion:
     """The completion of a grid or partial CSV, without its diagnostics (for the active design)."""
-    return complete_source(source, families_csv, task=task, n_draws=0).completion
+    return complete_source(source, families_csv, task=task, n_draws=0, distances_csv=distances_csv).completion
 
 
 def read_sources(

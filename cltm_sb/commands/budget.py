@@ -17,6 +17,8 @@ from cltm_sb.languages import load_registry
 from cltm_sb.tasks import TASK_HELP
 
 FAMILIES_HELP = "CSV with columns code,name,family (default: the built-in registry)"
+DISTANCES_HELP = ("distances between the languages (e.g. typological): lang1,lang2,<name>[,...] or a square "
+                  "CSV; cross-validation decides whether a smooth function of them enters the model")
 
 
 def _codes(text: str | None) -> list[str]:
@@ -28,7 +30,8 @@ def _design(args: argparse.Namespace) -> int:
     if args.next is not None:
         if not args.observed:
             raise ValueError("--next needs --observed GRID_OR_CSV (what is measured so far)")
-        pairs = next_pairs(observed_completion(args.observed, args.families, args.task), args.next, ordered)
+        observed = observed_completion(args.observed, args.families, args.task, args.distances)
+        pairs = next_pairs(observed, args.next, ordered)
         what = f"{len(pairs)} next {'cells' if ordered else 'pairs'} to measure"
     else:
         if args.budget is None or not args.locales:
@@ -45,13 +48,15 @@ def _design(args: argparse.Namespace) -> int:
 
 
 def _complete(args: argparse.Namespace) -> int:
-    run = complete_source(args.source, args.families, args.se, task=args.task, level=args.level, seed=args.seed)
+    run = complete_source(args.source, args.families, args.se, task=args.task, level=args.level, seed=args.seed,
+                          distances_csv=args.distances)
     written = write_completion(run, args.out)
     c = run.completion
     counts = run.to_intervals_json()["completion"]["cells"]
     print(f"completed {len(c.locales)} languages from {args.source}: {counts['measured']} measured, "
           f"{counts['predicted']} predicted, {counts['undefined']} undefined off-diagonal cells "
-          f"(model: {c.config.scaling} scaling, rank {c.config.rank})")
+          f"(model: {c.config.scaling} scaling, rank {c.config.rank}"
+          + (", a smooth function of the distances" if c.config.distance_smooth is not None else "") + ")")
     for d in DIAGNOSTICS:
         entry = run.diagnostics.get(d.key)
         if entry is None:
@@ -77,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--next", type=int, metavar="K", help="active design: the K most useful unmeasured pairs")
     p.add_argument("--observed", help="with --next: the grid folder or partial matrix CSV measured so far")
     p.add_argument("--task", help=TASK_HELP)
+    p.add_argument("--distances", help="with --next: " + DISTANCES_HELP)
     p.add_argument("-o", "--out", required=True, help="pairs.csv to write")
     p.set_defaults(func=_design)
 
@@ -84,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="grid folder, or a partial matrix CSV (empty cell = not measured)")
     p.add_argument("--se", help="with a CSV: standard errors of the measured cells (same layout)")
     p.add_argument("--families", help=FAMILIES_HELP)
+    p.add_argument("--distances", help=DISTANCES_HELP)
     p.add_argument("--task", help=TASK_HELP)
     p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="cross-validation folds and draws")

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from cltm_sb.analysis.budget_record import BudgetRequest, budget_block, budget_line, budget_request
 from cltm_sb.grid.layout import PLAN_FILE, PlanError
 from cltm_sb.grid.plan import (
     DEFAULT_RUNNER,
@@ -69,7 +70,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def _plan(args: argparse.Namespace) -> int:
     out = Path(args.out)
     overrides = parse_overrides(args.override)
-    pairs = _budget_pairs(args)
+    request = _budget_request(args)
+    pairs = request.pairs(parse_list(args.locales)) if request is not None else None
     plan = make_plan(
         out,
         args.data,
@@ -88,6 +90,7 @@ def _plan(args: argparse.Namespace) -> int:
     )
     if (out / PLAN_FILE).is_file() and not args.force:
         check_replace(load_plan(out), plan)
+    plan.budget = budget_block(plan, request)  # before save: it reads the earlier budgets
     plan.save(families=args.families)
     kinds = Counter(r.kind for r in plan.runs)
     n_loc = len(plan.locales)
@@ -122,6 +125,8 @@ def _plan(args: argparse.Namespace) -> int:
     if full is not None:
         print(f"budgeted grid: {plan.n_trainings} trainings, the full grid {len(full)} "
               f"({plan.n_trainings / len(full):.0%} of it)")
+    if plan.budget is not None:
+        print(f"{budget_line(plan.budget)} (recorded in {PLAN_FILE})")
     if per_subset is not None:
         total = estimate_seconds(plan, plan.runs, per_subset, workers=args.workers)
         print(f"estimated time with {args.workers} worker(s): {format_duration(total)} "
@@ -133,16 +138,9 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget_pairs(args: argparse.Namespace) -> list[tuple[str, str]] | None:
-    """``--pairs`` / ``--budget``: the pair runs of a budgeted grid (None: every pair)."""
-    if args.pairs is None and args.budget is None:
-        return None
-    from cltm_sb.analysis.designs import plan_pairs
-    from cltm_sb.languages import load_registry
-
-    locales = parse_list(args.locales)
-    families = load_registry(args.families).families(locales) if args.budget is not None else None
-    return plan_pairs(locales, args.one_run_per_cell, args.pairs, args.budget, families)
+def _budget_request(args: argparse.Namespace) -> BudgetRequest | None:
+    """``--pairs`` / ``--budget``: what chooses a budgeted grid's pair runs (None: every pair)."""
+    return budget_request(args.pairs, args.budget, args.families, args.one_run_per_cell)
 
 
 def _full_runs(plan: Plan) -> list[RunSpec]:
@@ -227,6 +225,7 @@ def _status(args: argparse.Namespace) -> int:
             if s.state == "failed" and s.record is not None
         ],
         "heartbeats": heartbeats(plan, states),
+        **({"budget": plan.budget} if plan.budget is not None else {}),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -240,6 +239,8 @@ def _status(args: argparse.Namespace) -> int:
           f"{summary['failed']} failed, {in_slurm}{summary['pending']} pending")
     if plan.identity_note():
         print(f"note: {plan.identity_note()}")
+    if plan.budget is not None:
+        print(budget_line(plan.budget))
     if left:
         print(f"ETA with {args.workers} worker(s): {format_duration(eta)}")
     for run_id, beat in summary["heartbeats"].items():

@@ -318,6 +318,9 @@ class Plan:
     # Data draws crossed with the seeds (DESIGN.md §9) and each draw's hash ("0": data_hash).
     draws: list[int] = field(default_factory=lambda: [0])
     draw_hashes: dict[str, str] = field(default_factory=dict)
+    # A budgeted grid's record of its pairs (cltm_sb.analysis.budget_record): the design or
+    # pairs files, the planned fraction and the earlier budgets; None: a grid never budgeted.
+    budget: dict[str, Any] | None = None
 
     @property
     def task_spec(self) -> Task:
@@ -419,6 +422,8 @@ class Plan:
             "donor_sets": [list(s) for s in self.donor_sets],
             "one_run_per_cell": self.one_run_per_cell,
             "runner": self.runner,
+            # A budgeted grid only: plans of every pair are written as before budgets existed.
+            **({"budget": self.budget} if self.budget is not None else {}),
             "n_trainings": self.n_trainings,
             "runs": [r.to_dict() for r in self.runs],
         }
@@ -469,6 +474,7 @@ class Plan:
             task_declaration=data.get("task_declaration"),
             draws=[int(d) for d in data.get("draws") or [0]],
             draw_hashes={str(k): str(v) for k, v in (data.get("draw_hashes") or {}).items()},
+            budget=data.get("budget"),
         )
 
     def identity_note(self) -> str | None:

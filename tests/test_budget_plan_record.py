@@ -1,0 +1,161 @@
+"""plan.json records a budgeted grid's budget and its history (issue 19); status and complete show it."""
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+from grid_fakes import make_prepared
+
+from cltm_sb.analysis.budget_record import budget_line, units_sha256
+from cltm_sb.analysis.designs import design_pairs, write_pairs_csv
+from cltm_sb.cli import main
+from cltm_sb.grid.executors.core import InProcessExecutor
+from cltm_sb.grid.plan import load_plan
+
+LOCALES = ["de", "en", "es", "fr", "it", "pl"]
+N_PAIRS = 15  # 6 languages
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    return make_prepared(tmp_path / "prep", LOCALES)
+
+
+def _plan(data: Path, out: Path, *extra: str, seeds: str = "42") -> dict:
+    args = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(LOCALES), "--seeds", seeds,
+            "--runner", "grid_fakes:run_fake", "--time-per-run", "1", "-o", str(out), *extra]
+    assert main(args) == 0
+    return json.loads((out / "plan.json").read_text())
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_families(codes):
+    from cltm_sb.languages import load_registry
+
+    return load_registry().families(codes)
+
+
+def test_budget_plan_records_its_design(data, tmp_path, capsys):
+    plan = _plan(data, tmp_path / "g", "--budget", "0.4")
+    block = plan["budget"]
+    k = math.ceil(0.4 * N_PAIRS)
+    expected = {"kind": "design", "fraction": 0.4, "design_seed": 0, "families": {"source": "built-in registry"},
+                "ordered": False, "unit": "pairs", "n_units": k, "n_full": N_PAIRS, "f_eff": 0.4,
+                "units_sha256": units_sha256([tuple(sorted(p)) for p in design_pairs(
+                    LOCALES, 0.4, load_families(LOCALES))])}
+    assert block == expected
+    assert "budgeted grid: 6 of 15 pairs (F = 0.40, cltm design seed 0) (recorded in plan.json)" in (
+        capsys.readouterr().out)
+    # budget sits before the runs, for a reader of plan.json
+    keys = list(plan)
+    assert keys.index("budget") < keys.index("runs")
+    assert load_plan(tmp_path / "g").budget == block
+
+
+def test_budget_plan_with_a_families_file_and_cells(data, tmp_path):
+    fams = tmp_path / "fam.csv"
+    fams.write_text("code,name,family\n" + "".join(f"{c},{c},F{i // 2}\n" for i, c in enumerate(LOCALES)))
+    block = _plan(data, tmp_path / "g", "--budget", "0.3", "--families", str(fams), "--one-run-per-cell")["budget"]
+    assert block["families"] == {"source": str(fams), "sha256": _sha256(fams)}
+    assert block["ordered"] is True and block["unit"] == "cells"
+    assert block["n_units"] == math.ceil(0.3 * 30) and block["n_full"] == 30
+    cells = design_pairs(LOCALES, 0.3, [f"F{i // 2}" for i in range(6)], ordered=True)
+    assert block["units_sha256"] == units_sha256(cells)
+
+
+def test_pairs_plan_records_each_file(data, tmp_path, capsys):
+    first = write_pairs_csv(design_pairs(LOCALES, 0.3), tmp_path / "pairs.csv")
+    taken = {frozenset(p) for p in design_pairs(LOCALES, 0.3)}
+    extra = [p for p in design_pairs(LOCALES, 1.0) if frozenset(p) not in taken][:2]
+    more = write_pairs_csv(extra, tmp_path / "more.csv")
+    block = _plan(data, tmp_path / "g", "--pairs", str(first), "--pairs", str(more))["budget"]
+    n_first = math.ceil(0.3 * N_PAIRS)
+    assert block["kind"] == "pairs"
+    assert block["files"] == [
+        {"path": str(first), "sha256": _sha256(first), "n_units": n_first, "unit": "pairs"},
+        {"path": str(more), "sha256": _sha256(more), "n_units": 2, "unit": "pairs"},
+    ]
+    assert block["n_units"] == n_first + 2 and block["n_full"] == N_PAIRS
+    assert block["f_eff"] == pytest.approx((n_first + 2) / N_PAIRS)
+    units = sorted(tuple(sorted(p)) for p in design_pairs(LOCALES, 0.3) + extra)
+    assert block["units_sha256"] == hashlib.sha256("\n".join(f"{a},{b}" for a, b in units).encode()).hexdigest()
+    assert "fraction" not in block and "history" not in block
+    assert "(F = 0.47, from pairs.csv + more.csv)" in capsys.readouterr().out
+
+
+def test_a_plan_of_every_pair_has_no_budget_block(data, tmp_path):
+    plan = _plan(data, tmp_path / "g")
+    assert "budget" not in plan
+    assert load_plan(tmp_path / "g").budget is None
+    _plan(data, tmp_path / "g")  # re-planned: still none
+    assert "budget" not in json.loads((tmp_path / "g" / "plan.json").read_text())
+
+
+def test_a_grown_budget_keeps_finished_runs_and_records_its_history(data, tmp_path, capsys):
+    grid = tmp_path / "g"
+    _plan(data, grid, "--budget", "0.3")
+    small = load_plan(grid)
+    InProcessExecutor().run(small, progress=False)
+    finished = {p.stem for p in (grid / "records").glob("*.json")}
+    assert finished == {r.run_id for r in small.runs}
+
+    plan = _plan(data, grid, "--budget", "0.5")
+    grown = load_plan(grid)
+    assert finished < {r.run_id for r in grown.runs}  # run ids do not depend on the budget
+    block = plan["budget"]
+    assert block["fraction"] == 0.5 and block["n_units"] == math.ceil(0.5 * N_PAIRS)
+    (earlier,) = block["history"]
+    assert earlier["fraction"] == 0.3 and earlier["n_units"] == math.ceil(0.3 * N_PAIRS)
+    assert "history" not in earlier
+    capsys.readouterr()
+    assert main(["status", str(grid)]) == 0
+    out = capsys.readouterr().out
+    n_new = len(grown.runs) - len(finished)
+    assert f"{len(finished)}/{len(grown.runs)} done" in out and f"{n_new} pending" in out
+    assert "budgeted grid: 8 of 15 pairs (F = 0.53, cltm design seed 0); earlier plans: F = 0.33" in out
+    assert main(["status", str(grid), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["budget"] == block
+
+    # the same budget again adds no history; every pair keeps the history under kind "full"
+    assert _plan(data, grid, "--budget", "0.5")["budget"] == block
+    full = _plan(data, grid)["budget"]
+    assert full["kind"] == "full" and full["n_units"] == full["n_full"] == N_PAIRS and full["f_eff"] == 1.0
+    assert [h["fraction"] for h in full["history"]] == [0.3, 0.5]
+    assert budget_line(full) == "every pair planned: 15 of 15 pairs; earlier plans: F = 0.33, 0.53"
+    # a plan of another configuration (--force) starts no history
+    forced = _plan(data, grid, "--budget", "0.5", "--override", "fake_sleep=0", "--force")["budget"]
+    assert "history" not in forced
+
+
+def test_status_of_a_grid_of_every_pair_says_nothing_about_a_budget(data, tmp_path, capsys):
+    _plan(data, tmp_path / "g")
+    capsys.readouterr()
+    assert main(["status", str(tmp_path / "g")]) == 0
+    assert "budget" not in capsys.readouterr().out
+    assert main(["status", str(tmp_path / "g"), "--json"]) == 0
+    assert "budget" not in json.loads(capsys.readouterr().out)
+
+
+def test_complete_copies_the_grids_budget_into_intervals_json(data, tmp_path, capsys):
+    grid = tmp_path / "g"
+    block = _plan(data, grid, "--budget", "0.6", seeds="42-44")["budget"]
+    InProcessExecutor().run(load_plan(grid), progress=False)
+    out = tmp_path / "completed"
+    assert main(["complete", str(grid), "-o", str(out)]) == 0
+    completion = json.loads((out / "intervals.json").read_text())["completion"]
+    assert completion["design"] == block
+    assert completion["cells"]["measured"] == 2 * block["n_units"]
+
+
+def test_pairs_and_budget_together_are_refused(data, tmp_path, capsys):
+    pairs = write_pairs_csv(design_pairs(LOCALES, 0.3), tmp_path / "pairs.csv")
+    args = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(LOCALES),
+            "--runner", "grid_fakes:run_fake", "-o", str(tmp_path / "g"), "--pairs", str(pairs), "--budget", "0.3"]
+    assert main(args) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not (tmp_path / "g" / "plan.json").exists()
