@@ -266,7 +266,7 @@ def test_cli_design_complete_round_trip(tmp_path, capsys):
     assert main(["complete", str(path), "--families", str(fams), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "predicted" in printed and "RFD" in printed
-    for name in ("completed.csv", "lower.csv", "upper.csv", "sources.csv", "intervals.json"):
+    for name in ("completed.csv", "lower.csv", "upper.csv", "sources.csv", "donors.csv", "intervals.json"):
         assert (out / name).is_file()
     assert not (out / "diagnostics.json").exists()
     sources = pd.read_csv(out / "sources.csv", index_col=0)
@@ -397,3 +397,29 @@ def test_report_of_a_completed_matrix_outlines_predicted_cells_and_states_the_bu
         read_sources(bad)
     assert main(["report", str(tmp_path), "--sources", str(out / "sources.csv"), "-o", str(report)]) != 0
     assert "go with --matrix" in capsys.readouterr().err
+
+
+def test_completion_ranks_donors_by_the_probability_of_being_best(tmp_path):
+    from cltm_sb.analysis.completion import best_donor_probabilities, donor_table
+
+    n = 12
+    truth = additive_low_rank(n, seed=4)
+    measured = pair_mask(n, [(i, (i + k) % n) for i in range(n) for k in (1, 2, 3)]) | np.eye(n, dtype=bool)
+    partial = np.where(measured, truth, np.nan)
+    partial[5, :] = np.nan  # an undefined row: no ranking
+    completion = complete_matrix(partial, se=np.full((n, n), 0.05))
+    p_best = best_donor_probabilities(completion, n_draws=300, seed=1)
+    defined = completion.rows
+    assert np.allclose(np.nansum(p_best[defined], axis=1), 1.0)
+    assert np.isnan(p_best[5]).all() and np.isnan(np.diag(p_best)).all()
+    assert np.array_equal(p_best, best_donor_probabilities(completion, n_draws=300, seed=1), equal_nan=True)
+    donors = donor_table(completion, p_best)
+    assert set(donors["target"]) == {f"L{i}" for i in range(n) if i != 5}
+    first = donors[donors["target"] == "L0"]
+    assert list(first["rank"]) == list(range(1, n))
+    assert (np.diff(first["p_best"].to_numpy()) <= 1e-12).all()
+    # the best set holds at least 95% of the probability, and is the smallest such prefix
+    in_set = first[first["in_best_set"]]
+    assert in_set["p_best"].sum() >= 0.95 - 1e-9
+    assert in_set["p_best"].sum() - in_set["p_best"].iloc[-1] < 0.95
+    assert set(donors["source"]) <= {MEASURED, PREDICTED}

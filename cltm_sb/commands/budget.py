@@ -50,7 +50,7 @@ def _design(args: argparse.Namespace) -> int:
 def _complete(args: argparse.Namespace) -> int:
     run = complete_source(args.source, args.families, args.se, task=args.task, level=args.level, seed=args.seed,
                           distances_csv=args.distances)
-    written = write_completion(run, args.out)
+    written = write_completion(run, args.out, seed=args.seed)
     c = run.completion
     counts = run.to_intervals_json()["completion"]["cells"]
     print(f"completed {len(c.locales)} languages from {args.source}: {counts['measured']} measured, "
