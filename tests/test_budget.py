@@ -384,6 +384,16 @@ def test_report_of_a_completed_matrix_outlines_predicted_cells_and_states_the_bu
     donors = pd.read_csv(report / "donors.csv")
     for row in donors.itertuples():
         assert row.source == sources.loc[row.target, row.donor]
+    # Donors are ranked as `cltm complete` ranked them: by P(best), from its donors.csv.
+    completion_donors = pd.read_csv(out / "donors.csv")
+    assert set(completion_donors["target"]) == set(truth.locales) - {truth.locales[2]}  # row 2: undefined
+    for target, ranking in donors[donors["target"].isin(completion_donors["target"])].groupby("target"):
+        theirs = completion_donors[completion_donors["target"] == target]
+        assert list(ranking.sort_values("rank")["donor"]) == list(theirs.sort_values("rank")["donor"])
+        assert list(ranking["in_best_set"]) == list(
+            theirs.set_index("donor").loc[list(ranking["donor"]), "in_best_set"]
+        )
+    assert "Donors ranked by P(best)" in text and "P(best)" in text
     # The heatmap outlines exactly the predicted cells.
     registry = load_registry(fams)
     matrix = read_partial_matrix(out / "completed.csv")

@@ -1010,6 +1010,29 @@ def observed_completion(
     return complete_source(source, families_csv, task=task, n_draws=0, distances_csv=distances_csv).completion
 
 
+def read_completion_donors(
+    path: str | os.PathLike,
+    registry: LanguageRegistry | None = None,
+    code_map: Mapping[str, str] | None = None,
+) -> pd.DataFrame | None:
+    """The ``p_best`` and ``in_best_set`` of a completion's donors.csv (:func:`donor_table`), codes
+    mapped as :func:`read_sources` maps them; None when ``path`` is missing or is not such a file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path, dtype={"target": str, "donor": str})
+    if not {"target", "donor", "p_best", "in_best_set"} <= set(frame.columns):
+        return None
+    if registry is not None:
+        from cltm_sb.languages import code_mapper
+
+        mapper = code_mapper(code_map)
+        for column in ("target", "donor"):
+            frame[column] = mapper.map_codes(list(frame[column]), registry, f" ({column}s of {path})")
+    frame["in_best_set"] = frame["in_best_set"].astype(str).str.lower() == "true"
+    return frame[["target", "donor", "p_best", "in_best_set"]]
+
+
 def read_sources(
     path: str | os.PathLike,
     registry: LanguageRegistry | None = None,

@@ -209,7 +209,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _matrix_report(args: argparse.Namespace) -> int:
-    from cltm_sb.analysis.completion import read_sources
+    from cltm_sb.analysis.completion import read_completion_donors, read_sources
     from cltm_sb.analysis.external import load_matrix
     from cltm_sb.report.matrix_report import write_matrix_report
 
@@ -221,8 +221,15 @@ def _matrix_report(args: argparse.Namespace) -> int:
     code_map = parse_code_map(args.map)
     analysis = load_matrix(args.matrix, registry, args.se, code_map)
     sources = read_sources(args.sources, registry, code_map) if args.sources else None
+    # `cltm complete` writes donors.csv beside sources.csv: its P(best) ranks the donor tables.
+    p_best = (
+        read_completion_donors(Path(args.sources).with_name("donors.csv"), registry, code_map)
+        if args.sources
+        else None
+    )
     written = write_matrix_report(
-        analysis, registry, args.out, top_k=args.top, heatmap=not args.no_heatmap, sources=sources
+        analysis, registry, args.out, top_k=args.top, heatmap=not args.no_heatmap, sources=sources,
+        p_best=p_best,
     )
     for path in (written["html"], written["markdown"]):
         print(path)
@@ -399,7 +406,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sources",
         help="with --matrix: a budgeted CLTM's sources.csv (`cltm complete`): predicted cells are "
-        "outlined and marked, and the budget is stated",
+        "outlined and marked, and the budget is stated; the donors.csv beside it ranks the donors "
+        "by P(best)",
     )
     p.add_argument("--map", action="append", metavar="CODE=CV", help=MAP_HELP)
     p.add_argument(

@@ -126,9 +126,11 @@ def matrix_report_blocks(
     images: dict[str, Path],
     top_k: int = 5,
     sources: pd.DataFrame | None = None,
+    p_best: pd.DataFrame | None = None,
 ) -> list[Block]:
     """The content of a matrix's report, independent of the output format (``sources``: the
-    ``measured``/``predicted``/``undefined`` cells of a budgeted CLTM)."""
+    ``measured``/``predicted``/``undefined`` cells of a budgeted CLTM; ``p_best``: its donors'
+    P(best), :func:`~cltm_sb.analysis.completion.read_completion_donors`)."""
     a, d = analysis, analysis.diagnostics
     interval_note = (
         f"Cell intervals: {a.level:.0%}, {a.to_intervals_json()['cells']['method']}."
@@ -183,9 +185,18 @@ def matrix_report_blocks(
         blocks.append(Block("heading", title, 3))
         blocks.append(Block("table", (header, rows)) if rows else Block("text", "none"))
     blocks.append(Block("heading", "Which languages should I add? Donors per target"))
-    blocks.append(Block("text", f"Donors ranked by M[target, donor]. {interval_note}"))
+    donors = _with_p_best(a.donors, p_best)
+    if p_best is None:
+        blocks.append(Block("text", f"Donors ranked by M[target, donor]. {interval_note}"))
+    else:
+        blocks.append(Block("text", (
+            "Donors ranked by P(best): the share of the completion's predictive draws in which the "
+            "donor is the target's largest cell (predicted cells are shrunk, so their point values "
+            "understate how likely they are to be the best); ★ marks the smallest set of donors "
+            f"holding 95% of P(best). {interval_note}"
+        )))
     for t in a.targets:
-        ranking = a.donors[a.donors["target"] == t]
+        ranking = donors[donors["target"] == t]
         blocks.append(Block("heading", f"{t} ({registry.name(t)})", 3))
         rows = [
             [
@@ -196,12 +207,34 @@ def matrix_report_blocks(
                 _cell_interval(a, r.lower, r.upper),
             ]
             + ([_source_of(sources, t, r.donor)] if sources is not None else [])
+            + ([_p_best_text(r)] if p_best is not None else [])
             for r in ranking.itertuples()
         ]
         header = ["rank", "donor", "M", "SE", f"{a.level:.0%} interval"]
         header += ["source"] if sources is not None else []
+        header += ["P(best)"] if p_best is not None else []
         blocks.append(Block("table", (header, rows)) if rows else Block("text", "no other donor"))
     return blocks
+
+
+def _with_p_best(donors: pd.DataFrame, p_best: pd.DataFrame | None) -> pd.DataFrame:
+    """``donors`` with p_best and in_best_set, re-ranked by P(best) then value (unchanged without)."""
+    if p_best is None:
+        return donors
+    out = donors.drop(columns=[c for c in ("p_best", "in_best_set") if c in donors.columns])
+    out = out.merge(p_best, on=["target", "donor"], how="left")
+    out["in_best_set"] = out["in_best_set"].fillna(False).astype(bool)
+    out = out.sort_values(["target", "p_best", "value"], ascending=[True, False, False], kind="stable")
+    out["rank"] = out.groupby("target").cumcount() + 1
+    order = {t: i for i, t in enumerate(dict.fromkeys(donors["target"]))}
+    return out.sort_values(["target", "rank"], key=lambda c: c.map(order) if c.name == "target" else c).reset_index(drop=True)
+
+
+def _p_best_text(row) -> str:
+    value = getattr(row, "p_best", float("nan"))
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.2f}" + (" ★" if getattr(row, "in_best_set", False) else "")
 
 
 def table1_frame(analysis: MatrixAnalysis) -> pd.DataFrame:
@@ -234,12 +267,14 @@ def write_matrix_report(
     top_k: int = 5,
     heatmap: bool = True,
     sources: pd.DataFrame | None = None,
+    p_best: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write ``report.html``, ``report.md``, ``cltm.csv`` (codes as analysed), ``cltm_se.csv``
     (when supplied), ``diagnostics.json``, ``intervals.json``, ``donors.csv``, ``table1.csv`` and
     the heatmap ``cltm.png``/``.pdf``. With ``sources`` (a budgeted CLTM's
     :func:`~cltm_sb.analysis.completion.read_sources`), predicted cells are outlined, the budget
-    is stated, and donors.csv gains a ``source`` column."""
+    is stated, and donors.csv gains a ``source`` column; with ``p_best`` (the completion's
+    donors.csv) donors are ranked by P(best) and donors.csv gains ``p_best`` and ``in_best_set``."""
     if sources is not None:
         missing = sorted(set(analysis.matrix.index) - set(sources.index)) + sorted(
             set(analysis.matrix.columns) - set(sources.columns)
@@ -264,7 +299,7 @@ def write_matrix_report(
         },
     )
     intervals = atomic_write_json(out / "intervals.json", analysis.to_intervals_json())
-    donors = analysis.donors
+    donors = _with_p_best(analysis.donors, p_best)
     if sources is not None:
         donors = donors.assign(
             source=[_source_of(sources, t, d) for t, d in zip(donors["target"], donors["donor"])]
@@ -286,7 +321,7 @@ def write_matrix_report(
             predicted=predicted,
         )
         images["CLTM"] = out / "cltm.png"
-    blocks = matrix_report_blocks(analysis, registry, images, top_k, sources)
+    blocks = matrix_report_blocks(analysis, registry, images, top_k, sources, p_best)
     md = atomic_write_text(out / "report.md", render_markdown(blocks, out))
     page = atomic_write_text(out / "report.html", render_html(blocks, analysis.title))
     return {"markdown": md, "html": page, "donors": out / "donors.csv", "intervals": intervals}
