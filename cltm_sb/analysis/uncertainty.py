@@ -457,6 +457,13 @@ def _num(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def _without_interval(
+    name: str, point: float | None, plugin: float | None, method: str, reason: str
+) -> DiagnosticInterval:
+    """A diagnostic printed without an interval, and why."""
+    return DiagnosticInterval(name, point, None, None, plugin, method, reason)
+
+
 def jackknife(full: float, leave_out: Array) -> tuple[float, float]:
     """Bias-corrected estimate (mean of pseudo-values) and its SE from leave-one-out values."""
     n = leave_out.size
@@ -640,11 +647,9 @@ def corrected_diagnostics(
         used_note = f" (rows of flagged targets {', '.join(left)} left out)"
     out: dict[str, DiagnosticInterval] = {}
     for name in ("prop_positive", "reciprocity_positive"):
-        out[name] = DiagnosticInterval(
+        out[name] = _without_interval(
             name,
             _num(plug[name]),
-            None,
-            None,
             _num(plug[name]),
             "plug-in",
             "a count of signs is biased by cells near 0 (their sign flips with seed noise), and "
@@ -653,16 +658,14 @@ def corrected_diagnostics(
         )
     corrected = ["rfd", "asymmetry", "row_cosine"] + (["intra_family_positive"] if families else [])
     if not families:
-        out["intra_family_positive"] = DiagnosticInterval(
-            "intra_family_positive", None, None, None, None, "plug-in", "no language families given"
+        out["intra_family_positive"] = _without_interval(
+            "intra_family_positive", None, None, "plug-in", "no language families given"
         )
     if n < MIN_CORRECTION_SEEDS:
         for name in corrected:
-            out[name] = DiagnosticInterval(
+            out[name] = _without_interval(
                 name,
                 _num(plug[name]),
-                None,
-                None,
                 _num(plug[name]),
                 "plug-in",
                 f"{n} {arrays.unit}(s): bias correction and intervals need at least {MIN_CORRECTION_SEEDS}; "
@@ -683,10 +686,8 @@ def corrected_diagnostics(
     for name, (est, var) in squared.items():
         se = math.sqrt(var) if var > 0 else float("nan")
         if not np.isfinite(est):
-            out[name] = DiagnosticInterval(
+            out[name] = _without_interval(
                 name,
-                None,
-                None,
                 None,
                 _num(plug[name]),
                 "unbiased U-statistic of the square",
@@ -715,10 +716,8 @@ def corrected_diagnostics(
     for name, fn, (lo_clip, hi_clip) in _jackknifed_specs(rows, families):
         est, se = jackknife(float(fn(m_full)[0]), fn(m_loo))
         if not np.isfinite(est):
-            out[name] = DiagnosticInterval(
+            out[name] = _without_interval(
                 name,
-                None,
-                None,
                 None,
                 _num(plug[name]),
                 "jackknife bias-corrected over seeds",
