@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from grid_fakes import make_prepared
 
-from cltm_sb.analysis.budget_record import budget_line, units_sha256
 from cltm_sb.analysis.designs import design_pairs, write_pairs_csv
 from cltm_sb.cli import main
+from cltm_sb.grid.budget_record import budget_line, units_sha256
 from cltm_sb.grid.executors.core import InProcessExecutor
 from cltm_sb.grid.plan import load_plan
 

@@ -845,7 +845,7 @@ class CompletionRun:
     source: str
     n_seeds: int | None
     families: list[str] | None
-    # The grid's budget block (plan.json, cltm_sb.analysis.budget_record): the design behind it.
+    # The grid's budget block (plan.json, cltm_sb.grid.budget_record): the design behind it.
     design: dict[str, Any] | None = None
 
     def to_intervals_json(self) -> dict[str, Any]:

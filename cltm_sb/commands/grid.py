@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cltm_sb.analysis.budget_record import BudgetRequest, budget_block, budget_line, budget_request
+from cltm_sb.grid.budget_record import BudgetRequest, budget_block, budget_line, budget_request
 from cltm_sb.grid.layout import PLAN_FILE, PlanError
 from cltm_sb.grid.plan import (
     DEFAULT_RUNNER,

@@ -318,7 +318,7 @@ class Plan:
     # Data draws crossed with the seeds (DESIGN.md §9) and each draw's hash ("0": data_hash).
     draws: list[int] = field(default_factory=lambda: [0])
     draw_hashes: dict[str, str] = field(default_factory=dict)
-    # A budgeted grid's record of its pairs (cltm_sb.analysis.budget_record): the design or
+    # A budgeted grid's record of its pairs (cltm_sb.grid.budget_record): the design or
     # pairs files, the planned fraction and the earlier budgets; None: a grid never budgeted.
     budget: dict[str, Any] | None = None
 
