@@ -4,6 +4,9 @@
     python bench/bench_budget.py --languages 44 --experiments 20 --truths structured      # ~5 min
     python bench/bench_budget.py --languages 44 --experiments 10 --truths near-agnostic   # ~2 min
 
+    # diagnostic intervals by completion_intervals.py (~7 min):
+    python bench/bench_budget.py --budgets 0.3 --designs design --experiments 100 --interval-method bootstrap
+
 Each experiment simulates the FULL noisy grid with the simulation behind `cltm simulate`
 (cltm_sb.analysis.simulate.simulate_grid: 10 seeds, ρ = 0.3, ρ_p = 0.5, z = 10, shared pair
 runs; DESIGN.md §9), keeps the single and self runs and the pair runs of a design, and completes
@@ -27,7 +30,8 @@ predicted-cell RMSE against the truth over the SD of the true off-diagonal entri
 coverage of the 95% predictive intervals of predicted cells (≥ 90%, DESIGN.md §9); each Table-1
 diagnostic of the completed matrix against the TRUE matrix's value (relative error ≤ 10%, fractions
 absolute ≤ 0.03), with the full grid's plug-in error beside it; the share of targets whose true
-best donor is in the predicted top 3 (≥ 80%).
+best donor is in the predicted top 3 (≥ 80%; donors ranked as `cltm complete` ranks them in
+donors.csv: by P(best) under the predictive draws).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numpy as np
 
 from cltm_sb.analysis.completion import (
     PREDICTED,
+    best_donor_probabilities,
     best_donors,
     complete_seed_arrays,
     completed_diagnostics,
@@ -65,13 +70,8 @@ NOISE = NoiseModel(rho=0.3, rho_pair=0.5, z_self=10.0)
 N_SEEDS = 10
 
 
-def latent_truth(n: int, seed: int, self_gain: np.ndarray | None = None) -> Truth:
-    """The structured truth (see the module docstring).
-
-    ``self_gain``: the self-gains the simulation will draw (rows are cross-gains divided by
-    them, as in a real grid); default: lognormal ones.
-    """
-    rng = np.random.default_rng([seed, 1919])
+def _latent_layout(n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    """Families of 1-5 languages and the languages' points in the 3-d latent space."""
     sizes: list[int] = []
     while sum(sizes) < n:
         sizes.append(int(rng.integers(1, 6)))
@@ -79,6 +79,30 @@ def latent_truth(n: int, seed: int, self_gain: np.ndarray | None = None) -> Trut
     families = [f"F{k}" for k, size in enumerate(sizes) for _ in range(size)]
     centres = rng.normal(0.0, 1.2, (len(sizes), 3))
     points = np.concatenate([centres[k] + rng.normal(0.0, 0.45, (size, 3)) for k, size in enumerate(sizes)])
+    return families, points
+
+
+def typology_distances(n: int, seed: int, noise: float) -> tuple[np.ndarray, float]:
+    """A user's typological distances for the structured truth of ``seed``, and their correlation
+    with the truth's latent distances: distances between the latent points moved by N(0, noise)
+    and given 3 more coordinates of pure N(0, noise) (features unrelated to transfer)."""
+    _, points = _latent_layout(n, np.random.default_rng([seed, 1919]))
+    rng = np.random.default_rng([seed, 2323])
+    proxy = np.concatenate([points + rng.normal(0.0, noise, points.shape), rng.normal(0.0, noise, points.shape)], 1)
+    dist = np.linalg.norm(proxy[:, None] - proxy[None], axis=-1)
+    true = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    off = ~np.eye(n, dtype=bool)
+    return dist, float(np.corrcoef(dist[off], true[off])[0, 1])
+
+
+def latent_truth(n: int, seed: int, self_gain: np.ndarray | None = None) -> Truth:
+    """The structured truth (see the module docstring).
+
+    ``self_gain``: the self-gains the simulation will draw (rows are cross-gains divided by
+    them, as in a real grid); default: lognormal ones.
+    """
+    rng = np.random.default_rng([seed, 1919])
+    families, points = _latent_layout(n, rng)
     dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
     transfer = 1.6 * np.exp(-((dist / 1.2) ** 2)) - 1.0 * np.tanh(dist / 2.0)
     resource = rng.normal(0.0, 1.0, n)
@@ -92,8 +116,11 @@ def latent_truth(n: int, seed: int, self_gain: np.ndarray | None = None) -> Trut
     return Truth([f"q{i:02d}" for i in range(n)], families, m, "structured (latent)")
 
 
-def make_truth(kind: str, n: int, seed: int, sim_seed: int) -> Truth:
-    """The truth of one experiment; the structured one is scaled by the simulation's self-gains."""
+def make_truth(kind: str, n: int, seed: int, sim_seed: int, user: Truth | None = None) -> Truth:
+    """The truth of one experiment; the structured one is scaled by the simulation's self-gains;
+    ``csv`` is the user's matrix (``--truth-csv``), the same in every experiment."""
+    if kind == "csv":
+        return user
     if kind != "structured":
         return near_agnostic_truth(n, seed)
     codes = [f"q{i:02d}" for i in range(n)]
@@ -132,13 +159,21 @@ def pair_mask(codes: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
     return mask
 
 
-def complete_from(arrays: SeedArrays, measured: np.ndarray, families: list[str], seed: int):
-    """What `cltm complete` computes from a grid holding only the ``measured`` pairs."""
-    return complete_seed_arrays(masked_arrays(arrays, measured), families, seed=seed)
+def complete_from(arrays: SeedArrays, measured: np.ndarray, families: list[str], seed: int, distances=None):
+    """What `cltm complete [--distances]` computes from a grid holding only the ``measured`` pairs."""
+    return complete_seed_arrays(masked_arrays(arrays, measured), families, seed=seed, distances=distances)
 
 
-def experiment(kind: str, n: int, budget: float, designs: list[str], exp: int, draws: int) -> dict:
-    truth = make_truth(kind, n, exp, 10_000 + exp)
+def experiment(
+    kind: str, n: int, budget: float, designs: list[str], exp: int, draws: int, boot: int = 0,
+    typology: float | None = None,
+    user: Truth | None = None,
+) -> dict:
+    truth = make_truth(kind, n, exp, 10_000 + exp, user)
+    distances, typology_r = None, math.nan
+    if typology is not None and kind == "structured":
+        proxy, typology_r = typology_distances(n, exp, typology)
+        distances = {"typology": proxy}
     grid = simulate_grid(truth, N_SEEDS, NOISE, seed=10_000 + exp)
     codes, fams = truth.locales, truth.families
     arrays = SeedArrays(codes, grid.seeds, grid.single, grid.self_, grid.pair)
@@ -163,16 +198,18 @@ def experiment(kind: str, n: int, budget: float, designs: list[str], exp: int, d
                 k = math.ceil((target - len(pairs)) / (2 - round_))
                 if k <= 0:
                     break
-                comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp)
+                comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances)
                 pairs = pairs + next_pairs(comp, k)
-        comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp)
+        comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances)
         predicted = comp.sources == PREDICTED
         err = comp.matrix[predicted] - true_m[predicted]
         covered = (comp.lower[predicted] <= true_m[predicted]) & (true_m[predicted] <= comp.upper[predicted])
-        ints = completed_diagnostics(comp, fams, n_draws=draws, seed=exp, intervals=DIAGS)
+        ints = completed_diagnostics(comp, fams, n_draws=draws, seed=exp, intervals=DIAGS, method="draws")
         cdiag = {d: ints[d]["point"] if ints[d]["point"] is not None else math.nan for d in DIAGS}
         rows = comp.rows
-        top3 = best_donors(comp.matrix, rows, 3)
+        # The tool's ranking (donors.csv of `cltm complete`): by P(best) under the predictive draws.
+        p_best = best_donor_probabilities(comp, seed=exp)
+        top3 = best_donors(np.where(np.isfinite(p_best), p_best, -1.0), rows, 3)
         hit = [true_best[t] in top3[t] for t in range(n) if rows[t]]
         res = {
             "rmse_ratio": float(np.sqrt(np.mean(err**2)) / sd_true),
@@ -181,10 +218,29 @@ def experiment(kind: str, n: int, budget: float, designs: list[str], exp: int, d
             "top3": float(np.mean(hit)),
             "top1": float(np.mean([true_best[t] == top3[t][0] for t in range(n) if rows[t]])),
             "diag": {d: error(d, cdiag[d], true_diag[d]) for d in DIAGS},
-            "config": f"{comp.config.scaling}/e{comp.config.effect_ridge:g}/b{comp.config.block_ridge:g}/r{comp.config.rank}/{comp.config.lam:g}",
+            "config": f"{comp.config.scaling}/e{comp.config.effect_ridge:g}/b{comp.config.block_ridge:g}/r{comp.config.rank}/{comp.config.lam:g}"
+            + ("/dist" if comp.config.distance_smooth is not None else ""),
+            "typology_r": typology_r,
             "seconds": time.perf_counter() - t0,
             "n_pairs": len(pairs),
         }
+        if boot:  # --interval-method bootstrap: the completion bootstrap's intervals
+            from cltm_sb.analysis.completion_intervals import (
+                bootstrap_intervals,
+                mirror_noise_correlation,
+            )
+
+            rho = mirror_noise_correlation(masked_arrays(arrays, pair_mask(codes, pairs)))
+            bi = bootstrap_intervals(comp, fams, n_boot=boot, seed=exp, points=cdiag, pair_noise_correlation=rho,
+                                     distances=distances)
+            res["boot"] = {
+                d: None if bi.intervals[d] is None else (
+                    bi.intervals[d][0] <= true_diag[d] <= bi.intervals[d][1],
+                    bi.intervals[d][1] - bi.intervals[d][0],
+                    bi.intervals[d][0] > true_diag[d],  # missed above (interval too high)
+                )
+                for d in DIAGS
+            }
         if draws:
             res["diag_cover"] = {
                 d: (ints[d]["lower"] is not None and ints[d]["lower"] <= true_diag[d] <= ints[d]["upper"])
@@ -204,15 +260,45 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return centre - half, centre + half
 
 
+def boot_cell(rs: list[dict], d: str) -> str:
+    """Coverage k/n [Wilson 95%] (how many missed with the interval above the truth), median width."""
+    got = [r["boot"][d] for r in rs if r["boot"][d] is not None]
+    if not got:
+        return "none"
+    k = sum(c for c, _, _ in got)
+    lo, hi = wilson(k, len(got))
+    high = sum(h for _, _, h in got)
+    width = float(np.median([w for _, w, _ in got]))
+    return f"{k}/{len(got)} = {k / len(got):.3f} [{lo:.3f}, {hi:.3f}] ({high}) w {width:.3g}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--languages", type=int, nargs="+", default=[16])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.2, 0.3, 0.5])
-    parser.add_argument("--truths", nargs="+", default=["structured", "near-agnostic"])
+    parser.add_argument("--truths", nargs="+", default=["structured", "near-agnostic"],
+                        choices=["structured", "near-agnostic", "csv"])
+    parser.add_argument("--truth-csv", help="truth 'csv': a CLTM CSV of yours (every entry finite; "
+                        "--languages is then its size)")
+    parser.add_argument("--families", help="with --truth-csv: code,name,family CSV (default: the built-in registry)")
     parser.add_argument("--designs", nargs="+", default=["random", "design", "active"])
     parser.add_argument("--experiments", type=int, default=20)
     parser.add_argument("--draws", type=int, default=200, help="predictive draws for the diagnostics")
+    parser.add_argument("--typology-noise", type=float, metavar="S",
+                        help="structured truth: give the completion typological distances whose latent "
+                        "points are moved by N(0, S) (typology_distances; `cltm complete --distances`)")
+    parser.add_argument("--interval-method", choices=["draws", "bootstrap"], default="draws",
+                        help="bootstrap: also score completion_intervals.bootstrap_intervals")
+    parser.add_argument("--bootstrap", type=int, default=100, help="pseudo-truths per bootstrap")
     args = parser.parse_args(argv)
+    user = None
+    if "csv" in args.truths:
+        if not args.truth_csv:
+            parser.error("--truths csv needs --truth-csv FILE")
+        from cltm_sb.analysis.simulate import truth_from_registry
+        from cltm_sb.languages import load_registry
+
+        user, _ = truth_from_registry(args.truth_csv, load_registry(args.families))
     start = time.perf_counter()
     print(f"# bench_budget  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, one process")
@@ -224,10 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for kind in args.truths:
-        for n in args.languages:
+        for n in [len(user.locales)] if kind == "csv" else args.languages:
             for budget in args.budgets:
-                results = [experiment(kind, n, budget, args.designs, e, args.draws)
+                boot = args.bootstrap if args.interval_method == "bootstrap" else 0
+                results = [experiment(kind, n, budget, args.designs, e, args.draws, boot, args.typology_noise, user)
                            for e in range(args.experiments)]
+                r_typology = [r[d]["typology_r"] for r in results for d in args.designs]
+                if np.isfinite(r_typology).any():
+                    print(f"|  |  |  | with typological distances (noise {args.typology_noise:g}): median "
+                          f"correlation with the latent distances {np.nanmedian(r_typology):.2f} | | | | | |"
+                          + " |" * len(DIAGS) + " | |")
                 full = {d: float(np.median([r["full"][d] for r in results])) for d in DIAGS}
                 print(f"| {kind} | {n} | full grid | plug-in | | | | | | "
                       + " | ".join(f"{full[d]:.3f}" for d in DIAGS) + " | | |")
@@ -250,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                         cover = {d: sum(r["diag_cover"][d] for r in rs) for d in DIAGS}
                         print(f"|  |  |  | ↳ diagnostic 95% interval coverage ({len(rs)} exp.) | | | | | | "
                               + " | ".join(f"{cover[d]}/{len(rs)}" for d in DIAGS) + " | | |")
+                    if boot:
+                        print(f"|  |  |  | ↳ bootstrap (B = {boot}) coverage [Wilson 95%] (missed high) "
+                              "median width | | | | | | " + " | ".join(boot_cell(rs, d) for d in DIAGS) + " | | |")
                 sys.stdout.flush()
     print(f"\nexperiments per setting: {args.experiments}; diagnostics columns: relative error "
           "against the TRUE matrix's value (fractions: absolute error); 'full grid' = plug-in of "
