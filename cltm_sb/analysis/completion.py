@@ -88,6 +88,19 @@ DISTANCE_SMOOTHS = (1.0,)
 # fractions are sums over cells, for which the mean over draws is the better estimate
 # (intra-family+ at L = 44: 0.080 vs 0.163).
 PLUG_IN_POINT = frozenset({"asymmetry", "row_cosine"})
+# Diagnostics whose point is the difference estimator of survey sampling
+# (:mod:`~cltm_sb.analysis.completion_totals`: measured + predicted + the mean held-out residual
+# of the measured pairs per unmeasured pair). Median errors against the truth in a development run
+# (bench_budget structured, F = 0.3, `cltm design`, 20 experiments), difference vs mean over
+# draws: RFD 0.044 vs 0.061 (L = 16), 0.016 vs 0.021 (L = 44); intra-family+ 0.077 vs 0.073
+# (L = 16), 0.058 vs 0.083 (L = 44). For asymmetry and prop+ it was worse, so they keep theirs.
+DIFFERENCE_POINT = frozenset({"rfd", "intra_family_positive"})
+POINT_METHODS = {
+    "plug-in": "completion: plug-in on the completed matrix",
+    "difference": "completion: difference estimator over pairs (measured + predicted + the mean "
+    "held-out residual of measured pairs)",
+    "draws": "completion: mean over predictive draws of the predicted cells",
+}
 # Diagnostics whose completion intervals bench_budget.py found calibrated (bench/RESULTS.md);
 # the others are printed without an interval. None yet: neither the predictive draws nor the
 # completion bootstrap (completion_intervals.py; 68-86% on the structured truth at L = 16, 100
@@ -700,6 +713,42 @@ def _stack_diagnostics(stack: Array, rows: Array, families: Sequence[str] | None
     return out
 
 
+def point_method(name: str, completion: Completion) -> str:
+    """Which estimator gives the point of diagnostic ``name``: a key of :data:`POINT_METHODS`."""
+    if name in PLUG_IN_POINT:
+        return "plug-in"
+    if name in DIFFERENCE_POINT and completion.error_matrix is not None:
+        return "difference"
+    return "draws"
+
+
+def diagnostic_points(
+    completion: Completion, families: Sequence[str] | None, n_draws: int, rng: np.random.Generator
+) -> dict[str, float]:
+    """The point of each Table-1 diagnostic of a completed matrix (:func:`point_method` says which
+    estimator: the mean over predictive draws with the measured cells fixed, the plug-in, or the
+    difference estimator)."""
+    rows = completion.rows
+    expected = _stack_diagnostics(draw_matrices(completion, n_draws, rng, measured_noise=False), rows, families)
+    plug_in = _stack_diagnostics(completion.matrix[None], rows, families)
+    difference: dict[str, float] = {}
+    if completion.error_matrix is not None:
+        from cltm_sb.analysis.completion_totals import difference_estimates
+
+        difference = difference_estimates(completion, families)
+    out = {}
+    for name, values in expected.items():
+        how = point_method(name, completion)
+        if how == "plug-in":
+            out[name] = float(plug_in[name][0])
+        elif how == "difference":
+            out[name] = difference[name]
+        else:
+            values = values[np.isfinite(values)]
+            out[name] = float(values.mean()) if values.size else float("nan")
+    return out
+
+
 def completed_diagnostics(
     completion: Completion,
     families: Sequence[str] | None = None,
@@ -728,7 +777,7 @@ def completed_diagnostics(
     """
     rng = np.random.default_rng(seed)
     rows = completion.rows
-    expected = _stack_diagnostics(draw_matrices(completion, n_draws, rng, measured_noise=False), rows, families)
+    points = diagnostic_points(completion, families, n_draws, rng)
     spread = _stack_diagnostics(draw_matrices(completion, n_draws, rng), rows, families)
     measured_only = np.where(completion.sources == MEASURED, completion.matrix, np.nan)
     plug = plugins or {
@@ -737,13 +786,6 @@ def completed_diagnostics(
     allowed = set(CALIBRATED_INTERVALS if intervals is None else intervals)
     alpha = 1 - completion.level
     out: dict[str, dict[str, Any]] = {}
-    plug_in = _stack_diagnostics(completion.matrix[None], rows, families)
-    points = {}
-    for name in spread:
-        point_values = expected[name][np.isfinite(expected[name])]
-        points[name] = float(point_values.mean()) if point_values.size else float("nan")
-        if name in PLUG_IN_POINT:
-            points[name] = float(plug_in[name][0])
     boot = None
     if method == "bootstrap" and allowed & set(spread):
         from cltm_sb.analysis.completion_intervals import DEFAULT_BOOT, bootstrap_intervals
@@ -757,7 +799,7 @@ def completed_diagnostics(
             "lower": None,
             "upper": None,
             "plugin": _num(plug.get(name, float("nan"))),
-            "method": "completion: mean over predictive draws of the predicted cells",
+            "method": POINT_METHODS[point_method(name, completion)],
             "reason": "",
         }
         if not math.isfinite(p):

@@ -43,13 +43,12 @@ import numpy as np
 
 from cltm_sb.analysis.completion import (
     MEASURED,
-    PLUG_IN_POINT,
     PREDICTED,
     Completion,
     ModelConfig,
     _stack_diagnostics,
     complete_matrix,
-    draw_matrices,
+    diagnostic_points,
     family_blocks,
 )
 
@@ -86,19 +85,8 @@ class BootstrapIntervals:
 def point_diagnostics(
     completion: Completion, families: Sequence[str] | None, n_draws: int, rng: np.random.Generator
 ) -> dict[str, float]:
-    """The estimator of completed_diagnostics: the mean over predictive draws (measured cells
-    fixed), the plug-in on the completed matrix for :data:`PLUG_IN_POINT`."""
-    rows = completion.rows
-    expected = _stack_diagnostics(draw_matrices(completion, n_draws, rng, measured_noise=False), rows, families)
-    plug_in = _stack_diagnostics(completion.matrix[None], rows, families)
-    out = {}
-    for name, values in expected.items():
-        if name in PLUG_IN_POINT:
-            out[name] = float(plug_in[name][0])
-        else:
-            values = values[np.isfinite(values)]
-            out[name] = float(values.mean()) if values.size else math.nan
-    return out
+    """The estimator of completed_diagnostics (:func:`~cltm_sb.analysis.completion.diagnostic_points`)."""
+    return diagnostic_points(completion, families, n_draws, rng)
 
 
 def _one_way(values: Array, groups: Array, n_groups: int) -> tuple[Array, Array, float, float, Array]:
