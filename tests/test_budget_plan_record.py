@@ -159,3 +159,19 @@ def test_pairs_and_budget_together_are_refused(data, tmp_path, capsys):
     assert main(args) == 2
     assert "not both" in capsys.readouterr().err
     assert not (tmp_path / "g" / "plan.json").exists()
+
+
+def test_a_grown_budget_keeps_the_families_of_the_first_plan(data, tmp_path):
+    # Families that change the design: without them the 0.5 design would not contain the 0.3 one.
+    fams = tmp_path / "fam.csv"
+    fams.write_text("code,name,family\n" + "".join(f"{c},{c},F{i % 2}\n" for i, c in enumerate(LOCALES)))
+    grid = tmp_path / "g"
+    first = _plan(data, grid, "--budget", "0.3", "--families", str(fams))
+    grown = _plan(data, grid, "--budget", "0.5")
+    assert grown["budget"]["families"]["sha256"] == _sha256(fams)
+    first_ids = {r["run_id"] for r in first["runs"]}
+    assert first_ids <= {r["run_id"] for r in grown["runs"]}
+    own = [f"F{i % 2}" for i in range(6)]
+    # (with the built-in families the 0.5 design would leave out 3 of these pairs)
+    small = {frozenset(p) for p in design_pairs(LOCALES, 0.3, own)}
+    assert not small <= {frozenset(p) for p in design_pairs(LOCALES, 0.5, load_families(LOCALES))}
