@@ -46,6 +46,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 import numpy as np
+from bench_calibration import wilson
 
 from cltm_sb.analysis.completion import (
     PREDICTED,
@@ -62,7 +63,7 @@ from cltm_sb.analysis.simulate import (
     near_agnostic_truth,
     simulate_grid,
 )
-from cltm_sb.analysis.uncertainty import SeedArrays, point_estimate
+from cltm_sb.analysis.uncertainty import SeedArrays, plug_in_diagnostics, point_estimate
 
 DIAGS = ("rfd", "asymmetry", "row_cosine", "prop_positive", "reciprocity_positive", "intra_family_positive")
 FRACTIONS = {"prop_positive", "reciprocity_positive", "intra_family_positive"}
@@ -129,19 +130,6 @@ def make_truth(kind: str, n: int, seed: int, sim_seed: int, user: Truth | None =
     return latent_truth(n, seed, profile["self_gain"])
 
 
-def table1(m: np.ndarray, families: list[str]) -> dict[str, float]:
-    from cltm_sb.analysis import diagnostics as diag
-
-    return {
-        "rfd": diag.rfd(m),
-        "asymmetry": diag.relative_asymmetry(m),
-        "row_cosine": diag.row_cosine(m),
-        "prop_positive": diag.prop_positive(m),
-        "reciprocity_positive": diag.reciprocity_positive(m),
-        "intra_family_positive": diag.intra_family_positive(m, families),
-    }
-
-
 def error(name: str, value: float, truth: float) -> float:
     return abs(value - truth) if name in FRACTIONS else abs(value - truth) / abs(truth)
 
@@ -180,8 +168,8 @@ def experiment(
     full = point_estimate(arrays)
     true_m = truth.matrix
     off = ~np.eye(n, dtype=bool)
-    true_diag = table1(true_m, fams)
-    full_diag = table1(full.matrix, fams)
+    true_diag = plug_in_diagnostics(true_m, fams)
+    full_diag = plug_in_diagnostics(full.matrix, fams)
     sd_true = float(np.std(true_m[off]))
     true_best = [int(np.argmax(np.where(off[t], true_m[t], -np.inf))) for t in range(n)]
     out: dict = {"full": {d: error(d, full_diag[d], true_diag[d]) for d in DIAGS}}
@@ -248,16 +236,6 @@ def experiment(
             }
         out[design] = res
     return out
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    z = 1.96
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def boot_cell(rs: list[dict], d: str) -> str:

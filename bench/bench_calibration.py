@@ -34,7 +34,6 @@ from multiprocessing import Pool
 
 import numpy as np
 
-from cltm_sb.analysis import diagnostics as diag
 from cltm_sb.analysis.simulate import (
     PROTOCOL_PER_CELL,
     PROTOCOL_SHARED,
@@ -42,7 +41,7 @@ from cltm_sb.analysis.simulate import (
     make_truth,
     simulate_table,
 )
-from cltm_sb.analysis.uncertainty import analyze_uncertainty
+from cltm_sb.analysis.uncertainty import analyze_uncertainty, plug_in_diagnostics
 
 # Options passed to analyze_uncertainty (the defaults unless --min-row-z explores them).
 ANALYSIS_OPTIONS: dict = {}
@@ -118,23 +117,12 @@ def _seed(setting: Setting, rep: int) -> int:
     return zlib.crc32(f"{setting.label}|{rep}".encode())
 
 
-def _plugins(m: np.ndarray, families: list[str]) -> dict[str, float]:
-    return {
-        "rfd": diag.rfd(m),
-        "asymmetry": diag.relative_asymmetry(m),
-        "row_cosine": diag.row_cosine(m),
-        "prop_positive": diag.prop_positive(m),
-        "reciprocity_positive": diag.reciprocity_positive(m),
-        "intra_family_positive": diag.intra_family_positive(m, families),
-    }
-
-
 def run_after(setting: Setting, reps: range) -> list[dict]:
     """The new analysis on ``reps`` experiments of one setting: one dict of outcomes each."""
     truth = make_truth(setting.truth, setting.n_languages)
     noise = NoiseModel(rho=setting.rho, rho_pair=setting.rho_pair, z_self=setting.z)
     true_m = truth.matrix
-    true_full = _plugins(true_m, truth.families)
+    true_full = plug_in_diagnostics(true_m, truth.families)
     off = ~np.eye(setting.n_languages, dtype=bool)
     out = []
     for rep in reps:
@@ -146,7 +134,7 @@ def run_after(setting: Setting, reps: range) -> list[dict]:
         )
         p = res.point
         rows = p.valid_rows & ~p.flagged
-        true_used = _plugins(np.where(rows[:, None], true_m, np.nan), truth.families)
+        true_used = plug_in_diagnostics(np.where(rows[:, None], true_m, np.nan), truth.families)
         o: dict = {"diag": {}, "cells": {}}
         for name in DIAGS:
             d = res.diagnostics[name]
@@ -188,7 +176,7 @@ def run_before(setting: Setting, reps: range, replicates: int) -> list[dict]:
     truth = make_truth(setting.truth, setting.n_languages)
     noise = NoiseModel(rho=setting.rho, rho_pair=setting.rho_pair, z_self=setting.z)
     true_m = truth.matrix
-    true_full = _plugins(true_m, truth.families)
+    true_full = plug_in_diagnostics(true_m, truth.families)
     off = ~np.eye(setting.n_languages, dtype=bool)
     out = []
     for rep in reps:

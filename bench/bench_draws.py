@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
-from bench_calibration import _plugins, wilson
+from bench_calibration import wilson
 
 from cltm_sb.analysis.simulate import NoiseModel, make_truth, simulate_draws_table
-from cltm_sb.analysis.uncertainty import analyze_uncertainty
+from cltm_sb.analysis.uncertainty import analyze_uncertainty, plug_in_diagnostics
 
 DIAGS = ("rfd", "asymmetry", "row_cosine")
 WAYS = ("seed+data", "seed only, draws pooled", "seed only, one draw")
@@ -78,7 +78,7 @@ def run(setting: Setting, experiments: int) -> dict[str, list[dict]]:
             res = analyze_uncertainty(table, locales=truth.locales, families=truth.families)
             p = res.point
             rows = p.valid_rows & ~p.flagged
-            used = _plugins(np.where(rows[:, None], truth.matrix, np.nan), truth.families)
+            used = plug_in_diagnostics(np.where(rows[:, None], truth.matrix, np.nan), truth.families)
             sel = rows[:, None] & off & p.entries
             lo, hi, tv = res.cell_lower[sel], res.cell_upper[sel], truth.matrix[sel]
             o = {

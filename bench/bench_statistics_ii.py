@@ -43,6 +43,7 @@ from multiprocessing import Pool
 
 import numpy as np
 import pandas as pd
+from bench_calibration import wilson
 from scipy import stats
 
 from cltm_sb.analysis import diagnostics as diag
@@ -289,16 +290,6 @@ def run_interval(args: tuple) -> dict:
 
 
 # ---- summaries --------------------------------------------------------------------------------
-
-
-def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return centre - half, centre + half
 
 
 def mean_ci(rates: list[float]) -> tuple[float, float, float]:

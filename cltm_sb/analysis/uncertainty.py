@@ -568,7 +568,8 @@ def _jackknifed_specs(rows: Array, families: Sequence[str] | None) -> list[_Jack
     return specs
 
 
-def _plugins(matrix: Array, families: Sequence[str] | None) -> dict[str, float]:
+def plug_in_diagnostics(matrix: Array, families: Sequence[str] | None) -> dict[str, float]:
+    """The paper's plug-in value of each Table-1 diagnostic (intra-family+ NaN without families)."""
     return {
         "rfd": diag.rfd(matrix),
         "asymmetry": diag.relative_asymmetry(matrix),
@@ -636,7 +637,7 @@ def corrected_diagnostics(
     plug = (
         {name: plugins[name] for name in DIAGNOSTIC_NAMES}
         if plugins is not None
-        else _plugins(point.matrix, families)
+        else plug_in_diagnostics(point.matrix, families)
     )
     n = arrays.n_seeds
     rows = point.valid_rows & ~point.flagged
