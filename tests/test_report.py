@@ -283,7 +283,7 @@ def test_report_builds_and_diagnoses_the_matrix_once(grid, registry, tmp_path, m
 
     counted(ga, "build_cltm", "build_cltm")
     counted(ga, "diagnose", "diagnose")
-    counted(unc, "_plugins", "plugins")
+    counted(unc, "plug_in_diagnostics", "plugins")
     assert main(["report", str(grid), "-o", str(tmp_path / "r"), "--no-heatmap"]) == 0
     assert calls == {"build_cltm": 1, "diagnose": 1, "plugins": 0}
 
