@@ -76,6 +76,20 @@ def _rank_interval(row: Any) -> str:
     return str(int(lo)) if int(lo) == int(hi) else f"{int(lo)}–{int(hi)}"
 
 
+def excluded_blocks(diagnostics: dict[str, Any], note: str = "") -> list[Block]:
+    """The sentence naming the rows and NaN entries left out of the diagnostics (none if none)."""
+    excluded = diagnostics.get("excluded", {})
+    if not (excluded.get("rows") or excluded.get("entries")):
+        return []
+    return [
+        Block(
+            "text",
+            f"Left out of the diagnostics: rows {', '.join(excluded['rows']) or '-'}; "
+            f"{len(excluded['entries'])} NaN entries{note}.",
+        )
+    ]
+
+
 def _p_best(row: Any) -> str:
     """P(donor is the best) of a donors.csv row, ``n/a`` where there is none."""
     value = getattr(row, "p_best", None)
@@ -306,15 +320,7 @@ def report_blocks(
         )
     )
     blocks.append(Block("text", _methods_text(a)))
-    excluded = d.get("excluded", {})
-    if excluded.get("rows") or excluded.get("entries"):
-        blocks.append(
-            Block(
-                "text",
-                f"Left out of the diagnostics: rows {', '.join(excluded['rows']) or '-'}; "
-                f"{len(excluded['entries'])} NaN entries (reasons below).",
-            )
-        )
+    blocks += excluded_blocks(d, " (reasons below)")
     blocks.append(Block("heading", "Stability (paper §4.4)"))
     blocks.append(
         Block(

@@ -31,7 +31,7 @@ from cltm_sb.analysis.external import (
 )
 from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
 from cltm_sb.languages import LanguageRegistry
-from cltm_sb.report.document import Block, _interval, _num
+from cltm_sb.report.document import Block, _interval, _num, excluded_blocks
 from cltm_sb.report.render import render_html, render_markdown
 
 NO_INTERVAL_TEXT = "n/a: no SE supplied"
@@ -160,15 +160,7 @@ def matrix_report_blocks(
     blocks.append(
         Block("table", (["metric", "plug-in", "languages used", "paper GR / SV"], _table1_rows(a)))
     )
-    excluded = d.get("excluded", {})
-    if excluded.get("rows") or excluded.get("entries"):
-        blocks.append(
-            Block(
-                "text",
-                f"Left out of the diagnostics: rows {', '.join(excluded['rows']) or '-'}; "
-                f"{len(excluded['entries'])} NaN entries.",
-            )
-        )
+    blocks += excluded_blocks(d)
     blocks.append(Block("heading", "Stability (paper §4.4)"))
     # the SEs are the user's (or a grid's delta-method ones): say which
     se_kind = "supplied" if a.se_supplied else "delta method"
