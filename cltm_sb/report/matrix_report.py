@@ -216,10 +216,12 @@ def _with_p_best(donors: pd.DataFrame, p_best: pd.DataFrame | None) -> pd.DataFr
     out = donors.drop(columns=[c for c in ("p_best", "in_best_set") if c in donors.columns])
     out = out.merge(p_best, on=["target", "donor"], how="left")
     out["in_best_set"] = out["in_best_set"].fillna(False).astype(bool)
-    out = out.sort_values(["target", "p_best", "value"], ascending=[True, False, False], kind="stable")
-    out["rank"] = out.groupby("target").cumcount() + 1
+    # Targets keep their order; within a target, stable sorts keep P(best) then value order.
     order = {t: i for i, t in enumerate(dict.fromkeys(donors["target"]))}
-    return out.sort_values(["target", "rank"], key=lambda c: c.map(order) if c.name == "target" else c).reset_index(drop=True)
+    out = out.sort_values(["p_best", "value"], ascending=False, kind="stable")
+    out = out.sort_values("target", key=lambda targets: targets.map(order), kind="stable")
+    out["rank"] = out.groupby("target").cumcount() + 1
+    return out.reset_index(drop=True)
 
 
 def _p_best_text(row) -> str:
