@@ -126,3 +126,36 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     """A short content hash of a JSON-serialisable object, independent of dict key order."""
     text = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
     return sha256_text(text)[:length]
+
+
+def read_csv_text(path: str | os.PathLike, what: str, layout: str, index_col: int | None = None) -> Any:
+    """A CSV as a DataFrame of text cells (nothing turned into NaN), labels stripped.
+
+    Errors name the file: missing, not UTF-8 (with line and byte), empty, not a CSV table;
+    ``what`` names the file's kind ("matrix"), ``layout`` says what it should hold.
+    """
+    import io
+
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: not UTF-8 text (line {line}, byte {error.start}); save the {what} as a UTF-8 CSV"
+        ) from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), index_col=index_col, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty; {layout}") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path}: not a CSV table ({error}); {layout}") from None
+    if index_col is not None:
+        frame.index = [str(i).strip() for i in frame.index]
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame

@@ -35,7 +35,6 @@ positive (or not defined) stay undefined: they are never predicted.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -121,22 +120,13 @@ COMPLETION_NOTE = (
 
 
 def _read_table(path: Path, what: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text; save the {what} as a UTF-8 CSV") from None
-    try:
-        raw = pd.read_csv(io.StringIO(text), index_col=0, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-        raise ValueError(
-            f"{path}: not a {what} CSV ({error}); the layout is a header ',code1,code2,...' and "
-            "one row 'code,v1,v2,...' per target, an empty cell for a cell not measured"
-        ) from None
-    raw.index = [str(i).strip() for i in raw.index]
-    raw.columns = [str(c).strip() for c in raw.columns]
-    return raw
+    from cltm_sb.io import read_csv_text
+
+    layout = (
+        "the layout is a header ',code1,code2,...' and one row 'code,v1,v2,...' per target, an "
+        "empty cell for a cell not measured"
+    )
+    return read_csv_text(path, what, layout, index_col=0)
 
 
 def read_partial_matrix(path: str | os.PathLike, what: str = "partial matrix") -> pd.DataFrame:

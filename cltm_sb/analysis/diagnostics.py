@@ -17,7 +17,6 @@ a square matrix the formulas are exactly those of the paper:
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -477,28 +476,15 @@ def read_matrix_csv(
     kept in the file's order; a language on both axes is a diagonal cell. ``unit_diagonal=False``
     (standard errors, raw deltas) skips the diagonal warning.
     """
+    from cltm_sb.io import read_csv_text
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: matrix file not found")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ValueError(
-            f"{path}: not UTF-8 text (line {line}, byte {error.start}); save the matrix as a UTF-8 CSV"
-        ) from None
-    try:
-        raw = pd.read_csv(io.StringIO(text), index_col=0, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(
-            f"{path}: the file is empty; a CLTM CSV has a header row ',code1,code2,...' and one "
-            "row 'code,v1,v2,...' per target"
-        ) from None
-    except pd.errors.ParserError as error:
-        raise ValueError(f"{path}: not a CSV table ({error})") from None
-    raw.index = [str(i).strip() for i in raw.index]
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw = read_csv_text(
+        path,
+        "matrix",
+        "a CLTM CSV has a header row ',code1,code2,...' and one row 'code,v1,v2,...' per target",
+        index_col=0,
+    )
     rows, cols = list(raw.index), list(raw.columns)
     if square and len(rows) != len(cols):
         raise ValueError(

@@ -18,7 +18,6 @@ weight.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -39,18 +38,12 @@ def read_distances(path: str | os.PathLike, locales: Sequence[str]) -> dict[str,
     Every pair of ``locales`` needs a finite distance; errors name the file, the pair or the
     language and what to do.
     """
+    from cltm_sb.io import read_csv_text
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: distance file not found")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text; save the distances as a UTF-8 CSV") from None
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-        raise ValueError(f"{path}: not a distance CSV ({error})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = read_csv_text(
+        path, "distance", "the layout is lang1,lang2,<distance>[,...] or a square CSV ',code1,code2,...'"
+    )
     codes = list(locales)
     if all(k in frame.columns for k in LONG_KEYS):
         return _from_long(frame, path, codes)
