@@ -768,21 +768,26 @@ def completed_diagnostics(
     rng = np.random.default_rng(seed)
     rows = completion.rows
     points = diagnostic_points(completion, families, n_draws, rng)
-    spread = _stack_diagnostics(draw_matrices(completion, n_draws, rng), rows, families)
+    allowed = set(CALIBRATED_INTERVALS if intervals is None else intervals)
+    # The draws' spread is needed only for intervals by the draws method (none by default).
+    spread = (
+        _stack_diagnostics(draw_matrices(completion, n_draws, rng), rows, families)
+        if method == "draws" and allowed
+        else {}
+    )
     measured_only = np.where(completion.sources == MEASURED, completion.matrix, np.nan)
     plug = plugins or {
         k: float(v[0]) for k, v in _stack_diagnostics(measured_only[None], rows, families).items()
     }
-    allowed = set(CALIBRATED_INTERVALS if intervals is None else intervals)
     alpha = 1 - completion.level
     out: dict[str, dict[str, Any]] = {}
     boot = None
-    if method == "bootstrap" and allowed & set(spread):
+    if method == "bootstrap" and allowed & set(points):
         from cltm_sb.analysis.completion_intervals import DEFAULT_BOOT, bootstrap_intervals
 
         boot = bootstrap_intervals(completion, families, n_boot=n_boot or DEFAULT_BOOT, seed=seed, points=points)
-    for name, values in spread.items():
-        p = points[name]
+    for name, p in points.items():
+        values = spread.get(name, np.zeros(0))
         values = values[np.isfinite(values)]
         entry: dict[str, Any] = {
             "point": _num(p),
@@ -839,7 +844,7 @@ def best_donor_probabilities(completion: Completion, n_draws: int = 400, seed: i
     Predicted cells are shrunk towards their block and row means, so the largest point prediction
     is a poor guess of the best donor: a cell with a wide interval may well be the best. Ranking by
     P(best) put the true best donor in the top 3 more often than ranking by value (bench_budget.py,
-    structured truth, F = 0.3, `cltm design`: 84% vs 81% of targets at L = 16, 81% vs 76% at L = 44).
+    structured truth, F = 0.3, `cltm design`: 84% vs 81% of targets at L = 16, 78% vs 74% at L = 44).
     """
     n = len(completion.locales)
     off = ~np.eye(n, dtype=bool)
