@@ -638,6 +638,13 @@ def _normal_quantile(p: float) -> float:
 # Diagnostics of a completed matrix, with the prediction uncertainty
 
 
+def mirror_mix(z: Array, rho: float) -> Array:
+    """Independent draws ``z`` [..., n, n] made into errors whose mirror cells correlate ``rho``:
+    the lower cell is rho·(its mirror) + sqrt(1 − rho²)·(its own draw); the diagonal is 0."""
+    upper = np.triu(z, k=1)
+    return upper + rho * np.swapaxes(upper, -1, -2) + math.sqrt(max(1 - rho**2, 0.0)) * np.tril(z, k=-1)
+
+
 def draw_matrices(
     completion: Completion, n_draws: int, rng: np.random.Generator, measured_noise: bool = True
 ) -> Array:
@@ -666,10 +673,7 @@ def draw_matrices(
         picks[:, group] = -rng.choice(source, size=(n_draws, int(group.sum())))
     # The two cells of an unmeasured pair err together (held-out pairs show how much): their
     # errors are mixed as rho·e1 + sqrt(1 − rho²)·e2, upper triangle driving the lower.
-    rho = completion.pair_error_correlation
-    upper = np.triu(picks, k=1)
-    lower_own = np.tril(picks, k=-1)
-    picks = upper + rho * np.transpose(upper, (0, 2, 1)) + math.sqrt(max(1 - rho**2, 0.0)) * lower_own
+    picks = mirror_mix(picks, completion.pair_error_correlation)
     draws += np.where(predicted[None], picks * completion.scale[None, :, None], 0.0)
     se = completion.measured_se
     if se is not None and measured_noise:

@@ -50,6 +50,7 @@ from cltm_sb.analysis.completion import (
     complete_matrix,
     diagnostic_points,
     family_blocks,
+    mirror_mix,
 )
 
 Array = np.ndarray
@@ -207,12 +208,6 @@ def pseudo_model(completion: Completion, blocks: Array, n_families: int) -> _Pse
     return _PseudoModel(v_row, v_col, v_block, rho, n_families, pools[0], pools[1], measured_truth, dof)
 
 
-def _mirror_mix(z: Array, rho: float) -> Array:
-    """Square ``z`` of independent draws → mirror entries correlated ``rho`` (upper drives lower)."""
-    upper = np.triu(z, k=1)
-    return upper + rho * upper.T + math.sqrt(max(1 - rho**2, 0.0)) * np.tril(z, k=-1) + np.diag(np.diag(z))
-
-
 def pseudo_truth(
     completion: Completion, model: _PseudoModel, blocks: Array, rng: np.random.Generator
 ) -> Array:
@@ -222,7 +217,9 @@ def pseudo_truth(
     n = m.shape[0]
     within = completion.within_family if completion.within_family is not None else np.zeros((n, n), bool)
     f = model.n_families
-    block_z = _mirror_mix(rng.standard_normal((f, f)), model.block_rho).reshape(-1)
+    z = rng.standard_normal((f, f))
+    # within-family blocks (the diagonal) keep their own draw
+    block_z = (mirror_mix(z, model.block_rho) + np.diag(np.diag(z))).reshape(-1)
     # The variance components are estimated from a few rows, donors and blocks: each pseudo-truth
     # scales them by a χ²_k / k draw (k = the groups that estimated them, less one).
     def spread(v: Array, k: int) -> Array:
@@ -240,7 +237,7 @@ def pseudo_truth(
     pool_across = rng.choice(model.residual_across, model.residual_across.size)
     cell = np.where(within, rng.choice(pool_within, (n, n)), rng.choice(pool_across, (n, n)))
     # The two cells of an unmeasured pair err together (as in draw_matrices).
-    cell = _mirror_mix(cell, completion.pair_error_correlation)
+    cell = mirror_mix(cell, completion.pair_error_correlation) + np.diag(np.diag(cell))
     predicted = completion.sources == PREDICTED
     truth = np.where(predicted, m + (shared + cell) * completion.scale[:, None], m)
     return np.where(np.isfinite(model.measured_truth), model.measured_truth, truth)
@@ -254,9 +251,7 @@ def _measure(
     out = np.where(measured, truth, np.nan)
     if se is None:
         return out
-    z = rng.standard_normal((n, n))
-    upper = np.triu(z, k=1)
-    z = upper + rho * upper.T + math.sqrt(max(1 - rho**2, 0.0)) * np.tril(z, k=-1)
+    z = mirror_mix(rng.standard_normal((n, n)), rho)
     noise = np.where(measured & np.isfinite(se), se * z, 0.0)
     return out + noise
 
