@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cltm_sb.grid.budget_record import BudgetRequest, budget_block, budget_line, budget_request
-from cltm_sb.grid.layout import FAMILIES_FILE, PLAN_FILE, PlanError
+from cltm_sb.grid.layout import PLAN_FILE, GridLayout, PlanError
 from cltm_sb.grid.plan import (
     DEFAULT_RUNNER,
     Plan,
@@ -145,7 +145,7 @@ def _budget_request(args: argparse.Namespace) -> BudgetRequest | None:
     families.csv (the copy `cltm plan --families` made), as the first plan did: with other
     families the design would not be nested and finished runs would be left out."""
     families = args.families
-    own = Path(args.out) / FAMILIES_FILE
+    own = GridLayout(args.out).families_file
     if families is None and args.budget is not None and own.is_file():
         families = str(own)
     return budget_request(args.pairs, args.budget, families, args.one_run_per_cell)
