@@ -175,3 +175,17 @@ def test_a_grown_budget_keeps_the_families_of_the_first_plan(data, tmp_path):
     # (with the built-in families the 0.5 design would leave out 3 of these pairs)
     small = {frozenset(p) for p in design_pairs(LOCALES, 0.3, own)}
     assert not small <= {frozenset(p) for p in design_pairs(LOCALES, 0.5, load_families(LOCALES))}
+
+
+def test_complete_reads_the_families_the_grid_was_planned_with(data, tmp_path):
+    from cltm_sb.analysis.completion import complete_source
+
+    fams = tmp_path / "fam.csv"
+    own = [f"F{i % 2}" for i in range(6)]
+    fams.write_text("code,name,family\n" + "".join(f"{c},{c},{f}\n" for c, f in zip(LOCALES, own)))
+    grid = tmp_path / "g"
+    _plan(data, grid, "--budget", "0.6", "--families", str(fams), seeds="42-44")
+    InProcessExecutor().run(load_plan(grid), progress=False)
+    assert complete_source(grid, n_draws=0).families == own  # not the built-in registry's
+    assert complete_source(grid, n_draws=0).families != load_families(LOCALES)
+

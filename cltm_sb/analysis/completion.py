@@ -991,9 +991,10 @@ def complete_source(
 ) -> CompletionRun:
     """Complete a grid folder (its finished runs) or a partial matrix CSV (empty = not measured).
 
-    Families come from ``families_csv`` (``code,name,family``) or the built-in registry; an
-    unknown code is an error that names it. From a grid, measured cells get Fieller intervals
-    over seeds and every row's self-gain is known; from a CSV, a row with an empty diagonal is
+    Families come from ``families_csv`` (``code,name,family``), else, for a grid, the families
+    file it was planned with, else the built-in registry; an unknown code is an error that names
+    it. From a grid, measured cells get Fieller intervals over seeds and every row's self-gain is
+    known; from a CSV, a row with an empty diagonal is
     undefined and ``se_csv`` (same layout) gives the measured cells' SE. ``distances_csv``:
     distances between the languages (:func:`~cltm_sb.analysis.distances.read_distances`), a
     covariate the model may use.
@@ -1001,13 +1002,13 @@ def complete_source(
     from cltm_sb.analysis.distances import read_distances
     from cltm_sb.languages import load_registry
 
-    registry = load_registry(families_csv)
     path = Path(source)
     if path.is_dir():
-        from cltm_sb.analysis.grid_analysis import load_grid
+        from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
         from cltm_sb.analysis.uncertainty import seed_arrays
 
-        data = load_grid(path, registry, task=task)
+        # Without --families, the families the grid was planned with (as `cltm matrix` reads it).
+        data = load_grid(path, grid_registry(path, families_csv), task=task)
         arrays = seed_arrays(data.table, data.locales)
         families = data.families
         distances = read_distances(distances_csv, arrays.locales) if distances_csv else None
@@ -1016,7 +1017,7 @@ def complete_source(
     else:
         frame = read_partial_matrix(path)
         codes = [str(c) for c in frame.index]
-        families = registry.families(codes)
+        families = load_registry(families_csv).families(codes)
         se = None
         if se_csv is not None:
             se_frame = read_partial_matrix(se_csv, "SE matrix")
