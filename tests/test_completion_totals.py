@@ -59,3 +59,31 @@ def test_intra_family_needs_families():
     completion = complete_matrix(np.where(mask, truth, np.nan), families=families)
     assert np.isnan(difference_estimates(completion, None)["intra_family_positive"])
     assert np.isfinite(difference_estimates(completion, families)["rfd"])
+
+
+def test_asymmetry_point_is_the_difference_estimate_which_keeps_the_unmeasured_pairs_asymmetry():
+    from cltm_sb.analysis.completion import completed_diagnostics
+
+    truth, families = sparse_positive_truth()
+    rng = np.random.default_rng(7)
+    # An asymmetric part no other cell predicts: the model's predictions of an unmeasured pair lose
+    # it, so the plug-in on the completed matrix understates the asymmetry.
+    skew = rng.normal(0.0, 0.6, truth.shape)
+    truth = truth + skew - skew.T
+    np.fill_diagonal(truth, 1.0)
+    codes = [f"q{i:02d}" for i in range(len(families))]
+    index = {c: i for i, c in enumerate(codes)}
+    true_value = diag.relative_asymmetry(truth)
+    estimates, plug_ins = [], []
+    for design in range(20):
+        mask = np.eye(len(codes), dtype=bool)
+        for a, b in random_pairs(codes, 0.4, seed=design):
+            mask[index[a], index[b]] = mask[index[b], index[a]] = True
+        completion = complete_matrix(np.where(mask, truth, np.nan), families=families, locales=codes, seed=design)
+        entry = completed_diagnostics(completion, families, n_draws=20, seed=design)["asymmetry"]
+        assert entry["method"].startswith("completion: difference estimator")
+        assert entry["point"] == difference_estimates(completion, families)["asymmetry"]
+        estimates.append(entry["point"])
+        plug_ins.append(diag.relative_asymmetry(completion.matrix))
+    assert abs(np.mean(estimates) - true_value) < 0.1 * true_value
+    assert abs(np.mean(plug_ins) - true_value) > 2 * abs(np.mean(estimates) - true_value)

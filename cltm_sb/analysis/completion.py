@@ -79,23 +79,17 @@ ALS_ITERATIONS = 30
 DISTANCE_ITERATIONS = 4
 # Roughness penalties of the distance term tried by cross-validation.
 DISTANCE_SMOOTHS = (1.0,)
-# Diagnostics whose point is the plug-in on the completed matrix, not the mean over draws: they
-# compare cells with each other (mirror cells, pairs of rows), and errors drawn independently
-# add asymmetry and decorrelate rows. Median errors against the truth in a development run
-# (bench_budget structured, F = 0.3, `cltm design`), plug-in vs mean over draws: asymmetry 0.058 vs 0.090 (L = 16) and
-# 0.024 vs 0.050 (L = 44); row cosine 0.11 vs 0.26 (L = 16), 0.078 vs 0.049 (L = 44). RFD and the
-# fractions are sums over cells, for which the mean over draws is the better estimate
-# (intra-family+ at L = 44: 0.080 vs 0.163).
-PLUG_IN_POINT = frozenset({"asymmetry", "row_cosine"})
-# Diagnostics whose point is the difference estimator of survey sampling
-# (:mod:`~cltm_sb.analysis.completion_totals`: measured + predicted + the mean held-out residual
-# of the measured pairs per unmeasured pair). Median errors against the truth in a development run
-# (bench_budget structured, F = 0.3, `cltm design`, 20 experiments), difference vs mean over
-# draws: RFD 0.044 vs 0.061 (L = 16), 0.016 vs 0.021 (L = 44); intra-family+ 0.077 vs 0.073
-# (L = 16), 0.058 vs 0.083 (L = 44). For asymmetry and prop+ it was worse, so they keep theirs.
-DIFFERENCE_POINT = frozenset({"rfd", "intra_family_positive"})
+# Which estimator gives the point of each completed diagnostic: the one with the smallest
+# worst-case median error against the truth over bench_budget's two structured truths (latent and
+# phylo) at L = 16 and 44 (F = 0.3, `cltm design`, 20 experiments each; bench/RESULTS.md).
+# Worst cases, plug-in / mean over draws / difference: asymmetry 0.151 / 0.091 / 0.079 (the
+# plug-in on shrunk predictions loses the asymmetric part of the unmeasured pairs: 0.151 on the
+# phylo truth at L = 44 where the difference estimator has 0.036); row cosine 0.243 / 0.227 / —;
+# RFD 0.130 / 0.065 / 0.052; intra-family+ 0.273 / 0.083 / 0.088 (a tie: the difference estimator
+# is kept, unbiased for randomly sampled pairs whatever the model); prop+ and reciprocity+ 0.044 /
+# 0.017 / 0.029 and 0.025 / 0.017 / 0.025 (mean over draws).
+DIFFERENCE_POINT = frozenset({"rfd", "asymmetry", "intra_family_positive"})
 POINT_METHODS = {
-    "plug-in": "completion: plug-in on the completed matrix",
     "difference": "completion: difference estimator over pairs (measured + predicted + the mean "
     "held-out residual of measured pairs)",
     "draws": "completion: mean over predictive draws of the predicted cells",
@@ -709,8 +703,6 @@ def _stack_diagnostics(stack: Array, rows: Array, families: Sequence[str] | None
 
 def point_method(name: str, completion: Completion) -> str:
     """Which estimator gives the point of diagnostic ``name``: a key of :data:`POINT_METHODS`."""
-    if name in PLUG_IN_POINT:
-        return "plug-in"
     if name in DIFFERENCE_POINT and completion.error_matrix is not None:
         return "difference"
     return "draws"
@@ -720,11 +712,10 @@ def diagnostic_points(
     completion: Completion, families: Sequence[str] | None, n_draws: int, rng: np.random.Generator
 ) -> dict[str, float]:
     """The point of each Table-1 diagnostic of a completed matrix (:func:`point_method` says which
-    estimator: the mean over predictive draws with the measured cells fixed, the plug-in, or the
-    difference estimator)."""
+    estimator: the mean over predictive draws with the measured cells fixed, or the difference
+    estimator)."""
     rows = completion.rows
     expected = _stack_diagnostics(draw_matrices(completion, n_draws, rng, measured_noise=False), rows, families)
-    plug_in = _stack_diagnostics(completion.matrix[None], rows, families)
     difference: dict[str, float] = {}
     if completion.error_matrix is not None:
         from cltm_sb.analysis.completion_totals import difference_estimates
@@ -732,10 +723,7 @@ def diagnostic_points(
         difference = difference_estimates(completion, families)
     out = {}
     for name, values in expected.items():
-        how = point_method(name, completion)
-        if how == "plug-in":
-            out[name] = float(plug_in[name][0])
-        elif how == "difference":
+        if point_method(name, completion) == "difference":
             out[name] = difference[name]
         else:
             values = values[np.isfinite(values)]
@@ -758,8 +746,8 @@ def completed_diagnostics(
     The point is the mean of the diagnostic over :func:`draw_matrices` with the measured cells
     fixed: the expected value under the predictive distribution of the predicted cells. A plug-in
     on the completed matrix would be biased, because predictions are shrunk (towards block means,
-    so sparse positive cells are lost and norms shrink); asymmetry and the row cosine are the
-    exceptions (:data:`PLUG_IN_POINT`). The spread comes from draws that also
+    so sparse positive cells are lost and norms shrink); :func:`point_method` names the
+    diagnostics whose point is the difference estimator instead. The spread comes from draws that also
     move the measured cells by their SE: lower/upper = point + the draws' quantiles minus their
     mean. Only diagnostics named in ``intervals`` get an interval (default:
     :data:`CALIBRATED_INTERVALS`, those bench_budget.py found calibrated); the others say why not.
