@@ -1,8 +1,8 @@
 """Benchmark: a budgeted CLTM (issue 19): measure a fraction of the pairs, complete the rest.
 
-    python bench/bench_budget.py --languages 16 --experiments 20                          # ~3 min, 1 core
-    python bench/bench_budget.py --languages 44 --experiments 20 --truths structured      # ~5 min
-    python bench/bench_budget.py --languages 44 --experiments 10 --truths near-agnostic   # ~2 min
+    python bench/bench_budget.py --languages 16 --experiments 20                          # ~4 min, 1 core
+    python bench/bench_budget.py --languages 44 --experiments 20 --truths structured phylo  # ~8 min
+    python bench/bench_budget.py --languages 44 --experiments 20 --truths near-agnostic   # ~3 min
 
     # diagnostic intervals by completion_intervals.py (~7 min):
     python bench/bench_budget.py --budgets 0.3 --designs design --experiments 100 --interval-method bootstrap
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--languages", type=int, nargs="+", default=[16])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.2, 0.3, 0.5])
-    parser.add_argument("--truths", nargs="+", default=["structured", "near-agnostic"],
+    parser.add_argument("--truths", nargs="+", default=["structured", "phylo", "near-agnostic"],
                         choices=["structured", "near-agnostic", "phylo", "csv"])
     parser.add_argument("--truth-csv", help="truth 'csv': a CLTM CSV of yours (every entry finite; "
                         "--languages is then its size)")
