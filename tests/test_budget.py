@@ -266,6 +266,8 @@ def test_cli_design_complete_round_trip(tmp_path, capsys):
     assert main(["complete", str(path), "--families", str(fams), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "predicted" in printed and "RFD" in printed
+    # No calibrated interval for a completed diagnostic: the command says so, once.
+    assert printed.count("no interval: its coverage with predicted cells is not calibrated") == 1
     for name in ("completed.csv", "lower.csv", "upper.csv", "sources.csv", "donors.csv", "intervals.json"):
         assert (out / name).is_file()
     assert not (out / "diagnostics.json").exists()

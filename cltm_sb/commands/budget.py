@@ -57,6 +57,7 @@ def _complete(args: argparse.Namespace) -> int:
           f"{counts['predicted']} predicted, {counts['undefined']} undefined off-diagonal cells "
           f"(model: {c.config.scaling} scaling, rank {c.config.rank}"
           + (", a smooth function of the distances" if c.config.distance_smooth is not None else "") + ")")
+    reasons = set()
     for d in DIAGNOSTICS:
         entry = run.diagnostics.get(d.key)
         if entry is None:
@@ -65,7 +66,12 @@ def _complete(args: argparse.Namespace) -> int:
         if entry["lower"] is not None:
             interval = (f" [{format_value(entry['lower'], d.fraction, digits=3)}, "
                         f"{format_value(entry['upper'], d.fraction, digits=3)}]")
+        elif entry["reason"]:
+            reasons.add(entry["reason"])
         print(f"  {d.label}: {format_value(entry['point'], d.fraction, digits=3)}{interval}")
+    # Say once why points stand alone, so they are not read as a full grid's estimates.
+    for reason in sorted(reasons):
+        print(f"  ({reason}; each diagnostic's estimator is in intervals.json)")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
