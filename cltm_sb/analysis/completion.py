@@ -632,11 +632,15 @@ def _normal_quantile(p: float) -> float:
 # Diagnostics of a completed matrix, with the prediction uncertainty
 
 
-def mirror_mix(z: Array, rho: float) -> Array:
+def mirror_mix(z: Array, rho: float, keep_diagonal: bool = False) -> Array:
     """Independent draws ``z`` [..., n, n] made into errors whose mirror cells correlate ``rho``:
-    the lower cell is rho·(its mirror) + sqrt(1 − rho²)·(its own draw); the diagonal is 0."""
+    the lower cell is rho·(its mirror) + sqrt(1 − rho²)·(its own draw); the diagonal is 0, or
+    ``z``'s own draw with ``keep_diagonal``."""
     upper = np.triu(z, k=1)
-    return upper + rho * np.swapaxes(upper, -1, -2) + math.sqrt(max(1 - rho**2, 0.0)) * np.tril(z, k=-1)
+    mixed = upper + rho * np.swapaxes(upper, -1, -2) + math.sqrt(max(1 - rho**2, 0.0)) * np.tril(z, k=-1)
+    if keep_diagonal:
+        mixed = mixed + np.triu(np.tril(z))
+    return mixed
 
 
 def draw_matrices(

@@ -217,9 +217,8 @@ def pseudo_truth(
     n = m.shape[0]
     within = completion.within_family if completion.within_family is not None else np.zeros((n, n), bool)
     f = model.n_families
-    z = rng.standard_normal((f, f))
     # within-family blocks (the diagonal) keep their own draw
-    block_z = (mirror_mix(z, model.block_rho) + np.diag(np.diag(z))).reshape(-1)
+    block_z = mirror_mix(rng.standard_normal((f, f)), model.block_rho, keep_diagonal=True).reshape(-1)
     # The variance components are estimated from a few rows, donors and blocks: each pseudo-truth
     # scales them by a χ²_k / k draw (k = the groups that estimated them, less one).
     def spread(v: Array, k: int) -> Array:
@@ -237,7 +236,7 @@ def pseudo_truth(
     pool_across = rng.choice(model.residual_across, model.residual_across.size)
     cell = np.where(within, rng.choice(pool_within, (n, n)), rng.choice(pool_across, (n, n)))
     # The two cells of an unmeasured pair err together (as in draw_matrices).
-    cell = mirror_mix(cell, completion.pair_error_correlation) + np.diag(np.diag(cell))
+    cell = mirror_mix(cell, completion.pair_error_correlation, keep_diagonal=True)
     predicted = completion.sources == PREDICTED
     truth = np.where(predicted, m + (shared + cell) * completion.scale[:, None], m)
     return np.where(np.isfinite(model.measured_truth), model.measured_truth, truth)
