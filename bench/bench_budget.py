@@ -121,12 +121,21 @@ def latent_truth(n: int, seed: int, self_gain: np.ndarray | None = None) -> Trut
     resource = rng.normal(0.0, 1.0, n)
     transfer += 0.4 * np.tanh(resource[None, :] - resource[:, None]) * np.exp(-dist / 3.0)
     transfer += rng.normal(0.0, 0.12, (n, n))
+    return _row_scaled_truth(transfer, families, self_gain, rng, "structured (latent)")
+
+
+def _row_scaled_truth(
+    transfer: np.ndarray, families: list[str], self_gain: np.ndarray | None, rng: np.random.Generator, name: str
+) -> Truth:
+    """A truth whose rows are cross-gains over self-gains, as a real grid's (``self_gain``: the
+    simulation's; default lognormal ones drawn from ``rng``), diagonal 1."""
+    n = transfer.shape[0]
     if self_gain is None:
         self_gain = np.exp(rng.normal(np.log(0.1), 0.4, n))
     # Cross-gains of 0.15 x transfer over self-gains of 0.05-0.15: |M| ~ 1-3 x |transfer|.
     m = 0.15 * transfer / np.asarray(self_gain)[:, None]
     np.fill_diagonal(m, 1.0)
-    return Truth([f"q{i:02d}" for i in range(n)], families, m, "structured (latent)")
+    return Truth([f"q{i:02d}" for i in range(n)], families, m, name)
 
 
 def _phylo_tree(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -196,11 +205,7 @@ def phylo_truth(n: int, seed: int, self_gain: np.ndarray | None = None) -> Truth
     odd = rng.random((n, n)) < 0.05
     transfer += odd * rng.choice([-1.0, 1.0], (n, n)) * rng.uniform(0.5, 2.0, (n, n))
     transfer += rng.normal(0.0, 0.25, (n, n))
-    if self_gain is None:
-        self_gain = np.exp(rng.normal(np.log(0.1), 0.4, n))
-    m = 0.15 * transfer / np.asarray(self_gain)[:, None]
-    np.fill_diagonal(m, 1.0)
-    return Truth([f"q{i:02d}" for i in range(n)], [f"F{k}" for k in family], m, "phylogenetic-areal")
+    return _row_scaled_truth(transfer, [f"F{k}" for k in family], self_gain, rng, "phylogenetic-areal")
 
 
 def make_truth(kind: str, n: int, seed: int, sim_seed: int, user: Truth | None = None) -> Truth:
