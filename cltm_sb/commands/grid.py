@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cltm_sb.grid.budget_record import BudgetRequest, budget_block, budget_line, budget_request
-from cltm_sb.grid.layout import PLAN_FILE, GridLayout, PlanError
+from cltm_sb.grid.layout import PLAN_FILE, PlanError
 from cltm_sb.grid.plan import (
     DEFAULT_RUNNER,
     Plan,
@@ -139,16 +139,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _budget_request(args: argparse.Namespace) -> BudgetRequest | None:
-    """``--pairs`` / ``--budget``: what chooses a budgeted grid's pair runs (None: every pair).
-
-    Re-planning a grid with ``--budget`` but without ``--families`` designs with the grid's own
-    families.csv (the copy `cltm plan --families` made), as the first plan did: with other
-    families the design would not be nested and finished runs would be left out."""
-    families = args.families
-    own = GridLayout(args.out).families_file
-    if families is None and args.budget is not None and own.is_file():
-        families = str(own)
-    return budget_request(args.pairs, args.budget, families, args.one_run_per_cell)
+    """``--pairs`` / ``--budget``: what chooses a budgeted grid's pair runs (None: every pair)."""
+    return budget_request(args.pairs, args.budget, args.families, args.one_run_per_cell, grid=args.out)
 
 
 def _full_runs(plan: Plan) -> list[RunSpec]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cltm_sb.grid.layout import PlanError
+from cltm_sb.grid.layout import GridLayout, PlanError
 from cltm_sb.grid.plan import Plan
 from cltm_sb.io import sha256_file, sha256_text
 
@@ -68,12 +68,21 @@ def budget_request(
     families_csv: str | None = None,
     one_run_per_cell: bool = False,
     seed: int = 0,
+    grid: str | os.PathLike | None = None,
 ) -> BudgetRequest | None:
-    """The request of ``--pairs``/``--budget`` (None: neither, a grid of every pair)."""
+    """The request of ``--pairs``/``--budget`` (None: neither, a grid of every pair).
+
+    ``grid``: the folder being planned. Re-planning a grid with ``budget`` but without
+    ``families_csv`` designs with the grid's own families.csv (the copy `cltm plan --families`
+    made), as the first plan did: with other families the design would not be nested and
+    finished runs would be left out."""
     if not pairs_files and budget is None:
         return None
     if pairs_files and budget is not None:
         raise ValueError("pass --pairs or --budget, not both")
+    if families_csv is None and budget is not None and grid is not None:
+        own = GridLayout(grid).families_file
+        families_csv = str(own) if own.is_file() else None
     return BudgetRequest(tuple(str(p) for p in pairs_files or ()), budget, seed, families_csv, one_run_per_cell)
 
 
