@@ -7,6 +7,9 @@
     # diagnostic intervals by completion_intervals.py (~7 min):
     python bench/bench_budget.py --budgets 0.3 --designs design --experiments 100 --interval-method bootstrap
 
+    # design-based intervals from an audit sample (`cltm design --audit 0.34`; ~3 min per truth at L = 44):
+    python bench/bench_budget.py --languages 44 --budgets 0.3 --designs design --experiments 100 --audit 0.34
+
 Each experiment simulates the FULL noisy grid with the simulation behind `cltm simulate`
 (cltm_sb.analysis.simulate.simulate_grid: 10 seeds, ρ = 0.3, ρ_p = 0.5, z = 10, shared pair
 runs; DESIGN.md §9), keeps the single and self runs and the pair runs of a design, and completes
@@ -67,7 +70,8 @@ from cltm_sb.analysis.completion import (
     complete_seed_arrays,
     completed_diagnostics,
 )
-from cltm_sb.analysis.designs import design_pairs, n_units, next_pairs, random_pairs
+from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS, audit_intervals
+from cltm_sb.analysis.designs import audit_design, design_pairs, n_units, next_pairs, random_pairs
 from cltm_sb.analysis.simulate import (
     NoiseModel,
     Truth,
@@ -79,6 +83,8 @@ from cltm_sb.analysis.uncertainty import SeedArrays, plug_in_diagnostics, point_
 
 DIAGS = ("rfd", "asymmetry", "row_cosine", "prop_positive", "reciprocity_positive", "intra_family_positive")
 FRACTIONS = {"prop_positive", "reciprocity_positive", "intra_family_positive"}
+# Diagnostics the audit estimator covers (all but row cosine, which is not a total over pairs).
+AUDIT_DIAGS = ("rfd", "asymmetry", "prop_positive", "reciprocity_positive", "intra_family_positive")
 NOISE = NoiseModel(rho=0.3, rho_pair=0.5, z_self=10.0)
 N_SEEDS = 10
 
@@ -238,15 +244,26 @@ def pair_mask(codes: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
     return mask
 
 
-def complete_from(arrays: SeedArrays, measured: np.ndarray, families: list[str], seed: int, distances=None):
-    """What `cltm complete [--distances]` computes from a grid holding only the ``measured`` pairs."""
-    return complete_seed_arrays(masked_arrays(arrays, measured), families, seed=seed, distances=distances)
+def complete_from(arrays: SeedArrays, measured: np.ndarray, families: list[str], seed: int, distances=None,
+                  audit=None):
+    """What `cltm complete [--distances] [--design]` computes from a grid holding only the ``measured`` pairs."""
+    return complete_seed_arrays(masked_arrays(arrays, measured), families, seed=seed, distances=distances,
+                                audit_pairs=audit)
+
+
+def designed(codes: list[str], budget: float, fams: list[str], seed: int, audit: float):
+    """`cltm design [--audit A]`: the design's pairs and its audit pairs (None without an audit)."""
+    if not audit:
+        return design_pairs(codes, budget, fams, seed=seed), None
+    core, sample = audit_design(codes, budget, fams, seed=seed, audit=audit)
+    return core + sample, sample
 
 
 def experiment(
     kind: str, n: int, budget: float, designs: list[str], exp: int, draws: int, boot: int = 0,
     typology: float | None = None,
     user: Truth | None = None,
+    audit: float = 0.0,
 ) -> dict:
     truth = make_truth(kind, n, exp, 10_000 + exp, user)
     distances, typology_r = None, math.nan
@@ -266,25 +283,28 @@ def experiment(
     out: dict = {"full": {d: error(d, full_diag[d], true_diag[d]) for d in DIAGS}}
     for design in designs:
         t0 = time.perf_counter()
+        sample = None
         if design == "random":
             pairs = random_pairs(codes, budget, seed=exp)
         elif design == "design":
-            pairs = design_pairs(codes, budget, fams, seed=exp)
-        else:  # active: 60% by design, then two rounds of --next K
+            pairs, sample = designed(codes, budget, fams, exp, audit)
+        else:  # active: 60% by design (its audit included), then two rounds of --next K
             target = n_units(n, budget)
-            pairs = design_pairs(codes, 0.6 * budget, fams, seed=exp)
+            pairs, sample = designed(codes, 0.6 * budget, fams, exp, audit)
             for round_ in range(2):
                 k = math.ceil((target - len(pairs)) / (2 - round_))
                 if k <= 0:
                     break
                 comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances)
                 pairs = pairs + next_pairs(comp, k)
-        comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances)
+        comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances, audit=sample)
         predicted = comp.sources == PREDICTED
         err = comp.matrix[predicted] - true_m[predicted]
         covered = (comp.lower[predicted] <= true_m[predicted]) & (true_m[predicted] <= comp.upper[predicted])
         ints = completed_diagnostics(comp, fams, n_draws=draws, seed=exp, intervals=DIAGS, method="draws")
-        cdiag = {d: ints[d]["point"] if ints[d]["point"] is not None else math.nan for d in DIAGS}
+        # The points `cltm complete` prints (with an audit: the audit's estimates where it gives intervals).
+        tool = completed_diagnostics(comp, fams, n_draws=draws, seed=exp) if sample is not None else ints
+        cdiag = {d: tool[d]["point"] if tool[d]["point"] is not None else math.nan for d in DIAGS}
         rows = comp.rows
         # The tool's ranking (donors.csv of `cltm complete`): by P(best) under the predictive draws.
         p_best = best_donor_probabilities(comp, seed=exp)
@@ -303,6 +323,13 @@ def experiment(
             "seconds": time.perf_counter() - t0,
             "n_pairs": len(pairs),
         }
+        if sample is not None:  # --audit: every audit interval, printed by `cltm complete` or not
+            est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates).estimates
+            res["audit"] = {
+                d: (est[d][1] <= true_diag[d] <= est[d][2], est[d][2] - est[d][1], est[d][1] > true_diag[d])
+                for d in AUDIT_DIAGS
+            }
+            res["n_audit"] = len(sample)
         if boot:  # --interval-method bootstrap: the completion bootstrap's intervals
             from cltm_sb.analysis.completion_intervals import (
                 bootstrap_intervals,
@@ -329,9 +356,11 @@ def experiment(
     return out
 
 
-def boot_cell(rs: list[dict], d: str) -> str:
+def boot_cell(rs: list[dict], d: str, key: str = "boot") -> str:
     """Coverage k/n [Wilson 95%] (how many missed with the interval above the truth), median width."""
-    got = [r["boot"][d] for r in rs if r["boot"][d] is not None]
+    if d not in rs[0][key]:
+        return ""
+    got = [r[key][d] for r in rs if r[key][d] is not None]
     if not got:
         return "none"
     k = sum(c for c, _, _ in got)
@@ -359,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-method", choices=["draws", "bootstrap"], default="draws",
                         help="bootstrap: also score completion_intervals.bootstrap_intervals")
     parser.add_argument("--bootstrap", type=int, default=100, help="pseudo-truths per bootstrap")
+    parser.add_argument("--audit", type=float, default=0.0, metavar="A",
+                        help="`cltm design --audit A` for the design and active designs: score the design-based "
+                        "diagnostic intervals (completion_audit.py)")
     args = parser.parse_args(argv)
     user = None
     if "csv" in args.truths:
@@ -382,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in [len(user.locales)] if kind == "csv" else args.languages:
             for budget in args.budgets:
                 boot = args.bootstrap if args.interval_method == "bootstrap" else 0
-                results = [experiment(kind, n, budget, args.designs, e, args.draws, boot, args.typology_noise, user)
+                results = [experiment(kind, n, budget, args.designs, e, args.draws, boot, args.typology_noise, user,
+                                      args.audit)
                            for e in range(args.experiments)]
                 r_typology = [r[d]["typology_r"] for r in results for d in args.designs]
                 if np.isfinite(r_typology).any():
@@ -411,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
                         cover = {d: sum(r["diag_cover"][d] for r in rs) for d in DIAGS}
                         print(f"|  |  |  | ↳ diagnostic 95% interval coverage ({len(rs)} exp.) | | | | | | "
                               + " | ".join(f"{cover[d]}/{len(rs)}" for d in DIAGS) + " | | |")
+                    if "audit" in rs[0]:
+                        printed = ", ".join(AUDIT_INTERVALS)
+                        print(f"|  |  |  | ↳ audit of {rs[0]['n_audit']} pairs: coverage [Wilson 95%] (missed high) "
+                              f"median width (printed: {printed}) | | | | | | "
+                              + " | ".join(boot_cell(rs, d, "audit") for d in DIAGS) + " | | |")
                     if boot:
                         print(f"|  |  |  | ↳ bootstrap (B = {boot}) coverage [Wilson 95%] (missed high) "
                               "median width | | | | | | " + " | ".join(boot_cell(rs, d) for d in DIAGS) + " | | |")

@@ -100,6 +100,14 @@ POINT_METHODS = {
 # experiments) reach 95% on both truths.
 CALIBRATED_INTERVALS: tuple[str, ...] = ()
 NOT_CALIBRATED = "no interval: its coverage with predicted cells is not calibrated (bench/RESULTS.md)"
+# With an audit sample (cltm design --audit), completion_audit.AUDIT_INTERVALS get design-based
+# intervals; without one they say how to get them.
+NO_AUDIT = (
+    "no interval: the design has no audit sample; `cltm design --audit` gives design-based "
+    "intervals to RFD, asymmetry, prop+ and reciprocity+ (bench/RESULTS.md)"
+)
+# A seed jackknife of the measured values needs this many seeds.
+MIN_REPLICATE_SEEDS = 3
 COMPLETION_NOTE = (
     "Predicted cells come from a model fitted to the measured ones (target and donor effects, a "
     "family effect and a low-rank interaction, with shrinkage); their intervals are predictive "
@@ -433,6 +441,10 @@ class Completion:
     measured_se: Array | None = None
     measured_interval_note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # [t, s] the audit pairs' cells (cltm design --audit): design-based diagnostic intervals.
+    audit: Array | None = None
+    # [k, t, s] the measured matrix with each seed left out in turn (a grid's completion).
+    seed_replicates: Array | None = None
 
     @property
     def rows(self) -> Array:
@@ -777,6 +789,9 @@ def completed_diagnostics(
     }
     alpha = 1 - completion.level
     out: dict[str, dict[str, Any]] = {}
+    from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS
+
+    audit, audit_reason = _audit_result(completion, families) if intervals is None else (None, "")
     boot = None
     if method == "bootstrap" and allowed & set(points):
         from cltm_sb.analysis.completion_intervals import DEFAULT_BOOT, bootstrap_intervals
@@ -795,6 +810,14 @@ def completed_diagnostics(
         }
         if not math.isfinite(p):
             entry["reason"] = "undefined on the completed matrix"
+        elif name in AUDIT_INTERVALS and intervals is None:
+            if audit is None:
+                entry["reason"] = audit_reason
+            elif all(math.isfinite(x) for x in audit.estimates[name]):
+                entry["point"], entry["lower"], entry["upper"] = (float(x) for x in audit.estimates[name])
+                entry["method"] = audit.method
+            else:
+                entry["reason"] = "undefined by the audit's difference estimator"
         elif name not in allowed:
             entry["reason"] = NOT_CALIBRATED
         elif boot is not None:
@@ -814,6 +837,21 @@ def completed_diagnostics(
             entry["lower"], entry["upper"] = float(lower), float(upper)
         out[name] = entry
     return out
+
+
+def _audit_result(completion: Completion, families: Sequence[str] | None) -> tuple[Any, str]:
+    """The design-based estimates of a completion with an audit, or None and why not."""
+    from cltm_sb.analysis.completion_audit import audit_intervals
+
+    if completion.audit is None:
+        return None, NO_AUDIT
+    if "seed_units" in completion.extra and completion.seed_replicates is None:
+        return None, f"no interval: the audit's noise jackknife needs at least {MIN_REPLICATE_SEEDS} seeds"
+    try:
+        return audit_intervals(completion, families, completion.audit, completion.seed_replicates,
+                               completion.level), ""
+    except ValueError as err:
+        return None, f"no interval: {err}"
 
 
 def _num(x: float) -> float | None:
@@ -945,18 +983,26 @@ def complete_seed_arrays(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     distances: Mapping[str, Array] | None = None,
+    audit_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> Completion:
     """The completion of a grid's runs (:class:`~cltm_sb.analysis.uncertainty.SeedArrays`, NaN
     where a pair was not run): measured cells keep their Fieller interval over seeds.
-    ``distances``: as in :func:`complete_matrix`."""
-    from cltm_sb.analysis.uncertainty import fieller_interval, paired_cells, point_estimate
+    ``distances``: as in :func:`complete_matrix`. ``audit_pairs``: the design's audit (``cltm
+    design --audit``); the completion then keeps the leave-one-seed-out matrices its
+    design-based intervals need."""
+    from cltm_sb.analysis.uncertainty import (
+        SeedArrays,
+        fieller_interval,
+        paired_cells,
+        point_estimate,
+    )
 
     point = point_estimate(arrays)
     cells = paired_cells(arrays)
     lo, hi, bounded = fieller_interval(cells, level)
     # An unbounded Fieller interval (self-gain not significant) is (−inf, inf), never a number.
     lo, hi = np.where(bounded, lo, -np.inf), np.where(bounded, hi, np.inf)
-    return complete_matrix(
+    completion = complete_matrix(
         point.matrix,
         families=families,
         se=np.where(point.entries, cells.se, np.nan),
@@ -969,6 +1015,21 @@ def complete_seed_arrays(
         self_gain=point.self_gain,
         distances=distances,
     )
+    if audit_pairs is not None:
+        from cltm_sb.analysis.completion_audit import audit_mask
+
+        completion.audit = audit_mask(completion.locales, audit_pairs)
+        k = arrays.n_seeds
+        completion.seed_replicates = np.stack([
+            point_estimate(SeedArrays(
+                arrays.locales, [s for i, s in enumerate(arrays.seeds) if i != left],
+                *(np.delete(a, left, axis=0) for a in (arrays.single, arrays.self_, arrays.pair)),
+                unit=arrays.unit,
+            )).matrix
+            for left in range(k)
+        ]) if k >= MIN_REPLICATE_SEEDS else None
+        completion.extra["seed_units"] = k
+    return completion
 
 
 def complete_source(
@@ -980,6 +1041,7 @@ def complete_source(
     seed: int = 0,
     n_draws: int = 400,
     distances_csv: str | os.PathLike | None = None,
+    design_csv: str | os.PathLike | None = None,
 ) -> CompletionRun:
     """Complete a grid folder (its finished runs) or a partial matrix CSV (empty = not measured).
 
@@ -989,11 +1051,18 @@ def complete_source(
     known; from a CSV, a row with an empty diagonal is
     undefined and ``se_csv`` (same layout) gives the measured cells' SE. ``distances_csv``:
     distances between the languages (:func:`~cltm_sb.analysis.distances.read_distances`), a
-    covariate the model may use.
+    covariate the model may use. ``design_csv``: the pairs.csv of ``cltm design --audit``, whose
+    audit pairs give the diagnostics design-based intervals.
     """
+    from cltm_sb.analysis.completion_audit import audit_mask
+    from cltm_sb.analysis.designs import read_audit_pairs
     from cltm_sb.analysis.distances import read_distances
     from cltm_sb.languages import load_registry
 
+    audit_pairs = read_audit_pairs(design_csv) if design_csv is not None else None
+    if design_csv is not None and not audit_pairs:
+        raise ValueError(f"{design_csv}: no audit pairs (a role column with 'audit'); "
+                         "make the design with `cltm design --audit A`")
     path = Path(source)
     if path.is_dir():
         from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
@@ -1004,7 +1073,8 @@ def complete_source(
         arrays = seed_arrays(data.table, data.locales)
         families = data.families
         distances = read_distances(distances_csv, arrays.locales) if distances_csv else None
-        completion = complete_seed_arrays(arrays, families, level=level, seed=seed, distances=distances)
+        completion = complete_seed_arrays(arrays, families, level=level, seed=seed, distances=distances,
+                                          audit_pairs=audit_pairs)
         n_seeds: int | None = arrays.n_seeds
     else:
         frame = read_partial_matrix(path)
@@ -1020,6 +1090,8 @@ def complete_source(
         distances = read_distances(distances_csv, codes) if distances_csv else None
         completion = complete_matrix(frame, families=families, se=se, level=level, seed=seed,
                                      distances=distances)
+        if audit_pairs is not None:
+            completion.audit = audit_mask(completion.locales, audit_pairs)
         n_seeds = None
     diagnostics = completed_diagnostics(completion, families, n_draws=n_draws, seed=seed) if n_draws else {}
     design = None

@@ -13,6 +13,14 @@ budget (single and self runs, the row scales, are always run). Three rules:
 With one run per cell (``ordered``) the units are ordered cells (target, donor) and the budget
 counts cells. :func:`next_pairs` is the active design: it ranks unmeasured pairs by how much
 measuring them would reduce the uncertainty of the diagnostics and of each target's best donor.
+
+An audit (``audit`` > 0, :func:`audit_design`): a share of the budget's pairs is drawn uniformly
+at random from the pairs the information rules left out, a simple random sample on which the
+completion's errors can be measured without trusting the model. The completed matrix's
+diagnostics get design-based intervals from it (:mod:`~cltm_sb.analysis.completion_audit`).
+The rules above choose the rest (the core). Audits stay nested: the audit is the first pairs
+of a second seeded order that the core does not hold, so a pair of the design for F = 0.3 is in
+the design for F = 0.5 (as an audit or a core pair).
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from cltm_sb.analysis.completion import PREDICTED, Completion
 FAMILY_PRIORITY = 2.0
 PAIR_COLUMNS = ("lang1", "lang2")
 CELL_COLUMNS = ("target", "donor")
+# pairs.csv of a design with an audit has a third column: each pair's role.
+ROLE_COLUMN = "role"
+CORE = "core"
+AUDIT = "audit"
 
 
 def n_units(n_languages: int, budget: float, ordered: bool = False) -> int:
@@ -117,6 +129,32 @@ def design_pairs(
     return design_order(locales, families, seed, ordered)[:k]
 
 
+def audit_design(
+    locales: Sequence[str],
+    budget: float,
+    families: Sequence[str] | None = None,
+    seed: int = 0,
+    audit: float = 0.0,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The core and audit pairs of a budget of ⌈F·n(n−1)/2⌉ pairs, round(audit × that) of them audit.
+
+    The core is the first pairs of :func:`design_order`; the audit is a simple random sample of
+    the other pairs (the first of them in an independent seeded order). Pairs only: an audit of
+    ordered cells would leave a pair run's second cell out of the sample.
+    """
+    if not 0 <= audit < 1:
+        raise ValueError(f"--audit must be in [0, 1), got {audit}")
+    k = n_units(len(locales), budget)
+    n_audit = round(audit * k)
+    core = design_order(locales, families, seed)[: k - n_audit]
+    taken = set(core)
+    n = len(locales)
+    ii, jj = np.triu_indices(n, k=1)
+    order = np.random.default_rng([seed, 1919]).permutation(ii.size)
+    sample = [p for p in ((locales[int(ii[x])], locales[int(jj[x])]) for x in order) if p not in taken]
+    return core, sample[:n_audit]
+
+
 def random_pairs(
     locales: Sequence[str], budget: float, seed: int = 0, ordered: bool = False
 ) -> list[tuple[str, str]]:
@@ -165,19 +203,48 @@ def next_pairs(completion: Completion, k: int, ordered: bool = False) -> list[tu
     return [(codes[int(ii[x])], codes[int(jj[x])]) for x in order]
 
 
-def write_pairs_csv(pairs: Sequence[tuple[str, str]], path: str | os.PathLike, ordered: bool = False) -> Path:
-    """pairs.csv: ``lang1,lang2`` (unordered pairs) or ``target,donor`` (ordered cells)."""
+def write_pairs_csv(
+    pairs: Sequence[tuple[str, str]],
+    path: str | os.PathLike,
+    ordered: bool = False,
+    audit: Sequence[tuple[str, str]] | None = None,
+) -> Path:
+    """pairs.csv: ``lang1,lang2`` (unordered pairs) or ``target,donor`` (ordered cells).
+
+    With ``audit`` (pairs that are also in ``pairs``) a third column ``role`` says ``core`` or
+    ``audit`` for every pair."""
     from cltm_sb.io import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CELL_COLUMNS if ordered else PAIR_COLUMNS)
-    writer.writerows(pairs)
+    header = CELL_COLUMNS if ordered else PAIR_COLUMNS
+    if audit is None:
+        writer.writerow(header)
+        writer.writerows(pairs)
+    else:
+        if ordered:
+            raise ValueError("an audit is a sample of pairs; it cannot be used with --one-run-per-cell")
+        sample = {frozenset(p) for p in audit}
+        if not sample <= {frozenset(p) for p in pairs}:
+            raise ValueError("every audit pair must be one of the design's pairs")
+        writer.writerow((*header, ROLE_COLUMN))
+        writer.writerows((a, b, AUDIT if frozenset((a, b)) in sample else CORE) for a, b in pairs)
     return atomic_write_text(path, buffer.getvalue())
 
 
 def read_pairs_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bool]:
     """Read pairs.csv; returns the pairs and whether they are ordered cells (``target,donor``)."""
+    pairs, ordered, _ = _read_design_csv(path)
+    return pairs, ordered
+
+
+def read_audit_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """The audit pairs of a pairs.csv written by ``cltm design --audit`` ([] without a role column)."""
+    pairs, _, roles = _read_design_csv(path)
+    return [p for p, role in zip(pairs, roles) if role == AUDIT]
+
+
+def _read_design_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bool, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pairs file not found (make one with `cltm design`)")
@@ -185,22 +252,29 @@ def read_pairs_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bool
     if not rows:
         raise ValueError(f"{path}: empty; a pairs file has a header lang1,lang2 or target,donor")
     header = tuple(c.strip() for c in rows[0])
-    if header not in (PAIR_COLUMNS, CELL_COLUMNS):
+    with_role = header == (*PAIR_COLUMNS, ROLE_COLUMN)
+    if header not in (PAIR_COLUMNS, CELL_COLUMNS) and not with_role:
         raise ValueError(
-            f"{path}: header {','.join(header)!r}; expected 'lang1,lang2' (pairs) or "
-            "'target,donor' (ordered cells, --one-run-per-cell)"
+            f"{path}: header {','.join(header)!r}; expected 'lang1,lang2' (pairs; 'lang1,lang2,role' "
+            "with an audit) or 'target,donor' (ordered cells, --one-run-per-cell)"
         )
-    pairs = []
+    width = len(header)
+    pairs, roles = [], []
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise ValueError(f"{path}: line {line}: expected two language codes, got {row}")
+        if len(row) != width or not row[0].strip() or not row[1].strip():
+            what = "two language codes and a role" if with_role else "two language codes"
+            raise ValueError(f"{path}: line {line}: expected {what}, got {row}")
         a, b = row[0].strip(), row[1].strip()
         if a == b:
             raise ValueError(f"{path}: line {line}: a pair needs two different languages ({a})")
+        role = row[2].strip() if with_role else CORE
+        if role not in (CORE, AUDIT):
+            raise ValueError(f"{path}: line {line}: role {role!r}; expected {CORE!r} or {AUDIT!r}")
         pairs.append((a, b))
-    return pairs, header == CELL_COLUMNS
+        roles.append(role)
+    return pairs, header == CELL_COLUMNS, roles
 
 
 def plan_pairs(

@@ -10,7 +10,7 @@ from cltm_sb.analysis.completion import (
     observed_completion,
     write_completion,
 )
-from cltm_sb.analysis.designs import design_pairs, next_pairs, write_pairs_csv
+from cltm_sb.analysis.designs import audit_design, design_pairs, next_pairs, write_pairs_csv
 from cltm_sb.analysis.diagnostics import DIAGNOSTICS
 from cltm_sb.analysis.summary import format_value
 from cltm_sb.languages import load_registry
@@ -27,7 +27,10 @@ def _codes(text: str | None) -> list[str]:
 
 def _design(args: argparse.Namespace) -> int:
     ordered = args.one_run_per_cell
+    audit = None
     if args.next is not None:
+        if args.audit:
+            raise ValueError("--audit belongs to the design of a budget, not to --next (whose pairs are core pairs)")
         if not args.observed:
             raise ValueError("--next needs --observed GRID_OR_CSV (what is measured so far)")
         observed = observed_completion(args.observed, args.families, args.task, args.distances)
@@ -38,18 +41,25 @@ def _design(args: argparse.Namespace) -> int:
             raise ValueError("pass --locales and --budget F (or --next K --observed GRID_OR_CSV)")
         codes = _codes(args.locales)
         families = load_registry(args.families).families(codes)
-        pairs = design_pairs(codes, args.budget, families, seed=args.seed, ordered=ordered)
         unit = "cells" if ordered else "pairs"
+        if args.audit:
+            if ordered:
+                raise ValueError("--audit samples pairs; it cannot be used with --one-run-per-cell")
+            core, audit = audit_design(codes, args.budget, families, seed=args.seed, audit=args.audit)
+            pairs = core + audit
+        else:
+            pairs = design_pairs(codes, args.budget, families, seed=args.seed, ordered=ordered)
         total = len(codes) * (len(codes) - 1) // (1 if ordered else 2)
-        what = f"{len(pairs)} of {total} {unit} (budget {args.budget:g}, seed {args.seed})"
-    path = write_pairs_csv(pairs, args.out, ordered=ordered)
+        what = f"{len(pairs)} of {total} {unit} (budget {args.budget:g}, seed {args.seed}"
+        what += f"; {len(audit)} of them an audit drawn at random)" if audit is not None else ")"
+    path = write_pairs_csv(pairs, args.out, ordered=ordered, audit=audit)
     print(f"{path}: {what}; plan them with `cltm plan ... --pairs {path}`")
     return 0
 
 
 def _complete(args: argparse.Namespace) -> int:
     run = complete_source(args.source, args.families, args.se, task=args.task, level=args.level, seed=args.seed,
-                          distances_csv=args.distances)
+                          distances_csv=args.distances, design_csv=args.design)
     written = write_completion(run, args.out, seed=args.seed)
     c = run.completion
     counts = run.to_intervals_json()["completion"]["cells"]
@@ -57,7 +67,7 @@ def _complete(args: argparse.Namespace) -> int:
           f"{counts['predicted']} predicted, {counts['undefined']} undefined off-diagonal cells "
           f"(model: {c.config.scaling} scaling, rank {c.config.rank}"
           + (", a smooth function of the distances" if c.config.distance_smooth is not None else "") + ")")
-    reasons = set()
+    reasons, methods = set(), set()
     for d in DIAGNOSTICS:
         entry = run.diagnostics.get(d.key)
         if entry is None:
@@ -66,10 +76,13 @@ def _complete(args: argparse.Namespace) -> int:
         if entry["lower"] is not None:
             interval = (f" [{format_value(entry['lower'], d.fraction, digits=3)}, "
                         f"{format_value(entry['upper'], d.fraction, digits=3)}]")
+            methods.add(entry["method"])
         elif entry["reason"]:
             reasons.add(entry["reason"])
         print(f"  {d.label}: {format_value(entry['point'], d.fraction, digits=3)}{interval}")
     # Say once why points stand alone, so they are not read as a full grid's estimates.
+    for method in sorted(methods):
+        print(f"  (intervals: {method})")
     for reason in sorted(reasons):
         print(f"  ({reason}; each diagnostic's estimator is in intervals.json)")
     print("wrote " + ", ".join(str(p) for p in written))
@@ -85,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="designs with one seed are nested across budgets")
     p.add_argument("--one-run-per-cell", action="store_true",
                    help="ordered cells (target,donor) instead of pairs; the budget counts cells")
+    p.add_argument("--audit", type=float, default=0.0, metavar="A",
+                   help="share of the budget's pairs drawn at random from those the design leaves out (an "
+                   "audit sample: design-based intervals for the completed diagnostics; e.g. 0.34)")
     p.add_argument("--next", type=int, metavar="K", help="active design: the K most useful unmeasured pairs")
     p.add_argument("--observed", help="with --next: the grid folder or partial matrix CSV measured so far")
     p.add_argument("--task", help=TASK_HELP)
@@ -97,6 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--se", help="with a CSV: standard errors of the measured cells (same layout)")
     p.add_argument("--families", help=FAMILIES_HELP)
     p.add_argument("--distances", help=DISTANCES_HELP)
+    p.add_argument("--design", help="the pairs.csv of `cltm design --audit`: its audit pairs give the diagnostics "
+                   "design-based intervals")
     p.add_argument("--task", help=TASK_HELP)
     p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="cross-validation folds and draws")

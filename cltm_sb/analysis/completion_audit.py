@@ -1,0 +1,262 @@
+"""Design-based intervals for a completed CLTM's diagnostics, from an audit sample (issue 19).
+
+The completion's errors on its predicted cells cannot be read off the measured pairs that an
+informative design chose: those pairs are unlike the unmeasured ones (within-family pairs
+first, every row and column covered), so their held-out errors understate the errors of the
+predictions (bench/RESULTS.md: intervals from them, or from a bootstrap of the whole completion,
+covered 60-90%). An audit (``cltm design --audit A``) spends a share of the budget on pairs drawn
+uniformly at random from those the core design left out. Those pairs are a simple random sample
+of the pairs the model must predict, so the mean of their held-out errors estimates the mean
+error of the predictions without trusting the model: a total over pairs (of (M − 1)², of the
+squared asymmetry, of positive cells, ...) is
+
+    measured pairs' values + predicted pairs' values + (unmeasured pairs) × mean over the audit
+    pairs of (value − value of the held-out prediction)
+
+(the difference estimator of survey sampling), and its sampling variance is the textbook one of
+a mean under sampling without replacement. The measured values' noise is added: from a jackknife
+over seeds when the completion comes from a grid (which also removes the noise bias of squared
+values), or from the supplied standard errors (labelled so). A diagnostic is a function of
+totals: RFD and the share diagnostics through one total, asymmetry a ratio of two (its interval on
+the log scale, where the ratio is closer to normal). Student's t with the audit's size − 1
+degrees of freedom. Which of these intervals are printed is decided by their coverage in
+simulation (``bench/bench_budget.py --audit``, bench/RESULTS.md): :data:`AUDIT_INTERVALS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from cltm_sb.analysis.completion_totals import held_out_predictions, pair_features
+
+Array = np.ndarray
+
+# Diagnostics whose audit intervals covered 95% in bench_budget.py on the structured, phylo and
+# near-agnostic truths (L = 28 and 44, F = 0.3, 100 experiments each; bench/RESULTS.md).
+# Intra-family+ covered 83-93% (its across-family positive mass is a few large cells that a
+# sample of pairs often misses); row cosine is not a total over pairs.
+AUDIT_INTERVALS = ("rfd", "asymmetry", "prop_positive", "reciprocity_positive")
+# Below this many audit pairs the intervals undercover (L = 16, 12 audit pairs: 65-95%).
+MIN_AUDIT_PAIRS = 30
+# Columns of the per-pair totals: pair_features' six, then the positive mass within a family.
+_SQ_DEV, _SQ_ASYM, _SQ, _POSITIVE, _BOTH, _MASS, _MASS_WITHIN = range(7)
+# Smooth totals, whose noise bias the seed jackknife removes; for counts of positive cells (a
+# step function of the value) the jackknife's bias correction is erratic, so only its variance
+# is used.
+_SMOOTH = np.array([True, True, True, False, False, False, False])
+_COUNTS = (_POSITIVE, _BOTH)
+NOISE_SEEDS = "seeds (jackknife)"
+NOISE_SUPPLIED = "the supplied SE, not calibrated by cltm"
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Design-based estimates of the diagnostics and their intervals (:func:`audit_intervals`).
+
+    Attributes:
+        estimates: ``{diagnostic: (point, lower, upper)}``.
+        n_audit: audit pairs measured (the sample).
+        n_unmeasured: pairs predicted (the rest of the population the audit was drawn from).
+        noise: where the measurement noise comes from (:data:`NOISE_SEEDS` or :data:`NOISE_SUPPLIED`).
+    """
+
+    estimates: dict[str, tuple[float, float, float]]
+    n_audit: int
+    n_unmeasured: int
+    noise: str
+
+    @property
+    def method(self) -> str:
+        return (
+            f"audit: difference estimator over pairs, design-based interval from {self.n_audit} audit "
+            f"pairs drawn at random from the {self.n_audit + self.n_unmeasured} pairs the core design "
+            f"left out; measurement noise from {self.noise}"
+        )
+
+
+def audit_mask(locales: Sequence[str], pairs: Sequence[tuple[str, str]]) -> Array:
+    """[t, s] True on both cells of each audit pair; an unknown code is an error that names it."""
+    index = {c: i for i, c in enumerate(locales)}
+    mask = np.zeros((len(index), len(index)), dtype=bool)
+    for a, b in pairs:
+        for code in (a, b):
+            if code not in index:
+                raise ValueError(f"audit pair {a},{b}: {code!r} is not a language of the completed matrix")
+        mask[index[a], index[b]] = mask[index[b], index[a]] = True
+    return mask
+
+
+def _features(m: Array, iu: Array, ju: Array, within: Array, se: Array | None = None) -> Array:
+    """[pair, 7] per-pair values of the totals; with ``se``, squares debiased by the noise."""
+    value = pair_features(m[iu, ju], m[ju, iu], *((se[iu, ju], se[ju, iu]) if se is not None else ()))
+    return np.concatenate([value, value[:, _MASS : _MASS + 1] * within[:, None]], axis=1)
+
+
+def _noise_variance(m: Array, se: Array, iu: Array, ju: Array, within: Array) -> Array:
+    """[pair, 7] delta-method noise variances of the features of measured values with SE ``se``."""
+    a, b = np.nan_to_num(m[iu, ju]), np.nan_to_num(m[ju, iu])
+    sa = np.where(np.isfinite(se[iu, ju]) & np.isfinite(m[iu, ju]), se[iu, ju], 0.0)
+    sb = np.where(np.isfinite(se[ju, iu]) & np.isfinite(m[ju, iu]), se[ju, iu], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pa = np.where(sa > 0, stats.norm.cdf(a / np.where(sa > 0, sa, 1.0)), 0.0)
+        pb = np.where(sb > 0, stats.norm.cdf(b / np.where(sb > 0, sb, 1.0)), 0.0)
+    va, vb = sa**2, sb**2
+    mass = pa * va + pb * vb
+    both = pa * pb
+    out = np.stack(
+        [
+            4 * (a - 1) ** 2 * va + 2 * va**2 + 4 * (b - 1) ** 2 * vb + 2 * vb**2,
+            16 * (a - b) ** 2 * (va + vb) + 8 * (va + vb) ** 2,
+            4 * a**2 * va + 2 * va**2 + 4 * b**2 * vb + 2 * vb**2,
+            pa * (1 - pa) + pb * (1 - pb),
+            both * (1 - both),
+            mass,
+            mass * within,
+        ],
+        axis=1,
+    )
+    return out
+
+
+def audit_intervals(
+    completion: object,
+    families: Sequence[str] | None,
+    audit: Array,
+    seed_replicates: Array | None = None,
+    level: float = 0.95,
+) -> AuditResult:
+    """Difference estimates of RFD, asymmetry, prop+, reciprocity+ and intra-family+ of a
+    completed matrix with design-based intervals from its audit pairs.
+
+    Args:
+        completion: a :class:`~cltm_sb.analysis.completion.Completion` with held-out errors.
+        families: per language (intra-family+ is NaN without them).
+        audit: [t, s] True on the audit pairs' cells (:func:`audit_mask`).
+        seed_replicates: [k, t, s] the measured matrix with each seed (or data draw) left out in
+            turn: the measurement noise by a jackknife. Without them the completion's
+            ``measured_se`` gives it (the supplied SE).
+        level: the intervals' level.
+
+    Raises ValueError when an interval cannot be given: fewer than :data:`MIN_AUDIT_PAIRS`
+    measured audit pairs, no held-out errors, or no measurement noise (neither replicates nor SE).
+    """
+    from cltm_sb.analysis.completion import MEASURED
+
+    m = completion.matrix
+    n = m.shape[0]
+    iu, ju = np.triu_indices(n, k=1)
+    sources = completion.sources
+    measured = (sources[iu, ju] == MEASURED) | (sources[ju, iu] == MEASURED)
+    defined = np.isfinite(m[iu, ju]) | np.isfinite(m[ju, iu])
+    sample = np.asarray(audit, dtype=bool)[iu, ju] & measured & defined
+    unmeasured = ~measured & defined
+    n_audit, n_unmeasured = int(sample.sum()), int(unmeasured.sum())
+    if n_audit < MIN_AUDIT_PAIRS:
+        raise ValueError(
+            f"{n_audit} measured audit pairs; design-based intervals need at least {MIN_AUDIT_PAIRS} "
+            "(`cltm design --audit` with a larger share or budget)"
+        )
+    if completion.error_matrix is None:
+        raise ValueError("this completion has no held-out errors")
+    if seed_replicates is None and completion.measured_se is None:
+        raise ValueError("no measurement noise: complete a grid folder, or give the SE of the measured cells")
+    fam = np.asarray(families if families is not None else ["-"] * n, dtype=object)
+    within = (fam[iu] == fam[ju]).astype(float)
+    held = held_out_predictions(completion)
+    # An audit pair's held-out twin: its cells as the model predicts them with the pair held out.
+    held_m = np.where(sources == MEASURED, held, m)
+    twin = _features(held_m, iu, ju, within)
+    keep = measured & defined
+
+    def total(values: Array) -> Array:
+        residual = (values - twin)[sample]
+        return values[keep].sum(axis=0) + values[unmeasured].sum(axis=0) + n_unmeasured * residual.mean(axis=0)
+
+    se = None if seed_replicates is not None else np.asarray(completion.measured_se, dtype=float)
+    value = _features(m, iu, ju, within, se)
+    totals = total(value)
+    residual = (value - twin)[sample]
+    population = n_audit + n_unmeasured
+    spread = np.cov(residual, rowvar=False)
+    # A count whose residuals are all 0 (no positive cell the model missed among the audit
+    # pairs) does not mean there is none among the predicted pairs: its variance is at least
+    # that of one such pair in the sample.
+    floor = (1 - 1 / n_audit) / n_audit
+    for column in _COUNTS:
+        spread[column, column] = max(spread[column, column], floor)
+    cov = population**2 * (1 - n_audit / population) * spread / n_audit
+    noise_delta = _noise_variance(m, np.asarray(completion.measured_se, dtype=float), iu, ju, within)[keep].sum(axis=0) \
+        if completion.measured_se is not None else None
+    if seed_replicates is not None:
+        k = len(seed_replicates)
+        reps = np.stack([
+            total(_features(np.where(np.isfinite(r) & np.isfinite(m), r, m), iu, ju, within))
+            for r in seed_replicates
+        ])
+        centred = reps - reps.mean(axis=0)
+        jackknife = (k - 1) / k * centred.T @ centred
+        # A count of positive cells moves in the jackknife only when a cell changes sign without one
+        # seed: the normal approximation of each cell's sign flip is the surer variance.
+        if noise_delta is not None:
+            for column in _COUNTS:
+                jackknife[column, column] = max(jackknife[column, column], noise_delta[column])
+        cov = cov + jackknife
+        totals = np.where(_SMOOTH, k * totals - (k - 1) * reps.mean(axis=0), totals)
+        noise = NOISE_SEEDS
+    else:
+        cov = cov + np.diag(noise_delta)
+        noise = NOISE_SUPPLIED
+    q = float(stats.t.ppf(0.5 + level / 2, n_audit - 1))
+    finite = np.isfinite(m)
+    off = ~np.eye(n, dtype=bool)
+    n_cells, n_diagonal, n_off = int(finite.sum()), int((finite & ~off).sum()), int((finite & off).sum())
+    n_both = int((np.isfinite(m[iu, ju]) & np.isfinite(m[ju, iu])).sum())
+
+    def linear(column: int, denominator: float) -> tuple[float, float, float]:
+        point = totals[column] / denominator
+        half = q * math.sqrt(max(cov[column, column], 0.0)) / denominator
+        return point, point - half, point + half
+
+    def ratio_sd(num: int, den: int, den_offset: float = 0.0) -> tuple[float, float]:
+        d = totals[den] + den_offset
+        r = totals[num] / d
+        grad = np.zeros(len(totals))
+        grad[num], grad[den] = 1 / d, -r / d
+        return r, math.sqrt(max(float(grad @ cov @ grad), 0.0))
+
+    nan3 = (math.nan, math.nan, math.nan)
+    estimates: dict[str, tuple[float, float, float]] = {}
+    point, lo, hi = linear(_SQ_DEV, n_cells)
+    estimates["rfd"] = tuple(math.sqrt(max(x, 0.0)) for x in (point, lo, hi))  # type: ignore[assignment]
+    if n_both and totals[_SQ] + n_diagonal > 0 and totals[_SQ_ASYM] > 0:
+        r, sd = ratio_sd(_SQ_ASYM, _SQ, n_diagonal)
+        spread = q * sd / r
+        estimates["asymmetry"] = (math.sqrt(r), math.sqrt(r * math.exp(-spread)), math.sqrt(r * math.exp(spread)))
+    else:
+        estimates["asymmetry"] = nan3
+    for name, column, denominator in (
+        ("prop_positive", _POSITIVE, n_off),
+        ("reciprocity_positive", _BOTH, n_both),
+    ):
+        if denominator:
+            point, lo, hi = linear(column, denominator)
+            estimates[name] = (min(max(point, 0.0), 1.0), max(lo, 0.0), min(hi, 1.0))
+        else:
+            estimates[name] = nan3
+    if families is not None and totals[_MASS] > 0:
+        r, sd = ratio_sd(_MASS_WITHIN, _MASS)
+        r = min(max(r, 1e-9), 1 - 1e-9)
+        logit, spread = math.log(r / (1 - r)), q * sd / (r * (1 - r))
+        estimates["intra_family_positive"] = (r, _expit(logit - spread), _expit(logit + spread))
+    else:
+        estimates["intra_family_positive"] = nan3
+    return AuditResult(estimates, n_audit, n_unmeasured, noise)
+
+
+def _expit(x: float) -> float:
+    return 1 / (1 + math.exp(-x))

@@ -1,0 +1,202 @@
+"""Audit designs and the design-based intervals of a completed CLTM's diagnostics (issue 19)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cltm_sb.analysis.completion import (
+    NO_AUDIT,
+    complete_matrix,
+    complete_seed_arrays,
+    completed_diagnostics,
+)
+from cltm_sb.analysis.completion_audit import (
+    AUDIT_INTERVALS,
+    MIN_AUDIT_PAIRS,
+    NOISE_SUPPLIED,
+    audit_intervals,
+    audit_mask,
+)
+from cltm_sb.analysis.designs import (
+    audit_design,
+    design_pairs,
+    n_units,
+    read_audit_pairs,
+    read_pairs_csv,
+    write_pairs_csv,
+)
+from cltm_sb.analysis.simulate import NoiseModel, simulate_grid, structured_truth
+from cltm_sb.analysis.uncertainty import SeedArrays, plug_in_diagnostics
+from cltm_sb.cli import main
+
+CODES = [f"q{i:02d}" for i in range(24)]
+FAMILIES = [f"F{i // 3}" for i in range(24)]
+
+
+def _masked(grid, codes, pairs) -> SeedArrays:
+    index = {c: i for i, c in enumerate(codes)}
+    keep = np.zeros((len(codes), len(codes)), dtype=bool)
+    for a, b in pairs:
+        keep[index[a], index[b]] = keep[index[b], index[a]] = True
+    return SeedArrays(codes, grid.seeds, grid.single, grid.self_, np.where(keep[None], grid.pair, np.nan))
+
+
+# --------------------------------------------------------------------------------------------
+# Designs
+
+
+def test_audit_is_a_random_sample_of_the_pairs_the_core_leaves_out():
+    core, audit = audit_design(CODES, 0.3, FAMILIES, seed=3, audit=0.34)
+    k = n_units(len(CODES), 0.3)
+    assert len(core) + len(audit) == k and len(audit) == round(0.34 * k)
+    assert core == design_pairs(CODES, (k - len(audit)) / (len(CODES) * 23 / 2), FAMILIES, seed=3)
+    assert not {frozenset(p) for p in core} & {frozenset(p) for p in audit}
+    # Drawn uniformly: over many seeds every non-core pair is about as likely to be audited, so
+    # within-family pairs are audited at the rate of the others (the core favours them).
+    big = [f"F{i // 8}" for i in range(24)]  # more within-family pairs than the core takes
+    within = {(a, b) for i, a in enumerate(CODES) for j, b in enumerate(CODES) if i < j and big[i] == big[j]}
+    rates = {True: [], False: []}
+    for seed in range(200):
+        core, audit = audit_design(CODES, 0.2, big, seed=seed, audit=0.34)
+        taken = set(core)
+        for kind in (True, False):
+            pool = [p for p in ((a, b) for i, a in enumerate(CODES) for b in CODES[i + 1:])
+                    if ((p in within) == kind) and p not in taken]
+            if pool:
+                rates[kind].append(sum(p in set(audit) for p in pool) / len(pool))
+    assert abs(np.mean(rates[True]) - np.mean(rates[False])) < 0.03
+
+
+def test_audit_designs_are_nested_across_budgets():
+    for seed in range(5):
+        small = audit_design(CODES, 0.3, FAMILIES, seed=seed, audit=0.34)
+        large = audit_design(CODES, 0.5, FAMILIES, seed=seed, audit=0.34)
+        assert {frozenset(p) for p in small[0] + small[1]} <= {frozenset(p) for p in large[0] + large[1]}
+    with pytest.raises(ValueError, match="--audit"):
+        audit_design(CODES, 0.3, FAMILIES, audit=1.0)
+
+
+def test_pairs_csv_with_roles_round_trip(tmp_path):
+    core, audit = audit_design(CODES, 0.3, FAMILIES, seed=0, audit=0.34)
+    path = write_pairs_csv(core + audit, tmp_path / "pairs.csv", audit=audit)
+    assert path.read_text().splitlines()[0] == "lang1,lang2,role"
+    assert read_pairs_csv(path) == (core + audit, False)
+    assert read_audit_pairs(path) == audit
+    plain = write_pairs_csv(core, tmp_path / "plain.csv")
+    assert read_audit_pairs(plain) == []
+    bad = tmp_path / "bad.csv"
+    bad.write_text("lang1,lang2,role\nq00,q01,core\nq00,q02,sample\n")
+    with pytest.raises(ValueError, match="line 3: role 'sample'"):
+        read_pairs_csv(bad)
+    with pytest.raises(ValueError, match="one-run-per-cell"):
+        write_pairs_csv(core, tmp_path / "cells.csv", ordered=True, audit=audit)
+    with pytest.raises(ValueError, match="audit pair"):
+        write_pairs_csv(core, tmp_path / "x.csv", audit=[("q00", "zz")])
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals
+
+
+def test_audit_intervals_cover_the_true_diagnostics():
+    """Coverage measured, not assumed: 40 simulated grids (a truth unlike the model, 10 seeds),
+    each designed with an audit, completed, and its intervals scored against the truth."""
+    hits = {d: 0 for d in AUDIT_INTERVALS}
+    errors = {d: [] for d in AUDIT_INTERVALS}
+    n_exp = 40
+    for exp in range(n_exp):
+        truth = structured_truth(24, seed=exp)
+        grid = simulate_grid(truth, 10, NoiseModel(), seed=100 + exp)
+        core, audit = audit_design(truth.locales, 0.5, truth.families, seed=exp, audit=0.5)
+        completion = complete_seed_arrays(_masked(grid, truth.locales, core + audit), truth.families,
+                                          seed=exp, audit_pairs=audit)
+        result = audit_intervals(completion, truth.families, completion.audit, completion.seed_replicates)
+        true = plug_in_diagnostics(truth.matrix, truth.families)
+        for d in AUDIT_INTERVALS:
+            point, lower, upper = result.estimates[d]
+            hits[d] += lower <= true[d] <= upper
+            errors[d].append(point - true[d])
+    for d in AUDIT_INTERVALS:
+        assert hits[d] / n_exp >= 0.85, (d, hits[d])
+        # and the points are not biased: their mean error is small against their spread
+        assert abs(np.mean(errors[d])) < 0.6 * np.std(errors[d]) + 1e-9, d
+
+
+def test_completed_diagnostics_print_audit_intervals_and_say_why_others_have_none():
+    truth = structured_truth(24, seed=1)
+    grid = simulate_grid(truth, 10, NoiseModel(), seed=1)
+    core, audit = audit_design(truth.locales, 0.5, truth.families, seed=1, audit=0.5)
+    arrays = _masked(grid, truth.locales, core + audit)
+    completion = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit)
+    assert completion.seed_replicates.shape == (10, 24, 24)
+    entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=1)
+    for d in AUDIT_INTERVALS:
+        assert entries[d]["lower"] <= entries[d]["point"] <= entries[d]["upper"]
+        assert entries[d]["method"].startswith(f"audit: difference estimator over pairs, design-based interval "
+                                               f"from {len(audit)} audit pairs")
+    for d in ("row_cosine", "intra_family_positive"):
+        assert entries[d]["lower"] is None and "not calibrated" in entries[d]["reason"]
+    # Without the audit: no interval, and the reason says how to get one.
+    plain = complete_seed_arrays(arrays, truth.families, seed=1)
+    entries = completed_diagnostics(plain, truth.families, n_draws=50, seed=1)
+    assert all(entries[d]["lower"] is None and entries[d]["reason"] == NO_AUDIT for d in AUDIT_INTERVALS)
+    # Too small an audit: no interval, the reason names the minimum.
+    small = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit[: MIN_AUDIT_PAIRS - 1])
+    entries = completed_diagnostics(small, truth.families, n_draws=50, seed=1)
+    assert all(f"at least {MIN_AUDIT_PAIRS}" in entries[d]["reason"] for d in AUDIT_INTERVALS)
+
+
+def test_audit_of_a_partial_matrix_uses_the_supplied_se_and_says_so():
+    truth = structured_truth(24, seed=4)
+    core, audit = audit_design(truth.locales, 0.5, truth.families, seed=4, audit=0.5)
+    mask = audit_mask(truth.locales, core + audit)
+    rng = np.random.default_rng(4)
+    se = np.full(truth.matrix.shape, 0.05)
+    observed = np.where(mask, truth.matrix + rng.normal(0, 0.05, se.shape), np.nan)
+    np.fill_diagonal(observed, 1.0)
+    completion = complete_matrix(observed, truth.families, se=se, locales=truth.locales, seed=4)
+    completion.audit = audit_mask(truth.locales, audit)
+    entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=4)
+    assert entries["rfd"]["lower"] is not None and NOISE_SUPPLIED in entries["rfd"]["method"]
+    assert "not calibrated by cltm" in entries["rfd"]["method"]
+    # Without SE there is no measurement noise to add: no interval.
+    bare = complete_matrix(observed, truth.families, locales=truth.locales, seed=4)
+    bare.audit = completion.audit
+    assert "no measurement noise" in completed_diagnostics(bare, truth.families, n_draws=50)["rfd"]["reason"]
+    with pytest.raises(ValueError, match="'zz' is not a language"):
+        audit_mask(truth.locales, [("q00", "zz")])
+
+
+def test_cli_design_audit_and_complete_with_the_design(tmp_path, capsys):
+    truth = structured_truth(24, seed=5)
+    fams = tmp_path / "families.csv"
+    pd.DataFrame({"code": truth.locales, "name": truth.locales, "family": truth.families}).to_csv(fams, index=False)
+    pairs_csv = tmp_path / "pairs.csv"
+    assert main(["design", "--locales", ",".join(truth.locales), "--budget", "0.5", "--audit", "0.5",
+                 "--families", str(fams), "--seed", "5", "-o", str(pairs_csv)]) == 0
+    assert "of them an audit drawn at random" in capsys.readouterr().out
+    pairs, _ = read_pairs_csv(pairs_csv)
+    mask = audit_mask(truth.locales, pairs)
+    rng = np.random.default_rng(5)
+    observed = np.where(mask, truth.matrix + rng.normal(0, 0.05, mask.shape), np.nan)
+    np.fill_diagonal(observed, 1.0)
+    frame = pd.DataFrame(observed, index=truth.locales, columns=truth.locales)
+    frame.to_csv(tmp_path / "partial.csv")
+    pd.DataFrame(0.05, index=truth.locales, columns=truth.locales).to_csv(tmp_path / "se.csv")
+    out = tmp_path / "completed"
+    assert main(["complete", str(tmp_path / "partial.csv"), "--se", str(tmp_path / "se.csv"), "--families",
+                 str(fams), "--design", str(pairs_csv), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(intervals: audit: difference estimator" in printed and "RFD" in printed
+    intervals = json.loads((out / "intervals.json").read_text())
+    assert intervals["diagnostics"]["rfd"]["lower"] is not None
+    plain = tmp_path / "plain.csv"
+    assert main(["design", "--locales", ",".join(truth.locales), "--budget", "0.5", "--families", str(fams),
+                 "-o", str(plain)]) == 0
+    assert main(["complete", str(tmp_path / "partial.csv"), "--families", str(fams), "--design", str(plain),
+                 "-o", str(out)]) == 2
+    assert "no audit pairs" in capsys.readouterr().err
+    assert main(["design", "--locales", "a,b,c", "--budget", "1", "--audit", "0.3", "--one-run-per-cell",
+                 "-o", str(plain)]) == 2
