@@ -189,3 +189,28 @@ def test_complete_reads_the_families_the_grid_was_planned_with(data, tmp_path):
     assert complete_source(grid, n_draws=0).families == own  # not the built-in registry's
     assert complete_source(grid, n_draws=0).families != load_families(LOCALES)
 
+
+
+def test_an_audit_design_is_recorded_and_complete_finds_it(data, tmp_path, capsys):
+    from cltm_sb.analysis.designs import audit_design
+
+    grid = tmp_path / "g"
+    block = _plan(data, grid, "--budget", "0.6", "--audit", "0.5", seeds="42-44")["budget"]
+    core, audit = audit_design(LOCALES, 0.6, load_families(LOCALES), audit=0.5)
+    assert block["audit"] == 0.5 and block["n_units"] == len(core) + len(audit)
+    assert block["audit_units"] == sorted(",".join(sorted(p)) for p in audit)
+    InProcessExecutor().run(load_plan(grid), progress=False)
+    out = tmp_path / "completed"
+    assert main(["complete", str(grid), "-o", str(out)]) == 0
+    # The audit came from plan.json: too small here for intervals, and the reason counts its pairs.
+    rfd = json.loads((out / "intervals.json").read_text())["diagnostics"]["rfd"]
+    assert rfd["lower"] is None and f"{len(audit)} measured audit pairs" in rfd["reason"]
+    # A pairs.csv with roles records its audit too.
+    pairs = write_pairs_csv(core + audit, tmp_path / "pairs.csv", audit=audit)
+    block = _plan(data, tmp_path / "g2", "--pairs", str(pairs))["budget"]
+    assert block["audit_units"] == sorted(",".join(sorted(p)) for p in audit)
+    capsys.readouterr()
+    args = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(LOCALES),
+            "--runner", "grid_fakes:run_fake", "-o", str(tmp_path / "g3"), "--audit", "0.3"]
+    assert main(args) == 2
+    assert "--audit needs --budget" in capsys.readouterr().err

@@ -1052,7 +1052,8 @@ def complete_source(
     undefined and ``se_csv`` (same layout) gives the measured cells' SE. ``distances_csv``:
     distances between the languages (:func:`~cltm_sb.analysis.distances.read_distances`), a
     covariate the model may use. ``design_csv``: the pairs.csv of ``cltm design --audit``, whose
-    audit pairs give the diagnostics design-based intervals.
+    audit pairs give the diagnostics design-based intervals (a grid planned with ``--audit`` or
+    with such a file records them in plan.json and needs no ``design_csv``).
     """
     from cltm_sb.analysis.completion_audit import audit_mask
     from cltm_sb.analysis.designs import read_audit_pairs
@@ -1064,6 +1065,13 @@ def complete_source(
         raise ValueError(f"{design_csv}: no audit pairs (a role column with 'audit'); "
                          "make the design with `cltm design --audit A`")
     path = Path(source)
+    design = None
+    if path.is_dir():  # a budgeted grid's plan.json says which design chose its pairs
+        from cltm_sb.grid.layout import GridLayout
+
+        design = (GridLayout(path).plan_fields() or {}).get("budget")
+        if audit_pairs is None and design and design.get("audit_units"):
+            audit_pairs = [tuple(unit.split(",", 1)) for unit in design["audit_units"]]
     if path.is_dir():
         from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
         from cltm_sb.analysis.uncertainty import seed_arrays
@@ -1094,11 +1102,6 @@ def complete_source(
             completion.audit = audit_mask(completion.locales, audit_pairs)
         n_seeds = None
     diagnostics = completed_diagnostics(completion, families, n_draws=n_draws, seed=seed) if n_draws else {}
-    design = None
-    if path.is_dir():  # a budgeted grid's plan.json says which design chose its pairs
-        from cltm_sb.grid.layout import GridLayout
-
-        design = (GridLayout(path).plan_fields() or {}).get("budget")
     return CompletionRun(completion, diagnostics, str(path), n_seeds, families, design)
 
 

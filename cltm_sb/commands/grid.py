@@ -140,7 +140,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _budget_request(args: argparse.Namespace) -> BudgetRequest | None:
     """``--pairs`` / ``--budget``: what chooses a budgeted grid's pair runs (None: every pair)."""
-    return budget_request(args.pairs, args.budget, args.families, args.one_run_per_cell, grid=args.out)
+    return budget_request(args.pairs, args.budget, args.families, args.one_run_per_cell, grid=args.out,
+                          audit=args.audit)
 
 
 def _full_runs(plan: Plan) -> list[RunSpec]:
@@ -303,6 +304,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(a design plus `cltm design --next` rounds)")
     p.add_argument("--budget", type=float, metavar="F",
                    help="a budgeted grid: the `cltm design` of ceil(F n(n-1)/2) pairs (seed 0)")
+    p.add_argument("--audit", type=float, default=0.0, metavar="A",
+                   help="with --budget: `cltm design --audit A` (a random audit sample, recorded in plan.json; "
+                   "`cltm complete` gives the diagnostics design-based intervals from it)")
     p.add_argument("--runner", default=DEFAULT_RUNNER, help="run function (default: %(default)s)")
     p.add_argument("--measure", action="store_true", help="run the first training now to time it")
     p.add_argument("--time-per-run", type=float, help="seconds of one single-subset training")

@@ -40,6 +40,8 @@ class BudgetRequest:
         seed: the seed of the ``cltm design`` behind ``--budget``.
         families_csv: the ``--families`` CSV the design's families come from (None: built-in).
         one_run_per_cell: the plan's protocol (the units are ordered cells).
+        audit: with ``budget``, the share of its pairs drawn at random as an audit sample
+            (``cltm design --audit``).
     """
 
     pairs_files: tuple[str, ...] = field(default_factory=tuple)
@@ -47,6 +49,7 @@ class BudgetRequest:
     seed: int = 0
     families_csv: str | None = None
     one_run_per_cell: bool = False
+    audit: float = 0.0
 
     @property
     def kind(self) -> str:
@@ -58,8 +61,26 @@ class BudgetRequest:
         from cltm_sb.languages import load_registry
 
         families = load_registry(self.families_csv).families(locales) if self.budget is not None else None
+        if self.audit:
+            core, audit = self._audit_design(locales)
+            return core + audit
         files = list(self.pairs_files) or None
         return plan_pairs(locales, self.one_run_per_cell, files, self.budget, families, seed=self.seed)
+
+    def audit_pairs(self, locales: Sequence[str]) -> list[tuple[str, str]]:
+        """The audit pairs among :meth:`pairs`: the design's (``audit``) or the files' ``role`` column."""
+        from cltm_sb.analysis.designs import read_audit_pairs
+
+        if self.audit:
+            return self._audit_design(locales)[1]
+        return [p for path in self.pairs_files for p in read_audit_pairs(path)]
+
+    def _audit_design(self, locales: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        from cltm_sb.analysis.designs import audit_design
+        from cltm_sb.languages import load_registry
+
+        families = load_registry(self.families_csv).families(locales)
+        return audit_design(locales, self.budget, families, seed=self.seed, audit=self.audit)
 
 
 def budget_request(
@@ -69,6 +90,7 @@ def budget_request(
     one_run_per_cell: bool = False,
     seed: int = 0,
     grid: str | os.PathLike | None = None,
+    audit: float = 0.0,
 ) -> BudgetRequest | None:
     """The request of ``--pairs``/``--budget`` (None: neither, a grid of every pair).
 
@@ -76,14 +98,19 @@ def budget_request(
     ``families_csv`` designs with the grid's own families.csv (the copy `cltm plan --families`
     made), as the first plan did: with other families the design would not be nested and
     finished runs would be left out."""
+    if audit and budget is None:
+        raise ValueError("--audit needs --budget (a pairs.csv of `cltm design --audit` carries its own roles)")
     if not pairs_files and budget is None:
         return None
     if pairs_files and budget is not None:
         raise ValueError("pass --pairs or --budget, not both")
+    if audit and one_run_per_cell:
+        raise ValueError("--audit samples pairs; it cannot be used with --one-run-per-cell")
     if families_csv is None and budget is not None and grid is not None:
         own = GridLayout(grid).families_file
         families_csv = str(own) if own.is_file() else None
-    return BudgetRequest(tuple(str(p) for p in pairs_files or ()), budget, seed, families_csv, one_run_per_cell)
+    return BudgetRequest(tuple(str(p) for p in pairs_files or ()), budget, seed, families_csv, one_run_per_cell,
+                         audit)
 
 
 def planned_units(plan: Plan) -> list[tuple[str, str]]:
@@ -132,8 +159,14 @@ def _current_block(plan: Plan, request: BudgetRequest | None) -> dict[str, Any]:
         if request.families_csv is not None:
             families = {"source": str(request.families_csv), "sha256": sha256_file(request.families_csv)}
         block.update(fraction=request.budget, design_seed=request.seed, families=families)
+        if request.audit:
+            block["audit"] = request.audit
     elif request is not None:
         block["files"] = [_file_entry(p) for p in request.pairs_files]
+    audit = request.audit_pairs(plan.locales) if request is not None and not plan.one_run_per_cell else []
+    if audit:
+        # The audit sample (`cltm complete GRID` gives the diagnostics design-based intervals from it).
+        block["audit_units"] = sorted(f"{a},{b}" for a, b in (tuple(sorted(p)) for p in audit))
     block.update(
         ordered=plan.one_run_per_cell,
         unit="cells" if plan.one_run_per_cell else "pairs",
