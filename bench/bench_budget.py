@@ -324,7 +324,7 @@ def experiment(
             "n_pairs": len(pairs),
         }
         if sample is not None:  # --audit: every audit interval, printed by `cltm complete` or not
-            est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates).estimates
+            est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates, min_pairs=2).estimates
             res["audit"] = {
                 d: (est[d][1] <= true_diag[d] <= est[d][2], est[d][2] - est[d][1], est[d][1] > true_diag[d])
                 for d in AUDIT_DIAGS

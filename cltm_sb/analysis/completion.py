@@ -94,10 +94,11 @@ POINT_METHODS = {
     "held-out residual of measured pairs)",
     "draws": "completion: mean over predictive draws of the predicted cells",
 }
-# Diagnostics whose completion intervals bench_budget.py found calibrated (bench/RESULTS.md);
-# the others are printed without an interval. None yet: neither the predictive draws nor the
-# completion bootstrap (completion_intervals.py; 68-86% on the structured truth at L = 16, 100
-# experiments) reach 95% on both truths.
+# Diagnostics whose model-based completion intervals bench_budget.py found calibrated
+# (bench/RESULTS.md); the others are printed without an interval. None: neither the predictive
+# draws nor the completion bootstrap (completion_intervals.py; 68-86% on the structured truth at
+# L = 16, 100 experiments) reach 95% on both truths. Design-based intervals from an audit sample
+# do (completion_audit.AUDIT_INTERVALS).
 CALIBRATED_INTERVALS: tuple[str, ...] = ()
 NOT_CALIBRATED = "no interval: its coverage with predicted cells is not calibrated (bench/RESULTS.md)"
 # With an audit sample (cltm design --audit), completion_audit.AUDIT_INTERVALS get design-based

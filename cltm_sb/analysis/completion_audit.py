@@ -129,6 +129,7 @@ def audit_intervals(
     audit: Array,
     seed_replicates: Array | None = None,
     level: float = 0.95,
+    min_pairs: int = MIN_AUDIT_PAIRS,
 ) -> AuditResult:
     """Difference estimates of RFD, asymmetry, prop+, reciprocity+ and intra-family+ of a
     completed matrix with design-based intervals from its audit pairs.
@@ -141,9 +142,11 @@ def audit_intervals(
             turn: the measurement noise by a jackknife. Without them the completion's
             ``measured_se`` gives it (the supplied SE).
         level: the intervals' level.
+        min_pairs: the fewest audit pairs to give intervals from (the benchmark measures what
+            fewer would give).
 
-    Raises ValueError when an interval cannot be given: fewer than :data:`MIN_AUDIT_PAIRS`
-    measured audit pairs, no held-out errors, or no measurement noise (neither replicates nor SE).
+    Raises ValueError when an interval cannot be given: fewer than ``min_pairs`` measured audit
+    pairs, no held-out errors, or no measurement noise (neither replicates nor SE).
     """
     from cltm_sb.analysis.completion import MEASURED
 
@@ -156,9 +159,9 @@ def audit_intervals(
     sample = np.asarray(audit, dtype=bool)[iu, ju] & measured & defined
     unmeasured = ~measured & defined
     n_audit, n_unmeasured = int(sample.sum()), int(unmeasured.sum())
-    if n_audit < MIN_AUDIT_PAIRS:
+    if n_audit < max(min_pairs, 2):
         raise ValueError(
-            f"{n_audit} measured audit pairs; design-based intervals need at least {MIN_AUDIT_PAIRS} "
+            f"{n_audit} measured audit pairs; design-based intervals need at least {max(min_pairs, 2)} "
             "(`cltm design --audit` with a larger share or budget)"
         )
     if completion.error_matrix is None:

@@ -24,7 +24,8 @@ draws in bench_budget.py. Its delta-method interval (the variance of a mean of r
 sampling without replacement) covered the true value in only 60-90% of simulated grids in
 development (structured and near-agnostic truths, L = 16 and 44): the residuals of the measured
 pairs understate the errors shared by the predicted cells, as for the bootstrap of
-:mod:`~cltm_sb.analysis.completion_intervals`. So no interval is computed here.
+:mod:`~cltm_sb.analysis.completion_intervals`. So no interval is computed here; a design with an
+audit sample of random pairs gets design-based ones (:mod:`~cltm_sb.analysis.completion_audit`).
 """
 
 from __future__ import annotations
