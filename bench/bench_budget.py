@@ -245,10 +245,10 @@ def pair_mask(codes: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
 
 
 def complete_from(arrays: SeedArrays, measured: np.ndarray, families: list[str], seed: int, distances=None,
-                  audit=None):
+                  audit=None, core=None):
     """What `cltm complete [--distances] [--design]` computes from a grid holding only the ``measured`` pairs."""
     return complete_seed_arrays(masked_arrays(arrays, measured), families, seed=seed, distances=distances,
-                                audit_pairs=audit)
+                                audit_pairs=audit, core_pairs=core)
 
 
 def designed(codes: list[str], budget: float, fams: list[str], seed: int, audit: float):
@@ -283,7 +283,7 @@ def experiment(
     out: dict = {"full": {d: error(d, full_diag[d], true_diag[d]) for d in DIAGS}}
     for design in designs:
         t0 = time.perf_counter()
-        sample = None
+        sample = core = None
         if design == "random":
             pairs = random_pairs(codes, budget, seed=exp)
         elif design == "design":
@@ -291,13 +291,15 @@ def experiment(
         else:  # active: 60% by design (its audit included), then two rounds of --next K
             target = n_units(n, budget)
             pairs, sample = designed(codes, 0.6 * budget, fams, exp, audit)
+            core = [p for p in pairs if p not in set(sample or [])]  # the --next pairs are added to it
             for round_ in range(2):
                 k = math.ceil((target - len(pairs)) / (2 - round_))
                 if k <= 0:
                     break
                 comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances)
                 pairs = pairs + next_pairs(comp, k)
-        comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances, audit=sample)
+        comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances, audit=sample,
+                             core=core if sample is not None else None)
         predicted = comp.sources == PREDICTED
         err = comp.matrix[predicted] - true_m[predicted]
         covered = (comp.lower[predicted] <= true_m[predicted]) & (true_m[predicted] <= comp.upper[predicted])
@@ -324,7 +326,7 @@ def experiment(
             "n_pairs": len(pairs),
         }
         if sample is not None:  # --audit: every audit interval, printed by `cltm complete` or not
-            est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates, min_pairs=2).estimates
+            est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates, min_pairs=2, core=comp.core).estimates
             res["audit"] = {
                 d: (est[d][1] <= true_diag[d] <= est[d][2], est[d][2] - est[d][1], est[d][1] > true_diag[d])
                 for d in AUDIT_DIAGS

@@ -444,6 +444,8 @@ class Completion:
     extra: dict[str, Any] = field(default_factory=dict)
     # [t, s] the audit pairs' cells (cltm design --audit): design-based diagnostic intervals.
     audit: Array | None = None
+    # [t, s] the core design's pairs' cells, when pairs were measured after it (--next rounds).
+    core: Array | None = None
     # [k, t, s] the measured matrix with each seed left out in turn (a grid's completion).
     seed_replicates: Array | None = None
 
@@ -850,7 +852,7 @@ def _audit_result(completion: Completion, families: Sequence[str] | None) -> tup
         return None, f"no interval: the audit's noise jackknife needs at least {MIN_REPLICATE_SEEDS} seeds"
     try:
         return audit_intervals(completion, families, completion.audit, completion.seed_replicates,
-                               completion.level), ""
+                               completion.level, core=completion.core), ""
     except ValueError as err:
         return None, f"no interval: {err}"
 
@@ -985,12 +987,14 @@ def complete_seed_arrays(
     seed: int = 0,
     distances: Mapping[str, Array] | None = None,
     audit_pairs: Sequence[tuple[str, str]] | None = None,
+    core_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> Completion:
     """The completion of a grid's runs (:class:`~cltm_sb.analysis.uncertainty.SeedArrays`, NaN
     where a pair was not run): measured cells keep their Fieller interval over seeds.
     ``distances``: as in :func:`complete_matrix`. ``audit_pairs``: the design's audit (``cltm
     design --audit``); the completion then keeps the leave-one-seed-out matrices its
-    design-based intervals need."""
+    design-based intervals need. ``core_pairs``: the design's core pairs, when more pairs were
+    measured after it (:func:`~cltm_sb.analysis.completion_audit.audit_intervals`)."""
     from cltm_sb.analysis.uncertainty import (
         SeedArrays,
         fieller_interval,
@@ -1020,6 +1024,8 @@ def complete_seed_arrays(
         from cltm_sb.analysis.completion_audit import audit_mask
 
         completion.audit = audit_mask(completion.locales, audit_pairs)
+        if core_pairs is not None:
+            completion.core = audit_mask(completion.locales, core_pairs, "core pair")
         k = arrays.n_seeds
         completion.seed_replicates = np.stack([
             point_estimate(SeedArrays(
@@ -1057,11 +1063,12 @@ def complete_source(
     with such a file records them in plan.json and needs no ``design_csv``).
     """
     from cltm_sb.analysis.completion_audit import audit_mask
-    from cltm_sb.analysis.designs import read_audit_pairs
+    from cltm_sb.analysis.designs import read_audit_pairs, read_core_pairs
     from cltm_sb.analysis.distances import read_distances
     from cltm_sb.languages import load_registry
 
     audit_pairs = read_audit_pairs(design_csv) if design_csv is not None else None
+    core_pairs = read_core_pairs(design_csv) if design_csv is not None else None
     if design_csv is not None and not audit_pairs:
         raise ValueError(f"{design_csv}: no audit pairs (a role column with 'audit'); "
                          "make the design with `cltm design --audit A`")
@@ -1073,6 +1080,8 @@ def complete_source(
         design = (GridLayout(path).plan_fields() or {}).get("budget")
         if audit_pairs is None and design and design.get("audit_units"):
             audit_pairs = [tuple(unit.split(",", 1)) for unit in design["audit_units"]]
+            core_units = design.get("core_units")
+            core_pairs = [tuple(unit.split(",", 1)) for unit in core_units] if core_units else None
     if path.is_dir():
         from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
         from cltm_sb.analysis.uncertainty import seed_arrays
@@ -1083,7 +1092,7 @@ def complete_source(
         families = data.families
         distances = read_distances(distances_csv, arrays.locales) if distances_csv else None
         completion = complete_seed_arrays(arrays, families, level=level, seed=seed, distances=distances,
-                                          audit_pairs=audit_pairs)
+                                          audit_pairs=audit_pairs, core_pairs=core_pairs)
         n_seeds: int | None = arrays.n_seeds
     else:
         frame = read_partial_matrix(path)
@@ -1101,6 +1110,7 @@ def complete_source(
                                      distances=distances)
         if audit_pairs is not None:
             completion.audit = audit_mask(completion.locales, audit_pairs)
+            completion.core = audit_mask(completion.locales, core_pairs, "core pair")
         n_seeds = None
     diagnostics = completed_diagnostics(completion, families, n_draws=n_draws, seed=seed) if n_draws else {}
     return CompletionRun(completion, diagnostics, str(path), n_seeds, families, design)

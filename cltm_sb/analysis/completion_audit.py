@@ -79,14 +79,14 @@ class AuditResult:
         )
 
 
-def audit_mask(locales: Sequence[str], pairs: Sequence[tuple[str, str]]) -> Array:
-    """[t, s] True on both cells of each audit pair; an unknown code is an error that names it."""
+def audit_mask(locales: Sequence[str], pairs: Sequence[tuple[str, str]], what: str = "audit pair") -> Array:
+    """[t, s] True on both cells of each pair (audit or core); an unknown code is an error that names it."""
     index = {c: i for i, c in enumerate(locales)}
     mask = np.zeros((len(index), len(index)), dtype=bool)
     for a, b in pairs:
         for code in (a, b):
             if code not in index:
-                raise ValueError(f"audit pair {a},{b}: {code!r} is not a language of the completed matrix")
+                raise ValueError(f"{what} {a},{b}: {code!r} is not a language of the completed matrix")
         mask[index[a], index[b]] = mask[index[b], index[a]] = True
     return mask
 
@@ -130,6 +130,7 @@ def audit_intervals(
     seed_replicates: Array | None = None,
     level: float = 0.95,
     min_pairs: int = MIN_AUDIT_PAIRS,
+    core: Array | None = None,
 ) -> AuditResult:
     """Difference estimates of RFD, asymmetry, prop+, reciprocity+ and intra-family+ of a
     completed matrix with design-based intervals from its audit pairs.
@@ -144,6 +145,11 @@ def audit_intervals(
         level: the intervals' level.
         min_pairs: the fewest audit pairs to give intervals from (the benchmark measures what
             fewer would give).
+        core: [t, s] the core design's pairs. Pairs measured later (``cltm design --next``
+            rounds) were chosen from the pairs the audit was drawn from, and chosen for their
+            uncertainty: they are counted with the predicted pairs (at their held-out predictions),
+            so that the audit stays a random sample of the pairs it stands for. None: every
+            measured pair that is not an audit pair is a core pair.
 
     Raises ValueError when an interval cannot be given: fewer than ``min_pairs`` measured audit
     pairs, no held-out errors, or no measurement noise (neither replicates nor SE).
@@ -158,7 +164,8 @@ def audit_intervals(
     defined = np.isfinite(m[iu, ju]) | np.isfinite(m[ju, iu])
     sample = np.asarray(audit, dtype=bool)[iu, ju] & measured & defined
     unmeasured = ~measured & defined
-    n_audit, n_unmeasured = int(sample.sum()), int(unmeasured.sum())
+    added = measured & defined & ~sample & (np.zeros_like(sample) if core is None else ~np.asarray(core, bool)[iu, ju])
+    n_audit, n_unmeasured = int(sample.sum()), int((unmeasured | added).sum())
     if n_audit < max(min_pairs, 2):
         raise ValueError(
             f"{n_audit} measured audit pairs; design-based intervals need at least {max(min_pairs, 2)} "
@@ -174,11 +181,12 @@ def audit_intervals(
     # An audit pair's held-out twin: its cells as the model predicts them with the pair held out.
     held_m = np.where(sources == MEASURED, held, m)
     twin = _features(held_m, iu, ju, within)
-    keep = measured & defined
+    keep = measured & defined & ~added
 
     def total(values: Array) -> Array:
         residual = (values - twin)[sample]
-        return values[keep].sum(axis=0) + values[unmeasured].sum(axis=0) + n_unmeasured * residual.mean(axis=0)
+        predicted = values[unmeasured].sum(axis=0) + twin[added].sum(axis=0)
+        return values[keep].sum(axis=0) + predicted + n_unmeasured * residual.mean(axis=0)
 
     se = None if seed_replicates is not None else np.asarray(completion.measured_se, dtype=float)
     value = _features(m, iu, ju, within, se)

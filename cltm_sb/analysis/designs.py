@@ -244,6 +244,12 @@ def read_audit_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     return [p for p, role in zip(pairs, roles) if role == AUDIT]
 
 
+def read_core_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """The core pairs of a pairs.csv written by ``cltm design --audit`` ([] without a role column)."""
+    pairs, _, roles = _read_design_csv(path)
+    return [p for p, role in zip(pairs, roles) if role == CORE]
+
+
 def _read_design_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bool, list[str]]:
     path = Path(path)
     if not path.is_file():
@@ -269,8 +275,8 @@ def _read_design_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bo
         a, b = row[0].strip(), row[1].strip()
         if a == b:
             raise ValueError(f"{path}: line {line}: a pair needs two different languages ({a})")
-        role = row[2].strip() if with_role else CORE
-        if role not in (CORE, AUDIT):
+        role = row[2].strip() if with_role else ""
+        if with_role and role not in (CORE, AUDIT):
             raise ValueError(f"{path}: line {line}: role {role!r}; expected {CORE!r} or {AUDIT!r}")
         pairs.append((a, b))
         roles.append(role)

@@ -67,13 +67,17 @@ class BudgetRequest:
         files = list(self.pairs_files) or None
         return plan_pairs(locales, self.one_run_per_cell, files, self.budget, families, seed=self.seed)
 
-    def audit_pairs(self, locales: Sequence[str]) -> list[tuple[str, str]]:
-        """The audit pairs among :meth:`pairs`: the design's (``audit``) or the files' ``role`` column."""
-        from cltm_sb.analysis.designs import read_audit_pairs
+    def audit_pairs(self, locales: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The core and audit pairs among :meth:`pairs`: the design's (``audit``) or the files'
+        ``role`` column (a file without one, e.g. of a ``--next`` round, adds neither)."""
+        from cltm_sb.analysis.designs import read_audit_pairs, read_core_pairs
 
         if self.audit:
-            return self._audit_design(locales)[1]
-        return [p for path in self.pairs_files for p in read_audit_pairs(path)]
+            return self._audit_design(locales)
+        return (
+            [p for path in self.pairs_files for p in read_core_pairs(path)],
+            [p for path in self.pairs_files for p in read_audit_pairs(path)],
+        )
 
     def _audit_design(self, locales: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         from cltm_sb.analysis.designs import audit_design
@@ -163,10 +167,12 @@ def _current_block(plan: Plan, request: BudgetRequest | None) -> dict[str, Any]:
             block["audit"] = request.audit
     elif request is not None:
         block["files"] = [_file_entry(p) for p in request.pairs_files]
-    audit = request.audit_pairs(plan.locales) if request is not None and not plan.one_run_per_cell else []
+    core, audit = request.audit_pairs(plan.locales) if request is not None and not plan.one_run_per_cell else ([], [])
     if audit:
-        # The audit sample (`cltm complete GRID` gives the diagnostics design-based intervals from it).
+        # The audit sample and the core it was drawn beside (`cltm complete GRID` gives the
+        # diagnostics design-based intervals from them; pairs in neither came later).
         block["audit_units"] = sorted(f"{a},{b}" for a, b in (tuple(sorted(p)) for p in audit))
+        block["core_units"] = sorted(f"{a},{b}" for a, b in (tuple(sorted(p)) for p in core))
     block.update(
         ordered=plan.one_run_per_cell,
         unit="cells" if plan.one_run_per_cell else "pairs",
