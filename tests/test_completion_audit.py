@@ -200,3 +200,22 @@ def test_cli_design_audit_and_complete_with_the_design(tmp_path, capsys):
     assert "no audit pairs" in capsys.readouterr().err
     assert main(["design", "--locales", "a,b,c", "--budget", "1", "--audit", "0.3", "--one-run-per-cell",
                  "-o", str(plain)]) == 2
+
+
+def test_pairs_measured_after_the_core_count_with_the_predicted_ones():
+    """A --next round picks pairs for their uncertainty from the pairs the audit stands for: they
+    join the predicted pairs, so the audit remains a random sample of its population."""
+    truth = structured_truth(24, seed=2)
+    grid = simulate_grid(truth, 10, NoiseModel(), seed=2)
+    core, audit = audit_design(truth.locales, 0.4, truth.families, seed=2, audit=0.5)
+    taken = {frozenset(p) for p in core + audit}
+    later = [p for p in design_pairs(truth.locales, 1.0, truth.families) if frozenset(p) not in taken][:10]
+    completion = complete_seed_arrays(_masked(grid, truth.locales, core + audit + later), truth.families,
+                                      seed=2, audit_pairs=audit, core_pairs=core)
+    with_core = audit_intervals(completion, truth.families, completion.audit, completion.seed_replicates,
+                                core=completion.core)
+    without = audit_intervals(completion, truth.families, completion.audit, completion.seed_replicates)
+    assert with_core.n_unmeasured == without.n_unmeasured + len(later)
+    assert f"from the {len(audit) + with_core.n_unmeasured} pairs" in with_core.method
+    entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=2)
+    assert entries["rfd"]["method"] == with_core.method
