@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from cltm_sb.analysis.completion_totals import held_out_predictions, pair_features
+from cltm_sb.analysis.completion_totals import held_out_predictions, pair_features, pair_index
 
 Array = np.ndarray
 
@@ -158,10 +158,8 @@ def audit_intervals(
 
     m = completion.matrix
     n = m.shape[0]
-    iu, ju = np.triu_indices(n, k=1)
+    iu, ju, measured, defined = pair_index(completion)
     sources = completion.sources
-    measured = (sources[iu, ju] == MEASURED) | (sources[ju, iu] == MEASURED)
-    defined = np.isfinite(m[iu, ju]) | np.isfinite(m[ju, iu])
     sample = np.asarray(audit, dtype=bool)[iu, ju] & measured & defined
     unmeasured = ~measured & defined
     added = measured & defined & ~sample & (np.zeros_like(sample) if core is None else ~np.asarray(core, bool)[iu, ju])

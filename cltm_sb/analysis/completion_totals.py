@@ -70,6 +70,16 @@ def pair_features(a: Array, b: Array, se_a: Array | None = None, se_b: Array | N
     )
 
 
+def pair_index(completion: Completion) -> tuple[Array, Array, Array, Array]:
+    """The pairs i < j of a completion: ``iu``, ``ju``, whether each pair has a measured cell and
+    whether it has a defined one."""
+    m, sources = completion.matrix, completion.sources
+    iu, ju = np.triu_indices(m.shape[0], k=1)
+    measured = (sources[iu, ju] == MEASURED) | (sources[ju, iu] == MEASURED)
+    defined = np.isfinite(m[iu, ju]) | np.isfinite(m[ju, iu])
+    return iu, ju, measured, defined
+
+
 def held_out_predictions(completion: Completion) -> Array:
     """[t, s] the cross-validated prediction of each measured cell (NaN elsewhere)."""
     if completion.error_matrix is None:
@@ -82,10 +92,8 @@ def difference_estimates(completion: Completion, families: Sequence[str] | None 
     undefined; intra-family+ needs ``families``)."""
     m = completion.matrix
     n = m.shape[0]
-    iu, ju = np.triu_indices(n, k=1)
+    iu, ju, measured_pair, defined_pair = pair_index(completion)
     sources = completion.sources
-    measured_pair = (sources[iu, ju] == MEASURED) | (sources[ju, iu] == MEASURED)
-    defined_pair = np.isfinite(m[iu, ju]) | np.isfinite(m[ju, iu])
     se = completion.measured_se
     value = pair_features(m[iu, ju], m[ju, iu], *((se[iu, ju], se[ju, iu]) if se is not None else ()))
     held = held_out_predictions(completion)
