@@ -200,6 +200,7 @@ def test_an_audit_design_is_recorded_and_complete_finds_it(data, tmp_path, capsy
     assert block["audit"] == 0.5 and block["n_units"] == len(core) + len(audit)
     assert block["audit_units"] == sorted(",".join(sorted(p)) for p in audit)
     assert block["core_units"] == sorted(",".join(sorted(p)) for p in core)
+    assert budget_line(block).endswith(f"; {len(audit)} of them an audit drawn at random")
     InProcessExecutor().run(load_plan(grid), progress=False)
     out = tmp_path / "completed"
     assert main(["complete", str(grid), "-o", str(out)]) == 0

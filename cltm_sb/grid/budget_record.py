@@ -245,6 +245,8 @@ def budget_line(block: dict[str, Any] | None) -> str | None:
     else:
         names = " + ".join(os.path.basename(str(f.get("path"))) for f in block.get("files") or [])
         line = f"budgeted grid: {counts} (F = {_fraction(block)}, from {names})"
+    if block.get("audit_units"):
+        line += f"; {len(block['audit_units'])} of them an audit drawn at random"
     history = block.get("history") or []
     if history:
         line += "; earlier plans: F = " + ", ".join(_fraction(h) for h in history)
