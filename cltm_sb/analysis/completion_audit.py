@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from cltm_sb.analysis.completion_totals import held_out_predictions, pair_features, pair_index
 
@@ -268,4 +268,4 @@ def audit_intervals(
 
 
 def _expit(x: float) -> float:
-    return 1 / (1 + math.exp(-x))
+    return float(special.expit(x))
