@@ -219,3 +219,5 @@ def test_pairs_measured_after_the_core_count_with_the_predicted_ones():
     assert f"from the {len(audit) + with_core.n_unmeasured} pairs" in with_core.method
     entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=2)
     assert entries["rfd"]["method"] == with_core.method
+    # asymmetry's audit interval is not calibrated after such rounds: none, and it says why
+    assert entries["asymmetry"]["lower"] is None and "--next rounds" in entries["asymmetry"]["reason"]

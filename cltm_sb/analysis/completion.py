@@ -792,7 +792,7 @@ def completed_diagnostics(
     }
     alpha = 1 - completion.level
     out: dict[str, dict[str, Any]] = {}
-    from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS
+    from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS, interval_reason
 
     audit, audit_reason = _audit_result(completion, families) if intervals is None else (None, "")
     boot = None
@@ -816,11 +816,11 @@ def completed_diagnostics(
         elif name in AUDIT_INTERVALS and intervals is None:
             if audit is None:
                 entry["reason"] = audit_reason
-            elif all(math.isfinite(x) for x in audit.estimates[name]):
+            elif interval_reason(name, audit):
+                entry["reason"] = interval_reason(name, audit)
+            else:
                 entry["point"], entry["lower"], entry["upper"] = (float(x) for x in audit.estimates[name])
                 entry["method"] = audit.method
-            else:
-                entry["reason"] = "undefined by the audit's difference estimator"
         elif name not in allowed:
             entry["reason"] = NOT_CALIBRATED
         elif boot is not None:
