@@ -125,12 +125,12 @@ def test_audit_intervals_cover_the_true_diagnostics():
 
 
 def test_completed_diagnostics_print_audit_intervals_and_say_why_others_have_none():
-    truth = structured_truth(24, seed=1)
+    truth = structured_truth(30, seed=1)
     grid = simulate_grid(truth, 10, NoiseModel(), seed=1)
     core, audit = audit_design(truth.locales, 0.5, truth.families, seed=1, audit=0.5)
     arrays = _masked(grid, truth.locales, core + audit)
     completion = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit)
-    assert completion.seed_replicates.shape == (10, 24, 24)
+    assert completion.seed_replicates.shape == (10, 30, 30)
     entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=1)
     for d in AUDIT_INTERVALS:
         assert entries[d]["lower"] <= entries[d]["point"] <= entries[d]["upper"]
@@ -142,6 +142,11 @@ def test_completed_diagnostics_print_audit_intervals_and_say_why_others_have_non
     plain = complete_seed_arrays(arrays, truth.families, seed=1)
     entries = completed_diagnostics(plain, truth.families, n_draws=50, seed=1)
     assert all(entries[d]["lower"] is None and entries[d]["reason"] == NO_AUDIT for d in AUDIT_INTERVALS)
+    # Asymmetry needs a larger audit than the others.
+    fewer = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit[:60])
+    entries = completed_diagnostics(fewer, truth.families, n_draws=50, seed=1)
+    assert entries["rfd"]["lower"] is not None
+    assert entries["asymmetry"]["lower"] is None and "needs at least 90" in entries["asymmetry"]["reason"]
     # Too small an audit: no interval, the reason names the minimum.
     small = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit[: MIN_AUDIT_PAIRS - 1])
     entries = completed_diagnostics(small, truth.families, n_draws=50, seed=1)
