@@ -816,8 +816,8 @@ def completed_diagnostics(
         elif name in AUDIT_INTERVALS and intervals is None:
             if audit is None:
                 entry["reason"] = audit_reason
-            elif interval_reason(name, audit):
-                entry["reason"] = interval_reason(name, audit)
+            elif reason := interval_reason(name, audit):
+                entry["reason"] = reason
             else:
                 entry["point"], entry["lower"], entry["upper"] = (float(x) for x in audit.estimates[name])
                 entry["method"] = audit.method
@@ -1063,28 +1063,29 @@ def complete_source(
     with such a file records them in plan.json and needs no ``design_csv``).
     """
     from cltm_sb.analysis.completion_audit import audit_mask
-    from cltm_sb.analysis.designs import read_audit_pairs, read_core_pairs
+    from cltm_sb.analysis.designs import read_pair_roles
     from cltm_sb.analysis.distances import read_distances
     from cltm_sb.languages import load_registry
 
-    audit_pairs = read_audit_pairs(design_csv) if design_csv is not None else None
-    core_pairs = read_core_pairs(design_csv) if design_csv is not None else None
-    if design_csv is not None and not audit_pairs:
-        raise ValueError(f"{design_csv}: no audit pairs (a role column with 'audit'); "
-                         "make the design with `cltm design --audit A`")
+    core_pairs = audit_pairs = None
+    if design_csv is not None:
+        core_pairs, audit_pairs = read_pair_roles(design_csv)
+        if not audit_pairs:
+            raise ValueError(f"{design_csv}: no audit pairs (a role column with 'audit'); "
+                             "make the design with `cltm design --audit A`")
     path = Path(source)
     design = None
-    if path.is_dir():  # a budgeted grid's plan.json says which design chose its pairs
+    if path.is_dir():
+        from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
+        from cltm_sb.analysis.uncertainty import seed_arrays
         from cltm_sb.grid.layout import GridLayout
 
+        # A budgeted grid's plan.json says which design chose its pairs, and its audit.
         design = (GridLayout(path).plan_fields() or {}).get("budget")
         if audit_pairs is None and design and design.get("audit_units"):
             audit_pairs = [tuple(unit.split(",", 1)) for unit in design["audit_units"]]
             core_units = design.get("core_units")
             core_pairs = [tuple(unit.split(",", 1)) for unit in core_units] if core_units else None
-    if path.is_dir():
-        from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
-        from cltm_sb.analysis.uncertainty import seed_arrays
 
         # Without --families, the families the grid was planned with (as `cltm matrix` reads it).
         data = load_grid(path, grid_registry(path, families_csv), task=task)

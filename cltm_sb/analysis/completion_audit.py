@@ -227,8 +227,11 @@ def audit_intervals(
         spread[column, column] = max(spread[column, column], floor)
     sampling_scale = population**2 * (1 - n_audit / population) / n_audit
     cov = sampling_scale * spread
-    noise_delta = _noise_variance(m, np.asarray(completion.measured_se, dtype=float), iu, ju, within)[keep].sum(axis=0) \
-        if completion.measured_se is not None else None
+    noise_delta = (
+        _noise_variance(m, np.asarray(completion.measured_se, dtype=float), iu, ju, within)[keep].sum(axis=0)
+        if completion.measured_se is not None
+        else None
+    )
     if seed_replicates is not None:
         k = len(seed_replicates)
         replicates = [np.where(np.isfinite(r) & np.isfinite(m), r, m) for r in seed_replicates]
@@ -277,8 +280,8 @@ def audit_intervals(
     estimates["rfd"] = tuple(math.sqrt(max(x, 0.0)) for x in (point, lo, hi))  # type: ignore[assignment]
     if n_both and totals[_SQ] + n_diagonal > 0 and totals[_SQ_ASYM] > 0:
         r, sd = ratio_sd(_SQ_ASYM, _SQ, n_diagonal)
-        spread = q * sd / r
-        estimates["asymmetry"] = (math.sqrt(r), math.sqrt(r * math.exp(-spread)), math.sqrt(r * math.exp(spread)))
+        half_log = q * sd / r
+        estimates["asymmetry"] = (math.sqrt(r), math.sqrt(r * math.exp(-half_log)), math.sqrt(r * math.exp(half_log)))
     else:
         estimates["asymmetry"] = nan3
     for name, column, denominator in (
@@ -293,8 +296,8 @@ def audit_intervals(
     if families is not None and totals[_MASS] > 0:
         r, sd = ratio_sd(_MASS_WITHIN, _MASS)
         r = min(max(r, 1e-9), 1 - 1e-9)
-        logit, spread = math.log(r / (1 - r)), q * sd / (r * (1 - r))
-        estimates["intra_family_positive"] = (r, _expit(logit - spread), _expit(logit + spread))
+        logit, half_logit = math.log(r / (1 - r)), q * sd / (r * (1 - r))
+        estimates["intra_family_positive"] = (r, _expit(logit - half_logit), _expit(logit + half_logit))
     else:
         estimates["intra_family_positive"] = nan3
     return AuditResult(estimates, n_audit, n_unmeasured, noise, int(added.sum()))

@@ -238,16 +238,16 @@ def read_pairs_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bool
     return pairs, ordered
 
 
+def read_pair_roles(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The core and the audit pairs of a pairs.csv written by ``cltm design --audit`` (both [] without
+    a role column)."""
+    pairs, _, roles = _read_design_csv(path)
+    return [p for p, r in zip(pairs, roles) if r == CORE], [p for p, r in zip(pairs, roles) if r == AUDIT]
+
+
 def read_audit_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     """The audit pairs of a pairs.csv written by ``cltm design --audit`` ([] without a role column)."""
-    pairs, _, roles = _read_design_csv(path)
-    return [p for p, role in zip(pairs, roles) if role == AUDIT]
-
-
-def read_core_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """The core pairs of a pairs.csv written by ``cltm design --audit`` ([] without a role column)."""
-    pairs, _, roles = _read_design_csv(path)
-    return [p for p, role in zip(pairs, roles) if role == CORE]
+    return read_pair_roles(path)[1]
 
 
 def _read_design_csv(path: str | os.PathLike) -> tuple[list[tuple[str, str]], bool, list[str]]:

@@ -60,24 +60,27 @@ class BudgetRequest:
         from cltm_sb.analysis.designs import plan_pairs
         from cltm_sb.languages import load_registry
 
-        families = load_registry(self.families_csv).families(locales) if self.budget is not None else None
         if self.audit:
             core, audit = self._audit_design(locales)
             return core + audit
+        families = load_registry(self.families_csv).families(locales) if self.budget is not None else None
         files = list(self.pairs_files) or None
         return plan_pairs(locales, self.one_run_per_cell, files, self.budget, families, seed=self.seed)
 
     def audit_pairs(self, locales: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The core and audit pairs among :meth:`pairs`: the design's (``audit``) or the files'
         ``role`` column (a file without one, e.g. of a ``--next`` round, adds neither)."""
-        from cltm_sb.analysis.designs import read_audit_pairs, read_core_pairs
+        from cltm_sb.analysis.designs import read_pair_roles
 
         if self.audit:
             return self._audit_design(locales)
-        return (
-            [p for path in self.pairs_files for p in read_core_pairs(path)],
-            [p for path in self.pairs_files for p in read_audit_pairs(path)],
-        )
+        core: list[tuple[str, str]] = []
+        audit: list[tuple[str, str]] = []
+        for path in self.pairs_files:
+            file_core, file_audit = read_pair_roles(path)
+            core += file_core
+            audit += file_audit
+        return core, audit
 
     def _audit_design(self, locales: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         from cltm_sb.analysis.designs import audit_design
