@@ -214,7 +214,8 @@ def phylo_truth(n: int, seed: int, self_gain: np.ndarray | None = None) -> Truth
     return _row_scaled_truth(transfer, [f"F{k}" for k in family], self_gain, rng, "phylogenetic-areal")
 
 
-def make_truth(kind: str, n: int, seed: int, sim_seed: int, user: Truth | None = None) -> Truth:
+def make_truth(kind: str, n: int, seed: int, sim_seed: int, user: Truth | None = None,
+               n_seeds: int = N_SEEDS) -> Truth:
     """The truth of one experiment; the structured and phylo ones are scaled by the simulation's self-gains;
     ``csv`` is the user's matrix (``--truth-csv``), the same in every experiment."""
     if kind == "csv":
@@ -223,7 +224,7 @@ def make_truth(kind: str, n: int, seed: int, sim_seed: int, user: Truth | None =
         return near_agnostic_truth(n, seed)
     codes = [f"q{i:02d}" for i in range(n)]
     # language_profiles is the simulation's first draw: the same generator gives the same gains.
-    profile = language_profiles(Truth(codes, codes, np.eye(n)), N_SEEDS, NOISE, np.random.default_rng(sim_seed))
+    profile = language_profiles(Truth(codes, codes, np.eye(n)), n_seeds, NOISE, np.random.default_rng(sim_seed))
     return (latent_truth if kind == "structured" else phylo_truth)(n, seed, profile["self_gain"])
 
 
@@ -264,13 +265,14 @@ def experiment(
     typology: float | None = None,
     user: Truth | None = None,
     audit: float = 0.0,
+    n_seeds: int = N_SEEDS,
 ) -> dict:
-    truth = make_truth(kind, n, exp, 10_000 + exp, user)
+    truth = make_truth(kind, n, exp, 10_000 + exp, user, n_seeds)
     distances, typology_r = None, math.nan
     if typology is not None and kind == "structured":
         proxy, typology_r = typology_distances(n, exp, typology)
         distances = {"typology": proxy}
-    grid = simulate_grid(truth, N_SEEDS, NOISE, seed=10_000 + exp)
+    grid = simulate_grid(truth, n_seeds, NOISE, seed=10_000 + exp)
     codes, fams = truth.locales, truth.families
     arrays = SeedArrays(codes, grid.seeds, grid.single, grid.self_, grid.pair)
     full = point_estimate(arrays)
@@ -393,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit", type=float, default=0.0, metavar="A",
                         help="`cltm design --audit A` for the design and active designs: score the design-based "
                         "diagnostic intervals (completion_audit.py)")
+    parser.add_argument("--seeds", type=int, default=N_SEEDS,
+                        help="seeds per run of the simulated grid (DESIGN.md §9 headline settings: 5 and 10)")
     args = parser.parse_args(argv)
     user = None
     if "csv" in args.truths:
@@ -406,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# bench_budget  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, one process")
     print(f"command: python bench/bench_budget.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    print(f"simulation: {N_SEEDS} seeds, rho={NOISE.rho}, rho_p={NOISE.rho_pair}, z={NOISE.z_self}, "
+    print(f"simulation: {args.seeds} seeds, rho={NOISE.rho}, rho_p={NOISE.rho_pair}, z={NOISE.z_self}, "
           "shared pair runs; medians over experiments\n")
     header = ("| truth | L | F | design | RMSE/SD | coverage | width/SD | top-3 | top-1 | "
               + " | ".join(DIAGS) + " | s/run | model |")
@@ -417,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             for budget in args.budgets:
                 boot = args.bootstrap if args.interval_method == "bootstrap" else 0
                 results = [experiment(kind, n, budget, args.designs, e, args.draws, boot, args.typology_noise, user,
-                                      args.audit)
+                                      args.audit, args.seeds)
                            for e in range(args.experiments)]
                 r_typology = [r[d]["typology_r"] for r in results for d in args.designs]
                 if np.isfinite(r_typology).any():

@@ -226,3 +226,39 @@ def test_pairs_measured_after_the_core_count_with_the_predicted_ones():
     assert entries["rfd"]["method"] == with_core.method
     # asymmetry's audit interval is not calibrated after such rounds: none, and it says why
     assert entries["asymmetry"]["lower"] is None and "--next rounds" in entries["asymmetry"]["reason"]
+
+
+def test_cli_design_refuses_an_audit_for_next_rounds(tmp_path, capsys):
+    """A --next round's pairs are chosen for their uncertainty, not at random: never an audit."""
+    partial = tmp_path / "partial.csv"
+    codes = CODES[:6]
+    pd.DataFrame(np.eye(6), index=codes, columns=codes).to_csv(partial)
+    assert main(["design", "--next", "3", "--observed", str(partial), "--audit", "0.3",
+                 "-o", str(tmp_path / "next.csv")]) == 2
+    assert "--audit belongs to the design of a budget, not to --next" in capsys.readouterr().err
+    assert not (tmp_path / "next.csv").exists()
+
+
+def test_tiny_audits_give_bounded_intervals_or_say_why_not():
+    """Intervals computed from a few audit pairs (what the benchmark scores below MIN_AUDIT_PAIRS)
+    stay finite and inside each diagnostic's range, even where a share is 0 or 1."""
+    truth = structured_truth(16, seed=7)
+    grid = simulate_grid(truth, 10, NoiseModel(), seed=7)
+    for seed in range(6):
+        core, audit = audit_design(truth.locales, 0.3, truth.families, seed=seed, audit=0.34)
+        completion = complete_seed_arrays(_masked(grid, truth.locales, core + audit), truth.families,
+                                          seed=seed, audit_pairs=audit)
+        estimates = audit_intervals(completion, truth.families, completion.audit, completion.seed_replicates,
+                                    min_pairs=2).estimates
+        for name, (point, lower, upper) in estimates.items():
+            assert np.isfinite([point, lower, upper]).all(), name
+            assert lower <= point <= upper, name
+        for name in ("prop_positive", "reciprocity_positive", "intra_family_positive"):
+            assert estimates[name][1] >= 0.0 and estimates[name][2] <= 1.0, name
+        with pytest.raises(ValueError, match=f"design-based intervals need at least {MIN_AUDIT_PAIRS}"):
+            audit_intervals(completion, truth.families, completion.audit, completion.seed_replicates)
+    # Every language its own family (intra-family+ is 0) or all in one (it is 1): the logit scale's edges.
+    for families, share in (([f"F{i}" for i in range(16)], 0.0), (["F"] * 16, 1.0)):
+        point, lower, upper = audit_intervals(completion, families, completion.audit, completion.seed_replicates,
+                                              min_pairs=2).estimates["intra_family_positive"]
+        assert point == pytest.approx(share, abs=1e-6) and 0.0 <= lower <= point <= upper <= 1.0

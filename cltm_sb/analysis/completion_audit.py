@@ -294,10 +294,13 @@ def audit_intervals(
         else:
             estimates[name] = nan3
     if families is not None and totals[_MASS] > 0:
-        r, sd = ratio_sd(_MASS_WITHIN, _MASS)
-        r = min(max(r, 1e-9), 1 - 1e-9)
+        share, sd = ratio_sd(_MASS_WITHIN, _MASS)
+        share = min(max(share, 0.0), 1.0)
+        r = min(max(share, 1e-9), 1 - 1e-9)  # the logit scale's edges: a share of 0 or 1 keeps its point
         logit, half_logit = math.log(r / (1 - r)), q * sd / (r * (1 - r))
-        estimates["intra_family_positive"] = (r, _expit(logit - half_logit), _expit(logit + half_logit))
+        estimates["intra_family_positive"] = (
+            share, min(_expit(logit - half_logit), share), max(_expit(logit + half_logit), share)
+        )
     else:
         estimates["intra_family_positive"] = nan3
     return AuditResult(estimates, n_audit, n_unmeasured, noise, int(added.sum()))
