@@ -996,10 +996,11 @@ def complete_seed_arrays(
     design-based intervals need. ``core_pairs``: the design's core pairs, when more pairs were
     measured after it (:func:`~cltm_sb.analysis.completion_audit.audit_intervals`)."""
     from cltm_sb.analysis.uncertainty import (
-        SeedArrays,
         fieller_interval,
+        jackknife_weights,
         paired_cells,
         point_estimate,
+        weighted_matrices,
     )
 
     point = point_estimate(arrays)
@@ -1027,14 +1028,11 @@ def complete_seed_arrays(
         if core_pairs is not None:
             completion.core = audit_mask(completion.locales, core_pairs, "core pair")
         k = arrays.n_seeds
-        completion.seed_replicates = np.stack([
-            point_estimate(SeedArrays(
-                arrays.locales, [s for i, s in enumerate(arrays.seeds) if i != left],
-                *(np.delete(a, left, axis=0) for a in (arrays.single, arrays.self_, arrays.pair)),
-                unit=arrays.unit,
-            )).matrix
-            for left in range(k)
-        ]) if k >= MIN_REPLICATE_SEEDS else None
+        # The statistics module's seed jackknife: a weak row keeps its leave-one-out values (its
+        # noise), even where one seed's absence leaves its self-gain at or below 0.
+        completion.seed_replicates = (
+            weighted_matrices(arrays, jackknife_weights(k), point.entries) if k >= MIN_REPLICATE_SEEDS else None
+        )
         completion.extra["seed_units"] = k
     return completion
 
