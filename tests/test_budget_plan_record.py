@@ -200,7 +200,10 @@ def test_an_audit_design_is_recorded_and_complete_finds_it(data, tmp_path, capsy
     assert block["audit"] == 0.5 and block["n_units"] == len(core) + len(audit)
     assert block["audit_units"] == sorted(",".join(sorted(p)) for p in audit)
     assert block["core_units"] == sorted(",".join(sorted(p)) for p in core)
-    assert budget_line(block).endswith(f"; {len(audit)} of them an audit drawn at random")
+    # six languages: too few pairs for an audit that gives intervals, and the line says so
+    assert budget_line(block).endswith(f"; {len(audit)} of them an audit drawn at random ({len(audit)} audit pairs: "
+                                       "no design-based interval: they start at 30 audit pairs (asymmetry's at 90); "
+                                       "15 pairs in all are too few for 30)")
     InProcessExecutor().run(load_plan(grid), progress=False)
     out = tmp_path / "completed"
     assert main(["complete", str(grid), "-o", str(out)]) == 0

@@ -18,6 +18,7 @@ from cltm_sb.analysis.completion_audit import (
     NOISE_SUPPLIED,
     audit_intervals,
     audit_mask,
+    audit_size_note,
 )
 from cltm_sb.analysis.designs import (
     audit_design,
@@ -181,7 +182,11 @@ def test_cli_design_audit_and_complete_with_the_design(tmp_path, capsys):
     pairs_csv = tmp_path / "pairs.csv"
     assert main(["design", "--locales", ",".join(truth.locales), "--budget", "0.5", "--audit", "0.5",
                  "--families", str(fams), "--seed", "5", "-o", str(pairs_csv)]) == 0
-    assert "of them an audit drawn at random" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "of them an audit drawn at random" in printed
+    # 276 pairs, budget 0.5: an audit of 69, enough for all but asymmetry's interval, and how to get that
+    assert ("note: 69 audit pairs: asymmetry gets no design-based interval below 90 audit pairs; "
+            "--budget 0.66 with --audit 0.5 gives 90") in printed
     pairs, _ = read_pairs_csv(pairs_csv)
     mask = audit_mask(truth.locales, pairs)
     rng = np.random.default_rng(5)
@@ -237,6 +242,26 @@ def test_cli_design_refuses_an_audit_for_next_rounds(tmp_path, capsys):
                  "-o", str(tmp_path / "next.csv")]) == 2
     assert "--audit belongs to the design of a budget, not to --next" in capsys.readouterr().err
     assert not (tmp_path / "next.csv").exists()
+
+
+def test_audit_size_note_says_what_a_small_audit_lacks_and_how_to_enlarge_it():
+    assert audit_size_note(97, 284, 946) == ""
+    assert audit_size_note(12, 36, 120) == (
+        "12 audit pairs: no design-based interval: they start at 30 audit pairs (asymmetry's at 90); "
+        "--budget 0.50 with --audit 0.5 gives 30")
+    assert audit_size_note(40, 200, 946).endswith("below 90 audit pairs; --audit 0.45 gives 90")
+    # every suggestion delivers what it promises
+    for n_languages in (8, 16, 28, 44):
+        n_full = n_languages * (n_languages - 1) // 2
+        for budget in (0.2, 0.3, 0.5):
+            k = n_units(n_languages, budget)
+            note = audit_size_note(round(0.34 * k), k, n_full)
+            if "--budget" in note:
+                f = float(note.split("--budget ")[1].split()[0])
+                assert round(0.5 * n_units(n_languages, f)) >= int(note.rsplit(" ", 1)[1])
+            elif "--audit" in note:
+                a = float(note.split("--audit ")[1].split()[0])
+                assert round(a * k) >= int(note.rsplit(" ", 1)[1])
 
 
 def test_tiny_audits_give_bounded_intervals_or_say_why_not():

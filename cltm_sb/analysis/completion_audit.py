@@ -106,6 +106,28 @@ def interval_reason(name: str, result: AuditResult) -> str:
     return ""
 
 
+def audit_size_note(n_audit: int, n_units: int, n_full: int) -> str:
+    """What an audit of ``n_audit`` pairs, in a budget of ``n_units`` of ``n_full`` pairs, is too
+    small for and how to enlarge it ("" when every audit interval can be printed)."""
+    need = max(MIN_AUDIT_PAIRS_OF.values())
+    if n_audit >= need:
+        return ""
+    if n_audit < MIN_AUDIT_PAIRS:
+        lacks = f"no design-based interval: they start at {MIN_AUDIT_PAIRS} audit pairs (asymmetry's at {need})"
+        need = MIN_AUDIT_PAIRS
+    else:
+        lacks = f"asymmetry gets no design-based interval below {need} audit pairs"
+    # The core design is what predicts well: an audit of more than half the budget is not offered.
+    share = math.ceil(100 * need / n_units) / 100 if n_units else math.inf
+    if share <= 0.5:
+        how = f"--audit {share:.2f} gives {need}"
+    elif 2 * need <= n_full:
+        how = f"--budget {math.ceil(100 * 2 * need / n_full) / 100:.2f} with --audit 0.5 gives {need}"
+    else:
+        how = f"{n_full} pairs in all are too few for {need}"
+    return f"{n_audit} audit pairs: {lacks}; {how}"
+
+
 def audit_mask(locales: Sequence[str], pairs: Sequence[tuple[str, str]], what: str = "audit pair") -> Array:
     """[t, s] True on both cells of each pair (audit or core); an unknown code is an error that names it."""
     index = {c: i for i, c in enumerate(locales)}

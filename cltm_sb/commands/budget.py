@@ -10,6 +10,7 @@ from cltm_sb.analysis.completion import (
     observed_completion,
     write_completion,
 )
+from cltm_sb.analysis.completion_audit import audit_size_note
 from cltm_sb.analysis.designs import audit_design, design_pairs, next_pairs, write_pairs_csv
 from cltm_sb.analysis.diagnostics import DIAGNOSTICS
 from cltm_sb.analysis.summary import format_value
@@ -54,6 +55,8 @@ def _design(args: argparse.Namespace) -> int:
         what += f"; {len(audit)} of them an audit drawn at random)" if audit is not None else ")"
     path = write_pairs_csv(pairs, args.out, ordered=ordered, audit=audit)
     print(f"{path}: {what}; plan them with `cltm plan ... --pairs {path}`")
+    if audit is not None and (note := audit_size_note(len(audit), len(pairs), total)):
+        print(f"note: {note}")
     return 0
 
 

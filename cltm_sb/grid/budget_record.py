@@ -250,6 +250,11 @@ def budget_line(block: dict[str, Any] | None) -> str | None:
         line = f"budgeted grid: {counts} (F = {_fraction(block)}, from {names})"
     if block.get("audit_units"):
         line += f"; {len(block['audit_units'])} of them an audit drawn at random"
+        from cltm_sb.analysis.completion_audit import audit_size_note
+
+        note = audit_size_note(len(block["audit_units"]), block.get("n_units") or 0, block.get("n_full") or 0)
+        if note:
+            line += f" ({note})"
     history = block.get("history") or []
     if history:
         line += "; earlier plans: F = " + ", ".join(_fraction(h) for h in history)
