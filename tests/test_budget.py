@@ -435,3 +435,55 @@ def test_completion_ranks_donors_by_the_probability_of_being_best(tmp_path):
     assert in_set["p_best"].sum() >= 0.95 - 1e-9
     assert in_set["p_best"].sum() - in_set["p_best"].iloc[-1] < 0.95
     assert set(donors["source"]) <= {MEASURED, PREDICTED}
+
+
+def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_intervals(tmp_path):
+    """Table 1 of a budgeted CLTM's report is what `cltm complete` printed (its audit intervals
+    included), not the plug-in on the completed matrix, which it shows beside them."""
+    from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS
+    from cltm_sb.analysis.designs import audit_design, write_pairs_csv
+    from cltm_sb.analysis.simulate import structured_truth
+
+    truth = structured_truth(30, seed=1)
+    fams = tmp_path / "families.csv"
+    pd.DataFrame({"code": truth.locales, "name": truth.locales, "family": truth.families}).to_csv(fams, index=False)
+    core, audit = audit_design(truth.locales, 0.5, truth.families, seed=1, audit=0.5)
+    design = write_pairs_csv(core + audit, tmp_path / "pairs.csv", audit=audit)
+    index = {c: i for i, c in enumerate(truth.locales)}
+    rng = np.random.default_rng(1)
+    observed = np.full(truth.matrix.shape, np.nan)
+    for a, b in core + audit:
+        for t, s in ((index[a], index[b]), (index[b], index[a])):
+            observed[t, s] = truth.matrix[t, s] + rng.normal(0, 0.05)
+    np.fill_diagonal(observed, 1.0)
+    pd.DataFrame(observed, index=truth.locales, columns=truth.locales).to_csv(tmp_path / "partial.csv")
+    pd.DataFrame(0.05, index=truth.locales, columns=truth.locales).to_csv(tmp_path / "se.csv")
+    out, report = tmp_path / "completed", tmp_path / "report"
+    assert main(["complete", str(tmp_path / "partial.csv"), "--se", str(tmp_path / "se.csv"), "--families",
+                 str(fams), "--design", str(design), "-o", str(out)]) == 0
+    assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(out / "sources.csv"),
+                 "--families", str(fams), "-o", str(report)]) == 0
+    theirs = json.loads((out / "intervals.json").read_text())["diagnostics"]
+    ours = json.loads((report / "intervals.json").read_text())["diagnostics"]
+    table1 = pd.read_csv(report / "table1.csv").set_index("diagnostic")
+    text = (report / "report.md").read_text()
+    assert "the completion's estimates" in text and "plug-in (completed matrix)" in text
+    for name in AUDIT_INTERVALS:
+        assert theirs[name]["lower"] is not None  # the audit of 109 pairs gives them all
+        for key in ("point", "lower", "upper", "method"):
+            assert ours[name][key] == theirs[name][key]
+        assert table1.loc[name, "estimate"] == pytest.approx(theirs[name]["point"], rel=1e-5)
+        assert table1.loc[name, "lower"] == pytest.approx(theirs[name]["lower"], rel=1e-5)
+    # the plug-in on the completed matrix is kept beside them, and differs from the estimate
+    assert ours["rfd"]["plugin"] != pytest.approx(ours["rfd"]["point"], rel=1e-6)
+    # a diagnostic without an interval says why
+    assert "n/a: " + theirs["row_cosine"]["reason"].removeprefix("no interval: ") in text
+    # A completion of another matrix is refused by name.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sources.csv").write_text((out / "sources.csv").read_text())
+    data = json.loads((out / "intervals.json").read_text())
+    data["completion"]["cells"]["predicted"] += 1
+    (other / "intervals.json").write_text(json.dumps(data))
+    assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(other / "sources.csv"),
+                 "--families", str(fams), "-o", str(report)]) == 2

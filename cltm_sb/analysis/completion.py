@@ -35,6 +35,7 @@ positive (or not defined) stay undefined: they are never predicted.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -1172,6 +1173,34 @@ def read_completion_donors(
             frame[column] = mapper.map_codes(list(frame[column]), registry, f" ({column}s of {path})")
     frame["in_best_set"] = frame["in_best_set"].astype(str).str.lower() == "true"
     return frame[["target", "donor", "p_best", "in_best_set"]]
+
+
+def read_completion_diagnostics(path: str | os.PathLike, n_languages: int | None = None) -> dict[str, Any] | None:
+    """The Table-1 entries (point, lower, upper, plugin, method, reason) of a completion's
+    intervals.json (:meth:`CompletionRun.to_intervals_json`); None when ``path`` is missing or is
+    not a completion's. With ``n_languages``, a file written for a matrix of another size is an
+    error that names it (it is not this matrix's completion)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not readable as JSON ({err}); rerun `cltm complete` to rewrite it") from err
+    if not isinstance(data, dict) or not isinstance(data.get("completion"), dict):
+        return None
+    diagnostics = data.get("diagnostics")
+    if not isinstance(diagnostics, dict):
+        raise ValueError(f"{path}: a completion's intervals.json without diagnostics; rerun `cltm complete`")
+    cells = data["completion"].get("cells") or {}
+    if n_languages is not None and cells:
+        n_cells = sum(int(v) for v in cells.values())
+        if n_cells != n_languages * (n_languages - 1):
+            raise ValueError(
+                f"{path}: written for a matrix with {n_cells} off-diagonal cells, not this one's "
+                f"{n_languages * (n_languages - 1)}; pass the sources.csv of the same `cltm complete` run"
+            )
+    return diagnostics
 
 
 def read_sources(

@@ -209,7 +209,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _matrix_report(args: argparse.Namespace) -> int:
-    from cltm_sb.analysis.completion import read_completion_donors, read_sources
+    from cltm_sb.analysis.completion import (
+        read_completion_diagnostics,
+        read_completion_donors,
+        read_sources,
+    )
     from cltm_sb.analysis.external import load_matrix
     from cltm_sb.report.matrix_report import write_matrix_report
 
@@ -227,9 +231,15 @@ def _matrix_report(args: argparse.Namespace) -> int:
         if args.sources
         else None
     )
+    # ... and its intervals.json the completion's Table-1 estimates and intervals.
+    completion_diagnostics = (
+        read_completion_diagnostics(Path(args.sources).with_name("intervals.json"), len(analysis.matrix))
+        if args.sources
+        else None
+    )
     written = write_matrix_report(
         analysis, registry, args.out, top_k=args.top, heatmap=not args.no_heatmap, sources=sources,
-        p_best=p_best,
+        p_best=p_best, completion_diagnostics=completion_diagnostics,
     )
     for path in (written["html"], written["markdown"]):
         print(path)

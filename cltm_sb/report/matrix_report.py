@@ -5,7 +5,9 @@ what was analysed, the heatmap, the paper's Table 1 diagnostics as plug-in value
 languages each one used, the stability figures, the top pairs and each target's donors. Cell
 intervals appear only where the user supplied standard errors, each labelled
 :data:`~cltm_sb.analysis.external.SUPPLIED_SE_LABEL`; the diagnostics get none (no seeds, nothing
-to calibrate them by).
+to calibrate them by). A budgeted CLTM's report (``--sources`` of ``cltm complete``) shows the
+completion's own Table-1 estimates instead, with the intervals it printed, beside the plug-in on
+the completed matrix.
 """
 
 from __future__ import annotations
@@ -50,7 +52,13 @@ def _cell_interval(analysis: MatrixAnalysis, lower: float, upper: float) -> str:
     return _interval(lower, upper) if analysis.has_intervals else NO_INTERVAL_TEXT
 
 
-def _what_rows(analysis: MatrixAnalysis) -> list[list[str]]:
+COMPLETION_TABLE1 = (
+    "the completion's estimates (`cltm complete`, its intervals.json): intervals where calibrated, "
+    "the plug-in on the completed matrix beside them"
+)
+
+
+def _what_rows(analysis: MatrixAnalysis, completion: bool = False) -> list[list[str]]:
     d = analysis.diagnostics
     common = d["languages_used"]["asymmetry"]["targets"]
     se = "none"
@@ -64,7 +72,10 @@ def _what_rows(analysis: MatrixAnalysis) -> list[list[str]]:
         ["donors (columns)", f"{d['n_donors']}: {', '.join(d['donors'])}"],
         ["both target and donor", f"{len(common)}: {', '.join(common) or '-'}"],
         ["standard errors", se],
-        ["diagnostics", "plug-in values (the paper's Table 1 estimators), no intervals"],
+        [
+            "diagnostics",
+            COMPLETION_TABLE1 if completion else "plug-in values (the paper's Table 1 estimators), no intervals",
+        ],
     ]
 
 
@@ -80,6 +91,37 @@ def _table1_rows(analysis: MatrixAnalysis) -> list[list[str]]:
             value = f"n/a: {undefined[spec.key]}"
         rows.append([spec.label, value, _scope(analysis, spec.key), paper])
     return rows
+
+
+def _completion_table1_rows(analysis: MatrixAnalysis, entries: dict) -> list[list[str]]:
+    """Table 1 of a budgeted CLTM: the completion's estimate and interval, then the plug-in."""
+    undefined = analysis.diagnostics.get("undefined", {})
+    rows = []
+    for spec in diagnostics_in(TABLE1):
+        pct = spec.fraction
+        entry = entries.get(spec.key) or {}
+        paper = f"{_num(spec.paper[0], pct)} / {_num(spec.paper[1], pct)}" if spec.paper else ""
+        lower, upper = entry.get("lower"), entry.get("upper")
+        if lower is not None and upper is not None:
+            interval = _interval(lower, upper, pct)
+        else:
+            reason = str(entry.get("reason") or "").removeprefix("no interval: ")
+            interval = f"n/a: {reason}" if reason else "n/a"
+        plug = _num(analysis.diagnostics.get(spec.key), pct)
+        if spec.key in undefined:
+            plug = f"n/a: {undefined[spec.key]}"
+        rows.append([spec.label, _num(entry.get("point"), pct), interval, plug, _scope(analysis, spec.key), paper])
+    return rows
+
+
+def _completion_methods(entries: dict) -> str:
+    """One sentence per estimator the completion used, naming its diagnostics."""
+    by_method: dict[str, list[str]] = {}
+    for spec in diagnostics_in(TABLE1):
+        method = (entries.get(spec.key) or {}).get("method")
+        if method:
+            by_method.setdefault(method, []).append(spec.label)
+    return " ".join(f"{', '.join(labels)}: {method}." for method, labels in by_method.items())
 
 
 def _top_rows(analysis: MatrixAnalysis, positive: bool, top_k: int) -> list[list[str]]:
@@ -127,11 +169,15 @@ def matrix_report_blocks(
     top_k: int = 5,
     sources: pd.DataFrame | None = None,
     p_best: pd.DataFrame | None = None,
+    completion_diagnostics: dict | None = None,
 ) -> list[Block]:
     """The content of a matrix's report, independent of the output format (``sources``: the
     ``measured``/``predicted``/``undefined`` cells of a budgeted CLTM; ``p_best``: its donors'
-    P(best), :func:`~cltm_sb.analysis.completion.read_completion_donors`)."""
+    P(best), :func:`~cltm_sb.analysis.completion.read_completion_donors`;
+    ``completion_diagnostics``: its Table-1 entries,
+    :func:`~cltm_sb.analysis.completion.read_completion_diagnostics`)."""
     a, d = analysis, analysis.diagnostics
+    completed = completion_diagnostics is not None
     interval_note = (
         f"Cell intervals: {a.level:.0%}, {a.to_intervals_json()['cells']['method']}."
         if a.has_intervals
@@ -141,12 +187,16 @@ def matrix_report_blocks(
         Block("heading", f"{a.title}: report", 1),
         Block(
             "text",
-            "A matrix without run records: every diagnostic is the plug-in value (the paper's "
+            "A budgeted CLTM completed by `cltm complete`: Table 1 gives the completion's estimates "
+            "(a plug-in on the completed matrix is biased where cells are predicted, so it is shown "
+            f"beside them only); the other figures are plug-in values. {interval_note}"
+            if completed
+            else "A matrix without run records: every diagnostic is the plug-in value (the paper's "
             f"Table 1 estimator), with no interval ({NO_RECORDS_REASON}). {interval_note}",
         ),
         Block("toc", None),
         Block("heading", "What was analysed"),
-        Block("table", (["what", "value"], _what_rows(a))),
+        Block("table", (["what", "value"], _what_rows(a, completed))),
     ]
     if sources is not None:
         blocks.append(Block("text", budget_text(sources)))
@@ -156,10 +206,17 @@ def matrix_report_blocks(
     blocks += [Block("image", (name, path)) for name, path in images.items()]
     if not images:
         blocks.append(Block("text", "not drawn (--no-heatmap)"))
-    blocks.append(Block("heading", "Diagnostics (paper Table 1, plug-in)"))
-    blocks.append(
-        Block("table", (["metric", "plug-in", "languages used", "paper GR / SV"], _table1_rows(a)))
-    )
+    if completed:
+        blocks.append(Block("heading", "Diagnostics (paper Table 1, the completion's estimates)"))
+        header = ["metric", "estimate", f"{a.level:.0%} interval", "plug-in (completed matrix)",
+                  "languages used", "paper GR / SV"]
+        blocks.append(Block("table", (header, _completion_table1_rows(a, completion_diagnostics))))
+        blocks.append(Block("text", "Estimators and intervals: " + _completion_methods(completion_diagnostics)))
+    else:
+        blocks.append(Block("heading", "Diagnostics (paper Table 1, plug-in)"))
+        blocks.append(
+            Block("table", (["metric", "plug-in", "languages used", "paper GR / SV"], _table1_rows(a)))
+        )
     blocks += excluded_blocks(d)
     blocks.append(Block("heading", "Stability (paper §4.4)"))
     # the SEs are the user's (or a grid's delta-method ones): say which
@@ -231,9 +288,28 @@ def _p_best_text(row) -> str:
     return f"{value:.2f}" + (" ★" if getattr(row, "in_best_set", False) else "")
 
 
-def table1_frame(analysis: MatrixAnalysis) -> pd.DataFrame:
-    """table1.csv for a matrix: the plug-in values beside the paper's, no interval."""
+def table1_frame(analysis: MatrixAnalysis, completion_diagnostics: dict | None = None) -> pd.DataFrame:
+    """table1.csv for a matrix: the plug-in values beside the paper's, no interval; for a budgeted
+    CLTM, the completion's estimates and intervals, the plug-in beside them."""
     d = analysis.diagnostics
+    if completion_diagnostics is not None:
+        rows = []
+        for spec in diagnostics_in(TABLE1):
+            entry = completion_diagnostics.get(spec.key) or {}
+            rows.append({
+                "diagnostic": spec.key,
+                "label": spec.label,
+                "estimate": entry.get("point"),
+                "lower": entry.get("lower"),
+                "upper": entry.get("upper"),
+                "plugin": d.get(spec.key),
+                "paper_gr": spec.paper[0] if spec.paper else None,
+                "paper_sv": spec.paper[1] if spec.paper else None,
+                "percent": spec.fraction,
+                "method": entry.get("method"),
+                "reason": entry.get("reason") or "",
+            })
+        return pd.DataFrame(rows)
     return pd.DataFrame(
         [
             {
@@ -262,13 +338,16 @@ def write_matrix_report(
     heatmap: bool = True,
     sources: pd.DataFrame | None = None,
     p_best: pd.DataFrame | None = None,
+    completion_diagnostics: dict | None = None,
 ) -> dict[str, Path]:
     """Write ``report.html``, ``report.md``, ``cltm.csv`` (codes as analysed), ``cltm_se.csv``
     (when supplied), ``diagnostics.json``, ``intervals.json``, ``donors.csv``, ``table1.csv`` and
     the heatmap ``cltm.png``/``.pdf``. With ``sources`` (a budgeted CLTM's
     :func:`~cltm_sb.analysis.completion.read_sources`), predicted cells are outlined, the budget
     is stated, and donors.csv gains a ``source`` column; with ``p_best`` (the completion's
-    donors.csv) donors are ranked by P(best) and donors.csv gains ``p_best`` and ``in_best_set``."""
+    donors.csv) donors are ranked by P(best) and donors.csv gains ``p_best`` and ``in_best_set``;
+    with ``completion_diagnostics`` (the completion's intervals.json entries) Table 1, table1.csv
+    and intervals.json give the completion's estimates and intervals, the plug-in as ``plugin``."""
     if sources is not None:
         missing = sorted(set(analysis.matrix.index) - set(sources.index)) + sorted(
             set(analysis.matrix.columns) - set(sources.columns)
@@ -280,7 +359,8 @@ def write_matrix_report(
     write_matrix_csv(analysis.matrix, out / "cltm.csv")
     if analysis.se is not None:
         write_matrix_csv(analysis.se, out / "cltm_se.csv")
-    notes = {"diagnostics": f"plug-in values; {NO_RECORDS_REASON}"}
+    notes = {"diagnostics": COMPLETION_TABLE1 if completion_diagnostics is not None
+             else f"plug-in values; {NO_RECORDS_REASON}"}
     if analysis.has_intervals:
         notes["cells"] = analysis.to_intervals_json()["cells"]["method"]
     atomic_write_json(
@@ -292,7 +372,14 @@ def write_matrix_report(
             **analysis.diagnostics,
         },
     )
-    intervals = atomic_write_json(out / "intervals.json", analysis.to_intervals_json())
+    interval_data = analysis.to_intervals_json()
+    if completion_diagnostics is not None:
+        interval_data["diagnostics"] = {
+            spec.key: {**(completion_diagnostics.get(spec.key) or {}), "plugin": analysis.diagnostics.get(spec.key)}
+            for spec in diagnostics_in(TABLE1)
+        }
+        interval_data["variability_note"] = COMPLETION_TABLE1
+    intervals = atomic_write_json(out / "intervals.json", interval_data)
     donors = _with_p_best(analysis.donors, p_best)
     if sources is not None:
         donors = donors.assign(
@@ -301,7 +388,7 @@ def write_matrix_report(
     atomic_write(
         out / "donors.csv", lambda tmp: donors.to_csv(tmp, index=False, float_format="%.6g")
     )
-    table1 = table1_frame(analysis)
+    table1 = table1_frame(analysis, completion_diagnostics)
     atomic_write(
         out / "table1.csv", lambda tmp: table1.to_csv(tmp, index=False, float_format="%.6g")
     )
@@ -315,7 +402,7 @@ def write_matrix_report(
             predicted=predicted,
         )
         images["CLTM"] = out / "cltm.png"
-    blocks = matrix_report_blocks(analysis, registry, images, top_k, sources, p_best)
+    blocks = matrix_report_blocks(analysis, registry, images, top_k, sources, p_best, completion_diagnostics)
     md = atomic_write_text(out / "report.md", render_markdown(blocks, out))
     page = atomic_write_text(out / "report.html", render_html(blocks, analysis.title))
     return {"markdown": md, "html": page, "donors": out / "donors.csv", "intervals": intervals}
