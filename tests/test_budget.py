@@ -437,7 +437,7 @@ def test_completion_ranks_donors_by_the_probability_of_being_best(tmp_path):
     assert set(donors["source"]) <= {MEASURED, PREDICTED}
 
 
-def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_intervals(tmp_path):
+def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_intervals(tmp_path, capsys):
     """Table 1 of a budgeted CLTM's report is what `cltm complete` printed (its audit intervals
     included), not the plug-in on the completed matrix, which it shows beside them."""
     from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS
@@ -478,6 +478,11 @@ def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_interv
     assert ours["rfd"]["plugin"] != pytest.approx(ours["rfd"]["point"], rel=1e-6)
     # a diagnostic without an interval says why
     assert "n/a: " + theirs["row_cosine"]["reason"].removeprefix("no interval: ") in text
+    # The report never overwrites the completion's own files.
+    assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(out / "sources.csv"),
+                 "--families", str(fams), "-o", str(out)]) == 2
+    assert "would overwrite the completion's donors.csv and intervals.json" in capsys.readouterr().err
+    assert json.loads((out / "intervals.json").read_text())["diagnostics"] == theirs
     # A completion of another matrix is refused by name.
     other = tmp_path / "other"
     other.mkdir()
@@ -487,3 +492,4 @@ def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_interv
     (other / "intervals.json").write_text(json.dumps(data))
     assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(other / "sources.csv"),
                  "--families", str(fams), "-o", str(report)]) == 2
+    assert f"{other / 'intervals.json'}: written for a matrix with 871 off-diagonal cells" in capsys.readouterr().err

@@ -221,6 +221,11 @@ def _matrix_report(args: argparse.Namespace) -> int:
     given = [f"--{k.replace('_', '-')}" for k in grid_only if getattr(args, k, None)]
     if given:
         raise ValueError(f"{', '.join(given)}: options of a grid's report, not of --matrix")
+    if args.sources and Path(args.out).resolve() == Path(args.sources).resolve().parent:
+        raise ValueError(
+            f"-o {args.out} is the folder of {args.sources}: the report would overwrite the completion's "
+            "donors.csv and intervals.json; write the report to another folder"
+        )
     registry = load_registry(args.families)
     code_map = parse_code_map(args.map)
     analysis = load_matrix(args.matrix, registry, args.se, code_map)
