@@ -493,3 +493,12 @@ def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_interv
     assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(other / "sources.csv"),
                  "--families", str(fams), "-o", str(report)]) == 2
     assert f"{other / 'intervals.json'}: written for a matrix with 871 off-diagonal cells" in capsys.readouterr().err
+    (other / "intervals.json").write_text('{"completion": {')  # cut short
+    assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(other / "sources.csv"),
+                 "--families", str(fams), "-o", str(report)]) == 2
+    assert "not readable as JSON" in capsys.readouterr().err
+    # Another tool's intervals.json (no completion block) is not read: Table 1 is then the plug-in.
+    (other / "intervals.json").write_text(json.dumps({"diagnostics": {}}))
+    assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(other / "sources.csv"),
+                 "--families", str(fams), "-o", str(report)]) == 0
+    assert "Diagnostics (paper Table 1, plug-in)" in (report / "report.md").read_text()
