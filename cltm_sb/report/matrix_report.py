@@ -37,6 +37,10 @@ from cltm_sb.report.document import Block, _interval, _num, excluded_blocks
 from cltm_sb.report.render import render_html, render_markdown
 
 NO_INTERVAL_TEXT = "n/a: no SE supplied"
+COMPLETION_TABLE1 = (
+    "the completion's estimates (`cltm complete`, its intervals.json): intervals where calibrated, "
+    "the plug-in on the completed matrix beside them"
+)
 
 
 def _scope(analysis: MatrixAnalysis, key: str) -> str:
@@ -50,12 +54,6 @@ def _scope(analysis: MatrixAnalysis, key: str) -> str:
 
 def _cell_interval(analysis: MatrixAnalysis, lower: float, upper: float) -> str:
     return _interval(lower, upper) if analysis.has_intervals else NO_INTERVAL_TEXT
-
-
-COMPLETION_TABLE1 = (
-    "the completion's estimates (`cltm complete`, its intervals.json): intervals where calibrated, "
-    "the plug-in on the completed matrix beside them"
-)
 
 
 def _what_rows(analysis: MatrixAnalysis, completion: bool = False) -> list[list[str]]:
