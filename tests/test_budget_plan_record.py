@@ -219,3 +219,32 @@ def test_an_audit_design_is_recorded_and_complete_finds_it(data, tmp_path, capsy
             "--runner", "grid_fakes:run_fake", "-o", str(tmp_path / "g3"), "--audit", "0.3"]
     assert main(args) == 2
     assert "--audit needs --budget" in capsys.readouterr().err
+
+
+def test_a_budgeted_grid_is_reported_only_as_measured_cells_on_request(data, tmp_path, capsys):
+    """The diagnostics of a budgeted grid's measured pairs are not its CLTM's: `cltm report`
+    refuses and says how to complete it; --measured-only reports them, marked as such."""
+    grid = tmp_path / "g"
+    _plan(data, grid, "--budget", "0.4", seeds="42-44")
+    InProcessExecutor().run(load_plan(grid), progress=False)
+    capsys.readouterr()
+    report = tmp_path / "report"
+    assert main(["report", str(grid), "-o", str(report), "--no-heatmap"]) == 2
+    err = capsys.readouterr().err
+    assert "is a budgeted grid: 6 of 15 pairs planned (plan.json)" in err
+    assert f"cltm complete {grid} -o DIR" in err and "--measured-only" in err
+    assert not report.exists()
+    assert main(["report", str(grid), "-o", str(report), "--no-heatmap", "--measured-only"]) == 0
+    assert "analysing the measured cells alone" in capsys.readouterr().err
+    text = (report / "report.md").read_text()
+    assert "Warning: a budgeted grid: 6 of 15 pairs planned (plan.json): every figure here is over the " \
+           "measured cells alone" in text
+    # compare refuses it the same way
+    assert main(["compare", str(grid), str(grid), "-o", str(tmp_path / "cmp")]) == 2
+    assert "is a budgeted grid" in capsys.readouterr().err
+    # a full grid is reported as before, with no warning
+    full = tmp_path / "full"
+    _plan(data, full, seeds="42-44")
+    InProcessExecutor().run(load_plan(full), progress=False)
+    assert main(["report", str(full), "-o", str(tmp_path / "full_report"), "--no-heatmap"]) == 0
+    assert "Warning: a budgeted grid" not in (tmp_path / "full_report" / "report.md").read_text()

@@ -159,6 +159,7 @@ def _analysis(args: argparse.Namespace, grid: str, task: str | None):
     from cltm_sb.analysis.grid_analysis import analyze_grid, grid_registry
 
     _warn_obsolete(args)
+    budget = _budget_guard(grid, getattr(args, "measured_only", False))
     registry = grid_registry(grid, args.families)
     analysis = analyze_grid(
         grid,
@@ -169,7 +170,32 @@ def _analysis(args: argparse.Namespace, grid: str, task: str | None):
         config_hash=getattr(args, "config_hash", None),
         data_hash=getattr(args, "data_hash", None),
     )
+    if budget:
+        analysis.metadata["budget_note"] = (
+            f"{budget}: every figure here is over the measured cells alone, not the CLTM's "
+            "(`cltm complete` gives the full matrix's estimates)"
+        )
     return analysis, registry
+
+
+def _budget_guard(grid: str, measured_only: bool) -> str | None:
+    """What a budgeted grid measured (None for a full grid); an error unless ``measured_only``:
+    the diagnostics of its measured pairs alone would pass for the whole matrix's."""
+    from cltm_sb.grid.budget_record import partial_budget
+    from cltm_sb.grid.layout import GridLayout
+
+    budget = partial_budget((GridLayout(grid).plan_fields() or {}).get("budget"))
+    if budget and not measured_only:
+        raise ValueError(
+            f"{grid} is {budget}: diagnostics over its measured pairs alone are not the CLTM's. "
+            f"Complete it first (`cltm complete {grid} -o DIR`, then `cltm report --matrix "
+            "DIR/completed.csv --sources DIR/sources.csv -o REPORT`), or pass --measured-only to "
+            "analyse the measured cells as they are"
+        )
+    if budget:
+        print(f"warning: {grid} is {budget}; analysing the measured cells alone (--measured-only)",
+              file=sys.stderr)
+    return budget
 
 
 def _warn_obsolete(args: argparse.Namespace) -> None:
@@ -309,6 +335,12 @@ def _analysis_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_MIN_SEEDS,
         help="P(D, t) with fewer finished seeds is NaN (default: %(default)s)",
+    )
+    p.add_argument(
+        "--measured-only",
+        action="store_true",
+        help="a budgeted grid (cltm plan --budget/--pairs): analyse its measured cells as they are, "
+        "instead of refusing (its full matrix is `cltm complete`'s)",
     )
     # Obsolete (the retired percentile bootstrap): kept so that old scripts run, with a warning.
     p.add_argument("--bootstrap", type=int, help=argparse.SUPPRESS)

@@ -232,6 +232,16 @@ def _fraction(block: dict[str, Any]) -> str:
     return "?" if f_eff is None else f"{f_eff:.2f}"
 
 
+def partial_budget(block: dict[str, Any] | None) -> str | None:
+    """"k of n pairs measured ..." for a grid that plans only some of its pairs (None otherwise)."""
+    if not block or block.get("kind") == FULL:
+        return None
+    n_units, n_full = block.get("n_units"), block.get("n_full")
+    if not isinstance(n_units, int) or not isinstance(n_full, int) or n_units >= n_full:
+        return None
+    return f"a budgeted grid: {n_units} of {n_full} {block.get('unit', 'pairs')} planned (plan.json)"
+
+
 def budget_line(block: dict[str, Any] | None) -> str | None:
     """One line for ``cltm status`` / ``cltm plan`` about a budgeted grid (None: never budgeted).
 

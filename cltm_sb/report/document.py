@@ -257,6 +257,8 @@ def report_blocks(
     unc = analysis.uncertainty
     meta = a.metadata
     blocks = [Block("heading", f"{a.title}: report", 1)]
+    if meta.get("budget_note"):
+        blocks.append(Block("text", f"Warning: {meta['budget_note']}."))
     blocks.append(Block("heading", "Answers"))
     blocks.append(
         Block(
