@@ -17,7 +17,7 @@ from grid_fakes import make_prepared
 
 from cltm_sb.cli import main
 from cltm_sb.grid.executors.core import InProcessExecutor, RunBusy, execute_run, plan_lock
-from cltm_sb.grid.executors.local import LocalExecutor
+from cltm_sb.grid.executors.local import TERMINATE_GRACE_S, LocalExecutor
 from cltm_sb.grid.layout import PlanError
 from cltm_sb.grid.plan import Plan, load_plan, make_plan
 from cltm_sb.grid.status import plan_status
@@ -145,7 +145,10 @@ def test_killed_grid_leaves_no_process_and_resumes_to_the_same_matrix(
     out, _ = grid.communicate(timeout=30)
     assert grid.returncode == exit_code, out
     seconds = _seconds_until_none_left(mark, killed_at)
-    assert _marked_pids(mark) == [] and seconds < 5.0, f"processes alive {seconds:.2f} s after {sig!r}"
+    # The contract: nothing outlives the grid's SIGTERM, then SIGKILL after TERMINATE_GRACE_S. The
+    # margin is for a loaded machine (on this VM a worker once needed the SIGKILL: 5.9 s in all).
+    limit = TERMINATE_GRACE_S + 10.0
+    assert _marked_pids(mark) == [] and seconds < limit, f"processes alive {seconds:.2f} s after {sig!r}"
     assert not [pid for pid in workers if _running(pid)]
     records = list(plan.records_dir.glob("*.json"))
     assert 2 <= len(records) < len(plan.runs)
