@@ -77,38 +77,40 @@ def _what_rows(analysis: MatrixAnalysis, completion: bool = False) -> list[list[
     ]
 
 
+def _paper_cell(spec) -> str:
+    """The paper's GR / SV values of a Table-1 diagnostic ("" where the paper has none)."""
+    pct = spec.fraction
+    return f"{_num(spec.paper[0], pct)} / {_num(spec.paper[1], pct)}" if spec.paper else ""
+
+
+def _plugin_cell(analysis: MatrixAnalysis, spec) -> str:
+    """The plug-in value of a Table-1 diagnostic, or ``n/a: why`` where it is undefined."""
+    undefined = analysis.diagnostics.get("undefined", {})
+    if spec.key in undefined:
+        return f"n/a: {undefined[spec.key]}"
+    return _num(analysis.diagnostics.get(spec.key), spec.fraction)
+
+
 def _table1_rows(analysis: MatrixAnalysis) -> list[list[str]]:
-    d = analysis.diagnostics
-    undefined = d.get("undefined", {})
-    rows = []
-    for spec in diagnostics_in(TABLE1):
-        pct = spec.fraction
-        paper = f"{_num(spec.paper[0], pct)} / {_num(spec.paper[1], pct)}" if spec.paper else ""
-        value = _num(d.get(spec.key), pct)
-        if spec.key in undefined:
-            value = f"n/a: {undefined[spec.key]}"
-        rows.append([spec.label, value, _scope(analysis, spec.key), paper])
-    return rows
+    return [
+        [spec.label, _plugin_cell(analysis, spec), _scope(analysis, spec.key), _paper_cell(spec)]
+        for spec in diagnostics_in(TABLE1)
+    ]
 
 
 def _completion_table1_rows(analysis: MatrixAnalysis, entries: dict) -> list[list[str]]:
     """Table 1 of a budgeted CLTM: the completion's estimate and interval, then the plug-in."""
-    undefined = analysis.diagnostics.get("undefined", {})
     rows = []
     for spec in diagnostics_in(TABLE1):
-        pct = spec.fraction
         entry = entries.get(spec.key) or {}
-        paper = f"{_num(spec.paper[0], pct)} / {_num(spec.paper[1], pct)}" if spec.paper else ""
         lower, upper = entry.get("lower"), entry.get("upper")
         if lower is not None and upper is not None:
-            interval = _interval(lower, upper, pct)
+            interval = _interval(lower, upper, spec.fraction)
         else:
             reason = str(entry.get("reason") or "").removeprefix("no interval: ")
             interval = f"n/a: {reason}" if reason else "n/a"
-        plug = _num(analysis.diagnostics.get(spec.key), pct)
-        if spec.key in undefined:
-            plug = f"n/a: {undefined[spec.key]}"
-        rows.append([spec.label, _num(entry.get("point"), pct), interval, plug, _scope(analysis, spec.key), paper])
+        rows.append([spec.label, _num(entry.get("point"), spec.fraction), interval, _plugin_cell(analysis, spec),
+                     _scope(analysis, spec.key), _paper_cell(spec)])
     return rows
 
 
@@ -288,44 +290,46 @@ def _p_best_text(row) -> str:
 
 def table1_frame(analysis: MatrixAnalysis, completion_diagnostics: dict | None = None) -> pd.DataFrame:
     """table1.csv for a matrix: the plug-in values beside the paper's, no interval; for a budgeted
-    CLTM, the completion's estimates and intervals, the plug-in beside them."""
+    CLTM, the completion's estimates and intervals (:func:`_completion_entries`), the plug-in beside them."""
     d = analysis.diagnostics
     if completion_diagnostics is not None:
-        rows = []
-        for spec in diagnostics_in(TABLE1):
-            entry = completion_diagnostics.get(spec.key) or {}
-            rows.append({
-                "diagnostic": spec.key,
-                "label": spec.label,
-                "estimate": entry.get("point"),
-                "lower": entry.get("lower"),
-                "upper": entry.get("upper"),
+        entries = _completion_entries(analysis, completion_diagnostics)
+    else:
+        entries = {
+            spec.key: {
+                "point": d.get(spec.key),
                 "plugin": d.get(spec.key),
-                "paper_gr": spec.paper[0] if spec.paper else None,
-                "paper_sv": spec.paper[1] if spec.paper else None,
-                "percent": spec.fraction,
-                "method": entry.get("method"),
-                "reason": entry.get("reason") or "",
-            })
-        return pd.DataFrame(rows)
+                "method": "plug-in",
+                "reason": d.get("undefined", {}).get(spec.key) or NO_RECORDS_REASON,
+            }
+            for spec in diagnostics_in(TABLE1)
+        }
     return pd.DataFrame(
         [
             {
                 "diagnostic": spec.key,
                 "label": spec.label,
-                "estimate": d.get(spec.key),
-                "lower": None,
-                "upper": None,
-                "plugin": d.get(spec.key),
+                "estimate": entries[spec.key].get("point"),
+                "lower": entries[spec.key].get("lower"),
+                "upper": entries[spec.key].get("upper"),
+                "plugin": entries[spec.key]["plugin"],
                 "paper_gr": spec.paper[0] if spec.paper else None,
                 "paper_sv": spec.paper[1] if spec.paper else None,
                 "percent": spec.fraction,
-                "method": "plug-in",
-                "reason": d.get("undefined", {}).get(spec.key) or NO_RECORDS_REASON,
+                "method": entries[spec.key].get("method"),
+                "reason": entries[spec.key].get("reason") or "",
             }
             for spec in diagnostics_in(TABLE1)
         ]
     )
+
+
+def _completion_entries(analysis: MatrixAnalysis, completion_diagnostics: dict) -> dict[str, dict]:
+    """The completion's Table-1 entries (intervals.json schema) with this matrix's plug-in as ``plugin``."""
+    return {
+        spec.key: {**(completion_diagnostics.get(spec.key) or {}), "plugin": analysis.diagnostics.get(spec.key)}
+        for spec in diagnostics_in(TABLE1)
+    }
 
 
 def write_matrix_report(
@@ -372,10 +376,7 @@ def write_matrix_report(
     )
     interval_data = analysis.to_intervals_json()
     if completion_diagnostics is not None:
-        interval_data["diagnostics"] = {
-            spec.key: {**(completion_diagnostics.get(spec.key) or {}), "plugin": analysis.diagnostics.get(spec.key)}
-            for spec in diagnostics_in(TABLE1)
-        }
+        interval_data["diagnostics"] = _completion_entries(analysis, completion_diagnostics)
         interval_data["variability_note"] = COMPLETION_TABLE1
     intervals = atomic_write_json(out / "intervals.json", interval_data)
     donors = _with_p_best(analysis.donors, p_best)
