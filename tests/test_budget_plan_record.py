@@ -248,3 +248,9 @@ def test_a_budgeted_grid_is_reported_only_as_measured_cells_on_request(data, tmp
     InProcessExecutor().run(load_plan(full), progress=False)
     assert main(["report", str(full), "-o", str(tmp_path / "full_report"), "--no-heatmap"]) == 0
     assert "Warning: a budgeted grid" not in (tmp_path / "full_report" / "report.md").read_text()
+    # The note belongs to the analysis itself, so a report written from the library warns too.
+    from cltm_sb.analysis.grid_analysis import analyze_grid, grid_registry
+
+    assert analyze_grid(grid, grid_registry(grid)).metadata["budget_note"].startswith(
+        "a budgeted grid: 6 of 15 pairs planned (plan.json): every figure here")
+    assert "budget_note" not in analyze_grid(full, grid_registry(full)).metadata

@@ -86,7 +86,24 @@ class GridData:
             ],
             "n_debug_runs": records.n_debug,  # --debug runs: skipped like failed ones
             "min_seeds": min_seeds,
+            **_budget_note(self.source),
         }
+
+
+def _budget_note(folder: Path) -> dict[str, str]:
+    """``{"budget_note": ...}`` for a budgeted grid (the report warns with it), else ``{}``: its
+    measured pairs' figures are not the whole matrix's."""
+    from cltm_sb.grid.budget_record import partial_budget
+
+    try:
+        plan = GridLayout(folder).plan_fields()
+    except PlanError:
+        return {}
+    budget = partial_budget((plan or {}).get("budget"))
+    if not budget:
+        return {}
+    return {"budget_note": f"{budget}: every figure here is over the measured cells alone, not the CLTM's "
+                           "(`cltm complete` gives the full matrix's estimates)"}
 
 
 def _plan_declaration(folder: Path, task: str) -> dict[str, Any] | None:

@@ -159,7 +159,7 @@ def _analysis(args: argparse.Namespace, grid: str, task: str | None):
     from cltm_sb.analysis.grid_analysis import analyze_grid, grid_registry
 
     _warn_obsolete(args)
-    budget = _budget_guard(grid, getattr(args, "measured_only", False))
+    _budget_guard(grid, getattr(args, "measured_only", False))
     registry = grid_registry(grid, args.families)
     analysis = analyze_grid(
         grid,
@@ -170,17 +170,13 @@ def _analysis(args: argparse.Namespace, grid: str, task: str | None):
         config_hash=getattr(args, "config_hash", None),
         data_hash=getattr(args, "data_hash", None),
     )
-    if budget:
-        analysis.metadata["budget_note"] = (
-            f"{budget}: every figure here is over the measured cells alone, not the CLTM's "
-            "(`cltm complete` gives the full matrix's estimates)"
-        )
     return analysis, registry
 
 
-def _budget_guard(grid: str, measured_only: bool) -> str | None:
-    """What a budgeted grid measured (None for a full grid); an error unless ``measured_only``:
-    the diagnostics of its measured pairs alone would pass for the whole matrix's."""
+def _budget_guard(grid: str, measured_only: bool) -> None:
+    """A budgeted grid is an error unless ``measured_only`` (then a warning): the diagnostics of
+    its measured pairs alone would pass for the whole matrix's (the report warns too:
+    ``budget_note`` of the analysis' metadata)."""
     from cltm_sb.grid.budget_record import partial_budget
     from cltm_sb.grid.layout import GridLayout
 
@@ -195,7 +191,6 @@ def _budget_guard(grid: str, measured_only: bool) -> str | None:
     if budget:
         print(f"warning: {grid} is {budget}; analysing the measured cells alone (--measured-only)",
               file=sys.stderr)
-    return budget
 
 
 def _warn_obsolete(args: argparse.Namespace) -> None:
