@@ -246,9 +246,15 @@ def test_cli_design_refuses_an_audit_for_next_rounds(tmp_path, capsys):
 
 def test_audit_size_note_says_what_a_small_audit_lacks_and_how_to_enlarge_it():
     assert audit_size_note(97, 284, 946) == ""
+    assert audit_size_note(8, 24, 120) == (
+        "8 audit pairs: no design-based interval: they start at 12 audit pairs (asymmetry's at 90); "
+        "--audit 0.50 gives 12")
+    assert audit_size_note(4, 9, 15) == (
+        "4 audit pairs: no design-based interval: they start at 12 audit pairs (asymmetry's at 90); "
+        "15 pairs in all are too few for 12")
     assert audit_size_note(12, 36, 120) == (
-        "12 audit pairs: no design-based interval: they start at 30 audit pairs (asymmetry's at 90); "
-        "--budget 0.50 with --audit 0.5 gives 30")
+        "12 audit pairs: asymmetry gets no design-based interval below 90 audit pairs; "
+        "120 pairs in all are too few for 90")
     assert audit_size_note(40, 200, 946).endswith("below 90 audit pairs; --audit 0.45 gives 90")
     # every suggestion delivers what it promises
     for n_languages in (8, 16, 28, 44):
@@ -280,8 +286,11 @@ def test_tiny_audits_give_bounded_intervals_or_say_why_not():
             assert lower <= point <= upper, name
         for name in ("prop_positive", "reciprocity_positive", "intra_family_positive"):
             assert estimates[name][1] >= 0.0 and estimates[name][2] <= 1.0, name
+        assert len(audit) == MIN_AUDIT_PAIRS  # the smallest audit that prints intervals
+        audit_intervals(completion, truth.families, completion.audit, completion.seed_replicates)
+        fewer = audit_mask(truth.locales, audit[: MIN_AUDIT_PAIRS - 1])
         with pytest.raises(ValueError, match=f"design-based intervals need at least {MIN_AUDIT_PAIRS}"):
-            audit_intervals(completion, truth.families, completion.audit, completion.seed_replicates)
+            audit_intervals(completion, truth.families, fewer, completion.seed_replicates)
     # Every language its own family (intra-family+ is 0) or all in one (it is 1): the logit scale's edges.
     for families, share in (([f"F{i}" for i in range(16)], 0.0), (["F"] * 16, 1.0)):
         point, lower, upper = audit_intervals(completion, families, completion.audit, completion.seed_replicates,
