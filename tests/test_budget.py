@@ -260,6 +260,26 @@ def _partial_csv(tmp_path, n=12):
     return path, fams, truth
 
 
+def test_complete_says_when_predictive_intervals_are_unbounded(tmp_path, capsys):
+    """Too few measured pairs for a conformal quantile: the predicted cells' intervals are
+    unbounded, and `cltm complete` says so and what to do."""
+    path, fams, _ = _partial_csv(tmp_path, n=6)
+    assert main(["complete", str(path), "--families", str(fams), "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    upper = read_partial_matrix(tmp_path / "out" / "upper.csv").to_numpy()
+    sources = pd.read_csv(tmp_path / "out" / "sources.csv", index_col=0).to_numpy()
+    n_predicted = int((sources == PREDICTED).sum())
+    assert n_predicted and np.isnan(upper[sources == PREDICTED]).all()
+    assert (f"note: {n_predicted} of {n_predicted} predicted cells have unbounded 95% intervals: too few "
+            "measured cells to hold out") in printed
+    # ... and not when there are enough (12 languages at F = 0.4).
+    more = tmp_path / "more"
+    more.mkdir()
+    path, fams, _ = _partial_csv(more, n=12)
+    assert main(["complete", str(path), "--families", str(fams), "-o", str(tmp_path / "out12")]) == 0
+    assert "unbounded" not in capsys.readouterr().out
+
+
 def test_cli_design_complete_round_trip(tmp_path, capsys):
     path, fams, truth = _partial_csv(tmp_path)
     out = tmp_path / "completed"
@@ -396,6 +416,19 @@ def test_report_of_a_completed_matrix_outlines_predicted_cells_and_states_the_bu
             theirs.set_index("donor").loc[list(ranking["donor"]), "in_best_set"]
         )
     assert "Donors ranked by P(best)" in text and "P(best)" in text
+    # The cell intervals are the completion's (measurement intervals for measured cells, here none
+    # without --se; predictive intervals for predicted ones), in the tables, donors.csv and intervals.json.
+    theirs = completion_donors.set_index(["target", "donor"])
+    mine = donors.set_index(["target", "donor"]).loc[theirs.index]
+    assert np.allclose(mine[["lower", "upper"]], theirs[["lower", "upper"]], equal_nan=True)
+    predicted = theirs[(theirs["source"] == PREDICTED) & np.isfinite(theirs["lower"])]
+    assert len(predicted) and (theirs.loc[theirs["source"] == MEASURED, "lower"].isna()).all()
+    (target, donor), row = next(iter(predicted.iterrows()))
+    assert f"| {row['value']:.3f} | n/a | [{row['lower']:.3f}, {row['upper']:.3f}] | predicted |" in text
+    assert "Cell intervals: 95%, from `cltm complete`: measured cells: no standard errors given" in text
+    assert "no SE supplied" not in text
+    cells = json.loads((report / "intervals.json").read_text())["cells"]
+    assert cells["method"].startswith("from `cltm complete`: measured cells:")
     # The heatmap outlines exactly the predicted cells.
     registry = load_registry(fams)
     matrix = read_partial_matrix(out / "completed.csv")

@@ -959,8 +959,9 @@ class CompletionRun:
             "diagnostics": self.diagnostics,
             "tests": {},
             "cells": {
-                "method": f"measured: {c.measured_interval_note}; predicted: cross-validated "
-                "conformal predictive intervals (within- and across-family errors apart)"
+                "method": f"{c.measured_interval_note}; predicted cells: cross-validated "
+                "conformal predictive intervals (within- and across-family errors apart; unbounded "
+                "where too few measured cells were held out: fewer than 19 at 95%)"
             },
             "completion": {
                 "source": self.source,
@@ -1157,8 +1158,9 @@ def read_completion_donors(
     registry: LanguageRegistry | None = None,
     code_map: Mapping[str, str] | None = None,
 ) -> pd.DataFrame | None:
-    """The ``p_best`` and ``in_best_set`` of a completion's donors.csv (:func:`donor_table`), codes
-    mapped as :func:`read_sources` maps them; None when ``path`` is missing or is not such a file."""
+    """The ``p_best`` and ``in_best_set`` of a completion's donors.csv (:func:`donor_table`), with
+    its cell intervals ``lower`` and ``upper`` where the file has them, codes mapped as
+    :func:`read_sources` maps them; None when ``path`` is missing or is not such a file."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -1172,14 +1174,16 @@ def read_completion_donors(
         for column in ("target", "donor"):
             frame[column] = mapper.map_codes(list(frame[column]), registry, f" ({column}s of {path})")
     frame["in_best_set"] = frame["in_best_set"].astype(str).str.lower() == "true"
-    return frame[["target", "donor", "p_best", "in_best_set"]]
+    bounds = ["lower", "upper"] if {"lower", "upper"} <= set(frame.columns) else []
+    return frame[["target", "donor", "p_best", "in_best_set", *bounds]]
 
 
-def read_completion_diagnostics(path: str | os.PathLike, n_languages: int | None = None) -> dict[str, Any] | None:
-    """The Table-1 entries (point, lower, upper, plugin, method, reason) of a completion's
-    intervals.json (:meth:`CompletionRun.to_intervals_json`); None when ``path`` is missing or is
-    not a completion's. With ``n_languages``, a file written for a matrix of another size is an
-    error that names it (it is not this matrix's completion)."""
+def read_completion_intervals(path: str | os.PathLike, n_languages: int | None = None) -> dict[str, Any] | None:
+    """A completion's intervals.json (:meth:`CompletionRun.to_intervals_json`): its ``level``, its
+    Table-1 entries under ``diagnostics`` (point, lower, upper, plugin, method, reason) and how its
+    cell intervals were made under ``cells``; None when ``path`` is missing or is not a
+    completion's. With ``n_languages``, a file written for a matrix of another size is an error
+    that names it (it is not this matrix's completion)."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -1200,7 +1204,7 @@ def read_completion_diagnostics(path: str | os.PathLike, n_languages: int | None
                 f"{path}: written for a matrix with {n_cells} off-diagonal cells, not this one's "
                 f"{n_languages * (n_languages - 1)}; pass the sources.csv of the same `cltm complete` run"
             )
-    return diagnostics
+    return data
 
 
 def read_sources(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from cltm_sb.analysis.completion import (
     DEFAULT_LEVEL,
+    PREDICTED,
     complete_source,
     observed_completion,
     write_completion,
@@ -70,6 +73,11 @@ def _complete(args: argparse.Namespace) -> int:
           f"{counts['predicted']} predicted, {counts['undefined']} undefined off-diagonal cells "
           f"(model: {c.config.scaling} scaling, rank {c.config.rank}"
           + (", a smooth function of the distances" if c.config.distance_smooth is not None else "") + ")")
+    unbounded = int(((c.sources == PREDICTED) & ~(np.isfinite(c.lower) & np.isfinite(c.upper))).sum())
+    if unbounded:
+        print(f"note: {unbounded} of {counts['predicted']} predicted cells have unbounded {c.level:.0%} intervals: "
+              "too few measured cells to hold out for a conformal quantile (19 at 95%); measure more pairs "
+              "(`cltm design --next K --observed ...`)")
     reasons, methods = set(), set()
     for d in DIAGNOSTICS:
         entry = run.diagnostics.get(d.key)

@@ -230,9 +230,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _matrix_report(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from cltm_sb.analysis.completion import (
-        read_completion_diagnostics,
         read_completion_donors,
+        read_completion_intervals,
         read_sources,
     )
     from cltm_sb.analysis.external import load_matrix
@@ -251,21 +253,28 @@ def _matrix_report(args: argparse.Namespace) -> int:
     code_map = parse_code_map(args.map)
     analysis = load_matrix(args.matrix, registry, args.se, code_map)
     sources = read_sources(args.sources, registry, code_map) if args.sources else None
-    # `cltm complete` writes donors.csv beside sources.csv: its P(best) ranks the donor tables.
+    # `cltm complete` writes donors.csv beside sources.csv: its P(best) ranks the donor tables,
+    # and its cell intervals are shown ...
     p_best = (
         read_completion_donors(Path(args.sources).with_name("donors.csv"), registry, code_map)
         if args.sources
         else None
     )
-    # ... and its intervals.json the completion's Table-1 estimates and intervals.
-    completion_diagnostics = (
-        read_completion_diagnostics(Path(args.sources).with_name("intervals.json"), len(analysis.matrix))
+    # ... and its intervals.json gives the Table-1 estimates and intervals, the level and how the
+    # cell intervals were made.
+    completion = (
+        read_completion_intervals(Path(args.sources).with_name("intervals.json"), len(analysis.matrix))
         if args.sources
         else None
     )
+    cell_method = None
+    if completion is not None:
+        analysis = replace(analysis, level=float(completion.get("level", analysis.level)))
+        cell_method = (completion.get("cells") or {}).get("method")
     written = write_matrix_report(
         analysis, registry, args.out, top_k=args.top, heatmap=not args.no_heatmap, sources=sources,
-        p_best=p_best, completion_diagnostics=completion_diagnostics,
+        p_best=p_best, completion_diagnostics=completion["diagnostics"] if completion else None,
+        cell_method=cell_method,
     )
     for path in (written["html"], written["markdown"]):
         print(path)

@@ -52,8 +52,13 @@ def _scope(analysis: MatrixAnalysis, key: str) -> str:
     return f"{len(used['targets'])} targets × {len(used['donors'])} donors"
 
 
-def _cell_interval(analysis: MatrixAnalysis, lower: float, upper: float) -> str:
-    return _interval(lower, upper) if analysis.has_intervals else NO_INTERVAL_TEXT
+def _cell_interval(shown: bool, lower: float, upper: float) -> str:
+    """A cell's interval where the report has cell intervals (``shown``); n/a for an undefined cell."""
+    if not shown:
+        return NO_INTERVAL_TEXT
+    if np.isnan([lower, upper]).any():
+        return "n/a"
+    return _interval(lower, upper) if np.isfinite([lower, upper]).all() else "unbounded"
 
 
 def _what_rows(analysis: MatrixAnalysis, completion: bool = False) -> list[list[str]]:
@@ -124,8 +129,8 @@ def _completion_methods(entries: dict) -> str:
     return " ".join(f"{', '.join(labels)}: {method}." for method, labels in by_method.items())
 
 
-def _top_rows(analysis: MatrixAnalysis, positive: bool, top_k: int) -> list[list[str]]:
-    table = analysis.donors.dropna(subset=["value"])
+def _top_rows(donors: pd.DataFrame, shown: bool, positive: bool, top_k: int) -> list[list[str]]:
+    table = donors.dropna(subset=["value"])
     table = table[table["value"] > 0] if positive else table[table["value"] < 0]
     table = table.sort_values("value", ascending=not positive).head(top_k)
     return [
@@ -133,7 +138,7 @@ def _top_rows(analysis: MatrixAnalysis, positive: bool, top_k: int) -> list[list
             f"{r.donor} → {r.target}",
             _num(r.value),
             _num(r.se),
-            _cell_interval(analysis, r.lower, r.upper),
+            _cell_interval(shown, r.lower, r.upper),
         ]
         for r in table.itertuples()
     ]
@@ -170,19 +175,23 @@ def matrix_report_blocks(
     sources: pd.DataFrame | None = None,
     p_best: pd.DataFrame | None = None,
     completion_diagnostics: dict | None = None,
+    cell_method: str | None = None,
 ) -> list[Block]:
     """The content of a matrix's report, independent of the output format (``sources``: the
     ``measured``/``predicted``/``undefined`` cells of a budgeted CLTM; ``p_best``: its donors'
-    P(best), :func:`~cltm_sb.analysis.completion.read_completion_donors`;
-    ``completion_diagnostics``: its Table-1 entries,
-    :func:`~cltm_sb.analysis.completion.read_completion_diagnostics`)."""
+    P(best) and cell intervals, :func:`~cltm_sb.analysis.completion.read_completion_donors`;
+    ``completion_diagnostics``: its Table-1 entries and ``cell_method`` how its cell intervals
+    were made, :func:`~cltm_sb.analysis.completion.read_completion_intervals`)."""
     a, d = analysis, analysis.diagnostics
     completed = completion_diagnostics is not None
-    interval_note = (
-        f"Cell intervals: {a.level:.0%}, {a.to_intervals_json()['cells']['method']}."
-        if a.has_intervals
-        else "No cell intervals: no standard errors were supplied (--se)."
-    )
+    donors = _with_p_best(a.donors, p_best)
+    shown = _has_cell_intervals(a, p_best, cell_method)
+    if shown and cell_method is not None:
+        interval_note = f"Cell intervals: {a.level:.0%}, from `cltm complete`: {cell_method}."
+    elif shown:
+        interval_note = f"Cell intervals: {a.level:.0%}, {a.to_intervals_json()['cells']['method']}."
+    else:
+        interval_note = "No cell intervals: no standard errors were supplied (--se)."
     blocks = [
         Block("heading", f"{a.title}: report", 1),
         Block(
@@ -230,11 +239,10 @@ def matrix_report_blocks(
     blocks.append(Block("heading", "Top pairs"))
     header = ["donor → target", "M", "SE", f"{a.level:.0%} interval"]
     for positive, title in ((True, "Most positive"), (False, "Most negative")):
-        rows = _top_rows(a, positive, top_k)
+        rows = _top_rows(donors, shown, positive, top_k)
         blocks.append(Block("heading", title, 3))
         blocks.append(Block("table", (header, rows)) if rows else Block("text", "none"))
     blocks.append(Block("heading", "Which languages should I add? Donors per target"))
-    donors = _with_p_best(a.donors, p_best)
     if p_best is None:
         blocks.append(Block("text", f"Donors ranked by M[target, donor]. {interval_note}"))
     else:
@@ -253,7 +261,7 @@ def matrix_report_blocks(
                 f"{r.donor} ({registry.name(r.donor)})",
                 _num(r.value),
                 _num(r.se),
-                _cell_interval(a, r.lower, r.upper),
+                _cell_interval(shown, r.lower, r.upper),
             ]
             + ([_source_of(sources, t, r.donor)] if sources is not None else [])
             + ([_p_best_text(r)] if p_best is not None else [])
@@ -266,11 +274,18 @@ def matrix_report_blocks(
     return blocks
 
 
+def _has_cell_intervals(analysis: MatrixAnalysis, p_best: pd.DataFrame | None, cell_method: str | None) -> bool:
+    """Whether the report shows cell intervals: the completion's, or from the user's SEs."""
+    completion = cell_method is not None and p_best is not None and "lower" in p_best.columns
+    return completion or analysis.has_intervals
+
+
 def _with_p_best(donors: pd.DataFrame, p_best: pd.DataFrame | None) -> pd.DataFrame:
-    """``donors`` with p_best and in_best_set, re-ranked by P(best) then value (unchanged without)."""
+    """``donors`` with p_best and in_best_set, re-ranked by P(best) then value (unchanged without);
+    where ``p_best`` has the completion's cell intervals (lower, upper), they replace the donors'."""
     if p_best is None:
         return donors
-    out = donors.drop(columns=[c for c in ("p_best", "in_best_set") if c in donors.columns])
+    out = donors.drop(columns=[c for c in p_best.columns if c in donors.columns and c not in ("target", "donor")])
     out = out.merge(p_best, on=["target", "donor"], how="left")
     out["in_best_set"] = out["in_best_set"].fillna(False).astype(bool)
     # Targets keep their order; within a target, stable sorts keep P(best) then value order.
@@ -341,6 +356,7 @@ def write_matrix_report(
     sources: pd.DataFrame | None = None,
     p_best: pd.DataFrame | None = None,
     completion_diagnostics: dict | None = None,
+    cell_method: str | None = None,
 ) -> dict[str, Path]:
     """Write ``report.html``, ``report.md``, ``cltm.csv`` (codes as analysed), ``cltm_se.csv``
     (when supplied), ``diagnostics.json``, ``intervals.json``, ``donors.csv``, ``table1.csv`` and
@@ -349,7 +365,9 @@ def write_matrix_report(
     is stated, and donors.csv gains a ``source`` column; with ``p_best`` (the completion's
     donors.csv) donors are ranked by P(best) and donors.csv gains ``p_best`` and ``in_best_set``;
     with ``completion_diagnostics`` (the completion's intervals.json entries) Table 1, table1.csv
-    and intervals.json give the completion's estimates and intervals, the plug-in as ``plugin``."""
+    and intervals.json give the completion's estimates and intervals, the plug-in as ``plugin``;
+    with ``cell_method`` (its intervals.json's ``cells.method``) the donor tables, top pairs,
+    donors.csv and intervals.json give the completion's cell intervals from ``p_best``."""
     if sources is not None:
         missing = sorted(set(analysis.matrix.index) - set(sources.index)) + sorted(
             set(analysis.matrix.columns) - set(sources.columns)
@@ -363,8 +381,9 @@ def write_matrix_report(
         write_matrix_csv(analysis.se, out / "cltm_se.csv")
     notes = {"diagnostics": COMPLETION_TABLE1 if completion_diagnostics is not None
              else f"plug-in values; {NO_RECORDS_REASON}"}
-    if analysis.has_intervals:
-        notes["cells"] = analysis.to_intervals_json()["cells"]["method"]
+    shown = _has_cell_intervals(analysis, p_best, cell_method)
+    if shown:
+        notes["cells"] = cell_method or analysis.to_intervals_json()["cells"]["method"]
     atomic_write_json(
         out / "diagnostics.json",
         {
@@ -378,8 +397,12 @@ def write_matrix_report(
     if completion_diagnostics is not None:
         interval_data["diagnostics"] = _completion_entries(analysis, completion_diagnostics)
         interval_data["variability_note"] = COMPLETION_TABLE1
+    if shown and cell_method is not None:
+        interval_data["cells"] = {"method": f"from `cltm complete`: {cell_method}", "reason": ""}
     intervals = atomic_write_json(out / "intervals.json", interval_data)
     donors = _with_p_best(analysis.donors, p_best)
+    if shown and cell_method is not None:
+        donors["interval"] = f"from `cltm complete`: {cell_method}"
     if sources is not None:
         donors = donors.assign(
             source=[_source_of(sources, t, d) for t, d in zip(donors["target"], donors["donor"])]
@@ -401,7 +424,9 @@ def write_matrix_report(
             predicted=predicted,
         )
         images["CLTM"] = out / "cltm.png"
-    blocks = matrix_report_blocks(analysis, registry, images, top_k, sources, p_best, completion_diagnostics)
+    blocks = matrix_report_blocks(
+        analysis, registry, images, top_k, sources, p_best, completion_diagnostics, cell_method
+    )
     md = atomic_write_text(out / "report.md", render_markdown(blocks, out))
     page = atomic_write_text(out / "report.html", render_html(blocks, analysis.title))
     return {"markdown": md, "html": page, "donors": out / "donors.csv", "intervals": intervals}
