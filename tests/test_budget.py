@@ -328,7 +328,8 @@ def test_cli_complete_from_a_simulated_grid(tmp_path, capsys):
         if frozenset((a, b)) not in keep:
             record.unlink()
     out = tmp_path / "out"
-    assert main(["complete", str(grid), "--families", str(grid / "families.csv"), "-o", str(out)]) == 0
+    assert main(["complete", str(grid), "-o", str(out)]) == 0  # the grid's own families.csv
+    assert (out / "families.csv").read_text() == (grid / "families.csv").read_text()
     intervals = json.loads((out / "intervals.json").read_text())
     assert intervals["n_seeds"] == 10
     assert intervals["completion"]["cells"]["measured"] == 2 * len(keep)
@@ -342,6 +343,11 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "(0, 1]" in capsys.readouterr().err
     assert main(["complete", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["complete", str(tmp_path / "no_grid"), "-o", str(tmp_path / "o")]) == 2
+    assert "no_grid: not found; give a grid folder or a partial matrix CSV" in capsys.readouterr().err
+    assert main(["design", "--next", "2", "--observed", str(tmp_path / "no_grid"), "-o", str(tmp_path / "p.csv")]) == 2
+    assert "no_grid: not found; give a grid folder or a partial matrix CSV" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p.csv").exists()
 
 
 def test_cli_plan_with_pairs_and_budget_prints_both_costs(tmp_path, capsys):
@@ -429,6 +435,12 @@ def test_report_of_a_completed_matrix_outlines_predicted_cells_and_states_the_bu
     assert "no SE supplied" not in text
     cells = json.loads((report / "intervals.json").read_text())["cells"]
     assert cells["method"].startswith("from `cltm complete`: measured cells:")
+    # `cltm complete` copied the families it used beside sources.csv: the report finds them there.
+    assert (out / "families.csv").read_text() == fams.read_text()
+    again = tmp_path / "report_again"
+    assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(out / "sources.csv"),
+                 "-o", str(again)]) == 0
+    assert (again / "report.md").read_text() == text
     # The heatmap outlines exactly the predicted cells.
     registry = load_registry(fams)
     matrix = read_partial_matrix(out / "completed.csv")

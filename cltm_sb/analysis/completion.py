@@ -944,6 +944,8 @@ class CompletionRun:
     families: list[str] | None
     # The grid's budget block (plan.json, cltm_sb.grid.budget_record): the design behind it.
     design: dict[str, Any] | None = None
+    # The code,name,family CSV the families came from (None: the built-in registry).
+    families_file: str | None = None
 
     def to_intervals_json(self) -> dict[str, Any]:
         """intervals.json in the schema of ``cltm report``, plus a ``completion`` block."""
@@ -1074,6 +1076,8 @@ def complete_source(
             raise ValueError(f"{design_csv}: no audit pairs (a role column with 'audit'); "
                              "make the design with `cltm design --audit A`")
     path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; give a grid folder or a partial matrix CSV (empty = not measured)")
     design = None
     if path.is_dir():
         from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
@@ -1089,6 +1093,8 @@ def complete_source(
 
         # Without --families, the families the grid was planned with (as `cltm matrix` reads it).
         data = load_grid(path, grid_registry(path, families_csv), task=task)
+        kept = GridLayout(path).families_file
+        families_file = families_csv or (kept if kept.is_file() else None)
         arrays = seed_arrays(data.table, data.locales)
         families = data.families
         distances = read_distances(distances_csv, arrays.locales) if distances_csv else None
@@ -1099,6 +1105,7 @@ def complete_source(
         frame = read_partial_matrix(path)
         codes = [str(c) for c in frame.index]
         families = load_registry(families_csv).families(codes)
+        families_file = families_csv
         se = None
         if se_csv is not None:
             se_frame = read_partial_matrix(se_csv, "SE matrix")
@@ -1114,12 +1121,14 @@ def complete_source(
             completion.core = audit_mask(completion.locales, core_pairs, "core pair")
         n_seeds = None
     diagnostics = completed_diagnostics(completion, families, n_draws=n_draws, seed=seed) if n_draws else {}
-    return CompletionRun(completion, diagnostics, str(path), n_seeds, families, design)
+    return CompletionRun(completion, diagnostics, str(path), n_seeds, families, design,
+                         str(families_file) if families_file is not None else None)
 
 
 def write_completion(run: CompletionRun, out: str | os.PathLike, seed: int = 0) -> list[Path]:
     """Write completed.csv, lower.csv, upper.csv, sources.csv, donors.csv (ranked by P(best),
-    :func:`donor_table`) and intervals.json into ``out``.
+    :func:`donor_table`) and intervals.json into ``out``, and a copy of the families CSV the
+    completion used as families.csv (where ``cltm report --matrix ... --sources`` finds it).
 
     Infinite bounds (a measured cell whose Fieller interval is unbounded) and undefined rows are
     written as empty cells.
@@ -1140,6 +1149,9 @@ def write_completion(run: CompletionRun, out: str | os.PathLike, seed: int = 0) 
     donors = donor_table(c, best_donor_probabilities(c, seed=seed))
     written.append(atomic_write_text(out / "donors.csv", donors.to_csv(index=False, float_format="%.6g")))
     written.append(atomic_write_json(out / "intervals.json", run.to_intervals_json()))
+    if run.families_file is not None:
+        text = Path(run.families_file).read_text(encoding="utf-8")
+        written.append(atomic_write_text(out / "families.csv", text))
     return written
 
 

@@ -13,7 +13,10 @@ from cltm_sb.io import atomic_write, atomic_write_json, to_jsonable
 from cltm_sb.languages import load_registry, parse_code_map
 from cltm_sb.tasks import TASK_HELP
 
-FAMILIES_HELP = "CSV with columns code,name,family (default: the built-in registry)"
+FAMILIES_HELP = (
+    "CSV with columns code,name,family (default: a grid's own families.csv, or the one `cltm complete` "
+    "wrote beside --sources, else the built-in registry)"
+)
 
 
 def _codes(text: str | None) -> list[str] | None:
@@ -249,7 +252,11 @@ def _matrix_report(args: argparse.Namespace) -> int:
             f"-o {args.out} is the folder of {args.sources}: the report would overwrite the completion's "
             "donors.csv and intervals.json; write the report to another folder"
         )
-    registry = load_registry(args.families)
+    # Without --families, the families `cltm complete` used, copied beside sources.csv.
+    families = args.families
+    if families is None and args.sources and Path(args.sources).with_name("families.csv").is_file():
+        families = Path(args.sources).with_name("families.csv")
+    registry = load_registry(families)
     code_map = parse_code_map(args.map)
     analysis = load_matrix(args.matrix, registry, args.se, code_map)
     sources = read_sources(args.sources, registry, code_map) if args.sources else None
