@@ -25,6 +25,7 @@ from cltm_sb.analysis.designs import (
     design_pairs,
     n_units,
     read_audit_pairs,
+    read_pair_roles,
     read_pairs_csv,
     write_pairs_csv,
 )
@@ -200,8 +201,16 @@ def test_cli_design_audit_and_complete_with_the_design(tmp_path, capsys):
                  str(fams), "--design", str(pairs_csv), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "(intervals: audit: difference estimator" in printed and "RFD" in printed
+    assert "audit pairs are not measured" not in printed
     intervals = json.loads((out / "intervals.json").read_text())
     assert intervals["diagnostics"]["rfd"]["lower"] is not None
+    # Audit pairs the matrix lacks (a grid not finished, another grid's design): said, not hidden.
+    a, b = read_pair_roles(pairs_csv)[1][0]
+    frame.loc[a, b] = frame.loc[b, a] = np.nan
+    frame.to_csv(tmp_path / "partial.csv")
+    assert main(["complete", str(tmp_path / "partial.csv"), "--se", str(tmp_path / "se.csv"), "--families",
+                 str(fams), "--design", str(pairs_csv), "-o", str(tmp_path / "unfinished")]) == 0
+    assert "note: 1 of the design's 69 audit pairs are not measured" in capsys.readouterr().out
     plain = tmp_path / "plain.csv"
     assert main(["design", "--locales", ",".join(truth.locales), "--budget", "0.5", "--families", str(fams),
                  "-o", str(plain)]) == 0

@@ -8,6 +8,7 @@ import numpy as np
 
 from cltm_sb.analysis.completion import (
     DEFAULT_LEVEL,
+    MEASURED,
     PREDICTED,
     complete_source,
     observed_completion,
@@ -78,6 +79,12 @@ def _complete(args: argparse.Namespace) -> int:
         print(f"note: {unbounded} of {counts['predicted']} predicted cells have unbounded {c.level:.0%} intervals: "
               "too few measured cells to hold out for a conformal quantile (19 at 95%); measure more pairs "
               "(`cltm design --next K --observed ...`)")
+    if c.audit is not None:
+        audit = np.triu(c.audit, 1)
+        missing = int((audit & (c.sources != MEASURED) & (c.sources.T != MEASURED)).sum())
+        if missing:
+            print(f"note: {missing} of the design's {int(audit.sum())} audit pairs are not measured: the audit "
+                  "uses the measured ones (is the grid not finished, or the design another grid's?)")
     reasons, methods = set(), set()
     for d in DIAGNOSTICS:
         entry = run.diagnostics.get(d.key)
