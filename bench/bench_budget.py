@@ -64,6 +64,7 @@ import numpy as np
 from bench_calibration import wilson
 
 from cltm_sb.analysis.completion import (
+    MEASURED,
     PREDICTED,
     best_donor_probabilities,
     best_donors,
@@ -246,10 +247,11 @@ def pair_mask(codes: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
 
 
 def complete_from(arrays: SeedArrays, measured: np.ndarray, families: list[str], seed: int, distances=None,
-                  audit=None, core=None):
-    """What `cltm complete [--distances] [--design]` computes from a grid holding only the ``measured`` pairs."""
+                  audit=None, core=None, level: float = 0.95):
+    """What `cltm complete [--distances] [--design] [--level]` computes from a grid holding only the
+    ``measured`` pairs."""
     return complete_seed_arrays(masked_arrays(arrays, measured), families, seed=seed, distances=distances,
-                                audit_pairs=audit, core_pairs=core)
+                                audit_pairs=audit, core_pairs=core, level=level)
 
 
 def designed(codes: list[str], budget: float, fams: list[str], seed: int, audit: float):
@@ -266,6 +268,7 @@ def experiment(
     user: Truth | None = None,
     audit: float = 0.0,
     n_seeds: int = N_SEEDS,
+    level: float = 0.95,
 ) -> dict:
     truth = make_truth(kind, n, exp, 10_000 + exp, user, n_seeds)
     distances, typology_r = None, math.nan
@@ -301,10 +304,12 @@ def experiment(
                 comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances)
                 pairs = pairs + next_pairs(comp, k)
         comp = complete_from(arrays, pair_mask(codes, pairs), fams, seed=exp, distances=distances, audit=sample,
-                             core=core if sample is not None else None)
+                             core=core if sample is not None else None, level=level)
         predicted = comp.sources == PREDICTED
         err = comp.matrix[predicted] - true_m[predicted]
         covered = (comp.lower[predicted] <= true_m[predicted]) & (true_m[predicted] <= comp.upper[predicted])
+        measured = (comp.sources == MEASURED) & off
+        measured_covered = (comp.lower[measured] <= true_m[measured]) & (true_m[measured] <= comp.upper[measured])
         ints = completed_diagnostics(comp, fams, n_draws=draws, seed=exp, intervals=DIAGS, method="draws")
         # The points `cltm complete` prints (with an audit: the audit's estimates where it gives intervals).
         tool = completed_diagnostics(comp, fams, n_draws=draws, seed=exp) if sample is not None else ints
@@ -317,6 +322,7 @@ def experiment(
         res = {
             "rmse_ratio": float(np.sqrt(np.mean(err**2)) / sd_true),
             "coverage": float(np.mean(covered)),
+            "measured_cover": (int(measured_covered.sum()), int(measured.sum())),
             "width_ratio": float(np.mean(comp.upper[predicted] - comp.lower[predicted]) / sd_true),
             "top3": float(np.mean(hit)),
             "top1": float(np.mean([true_best[t] == top3[t][0] for t in range(n) if rows[t]])),
@@ -328,7 +334,8 @@ def experiment(
             "n_pairs": len(pairs),
         }
         if sample is not None:  # --audit: every audit interval, printed by `cltm complete` or not
-            est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates, min_pairs=2, core=comp.core).estimates
+            est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates, level=level, min_pairs=2,
+                                  core=comp.core).estimates
             res["audit"] = {
                 d: (est[d][1] <= true_diag[d] <= est[d][2], est[d][2] - est[d][1], est[d][1] > true_diag[d])
                 for d in AUDIT_DIAGS
@@ -395,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit", type=float, default=0.0, metavar="A",
                         help="`cltm design --audit A` for the design and active designs: score the design-based "
                         "diagnostic intervals (completion_audit.py)")
+    parser.add_argument("--level", type=float, default=0.95,
+                        help="`cltm complete --level`: the level of every interval scored (cells and audit)")
     parser.add_argument("--seeds", type=int, default=N_SEEDS,
                         help="seeds per run of the simulated grid (DESIGN.md §9 headline settings: 5 and 10)")
     args = parser.parse_args(argv)
@@ -421,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             for budget in args.budgets:
                 boot = args.bootstrap if args.interval_method == "bootstrap" else 0
                 results = [experiment(kind, n, budget, args.designs, e, args.draws, boot, args.typology_noise, user,
-                                      args.audit, args.seeds)
+                                      args.audit, args.seeds, args.level)
                            for e in range(args.experiments)]
                 r_typology = [r[d]["typology_r"] for r in results for d in args.designs]
                 if np.isfinite(r_typology).any():
@@ -448,11 +457,16 @@ def main(argv: list[str] | None = None) -> int:
                           + f" | {med('seconds'):.2f} | {top_model} |")
                     if args.draws:  # always: the diagnostics need the draws
                         cover = {d: sum(r["diag_cover"][d] for r in rs) for d in DIAGS}
-                        print(f"|  |  |  | ↳ diagnostic 95% interval coverage ({len(rs)} exp.) | | | | | | "
+                        print(f"|  |  |  | ↳ diagnostic {args.level:.0%} interval coverage ({len(rs)} exp.) | | | | | | "
                               + " | ".join(f"{cover[d]}/{len(rs)}" for d in DIAGS) + " | | |")
+                    k, m = (sum(r["measured_cover"][i] for r in rs) for i in (0, 1))
+                    lo, hi = wilson(k, m)
+                    print(f"|  |  |  | ↳ measured cells' {args.level:.0%} Fieller intervals: coverage {k}/{m} = "
+                          f"{k / m:.3f} [{lo:.3f}, {hi:.3f}] (all experiments pooled) | | | | | |" + " |" * len(DIAGS) + " | |")
                     if "audit" in rs[0]:
                         printed = ", ".join(AUDIT_INTERVALS)
-                        print(f"|  |  |  | ↳ audit of {rs[0]['n_audit']} pairs: coverage [Wilson 95%] (missed high) "
+                        print(f"|  |  |  | ↳ audit of {rs[0]['n_audit']} pairs: {args.level:.0%} intervals' coverage "
+                              "[Wilson 95%] (missed high) "
                               f"median width (printed: {printed}) | | | | | | "
                               + " | ".join(boot_cell(rs, d, "audit") for d in DIAGS) + " | | |")
                     if boot:

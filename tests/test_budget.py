@@ -278,6 +278,10 @@ def test_complete_says_when_predictive_intervals_are_unbounded(tmp_path, capsys)
     path, fams, _ = _partial_csv(more, n=12)
     assert main(["complete", str(path), "--families", str(fams), "-o", str(tmp_path / "out12")]) == 0
     assert "unbounded" not in capsys.readouterr().out
+    # ... but a 99% conformal quantile needs 99 held-out cells
+    assert main(["complete", str(path), "--families", str(fams), "--level", "0.99", "-o", str(tmp_path / "o99")]) == 0
+    assert "cells have unbounded 99% intervals: too few measured cells to hold out for a conformal quantile (99 at " \
+        "this level)" in capsys.readouterr().out
 
 
 def test_cli_design_complete_round_trip(tmp_path, capsys):

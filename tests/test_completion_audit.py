@@ -126,6 +126,27 @@ def test_audit_intervals_cover_the_true_diagnostics():
         assert abs(np.mean(errors[d])) < 0.6 * np.std(errors[d]) + 1e-9, d
 
 
+def test_audit_intervals_are_printed_only_at_the_levels_they_were_judged_at():
+    truth = structured_truth(30, seed=1)
+    grid = simulate_grid(truth, 10, NoiseModel(), seed=1)
+    core, audit = audit_design(truth.locales, 0.5, truth.families, seed=1, audit=0.5)
+    arrays = _masked(grid, truth.locales, core + audit)
+    widths = {}
+    for level in (0.9, 0.95, 0.99, 0.8, 0.999):
+        completion = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit, level=level)
+        entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=1)
+        for d in AUDIT_INTERVALS:
+            judged = 0.95 if d == "asymmetry" else 0.9
+            if judged <= level <= 0.99:
+                assert entries[d]["lower"] is not None, (d, level)
+                widths[d, level] = entries[d]["upper"] - entries[d]["lower"]
+            else:
+                assert entries[d]["lower"] is None, (d, level)
+                assert (f"its {100 * level:g}% audit interval is not calibrated (judged from {100 * judged:g}% to 99%"
+                        in entries[d]["reason"]), (d, level)
+    assert widths["rfd", 0.9] < widths["rfd", 0.95] < widths["rfd", 0.99]
+
+
 def test_completed_diagnostics_print_audit_intervals_and_say_why_others_have_none():
     truth = structured_truth(30, seed=1)
     grid = simulate_grid(truth, 10, NoiseModel(), seed=1)

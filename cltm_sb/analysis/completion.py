@@ -963,7 +963,7 @@ class CompletionRun:
             "cells": {
                 "method": f"{c.measured_interval_note}; predicted cells: cross-validated "
                 "conformal predictive intervals (within- and across-family errors apart; unbounded "
-                "where too few measured cells were held out: fewer than 19 at 95%)"
+                "where too few measured cells were held out for its level: fewer than 19 at 95%)"
             },
             "completion": {
                 "source": self.source,

@@ -55,6 +55,12 @@ MIN_AUDIT_PAIRS_OF = {"asymmetry": 90}
 # covers a little at this size), within §8's standard; also at 30 pairs (L = 16, F = 0.5, audit 0.5)
 # and on 100 experiments at 23-97 pairs (bench/RESULTS.md). Smaller audits were not judged.
 MIN_AUDIT_PAIRS = 12
+# The levels (`cltm complete --level`) at which the audit intervals were judged: 90%, 95% and 99%
+# (L = 16 and 44, F = 0.3, audit 0.34, three truths, 100 experiments each at 90% and 99%;
+# bench/RESULTS.md). Outside this range none is printed.
+AUDIT_LEVELS = (0.90, 0.99)
+# ... except asymmetry's 90% interval, which covered 83-84% on the structured truths at L = 44.
+MIN_LEVEL_OF = {"asymmetry": 0.95}
 # Columns of the per-pair totals: pair_features' six, then the positive mass within a family.
 _SQ_DEV, _SQ_ASYM, _SQ, _POSITIVE, _BOTH, _MASS, _MASS_WITHIN = range(7)
 # Smooth totals, whose noise bias the seed jackknife removes; for counts of positive cells (a
@@ -77,6 +83,7 @@ class AuditResult:
             pairs measured after the core design included).
         noise: where the measurement noise comes from (:data:`NOISE_SEEDS` or :data:`NOISE_SUPPLIED`).
         n_added: pairs measured after the core design (``cltm design --next`` rounds).
+        level: the intervals' level.
     """
 
     estimates: dict[str, tuple[float, float, float]]
@@ -84,6 +91,7 @@ class AuditResult:
     n_unmeasured: int
     noise: str
     n_added: int = 0
+    level: float = 0.95
 
     @property
     def method(self) -> str:
@@ -101,6 +109,10 @@ def interval_reason(name: str, result: AuditResult) -> str:
     if name in NOT_AFTER_ADDED and result.n_added:
         return (f"no interval: {result.n_added} pairs were measured after the core design (--next rounds), "
                 "and then its audit interval is not calibrated (bench/RESULTS.md)")
+    lowest = MIN_LEVEL_OF.get(name, AUDIT_LEVELS[0])
+    if not lowest - 1e-9 <= result.level <= AUDIT_LEVELS[1] + 1e-9:
+        return (f"no interval: its {100 * result.level:g}% audit interval is not calibrated (judged from "
+                f"{100 * lowest:g}% to {100 * AUDIT_LEVELS[1]:g}%; bench/RESULTS.md)")
     if result.n_audit < MIN_AUDIT_PAIRS_OF.get(name, 0):
         return (f"no interval: {result.n_audit} audit pairs; its audit interval needs at least "
                 f"{MIN_AUDIT_PAIRS_OF[name]} (bench/RESULTS.md)")
@@ -328,7 +340,7 @@ def audit_intervals(
         )
     else:
         estimates["intra_family_positive"] = nan3
-    return AuditResult(estimates, n_audit, n_unmeasured, noise, int(added.sum()))
+    return AuditResult(estimates, n_audit, n_unmeasured, noise, int(added.sum()), level)
 
 
 def _expit(x: float) -> float:

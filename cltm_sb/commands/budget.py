@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 
@@ -76,9 +77,10 @@ def _complete(args: argparse.Namespace) -> int:
           + (", a smooth function of the distances" if c.config.distance_smooth is not None else "") + ")")
     unbounded = int(((c.sources == PREDICTED) & ~(np.isfinite(c.lower) & np.isfinite(c.upper))).sum())
     if unbounded:
-        print(f"note: {unbounded} of {counts['predicted']} predicted cells have unbounded {c.level:.0%} intervals: "
-              "too few measured cells to hold out for a conformal quantile (19 at 95%); measure more pairs "
-              "(`cltm design --next K --observed ...`)")
+        need = math.ceil(c.level / (1 - c.level) - 1e-9)  # held-out cells for a conformal quantile
+        print(f"note: {unbounded} of {counts['predicted']} predicted cells have unbounded {100 * c.level:g}% "
+              f"intervals: too few measured cells to hold out for a conformal quantile ({need} at this level); "
+              "measure more pairs (`cltm design --next K --observed ...`)")
     if c.audit is not None:
         audit = np.triu(c.audit, 1)
         missing = int((audit & (c.sources != MEASURED) & (c.sources.T != MEASURED)).sum())
