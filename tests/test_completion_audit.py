@@ -8,9 +8,11 @@ import pytest
 
 from cltm_sb.analysis.completion import (
     NO_AUDIT,
+    RECENTRED,
     complete_matrix,
     complete_seed_arrays,
     completed_diagnostics,
+    recentre_share,
 )
 from cltm_sb.analysis.completion_audit import (
     AUDIT_INTERVALS,
@@ -126,6 +128,17 @@ def test_audit_intervals_cover_the_true_diagnostics():
         assert abs(np.mean(errors[d])) < 0.6 * np.std(errors[d]) + 1e-9, d
 
 
+def test_a_recentred_share_interval_keeps_its_logit_width_about_the_new_point():
+    lower, upper = recentre_share(0.5, 0.4, 0.2, 0.6)
+    logit = lambda x: np.log(x / (1 - x))  # noqa: E731
+    assert logit(upper) - logit(lower) == pytest.approx(logit(0.6) - logit(0.2))
+    assert logit(0.5) - logit(lower) == pytest.approx(logit(0.4) - logit(0.2))
+    # at the edges of [0, 1] the point stays inside its interval
+    for point in (0.0, 1.0):
+        lower, upper = recentre_share(point, 0.3, 0.1, 0.5)
+        assert 0.0 <= lower <= point <= upper <= 1.0
+
+
 def test_audit_intervals_are_printed_only_at_the_levels_they_were_judged_at():
     truth = structured_truth(30, seed=1)
     grid = simulate_grid(truth, 10, NoiseModel(), seed=1)
@@ -136,7 +149,7 @@ def test_audit_intervals_are_printed_only_at_the_levels_they_were_judged_at():
         completion = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit, level=level)
         entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=1)
         for d in AUDIT_INTERVALS:
-            judged = 0.95 if d == "asymmetry" else 0.9
+            judged = 0.95 if d in ("asymmetry", "intra_family_positive") else 0.9
             if judged <= level <= 0.99:
                 assert entries[d]["lower"] is not None, (d, level)
                 widths[d, level] = entries[d]["upper"] - entries[d]["lower"]
@@ -155,17 +168,26 @@ def test_completed_diagnostics_print_audit_intervals_and_say_why_others_have_non
     completion = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit)
     assert completion.seed_replicates.shape == (10, 30, 30)
     entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=1)
+    audit_method = f"audit: difference estimator over pairs, design-based interval from {len(audit)} audit pairs"
     for d in AUDIT_INTERVALS:
         assert entries[d]["lower"] <= entries[d]["point"] <= entries[d]["upper"]
-        assert entries[d]["method"].startswith(f"audit: difference estimator over pairs, design-based interval "
-                                               f"from {len(audit)} audit pairs")
-    for d in ("row_cosine", "intra_family_positive"):
-        assert entries[d]["lower"] is None and "not calibrated" in entries[d]["reason"]
+        if d in RECENTRED:  # the completion's point, the audit's width about it
+            assert entries[d]["method"].startswith("completion: difference estimator over pairs")
+            assert audit_method in entries[d]["method"] and "its logit-scale width, about this point" in entries[d][
+                "method"]
+        else:
+            assert entries[d]["method"].startswith(audit_method)
+    assert len(audit) >= 97  # intra-family+'s interval needs 97 audit pairs
+    assert entries["row_cosine"]["lower"] is None and "not calibrated" in entries["row_cosine"]["reason"]
     # Without the audit: no interval, and the reason says how to get one.
     plain = complete_seed_arrays(arrays, truth.families, seed=1)
     entries = completed_diagnostics(plain, truth.families, n_draws=50, seed=1)
     assert all(entries[d]["lower"] is None and entries[d]["reason"] == NO_AUDIT for d in AUDIT_INTERVALS)
-    # Asymmetry needs a larger audit than the others.
+    # Asymmetry and intra-family+ need a larger audit than the others.
+    fewer = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit[:92])
+    entries = completed_diagnostics(fewer, truth.families, n_draws=50, seed=1)
+    assert entries["rfd"]["lower"] is not None and entries["asymmetry"]["lower"] is not None
+    assert "needs at least 97" in entries["intra_family_positive"]["reason"]
     fewer = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit[:60])
     entries = completed_diagnostics(fewer, truth.families, n_draws=50, seed=1)
     assert entries["rfd"]["lower"] is not None
@@ -206,9 +228,10 @@ def test_cli_design_audit_and_complete_with_the_design(tmp_path, capsys):
                  "--families", str(fams), "--seed", "5", "-o", str(pairs_csv)]) == 0
     printed = capsys.readouterr().out
     assert "of them an audit drawn at random" in printed
-    # 276 pairs, budget 0.5: an audit of 69, enough for all but asymmetry's interval, and how to get that
-    assert ("note: 69 audit pairs: asymmetry gets no design-based interval below 90 audit pairs; "
-            "--budget 0.66 with --audit 0.5 gives 90") in printed
+    # 276 pairs, budget 0.5: an audit of 69, enough for all but asymmetry's and intra-family+'s
+    # intervals, and how to get those
+    assert ("note: 69 audit pairs: no design-based interval for asymmetry below 90 audit pairs, for "
+            "intra-family+ below 97 audit pairs; --budget 0.71 with --audit 0.5 gives 97") in printed
     pairs, _ = read_pairs_csv(pairs_csv)
     mask = audit_mask(truth.locales, pairs)
     rng = np.random.default_rng(5)
@@ -259,8 +282,10 @@ def test_pairs_measured_after_the_core_count_with_the_predicted_ones():
     assert f"from the {len(audit) + with_core.n_unmeasured} pairs" in with_core.method
     entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=2)
     assert entries["rfd"]["method"] == with_core.method
-    # asymmetry's audit interval is not calibrated after such rounds: none, and it says why
-    assert entries["asymmetry"]["lower"] is None and "--next rounds" in entries["asymmetry"]["reason"]
+    # asymmetry's and intra-family+'s audit intervals are not calibrated after such rounds: none,
+    # and each says why
+    for d in ("asymmetry", "intra_family_positive"):
+        assert entries[d]["lower"] is None and "--next rounds" in entries[d]["reason"], d
 
 
 def test_cli_design_refuses_an_audit_for_next_rounds(tmp_path, capsys):
@@ -277,15 +302,17 @@ def test_cli_design_refuses_an_audit_for_next_rounds(tmp_path, capsys):
 def test_audit_size_note_says_what_a_small_audit_lacks_and_how_to_enlarge_it():
     assert audit_size_note(97, 284, 946) == ""
     assert audit_size_note(8, 24, 120) == (
-        "8 audit pairs: no design-based interval: they start at 12 audit pairs (asymmetry's at 90); "
-        "--audit 0.50 gives 12")
+        "8 audit pairs: no design-based interval: they start at 12 audit pairs (asymmetry's at 90, "
+        "intra-family+'s at 97); --audit 0.50 gives 12")
     assert audit_size_note(4, 9, 15) == (
-        "4 audit pairs: no design-based interval: they start at 12 audit pairs (asymmetry's at 90); "
-        "15 pairs in all are too few for 12")
+        "4 audit pairs: no design-based interval: they start at 12 audit pairs (asymmetry's at 90, "
+        "intra-family+'s at 97); 15 pairs in all are too few for 12")
     assert audit_size_note(12, 36, 120) == (
-        "12 audit pairs: asymmetry gets no design-based interval below 90 audit pairs; "
-        "120 pairs in all are too few for 90")
-    assert audit_size_note(40, 200, 946).endswith("below 90 audit pairs; --audit 0.45 gives 90")
+        "12 audit pairs: no design-based interval for asymmetry below 90 audit pairs, for intra-family+ "
+        "below 97 audit pairs; 120 pairs in all are too few for 97")
+    assert audit_size_note(40, 200, 946).endswith("for intra-family+ below 97 audit pairs; --audit 0.49 gives 97")
+    assert audit_size_note(92, 284, 946) == (
+        "92 audit pairs: no design-based interval for intra-family+ below 97 audit pairs; --audit 0.35 gives 97")
     # every suggestion delivers what it promises
     for n_languages in (8, 16, 28, 44):
         n_full = n_languages * (n_languages - 1) // 2
