@@ -8,19 +8,19 @@ import pytest
 
 from cltm_sb.analysis.completion import (
     NO_AUDIT,
-    RECENTRED,
     complete_matrix,
     complete_seed_arrays,
     completed_diagnostics,
-    recentre_share,
 )
 from cltm_sb.analysis.completion_audit import (
     AUDIT_INTERVALS,
     MIN_AUDIT_PAIRS,
     NOISE_SUPPLIED,
+    RECENTRED,
     audit_intervals,
     audit_mask,
     audit_size_note,
+    recentre_share,
 )
 from cltm_sb.analysis.designs import (
     audit_design,

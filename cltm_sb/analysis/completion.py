@@ -90,13 +90,6 @@ DISTANCE_SMOOTHS = (1.0,)
 # is kept, unbiased for randomly sampled pairs whatever the model); prop+ and reciprocity+ 0.044 /
 # 0.017 / 0.029 and 0.025 / 0.017 / 0.025 (mean over draws).
 DIFFERENCE_POINT = frozenset({"rfd", "asymmetry", "intra_family_positive"})
-# Diagnostics whose audit interval is printed about the completion's point rather than the audit's
-# own: intra-family+'s audit point (a ratio of two audit totals) was off by 0.058 / 0.042 at L = 44
-# (latent / phylo truth, F = 0.3, audit 0.34, 97 audit pairs; medians), the difference estimator over
-# all measured pairs by 0.037 / 0.028; the audit's width about it covered 98.0 / 99.7% (300 grids
-# each; 99% on the near-agnostic truth): conservative, where the audit's own interval covered 91-93%
-# (bench/RESULTS.md).
-RECENTRED = frozenset({"intra_family_positive"})
 POINT_METHODS = {
     "difference": "completion: difference estimator over pairs (measured + predicted + the mean "
     "held-out residual of measured pairs)",
@@ -728,20 +721,6 @@ def _stack_diagnostics(stack: Array, rows: Array, families: Sequence[str] | None
     return out
 
 
-def recentre_share(point: float, audit_point: float, lower: float, upper: float) -> tuple[float, float]:
-    """The audit's interval of a share moved, on the logit scale where it was made, from the audit's
-    point to ``point`` (its width kept)."""
-    def logit(x: float) -> float:
-        x = min(max(x, 1e-9), 1 - 1e-9)
-        return math.log(x / (1 - x))
-
-    def expit(x: float) -> float:
-        return 1 / (1 + math.exp(-x))
-
-    shift = logit(point) - logit(audit_point)
-    return min(expit(logit(lower) + shift), point), max(expit(logit(upper) + shift), point)
-
-
 def point_method(name: str, completion: Completion) -> str:
     """Which estimator gives the point of diagnostic ``name``: a key of :data:`POINT_METHODS`."""
     if name in DIFFERENCE_POINT and completion.error_matrix is not None:
@@ -814,7 +793,12 @@ def completed_diagnostics(
     }
     alpha = 1 - completion.level
     out: dict[str, dict[str, Any]] = {}
-    from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS, interval_reason
+    from cltm_sb.analysis.completion_audit import (
+        AUDIT_INTERVALS,
+        RECENTRED,
+        interval_reason,
+        recentre_share,
+    )
 
     audit, audit_reason = _audit_result(completion, families) if intervals is None else (None, "")
     boot = None
