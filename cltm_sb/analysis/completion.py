@@ -410,6 +410,12 @@ def cross_validate(
     return configs[current], helds[current]
 
 
+def min_conformal_scores(level: float) -> int:
+    """The fewest scores with a split-conformal quantile at ``level`` (:func:`conformal_quantile`;
+    19 at 95%, 99 at 99%): below, a predictive interval is unbounded."""
+    return math.ceil(level / (1 - level) - 1e-9)
+
+
 def conformal_quantile(scores: Array, level: float) -> float:
     """The ⌈(n + 1)·level⌉-th smallest score (split-conformal quantile; inf when too few)."""
     scores = np.sort(scores[np.isfinite(scores)])
@@ -971,7 +977,8 @@ class CompletionRun:
             "cells": {
                 "method": f"{c.measured_interval_note}; predicted cells: cross-validated "
                 "conformal predictive intervals (within- and across-family errors apart; unbounded "
-                "where too few measured cells were held out for its level: fewer than 19 at 95%)"
+                f"where too few measured cells were held out for its level: fewer than "
+                f"{min_conformal_scores(c.level)} at {100 * c.level:g}%)"
             },
             "completion": {
                 "source": self.source,

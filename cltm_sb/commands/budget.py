@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from cltm_sb.analysis.completion import (
     MEASURED,
     PREDICTED,
     complete_source,
+    min_conformal_scores,
     observed_completion,
     write_completion,
 )
@@ -77,9 +77,9 @@ def _complete(args: argparse.Namespace) -> int:
           + (", a smooth function of the distances" if c.config.distance_smooth is not None else "") + ")")
     unbounded = int(((c.sources == PREDICTED) & ~(np.isfinite(c.lower) & np.isfinite(c.upper))).sum())
     if unbounded:
-        need = math.ceil(c.level / (1 - c.level) - 1e-9)  # held-out cells for a conformal quantile
         print(f"note: {unbounded} of {counts['predicted']} predicted cells have unbounded {100 * c.level:g}% "
-              f"intervals: too few measured cells to hold out for a conformal quantile ({need} at this level); "
+              "intervals: too few measured cells to hold out for a conformal quantile "
+              f"({min_conformal_scores(c.level)} at this level); "
               "measure more pairs (`cltm design --next K --observed ...`)")
     if c.audit is not None:
         audit = np.triu(c.audit, 1)

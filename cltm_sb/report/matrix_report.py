@@ -185,13 +185,12 @@ def matrix_report_blocks(
     a, d = analysis, analysis.diagnostics
     completed = completion_diagnostics is not None
     donors = _with_p_best(a.donors, p_best)
-    shown = _has_cell_intervals(a, p_best, cell_method)
-    if shown and cell_method is not None:
-        interval_note = f"Cell intervals: {a.level:.0%}, from `cltm complete`: {cell_method}."
-    elif shown:
-        interval_note = f"Cell intervals: {a.level:.0%}, {a.to_intervals_json()['cells']['method']}."
-    else:
-        interval_note = "No cell intervals: no standard errors were supplied (--se)."
+    cells = _cell_method(a, p_best, cell_method)
+    shown = cells is not None
+    interval_note = (
+        f"Cell intervals: {a.level:.0%}, {cells}." if shown
+        else "No cell intervals: no standard errors were supplied (--se)."
+    )
     blocks = [
         Block("heading", f"{a.title}: report", 1),
         Block(
@@ -274,10 +273,12 @@ def matrix_report_blocks(
     return blocks
 
 
-def _has_cell_intervals(analysis: MatrixAnalysis, p_best: pd.DataFrame | None, cell_method: str | None) -> bool:
-    """Whether the report shows cell intervals: the completion's, or from the user's SEs."""
-    completion = cell_method is not None and p_best is not None and "lower" in p_best.columns
-    return completion or analysis.has_intervals
+def _cell_method(analysis: MatrixAnalysis, p_best: pd.DataFrame | None, cell_method: str | None) -> str | None:
+    """How the report's cell intervals were made: the completion's (its donors.csv, ``cell_method``
+    from its intervals.json), else from the user's SEs; None when it has none."""
+    if cell_method is not None and p_best is not None and "lower" in p_best.columns:
+        return f"from `cltm complete`: {cell_method}"
+    return analysis.to_intervals_json()["cells"]["method"] if analysis.has_intervals else None
 
 
 def _with_p_best(donors: pd.DataFrame, p_best: pd.DataFrame | None) -> pd.DataFrame:
@@ -381,9 +382,9 @@ def write_matrix_report(
         write_matrix_csv(analysis.se, out / "cltm_se.csv")
     notes = {"diagnostics": COMPLETION_TABLE1 if completion_diagnostics is not None
              else f"plug-in values; {NO_RECORDS_REASON}"}
-    shown = _has_cell_intervals(analysis, p_best, cell_method)
-    if shown:
-        notes["cells"] = cell_method or analysis.to_intervals_json()["cells"]["method"]
+    cells = _cell_method(analysis, p_best, cell_method)
+    if cells is not None:
+        notes["cells"] = cells
     atomic_write_json(
         out / "diagnostics.json",
         {
@@ -397,12 +398,12 @@ def write_matrix_report(
     if completion_diagnostics is not None:
         interval_data["diagnostics"] = _completion_entries(analysis, completion_diagnostics)
         interval_data["variability_note"] = COMPLETION_TABLE1
-    if shown and cell_method is not None:
-        interval_data["cells"] = {"method": f"from `cltm complete`: {cell_method}", "reason": ""}
+    if cells is not None:
+        interval_data["cells"] = {"method": cells, "reason": ""}
     intervals = atomic_write_json(out / "intervals.json", interval_data)
     donors = _with_p_best(analysis.donors, p_best)
-    if shown and cell_method is not None:
-        donors["interval"] = f"from `cltm complete`: {cell_method}"
+    if cells is not None:
+        donors["interval"] = cells
     if sources is not None:
         donors = donors.assign(
             source=[_source_of(sources, t, d) for t, d in zip(donors["target"], donors["donor"])]
