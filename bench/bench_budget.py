@@ -84,8 +84,8 @@ from cltm_sb.analysis.uncertainty import SeedArrays, plug_in_diagnostics, point_
 
 DIAGS = ("rfd", "asymmetry", "row_cosine", "prop_positive", "reciprocity_positive", "intra_family_positive")
 FRACTIONS = {"prop_positive", "reciprocity_positive", "intra_family_positive"}
-# Diagnostics the audit estimator covers (all but row cosine, which is not a total over pairs).
-AUDIT_DIAGS = ("rfd", "asymmetry", "prop_positive", "reciprocity_positive", "intra_family_positive")
+# Diagnostics the audit estimator covers (row cosine by imputing the errors: completion_cosine.py).
+AUDIT_DIAGS = DIAGS
 NOISE = NoiseModel(rho=0.3, rho_pair=0.5, z_self=10.0)
 N_SEEDS = 10
 
@@ -335,7 +335,7 @@ def experiment(
         }
         if sample is not None:  # --audit: every audit interval, printed by `cltm complete` or not
             est = audit_intervals(comp, fams, comp.audit, comp.seed_replicates, level=level, min_pairs=2,
-                                  core=comp.core).estimates
+                                  core=comp.core, seed=exp).estimates
             res["audit"] = {
                 d: (est[d][1] <= true_diag[d] <= est[d][2], est[d][2] - est[d][1], est[d][1] > true_diag[d])
                 for d in AUDIT_DIAGS

@@ -203,7 +203,7 @@ def test_an_audit_design_is_recorded_and_complete_finds_it(data, tmp_path, capsy
     # six languages: too few pairs for an audit that gives intervals, and the line says so
     assert budget_line(block).endswith(f"; {len(audit)} of them an audit drawn at random ({len(audit)} audit pairs: "
                                        "no design-based interval: they start at 12 audit pairs (asymmetry's at 90, "
-                                       "intra-family+'s at 97); "
+                                       "intra-family+'s and row cosine's at 97); "
                                        "15 pairs in all are too few for 12)")
     InProcessExecutor().run(load_plan(grid), progress=False)
     out = tmp_path / "completed"

@@ -105,8 +105,8 @@ NOT_CALIBRATED = "no interval: its coverage with predicted cells is not calibrat
 # With an audit sample (cltm design --audit), completion_audit.AUDIT_INTERVALS get design-based
 # intervals; without one they say how to get them.
 NO_AUDIT = (
-    "no interval: the design has no audit sample; `cltm design --audit` gives design-based "
-    "intervals to RFD, asymmetry, prop+, reciprocity+ and intra-family+ (bench/RESULTS.md)"
+    "no interval: the design has no audit sample; `cltm design --audit` gives intervals to RFD, "
+    "asymmetry, row cosine, prop+, reciprocity+ and intra-family+ (bench/RESULTS.md)"
 )
 # A seed jackknife of the measured values needs this many seeds.
 MIN_REPLICATE_SEEDS = 3
@@ -806,7 +806,7 @@ def completed_diagnostics(
         recentre_share,
     )
 
-    audit, audit_reason = _audit_result(completion, families) if intervals is None else (None, "")
+    audit, audit_reason = _audit_result(completion, families, seed) if intervals is None else (None, "")
     boot = None
     if method == "bootstrap" and allowed & set(points):
         from cltm_sb.analysis.completion_intervals import DEFAULT_BOOT, bootstrap_intervals
@@ -835,7 +835,7 @@ def completed_diagnostics(
                 entry["method"] = f"{entry['method']}; {audit.method} (its logit-scale width, about this point)"
             else:
                 entry["point"], entry["lower"], entry["upper"] = (float(x) for x in audit.estimates[name])
-                entry["method"] = audit.method
+                entry["method"] = audit.method_of(name)
         elif name not in allowed:
             entry["reason"] = NOT_CALIBRATED
         elif boot is not None:
@@ -857,7 +857,7 @@ def completed_diagnostics(
     return out
 
 
-def _audit_result(completion: Completion, families: Sequence[str] | None) -> tuple[Any, str]:
+def _audit_result(completion: Completion, families: Sequence[str] | None, seed: int = 0) -> tuple[Any, str]:
     """The design-based estimates of a completion with an audit, or None and why not."""
     from cltm_sb.analysis.completion_audit import audit_intervals
 
@@ -867,7 +867,7 @@ def _audit_result(completion: Completion, families: Sequence[str] | None) -> tup
         return None, f"no interval: the audit's noise jackknife needs at least {MIN_REPLICATE_SEEDS} seeds"
     try:
         return audit_intervals(completion, families, completion.audit, completion.seed_replicates,
-                               completion.level, core=completion.core), ""
+                               completion.level, core=completion.core, seed=seed), ""
     except ValueError as err:
         return None, f"no interval: {err}"
 

@@ -20,7 +20,8 @@ values; RFD's residual spread is then taken without the audit pairs' own noise, 
 jackknife counts), or from the supplied standard errors (labelled so). A diagnostic is a function of
 totals: RFD and the share diagnostics through one total, asymmetry a ratio of two (its interval on
 the log scale, where the ratio is closer to normal). Student's t with the audit's size − 1
-degrees of freedom. Which of these intervals are printed is decided by their coverage in
+degrees of freedom. Row cosine, not a function of totals over pairs, is estimated by imputing
+the predicted cells' errors from the audit pairs (:mod:`~cltm_sb.analysis.completion_cosine`). Which of these intervals are printed is decided by their coverage in
 simulation (``bench/bench_budget.py --audit``, bench/RESULTS.md): :data:`AUDIT_INTERVALS`.
 """
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from cltm_sb.analysis.completion_cosine import JACKKNIFE_GROUPS, audit_row_cosine
 from cltm_sb.analysis.completion_totals import held_out_predictions, pair_features, pair_index
 
 Array = np.ndarray
@@ -40,12 +42,14 @@ Array = np.ndarray
 # Diagnostics whose audit intervals covered 95% in bench_budget.py on the latent, phylo and
 # near-agnostic truths (L = 28 and 44, F = 0.3, audit 0.34, 100 experiments each; bench/RESULTS.md),
 # judged by DESIGN.md §8 as bench_calibration.target_met applies it. Row cosine is not a total
-# over pairs.
-AUDIT_INTERVALS = ("rfd", "asymmetry", "prop_positive", "reciprocity_positive", "intra_family_positive")
+# over pairs: its estimate imputes the predicted cells' errors (completion_cosine.py).
+AUDIT_INTERVALS = (
+    "rfd", "asymmetry", "row_cosine", "prop_positive", "reciprocity_positive", "intra_family_positive"
+)
 # ... but not after pairs were added to the core design (--next rounds: asymmetry covered 85% on
-# the phylo truth at L = 44, where the rounds picked the most uncertain pairs; intra-family+ was
-# not judged there with enough audit pairs).
-NOT_AFTER_ADDED = ("asymmetry", "intra_family_positive")
+# the phylo truth at L = 44, where the rounds picked the most uncertain pairs; intra-family+ and
+# row cosine were not judged there with enough audit pairs).
+NOT_AFTER_ADDED = ("asymmetry", "intra_family_positive", "row_cosine")
 # Diagnostics that need a larger audit than MIN_AUDIT_PAIRS: asymmetry's interval over-covered
 # (100%, too wide) on the near-agnostic truth with 39 audit pairs (L = 28) and covered 93-97% on
 # all three truths with 97 (L = 44). Intra-family+'s across-family positive mass is a few large
@@ -55,8 +59,8 @@ NOT_AFTER_ADDED = ("asymmetry", "intra_family_positive")
 # completion's own (0.058 / 0.042 vs 0.037 / 0.028), so `cltm complete` prints this width about the
 # completion's point (RECENTRED), which covered 98.0 / 99.7 / 99% (conservative): printed
 # only from the audit size judged.
-MIN_AUDIT_PAIRS_OF = {"asymmetry": 90, "intra_family_positive": 97}
-_LABELS = {"asymmetry": "asymmetry", "intra_family_positive": "intra-family+"}
+MIN_AUDIT_PAIRS_OF = {"asymmetry": 90, "intra_family_positive": 97, "row_cosine": 97}
+_LABELS = {"asymmetry": "asymmetry", "intra_family_positive": "intra-family+", "row_cosine": "row cosine"}
 # Diagnostics whose audit interval is printed about the completion's point rather than the audit's
 # own: intra-family+'s audit point (a ratio of two audit totals) was off by 0.058 / 0.042 at L = 44
 # (latent / phylo truth, F = 0.3, audit 0.34, 97 audit pairs; medians), the difference estimator over
@@ -76,7 +80,9 @@ MIN_AUDIT_PAIRS = 12
 AUDIT_LEVELS = (0.90, 0.99)
 # ... except asymmetry's and intra-family+'s 90% intervals, which covered 83-84% and 83-86% on the
 # structured truths at L = 44.
-MIN_LEVEL_OF = {"asymmetry": 0.95, "intra_family_positive": 0.95}
+MIN_LEVEL_OF = {"asymmetry": 0.95, "intra_family_positive": 0.95, "row_cosine": 0.95}
+# Row cosine's interval was judged at 95% only.
+MAX_LEVEL_OF = {"row_cosine": 0.95}
 # Columns of the per-pair totals: pair_features' six, then the positive mass within a family.
 _SQ_DEV, _SQ_ASYM, _SQ, _POSITIVE, _BOTH, _MASS, _MASS_WITHIN = range(7)
 # Smooth totals, whose noise bias the seed jackknife removes; for counts of positive cells (a
@@ -117,6 +123,17 @@ class AuditResult:
             f"left out; measurement noise from {self.noise}"
         )
 
+    def method_of(self, name: str) -> str:
+        """How diagnostic ``name`` was estimated (row cosine's differs from the totals')."""
+        if name == "row_cosine":
+            return (
+                f"audit: the predicted cells' errors imputed from {self.n_audit} audit pairs drawn at random "
+                f"from the {self.n_audit + self.n_unmeasured} pairs the core design left out (donor and "
+                "target effects and a rest); interval from the imputations, a jackknife over groups of audit "
+                f"pairs and one over {NOISE_SEEDS}"
+            )
+        return self.method
+
 
 def interval_reason(name: str, result: AuditResult) -> str:
     """Why diagnostic ``name`` gets no audit interval ("" when it gets one)."""
@@ -125,13 +142,17 @@ def interval_reason(name: str, result: AuditResult) -> str:
     if name in NOT_AFTER_ADDED and result.n_added:
         return (f"no interval: {result.n_added} pairs were measured after the core design (--next rounds), "
                 "and then its audit interval is not calibrated (bench/RESULTS.md)")
-    lowest = MIN_LEVEL_OF.get(name, AUDIT_LEVELS[0])
-    if not lowest - 1e-9 <= result.level <= AUDIT_LEVELS[1] + 1e-9:
-        return (f"no interval: its {100 * result.level:g}% audit interval is not calibrated (judged from "
-                f"{100 * lowest:g}% to {100 * AUDIT_LEVELS[1]:g}%; bench/RESULTS.md)")
+    lowest, highest = MIN_LEVEL_OF.get(name, AUDIT_LEVELS[0]), MAX_LEVEL_OF.get(name, AUDIT_LEVELS[1])
+    if not lowest - 1e-9 <= result.level <= highest + 1e-9:
+        judged = f"at {100 * lowest:g}% only" if lowest == highest else f"from {100 * lowest:g}% to {100 * highest:g}%"
+        return (f"no interval: its {100 * result.level:g}% audit interval is not calibrated (judged "
+                f"{judged}; bench/RESULTS.md)")
     if result.n_audit < MIN_AUDIT_PAIRS_OF.get(name, 0):
         return (f"no interval: {result.n_audit} audit pairs; its audit interval needs at least "
                 f"{MIN_AUDIT_PAIRS_OF[name]} (bench/RESULTS.md)")
+    if name == "row_cosine" and result.noise != NOISE_SEEDS:
+        return ("no interval: row cosine's audit interval takes the measurement noise from the seeds "
+                "(a jackknife), which a partial matrix with supplied SE does not have")
     if not all(math.isfinite(x) for x in result.estimates[name]):
         return "undefined by the audit's difference estimator"
     return ""
@@ -143,13 +164,18 @@ def audit_size_note(n_audit: int, n_units: int, n_full: int) -> str:
     need = max(MIN_AUDIT_PAIRS_OF.values())
     if n_audit >= need:
         return ""
-    larger = [(_LABELS[name], k) for name, k in MIN_AUDIT_PAIRS_OF.items() if n_audit < k]
+    # Diagnostics that need the same audit size are named together.
+    larger: dict[int, list[str]] = {}
+    for name, k in MIN_AUDIT_PAIRS_OF.items():
+        if n_audit < k:
+            larger.setdefault(k, []).append(_LABELS[name])
     if n_audit < MIN_AUDIT_PAIRS:
-        theirs = ", ".join(f"{label}'s at {k}" for label, k in larger)
+        theirs = ", ".join(" and ".join(f"{label}'s" for label in labels) + f" at {k}" for k, labels in larger.items())
         lacks = f"no design-based interval: they start at {MIN_AUDIT_PAIRS} audit pairs ({theirs})"
         need = MIN_AUDIT_PAIRS
     else:
-        lacks = "no design-based interval " + ", ".join(f"for {label} below {k} audit pairs" for label, k in larger)
+        lacks = "no design-based interval " + ", ".join(
+            f"for {' and '.join(labels)} below {k} audit pairs" for k, labels in larger.items())
     # The core design is what predicts well: an audit of more than half the budget is not offered.
     share = math.ceil(100 * need / n_units) / 100 if n_units else math.inf
     if share <= 0.5:
@@ -213,9 +239,12 @@ def audit_intervals(
     level: float = 0.95,
     min_pairs: int = MIN_AUDIT_PAIRS,
     core: Array | None = None,
+    seed: int = 0,
 ) -> AuditResult:
     """Difference estimates of RFD, asymmetry, prop+, reciprocity+ and intra-family+ of a
-    completed matrix with design-based intervals from its audit pairs.
+    completed matrix with design-based intervals from its audit pairs, and row cosine by imputing
+    the predicted cells' errors from them (:func:`~cltm_sb.analysis.completion_cosine.audit_row_cosine`;
+    with seed replicates only, NaN otherwise).
 
     Args:
         completion: a :class:`~cltm_sb.analysis.completion.Completion` with held-out errors.
@@ -232,6 +261,7 @@ def audit_intervals(
             uncertainty: they are counted with the predicted pairs (at their held-out predictions),
             so that the audit stays a random sample of the pairs it stands for. None: every
             measured pair that is not an audit pair is a core pair.
+        seed: the random numbers of row cosine's imputations.
 
     Raises ValueError when an interval cannot be given: fewer than ``min_pairs`` measured audit
     pairs, no held-out errors, or no measurement noise (neither replicates nor SE).
@@ -358,6 +388,9 @@ def audit_intervals(
         )
     else:
         estimates["intra_family_positive"] = nan3
+    estimates["row_cosine"] = nan3
+    if seed_replicates is not None and n_audit >= JACKKNIFE_GROUPS:
+        estimates["row_cosine"] = audit_row_cosine(completion, audit, seed_replicates, level, seed)
     return AuditResult(estimates, n_audit, n_unmeasured, noise, int(added.sum()), level)
 
 
