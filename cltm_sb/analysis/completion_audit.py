@@ -129,8 +129,8 @@ class AuditResult:
             return (
                 f"audit: the predicted cells' errors imputed from {self.n_audit} audit pairs drawn at random "
                 f"from the {self.n_audit + self.n_unmeasured} pairs the core design left out (donor and "
-                "target effects and a rest); interval from the imputations, a jackknife over groups of audit "
-                f"pairs and one over {NOISE_SEEDS}"
+                "target effects and a rest); interval from the imputations' spread, a jackknife over groups of "
+                "audit pairs and one over the seeds"
             )
         return self.method
 
