@@ -517,18 +517,15 @@ def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_interv
     table1 = pd.read_csv(report / "table1.csv").set_index("diagnostic")
     text = (report / "report.md").read_text()
     assert "the completion's estimates" in text and "plug-in (completed matrix)" in text
-    # the audit of 109 pairs gives them all but row cosine's, which needs the seeds (supplied SE here)
-    assert "supplied SE does not have" in theirs["row_cosine"]["reason"]
-    for name in set(AUDIT_INTERVALS) - {"row_cosine"}:
-        assert theirs[name]["lower"] is not None
+    for name in AUDIT_INTERVALS:
+        assert theirs[name]["lower"] is not None  # the audit of 109 pairs gives them all
+        assert "the supplied SE, not calibrated by cltm" in theirs[name]["method"]
         for key in ("point", "lower", "upper", "method"):
             assert ours[name][key] == theirs[name][key]
         assert table1.loc[name, "estimate"] == pytest.approx(theirs[name]["point"], rel=1e-5)
         assert table1.loc[name, "lower"] == pytest.approx(theirs[name]["lower"], rel=1e-5)
     # the plug-in on the completed matrix is kept beside them, and differs from the estimate
     assert ours["rfd"]["plugin"] != pytest.approx(ours["rfd"]["point"], rel=1e-6)
-    # a diagnostic without an interval says why
-    assert "n/a: " + theirs["row_cosine"]["reason"].removeprefix("no interval: ") in text
     # The report never overwrites the completion's own files.
     assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(out / "sources.csv"),
                  "--families", str(fams), "-o", str(out)]) == 2

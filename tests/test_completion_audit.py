@@ -203,7 +203,7 @@ def test_completed_diagnostics_print_audit_intervals_and_say_why_others_have_non
 
 
 def test_audit_of_a_partial_matrix_uses_the_supplied_se_and_says_so():
-    truth = structured_truth(24, seed=4)
+    truth = structured_truth(30, seed=4)  # 109 audit pairs: row cosine's interval too
     core, audit = audit_design(truth.locales, 0.5, truth.families, seed=4, audit=0.5)
     mask = audit_mask(truth.locales, core + audit)
     rng = np.random.default_rng(4)
@@ -213,8 +213,9 @@ def test_audit_of_a_partial_matrix_uses_the_supplied_se_and_says_so():
     completion = complete_matrix(observed, truth.families, se=se, locales=truth.locales, seed=4)
     completion.audit = audit_mask(truth.locales, audit)
     entries = completed_diagnostics(completion, truth.families, n_draws=50, seed=4)
-    assert entries["rfd"]["lower"] is not None and NOISE_SUPPLIED in entries["rfd"]["method"]
-    assert "not calibrated by cltm" in entries["rfd"]["method"]
+    for d in ("rfd", "row_cosine"):
+        assert entries[d]["lower"] is not None and NOISE_SUPPLIED in entries[d]["method"], d
+        assert "not calibrated by cltm" in entries[d]["method"], d
     # Without SE there is no measurement noise to add: no interval.
     bare = complete_matrix(observed, truth.families, locales=truth.locales, seed=4)
     bare.audit = completion.audit

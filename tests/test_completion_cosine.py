@@ -91,3 +91,26 @@ def test_row_cosine_needs_enough_audit_pairs_and_seed_replicates():
     completion = _completion(truth, pairs[20:], pairs[:20], truth, truth, np.repeat(truth[None], 2, axis=0))
     with pytest.raises(ValueError, match="3 seeds or more"):
         audit_row_cosine(completion, completion.audit, completion.seed_replicates)
+
+
+def test_supplied_standard_errors_remove_the_noise_bias_of_the_measured_cells():
+    """A partial matrix has no seeds: noise drawn from its SE corrects the downward pull that the
+    measured cells' noise has on row cosine (and widens the interval)."""
+    rng = np.random.default_rng(3)
+    n, se = 30, 0.6
+    truth = rng.normal(0, 1, (n, n)) + rng.normal(0, 1.0, n)[None, :]
+    np.fill_diagonal(truth, 1.0)
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    order = rng.permutation(len(pairs))
+    predicted = [pairs[i] for i in order[: len(pairs) // 3]]
+    audit = [pairs[i] for i in order[len(pairs) // 3:]]
+    observed = truth + rng.normal(0, se, (n, n))
+    np.fill_diagonal(observed, 1.0)
+    completion = _completion(observed, predicted, audit, truth, truth, None)
+    completion.measured_se = np.full((n, n), se)
+    point, lower, upper = audit_row_cosine(completion, completion.audit, None,
+                                           measured_se=completion.measured_se, seed=3)
+    uncorrected = row_cosine(completion.matrix)
+    assert uncorrected < row_cosine(truth) - 0.02  # the noise pulls it down ...
+    assert abs(point - row_cosine(truth)) < 0.5 * abs(uncorrected - row_cosine(truth))  # ... the draws undo it
+    assert lower < point < upper

@@ -130,7 +130,7 @@ class AuditResult:
                 f"audit: the predicted cells' errors imputed from {self.n_audit} audit pairs drawn at random "
                 f"from the {self.n_audit + self.n_unmeasured} pairs the core design left out (donor and "
                 "target effects and a rest); interval from the imputations' spread, a jackknife over groups of "
-                "audit pairs and one over the seeds"
+                f"audit pairs, and the measurement noise from {self.noise}"
             )
         return self.method
 
@@ -150,9 +150,6 @@ def interval_reason(name: str, result: AuditResult) -> str:
     if result.n_audit < MIN_AUDIT_PAIRS_OF.get(name, 0):
         return (f"no interval: {result.n_audit} audit pairs; its audit interval needs at least "
                 f"{MIN_AUDIT_PAIRS_OF[name]} (bench/RESULTS.md)")
-    if name == "row_cosine" and result.noise != NOISE_SEEDS:
-        return ("no interval: row cosine's audit interval takes the measurement noise from the seeds "
-                "(a jackknife), which a partial matrix with supplied SE does not have")
     if not all(math.isfinite(x) for x in result.estimates[name]):
         return "undefined by the audit's difference estimator"
     return ""
@@ -389,8 +386,10 @@ def audit_intervals(
     else:
         estimates["intra_family_positive"] = nan3
     estimates["row_cosine"] = nan3
-    if seed_replicates is not None and n_audit >= JACKKNIFE_GROUPS:
-        estimates["row_cosine"] = audit_row_cosine(completion, audit, seed_replicates, level, seed)
+    if n_audit >= JACKKNIFE_GROUPS:
+        estimates["row_cosine"] = audit_row_cosine(
+            completion, audit, seed_replicates, level, seed,
+            measured_se=None if seed_replicates is not None else np.asarray(completion.measured_se, dtype=float))
     return AuditResult(estimates, n_audit, n_unmeasured, noise, int(added.sum()), level)
 
 

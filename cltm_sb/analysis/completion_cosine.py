@@ -18,7 +18,8 @@ their posterior) and the rest of a random audit pair. Row cosine is averaged ove
 Its variance is the imputations' spread (how the unknown errors could fall) plus a delete-a-group
 jackknife over the audit pairs (how well the audit tells their distribution) plus a jackknife over
 seeds (the measured values' noise, whose bias it also removes). Student's t with the groups'
-degrees of freedom. Whether the interval is printed is decided by its coverage in simulation
+degrees of freedom. A partial matrix's completion has no seeds: its noise part comes from normal
+draws of the supplied standard errors instead (labelled so: not calibrated by cltm). Whether the interval is printed is decided by its coverage in simulation
 (``bench/bench_budget.py --audit``; :mod:`~cltm_sb.analysis.completion_audit`).
 """
 
@@ -40,6 +41,8 @@ Array = np.ndarray
 # delete-a-group jackknife (its Monte Carlo part grows with groups / imputations).
 IMPUTATIONS = 200
 JACKKNIFE_GROUPS = 10
+# Draws of the measurement noise from supplied standard errors (a partial matrix's completion).
+NOISE_DRAWS = 20
 # Backfitting rounds of the donor and target effects.
 EFFECT_ITERATIONS = 10
 # A variance component never shrinks below this (in squared standardised units): an effect
@@ -92,11 +95,12 @@ def error_effects(residuals: Array, iterations: int = EFFECT_ITERATIONS) -> Erro
 def audit_row_cosine(
     completion: object,
     audit: Array,
-    seed_replicates: Array,
+    seed_replicates: Array | None,
     level: float = 0.95,
     seed: int = 0,
     imputations: int = IMPUTATIONS,
     groups: int = JACKKNIFE_GROUPS,
+    measured_se: Array | None = None,
 ) -> tuple[float, float, float]:
     """Row cosine of a completed matrix by imputing its predicted cells' errors from the audit
     pairs, with its interval: ``(point, lower, upper)`` (module docstring).
@@ -104,12 +108,17 @@ def audit_row_cosine(
     Args:
         completion: a :class:`~cltm_sb.analysis.completion.Completion` with held-out errors.
         audit: [t, s] True on the audit pairs' cells.
-        seed_replicates: [k, t, s] the measured matrix with each seed left out in turn.
+        seed_replicates: [k, t, s] the measured matrix with each seed left out in turn: the
+            measured values' noise by a jackknife.
         level: the interval's level.
-        seed: the imputations' random numbers (the same in every jackknife replicate).
+        seed: the imputations' random numbers (the same in every replicate).
         imputations, groups: Monte Carlo size and jackknife groups.
+        measured_se: [t, s] the measured cells' standard errors, used without ``seed_replicates``:
+            the noise then comes from :data:`NOISE_DRAWS` normal draws of it (bias: their mean
+            effect; variance: their spread).
 
-    Raises ValueError with fewer audit pairs than ``groups`` or fewer than 3 seed replicates.
+    Raises ValueError with fewer audit pairs than ``groups``, or with neither 3 seed replicates
+    nor standard errors.
     """
     m = completion.matrix
     n = m.shape[0]
@@ -121,8 +130,10 @@ def audit_row_cosine(
     n_audit, n_predicted = len(a_rows), len(p_rows)
     if n_audit < max(groups, 2):
         raise ValueError(f"{n_audit} measured audit pairs; row cosine's interval needs at least {max(groups, 2)}")
-    if seed_replicates is None or len(seed_replicates) < 3:
-        raise ValueError("row cosine's interval needs the measured matrix without each seed (3 seeds or more)")
+    by_seeds = seed_replicates is not None and len(seed_replicates) >= 3
+    if not by_seeds and measured_se is None:
+        raise ValueError("row cosine's interval needs the measured matrix without each seed (3 seeds or "
+                         "more) or the measured cells' standard errors")
     rows_defined = completion.rows
     held = held_out_predictions(completion)
     scale = completion.scale
@@ -155,16 +166,24 @@ def audit_row_cosine(
     everyone = np.ones(n_audit, dtype=bool)
     base = imputed(m, everyone)
     deleted = np.array([imputed(m, group != g).mean() for g in range(groups)])
-    k = len(seed_replicates)
     measured_cells = completion.sources == MEASURED
-    by_seed = np.array([
-        imputed(np.where(measured_cells & np.isfinite(r), r, m), everyone).mean() for r in seed_replicates
-    ])
+    if by_seeds:
+        k = len(seed_replicates)
+        noisy = np.array([
+            imputed(np.where(measured_cells & np.isfinite(r), r, m), everyone).mean() for r in seed_replicates
+        ])
+        noise_variance = (k - 1) / k * float(((noisy - noisy.mean()) ** 2).sum())
+        noise_bias = (k - 1) * (noisy.mean() - base.mean())
+    else:
+        # Noise added again to the measured cells moves row cosine as the noise already in them did.
+        se = np.where(measured_cells & np.isfinite(measured_se), measured_se, 0.0)
+        shifts = rng.standard_normal((NOISE_DRAWS, n, n)) * se
+        noisy = np.array([imputed(m + shift, everyone).mean() for shift in shifts])
+        noise_variance = float(noisy.var(ddof=1))
+        noise_bias = noisy.mean() - base.mean()
     variance = (
-        base.var(ddof=1)
-        + (groups - 1) / groups * float(((deleted - deleted.mean()) ** 2).sum())
-        + (k - 1) / k * float(((by_seed - by_seed.mean()) ** 2).sum())
+        base.var(ddof=1) + (groups - 1) / groups * float(((deleted - deleted.mean()) ** 2).sum()) + noise_variance
     )
-    point = float(base.mean() - (k - 1) * (by_seed.mean() - base.mean()))
+    point = float(base.mean() - noise_bias)
     half = float(stats.t.ppf(0.5 + level / 2, groups - 1)) * math.sqrt(variance)
     return point, point - half, point + half
