@@ -7,7 +7,7 @@
     # diagnostic intervals by completion_intervals.py (~7 min):
     python bench/bench_budget.py --budgets 0.3 --designs design --experiments 100 --interval-method bootstrap
 
-    # design-based intervals from an audit sample (`cltm design --audit 0.34`; ~3 min per truth at L = 44):
+    # design-based intervals from an audit sample (`cltm design --audit 0.34`; ~4 min per truth at L = 44):
     python bench/bench_budget.py --languages 44 --budgets 0.3 --designs design --experiments 100 --audit 0.34
 
 Each experiment simulates the FULL noisy grid with the simulation behind `cltm simulate`

@@ -21,8 +21,9 @@ jackknife counts), or from the supplied standard errors (labelled so). A diagnos
 totals: RFD and the share diagnostics through one total, asymmetry a ratio of two (its interval on
 the log scale, where the ratio is closer to normal). Student's t with the audit's size − 1
 degrees of freedom. Row cosine, not a function of totals over pairs, is estimated by imputing
-the predicted cells' errors from the audit pairs (:mod:`~cltm_sb.analysis.completion_cosine`). Which of these intervals are printed is decided by their coverage in
-simulation (``bench/bench_budget.py --audit``, bench/RESULTS.md): :data:`AUDIT_INTERVALS`.
+the predicted cells' errors from the audit pairs (:mod:`~cltm_sb.analysis.completion_cosine`).
+Which of these intervals are printed is decided by their coverage in simulation
+(``bench/bench_budget.py --audit``, bench/RESULTS.md): :data:`AUDIT_INTERVALS`.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def audit_intervals(
     """Difference estimates of RFD, asymmetry, prop+, reciprocity+ and intra-family+ of a
     completed matrix with design-based intervals from its audit pairs, and row cosine by imputing
     the predicted cells' errors from them (:func:`~cltm_sb.analysis.completion_cosine.audit_row_cosine`;
-    with seed replicates only, NaN otherwise).
+    NaN with fewer than :data:`~cltm_sb.analysis.completion_cosine.JACKKNIFE_GROUPS` audit pairs).
 
     Args:
         completion: a :class:`~cltm_sb.analysis.completion.Completion` with held-out errors.

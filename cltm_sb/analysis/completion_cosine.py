@@ -6,7 +6,7 @@ products of two cells of one donor column in two rows, so the difference estimat
 the prediction errors, and that has structure: bench_budget's truths showed that the predicted
 cells' errors share a donor part (a donor the model under- or over-rates moves its whole column)
 and a target part, and that scattering the same errors at random over the predicted cells lowers
-row cosine by 0.03-0.05 at 44 languages, while keeping those two parts brings it back to within
+row cosine by 0.02-0.06 at 44 languages, while keeping those two parts brings it back to within
 0.002 of the truth (bench/RESULTS.md).
 
 So the errors are imputed, from the audit pairs alone (a random sample of the pairs the model
@@ -19,8 +19,9 @@ Its variance is the imputations' spread (how the unknown errors could fall) plus
 jackknife over the audit pairs (how well the audit tells their distribution) plus a jackknife over
 seeds (the measured values' noise, whose bias it also removes). Student's t with the groups'
 degrees of freedom. A partial matrix's completion has no seeds: its noise part comes from normal
-draws of the supplied standard errors instead (labelled so: not calibrated by cltm). Whether the interval is printed is decided by its coverage in simulation
-(``bench/bench_budget.py --audit``; :mod:`~cltm_sb.analysis.completion_audit`).
+draws of the supplied standard errors instead (labelled so: not calibrated by cltm). Whether the
+interval is printed is decided by its coverage in simulation (``bench/bench_budget.py --audit``;
+:mod:`~cltm_sb.analysis.completion_audit`).
 """
 
 from __future__ import annotations
