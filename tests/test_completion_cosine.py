@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cltm_sb.analysis.completion import MEASURED, PREDICTED, Completion, ModelConfig
+from cltm_sb.analysis.completion import MEASURED, PREDICTED, UNDEFINED, Completion, ModelConfig
 from cltm_sb.analysis.completion_cosine import audit_row_cosine, error_effects
 from cltm_sb.analysis.diagnostics import row_cosine
 
@@ -114,3 +114,19 @@ def test_supplied_standard_errors_remove_the_noise_bias_of_the_measured_cells():
     assert uncorrected < row_cosine(truth) - 0.02  # the noise pulls it down ...
     assert abs(point - row_cosine(truth)) < 0.5 * abs(uncorrected - row_cosine(truth))  # ... the draws undo it
     assert lower < point < upper
+
+
+def test_undefined_rows_stay_out_of_the_imputation_and_the_cosine():
+    rng = np.random.default_rng(4)
+    n = 20
+    truth = rng.normal(0, 1, (n, n))
+    np.fill_diagonal(truth, 1.0)
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    completion = _completion(truth, pairs[::2], pairs[1::2], truth, truth, np.repeat(truth[None], 4, axis=0))
+    # target 3's self-gain is not positive: its row is undefined (never predicted), its column is not
+    completion.matrix[3, :] = np.nan
+    completion.sources[3, :] = UNDEFINED
+    completion.error_matrix[3, :] = np.nan
+    point, lower, upper = audit_row_cosine(completion, completion.audit, completion.seed_replicates)
+    assert point == pytest.approx(row_cosine(completion.matrix), abs=1e-5)
+    assert np.isfinite([lower, upper]).all()
