@@ -69,14 +69,16 @@ def test_imputed_donor_parts_recover_the_row_cosine_that_scattered_errors_lose()
     assert lower < point < upper
 
 
-def test_exact_predictions_and_no_noise_give_the_completed_matrix_row_cosine():
-    rng = np.random.default_rng(2)
-    n = 20
-    truth = rng.normal(0, 1, (n, n))
+def _exact_completion(seed: int, n: int = 20) -> tuple[np.ndarray, Completion]:
+    """A random truth, every other pair predicted exactly and the rest audited, noise-free seeds."""
+    truth = np.random.default_rng(seed).normal(0, 1, (n, n))
     np.fill_diagonal(truth, 1.0)
     pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
-    predicted, audit = pairs[::2], pairs[1::2]
-    completion = _completion(truth, predicted, audit, truth, truth, np.repeat(truth[None], 4, axis=0))
+    return truth, _completion(truth, pairs[::2], pairs[1::2], truth, truth, np.repeat(truth[None], 4, axis=0))
+
+
+def test_exact_predictions_and_no_noise_give_the_completed_matrix_row_cosine():
+    truth, completion = _exact_completion(2)
     point, lower, upper = audit_row_cosine(completion, completion.audit, completion.seed_replicates)
     assert point == pytest.approx(row_cosine(truth), abs=1e-5)
     assert upper - lower < 1e-3  # only the variance floor of an effect estimated as absent
@@ -117,12 +119,7 @@ def test_supplied_standard_errors_remove_the_noise_bias_of_the_measured_cells():
 
 
 def test_undefined_rows_stay_out_of_the_imputation_and_the_cosine():
-    rng = np.random.default_rng(4)
-    n = 20
-    truth = rng.normal(0, 1, (n, n))
-    np.fill_diagonal(truth, 1.0)
-    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
-    completion = _completion(truth, pairs[::2], pairs[1::2], truth, truth, np.repeat(truth[None], 4, axis=0))
+    _, completion = _exact_completion(4)
     # target 3's self-gain is not positive: its row is undefined (never predicted), its column is not
     completion.matrix[3, :] = np.nan
     completion.sources[3, :] = UNDEFINED
