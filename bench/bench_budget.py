@@ -328,7 +328,8 @@ def experiment(
             "top1": float(np.mean([true_best[t] == top3[t][0] for t in range(n) if rows[t]])),
             "diag": {d: error(d, cdiag[d], true_diag[d]) for d in DIAGS},
             "config": f"{comp.config.scaling}/e{comp.config.effect_ridge:g}/b{comp.config.block_ridge:g}/r{comp.config.rank}/{comp.config.lam:g}"
-            + ("/dist" if comp.config.distance_smooth is not None else ""),
+            + ("/dist" if comp.config.distance_smooth is not None else "")
+            + ("/nb" if comp.config.neighbour_prior is not None else ""),
             "typology_r": typology_r,
             "seconds": time.perf_counter() - t0,
             "n_pairs": len(pairs),

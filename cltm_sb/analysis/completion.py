@@ -39,7 +39,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,13 @@ ALS_ITERATIONS = 30
 DISTANCE_ITERATIONS = 4
 # Roughness penalties of the distance term tried by cross-validation.
 DISTANCE_SMOOTHS = (1.0,)
+# The neighbour term (:func:`neighbour_term`): a partner's weight is exp(SHARPNESS · (z − 2)), z the
+# pair's measured transfer standardised over the measured pairs, so a pair 2 SD above the mean
+# weighs 1 (sharpness 1-3 and priors 0.05-5 were within 0.01 RMSE/SD on bench_budget's latent
+# truth at L = 44; 2 and 0.2 were best). The prior, in weight units, shrinks each cell's average
+# of its neighbours' residuals towards 0 where the weights are small.
+NEIGHBOUR_SHARPNESS = 2.0
+NEIGHBOUR_PRIORS = (0.2,)
 # Which estimator gives the point of each completed diagnostic: the one with the smallest
 # worst-case median error against the truth over bench_budget's two structured truths (latent and
 # phylo) at L = 16 and 44 (F = 0.3, `cltm design`, 20 experiments each; bench/RESULTS.md).
@@ -174,13 +181,16 @@ class ModelConfig:
     block_ridge: float = BLOCK_RIDGES[0]
     # Roughness penalty of the smooth function of the user's distances; None: no distance term.
     distance_smooth: float | None = None
+    # Prior weight of the neighbour term (:func:`neighbour_term`); None: no neighbour term.
+    neighbour_prior: float | None = None
 
     @property
     def complexity(self) -> int:
-        """0-3: a row scaling, weak shrinkage and a distance term each add one (see
-        :func:`cross_validate`)."""
+        """0-4: a row scaling, weak shrinkage, a distance term and a neighbour term each add one
+        (see :func:`cross_validate`)."""
         weak = self.effect_ridge < EFFECT_RIDGES[0] or (self.rank > 0 and self.lam <= WEAK_RIDGE)
-        return int(self.scaling != "none") + int(weak) + int(self.distance_smooth is not None)
+        return (int(self.scaling != "none") + int(weak) + int(self.distance_smooth is not None)
+                + int(self.neighbour_prior is not None))
 
 
 @dataclass
@@ -283,6 +293,32 @@ def _smooth_term(resid: Array, observed: Array, basis: Array, penalty: Array, sm
     return basis @ coef
 
 
+def neighbour_term(y: Array, resid: Array, observed: Array, prior: float) -> Array:
+    """[t, s] what t's and s's close partners say about the cell beyond the model.
+
+    Transfer falls with how far apart two languages are (in the paper's matrices and in both
+    of bench_budget's structured truths), so two languages whose pair run measured a high
+    transfer both ways are close, and transfer alike to and from third languages. The term
+    averages the model's residuals ``resid`` (observed cells, on the model's scale ``y``) of the
+    cells (u, s) for t's partners u and (t, v) for s's partners v, weighted by how high each
+    partner's measured pair is (:data:`NEIGHBOUR_SHARPNESS`), shrunk by ``prior``. Only pairs
+    measured both ways (as a pair run measures them) define partners; a cell's own value never
+    enters its term (no language is its own partner).
+    """
+    n = y.shape[0]
+    both = observed & observed.T
+    sym = (y + y.T) / 2
+    values = sym[both]
+    if values.size < 2 or float(np.std(values)) == 0.0:
+        return np.zeros((n, n))
+    z = (sym - values.mean()) / values.std()
+    weight = np.where(both, np.exp(NEIGHBOUR_SHARPNESS * (np.where(both, z, 0.0) - 2.0)), 0.0)
+    measured = observed.astype(float)
+    resid = np.where(observed, resid, 0.0)
+    # Σ_u w[t,u]·r[u,s] + Σ_v r[t,v]·w[v,s] over the same sums of the weights of measured cells.
+    return (weight @ resid + resid @ weight) / (weight @ measured + measured @ weight + prior)
+
+
 def fit_model(
     m: Array,
     observed: Array,
@@ -339,6 +375,8 @@ def fit_model(
         if change < 1e-5:
             break
     additive = mu + a[:, None] + b[None, :] + block + smooth
+    if config.neighbour_prior is not None:
+        low = low + neighbour_term(y, y - additive - low, observed, config.neighbour_prior)
     pred = (additive + low) * scale[:, None]
     pred[~rows] = np.nan
     return _Fit(pred, scale, low)
@@ -563,6 +601,9 @@ def complete_matrix(
             for rank in range(1, MAX_RANK + 1)
         ]
         config, held = cross_validate(m, observed, rows, blocks, stage2, folds, rng, self_gain, basis)
+        # Last, the neighbour term on the chosen model (one more level of complexity).
+        stage3 = [config] + [replace(config, neighbour_prior=p) for p in NEIGHBOUR_PRIORS]
+        config, held = cross_validate(m, observed, rows, blocks, stage3, folds, rng, self_gain, basis)
     fit = fit_model(m, observed, rows, blocks, config, self_gain=self_gain, basis=basis)
     # Errors grow with the row's scale: standardise by the chosen model's scale (by the RMS
     # scale when the model has none, so that rows of large values get wider intervals anyway).
@@ -991,6 +1032,7 @@ class CompletionRun:
                     "cv_folds": c.extra.get("cv_folds"),
                     "distances": c.extra.get("distances", []),
                     "distance_term": c.config.distance_smooth is not None,
+                    "neighbour_term": c.config.neighbour_prior is not None,
                 },
                 "standardised_error_quantile": _num(c.quantile),
                 "pair_error_correlation": c.pair_error_correlation,

@@ -74,7 +74,8 @@ def _complete(args: argparse.Namespace) -> int:
     print(f"completed {len(c.locales)} languages from {args.source}: {counts['measured']} measured, "
           f"{counts['predicted']} predicted, {counts['undefined']} undefined off-diagonal cells "
           f"(model: {c.config.scaling} scaling, rank {c.config.rank}"
-          + (", a smooth function of the distances" if c.config.distance_smooth is not None else "") + ")")
+          + (", a smooth function of the distances" if c.config.distance_smooth is not None else "")
+          + (", a neighbour term" if c.config.neighbour_prior is not None else "") + ")")
     unbounded = int(((c.sources == PREDICTED) & ~(np.isfinite(c.lower) & np.isfinite(c.upper))).sum())
     if unbounded:
         print(f"note: {unbounded} of {counts['predicted']} predicted cells have unbounded {100 * c.level:g}% "
