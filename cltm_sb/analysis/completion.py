@@ -13,10 +13,13 @@ The model (fitted on the off-diagonal cells of the defined rows):
   from the single and self runs: the model then works on the cross-gain scale).
 - ``a_t`` (target) and ``b_s`` (donor) effects and family-block effects ``B`` (one per pair of
   families; the within-family blocks share a family effect), ridge-shrunk towards 0;
-- a low-rank interaction ``U Vᵀ`` (rank ≤ :data:`MAX_RANK`) fitted by alternating ridge regressions.
+- a low-rank interaction ``U Vᵀ`` (rank ≤ :data:`MAX_RANK`) fitted by alternating ridge regressions;
+- optionally a neighbour term (:func:`neighbour_term`): the model's residuals of a target's and a
+  donor's close partners (languages whose pair run measured a high transfer both ways), averaged.
 
-Cross-validation over the measured pairs chooses the scaling, the shrinkage and the rank
-(:func:`cross_validate`: a more complex model must beat a simpler one by one SE).
+Cross-validation over the measured pairs chooses the scaling, the shrinkage, the rank and then
+whether to add the neighbour term (:func:`cross_validate`: a more complex model must beat a
+simpler one by one SE).
 
 Why this model: transfer is asymmetric (separate target and donor effects, and ``U`` ≠ ``V``),
 concentrates inside families and depends on how close two families are (``B``), and the row
