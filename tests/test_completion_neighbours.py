@@ -1,10 +1,14 @@
 """The completion's neighbour term: close partners transfer alike (issue 19)."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import cltm_sb.analysis.completion as completion
 from cltm_sb.analysis.completion import PREDICTED, complete_matrix, neighbour_term
+from cltm_sb.cli import main
 
 CODES = [f"q{i:02d}" for i in range(24)]
 
@@ -91,3 +95,16 @@ def test_cross_validation_leaves_the_term_out_of_independent_noise():
     np.fill_diagonal(truth, 1.0)
     partial = np.where(measured_pairs(len(CODES), 0.3), truth, np.nan)
     assert complete_matrix(partial, locales=CODES).config.neighbour_prior is None
+
+
+def test_cli_complete_names_the_neighbour_term(tmp_path, capsys):
+    partial = np.where(measured_pairs(len(CODES), 0.4), line_truth(), np.nan)
+    matrix_csv = tmp_path / "partial.csv"
+    pd.DataFrame(partial, index=CODES, columns=CODES).to_csv(matrix_csv)
+    families = tmp_path / "families.csv"  # one family each: the term, not the blocks, finds the close ones
+    families.write_text("code,name,family\n" + "".join(f"{c},{c},F{i}\n" for i, c in enumerate(CODES)))
+    out = tmp_path / "completed"
+    assert main(["complete", str(matrix_csv), "--families", str(families), "-o", str(out)]) == 0
+    assert "a neighbour term" in capsys.readouterr().out
+    model = json.loads((out / "intervals.json").read_text())["completion"]["model"]
+    assert model["neighbour_term"] is True

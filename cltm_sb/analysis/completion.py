@@ -85,8 +85,9 @@ DISTANCE_ITERATIONS = 4
 DISTANCE_SMOOTHS = (1.0,)
 # The neighbour term (:func:`neighbour_term`): a partner's weight is exp(SHARPNESS · (z − 2)), z the
 # pair's measured transfer standardised over the measured pairs, so a pair 2 SD above the mean
-# weighs 1 (sharpness 1-3 and priors 0.05-5 were within 0.01 RMSE/SD on bench_budget's latent
-# truth at L = 44; 2 and 0.2 were best). The prior, in weight units, shrinks each cell's average
+# weighs 1 (sharpness 1-3 and priors 0.05-5 were within 0.02 RMSE/SD of each other on
+# bench_budget's latent truth at L = 44; 2 and 0.2 among the best). Only pairs measured both ways
+# define partners: a design of single cells (--one-run-per-cell) gets no term. The prior, in weight units, shrinks each cell's average
 # of its neighbours' residuals towards 0 where the weights are small.
 NEIGHBOUR_SHARPNESS = 2.0
 NEIGHBOUR_PRIORS = (0.2,)
@@ -605,8 +606,9 @@ def complete_matrix(
         ]
         config, held = cross_validate(m, observed, rows, blocks, stage2, folds, rng, self_gain, basis)
         # Last, the neighbour term on the chosen model (one more level of complexity).
-        stage3 = [config] + [replace(config, neighbour_prior=p) for p in NEIGHBOUR_PRIORS]
-        config, held = cross_validate(m, observed, rows, blocks, stage3, folds, rng, self_gain, basis)
+        if NEIGHBOUR_PRIORS:
+            stage3 = [config] + [replace(config, neighbour_prior=p) for p in NEIGHBOUR_PRIORS]
+            config, held = cross_validate(m, observed, rows, blocks, stage3, folds, rng, self_gain, basis)
     fit = fit_model(m, observed, rows, blocks, config, self_gain=self_gain, basis=basis)
     # Errors grow with the row's scale: standardise by the chosen model's scale (by the RMS
     # scale when the model has none, so that rows of large values get wider intervals anyway).
