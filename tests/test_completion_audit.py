@@ -191,6 +191,10 @@ def test_completed_diagnostics_print_audit_intervals_and_say_why_others_have_non
     assert entries["rfd"]["lower"] is not None and entries["asymmetry"]["lower"] is not None
     assert "needs at least 97" in entries["intra_family_positive"]["reason"]
     assert "needs at least 97" in entries["row_cosine"]["reason"]
+    # ... so `cltm complete` does not impute row cosine's errors there; the benchmark still can.
+    args = (fewer, truth.families, fewer.audit, fewer.seed_replicates)
+    assert np.isnan(audit_intervals(*args, printable_only=True).estimates["row_cosine"]).all()
+    assert np.isfinite(audit_intervals(*args).estimates["row_cosine"]).all()
     fewer = complete_seed_arrays(arrays, truth.families, seed=1, audit_pairs=audit[:60])
     entries = completed_diagnostics(fewer, truth.families, n_draws=50, seed=1)
     assert entries["rfd"]["lower"] is not None

@@ -913,7 +913,7 @@ def _audit_result(completion: Completion, families: Sequence[str] | None, seed: 
         return None, f"no interval: the audit's noise jackknife needs at least {MIN_REPLICATE_SEEDS} seeds"
     try:
         return audit_intervals(completion, families, completion.audit, completion.seed_replicates,
-                               completion.level, core=completion.core, seed=seed), ""
+                               completion.level, core=completion.core, seed=seed, printable_only=True), ""
     except ValueError as err:
         return None, f"no interval: {err}"
 

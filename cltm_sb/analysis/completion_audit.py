@@ -235,6 +235,7 @@ def audit_intervals(
     min_pairs: int = MIN_AUDIT_PAIRS,
     core: Array | None = None,
     seed: int = 0,
+    printable_only: bool = False,
 ) -> AuditResult:
     """Difference estimates of RFD, asymmetry, prop+, reciprocity+ and intra-family+ of a
     completed matrix with design-based intervals from its audit pairs, and row cosine by imputing
@@ -257,6 +258,9 @@ def audit_intervals(
             so that the audit stays a random sample of the pairs it stands for. None: every
             measured pair that is not an audit pair is a core pair.
         seed: the random numbers of row cosine's imputations.
+        printable_only: leave out (NaN) what `cltm complete` would not print at this audit size:
+            row cosine's imputation below its :data:`MIN_AUDIT_PAIRS_OF` (about 1 s at 44
+            languages). The benchmark keeps it, to measure what smaller audits would give.
 
     Raises ValueError when an interval cannot be given: fewer than ``min_pairs`` measured audit
     pairs, no held-out errors, or no measurement noise (neither replicates nor SE).
@@ -384,7 +388,8 @@ def audit_intervals(
     else:
         estimates["intra_family_positive"] = nan3
     estimates["row_cosine"] = nan3
-    if n_audit >= JACKKNIFE_GROUPS:
+    unprintable = printable_only and n_audit < MIN_AUDIT_PAIRS_OF["row_cosine"]
+    if n_audit >= JACKKNIFE_GROUPS and not unprintable:
         estimates["row_cosine"] = audit_row_cosine(
             completion, audit, seed_replicates, level, seed,
             measured_se=None if seed_replicates is not None else np.asarray(completion.measured_se, dtype=float))
