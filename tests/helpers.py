@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cltm_sb.results import Evaluation, RunRecord, write_record
@@ -103,3 +104,26 @@ class CountingTrainLogger:
     def log_stats(self, stats_meta: dict, train_stats: dict | None = None, valid_stats: dict | None = None,
                   test_stats: dict | None = None, verbose: bool = False) -> None:
         CountingTrainLogger.logged.append({"meta": dict(stats_meta), "train": train_stats, "test": test_stats})
+
+
+def points_on_a_line(n: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Languages on a line: their distances and M = target effect + a nonlinear function of the
+    distance (no noise), a matrix that closeness, not effects, describes."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 4.0, n)
+    dist = np.abs(x[:, None] - x[None, :])
+    m = 0.3 * rng.normal(size=n)[:, None] + 1.5 * np.exp(-dist**2) - 0.5 * np.tanh(dist)
+    np.fill_diagonal(m, 1.0)
+    return dist, m
+
+
+def measured_pairs(n: int, share: float = 0.4, seed: int = 1) -> np.ndarray:
+    """[t, s] a random share of the pairs measured, both cells of each (as pair runs measure them),
+    and the diagonal."""
+    rng = np.random.default_rng(seed)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    measured = np.eye(n, dtype=bool)
+    for k in rng.permutation(len(pairs))[: int(len(pairs) * share)]:
+        i, j = pairs[k]
+        measured[i, j] = measured[j, i] = True
+    return measured

@@ -10,27 +10,9 @@ from cltm_sb.analysis.completion import PREDICTED, complete_matrix
 from cltm_sb.analysis.distances import hat_functions, read_distances, smooth_basis
 from cltm_sb.cli import main
 
+from helpers import measured_pairs, points_on_a_line
+
 CODES = [f"q{i:02d}" for i in range(24)]
-
-
-def points_and_truth(n: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Languages on a line; M = target effect + a nonlinear function of their distance (no noise)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.0, 4.0, n)
-    dist = np.abs(x[:, None] - x[None, :])
-    m = 0.3 * rng.normal(size=n)[:, None] + 1.5 * np.exp(-dist**2) - 0.5 * np.tanh(dist)
-    np.fill_diagonal(m, 1.0)
-    return dist, m
-
-
-def half_of_the_pairs(n: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    measured = np.eye(n, dtype=bool)
-    for k in rng.permutation(len(pairs))[: len(pairs) * 2 // 5]:
-        i, j = pairs[k]
-        measured[i, j] = measured[j, i] = True
-    return measured
 
 
 def test_hat_functions_interpolate_linearly_and_stay_flat_outside():
@@ -42,8 +24,8 @@ def test_hat_functions_interpolate_linearly_and_stay_flat_outside():
 
 
 def test_a_distance_covariate_predicts_what_effects_alone_cannot():
-    dist, truth = points_and_truth()
-    measured = half_of_the_pairs(len(CODES))
+    dist, truth = points_on_a_line()
+    measured = measured_pairs(len(CODES))
     partial = np.where(measured, truth, np.nan)
     off = ~np.eye(len(CODES), dtype=bool)
     without = complete_matrix(partial, locales=CODES)
@@ -64,7 +46,7 @@ def test_a_useless_distance_is_left_out_by_cross_validation():
     truth = 0.5 + rng.normal(0, 0.5, n)[:, None] + rng.normal(0, 0.5, n)[None, :]
     np.fill_diagonal(truth, 1.0)
     noise = rng.uniform(0, 3, (n, n))
-    partial = np.where(half_of_the_pairs(n), truth, np.nan)
+    partial = np.where(measured_pairs(n), truth, np.nan)
     result = complete_matrix(partial, locales=CODES, distances={"random": (noise + noise.T) / 2})
     assert result.config.distance_smooth is None
 
@@ -76,7 +58,7 @@ def write_long(path, dist, codes, extra=()):
 
 
 def test_read_distances_long_and_square(tmp_path):
-    dist, _ = points_and_truth(5)
+    dist, _ = points_on_a_line(5)
     codes = CODES[:5]
     long = read_distances(write_long(tmp_path / "d.csv", dist, codes, ["zz,q00,1.0"]), codes[::-1])
     assert list(long) == ["typology"]
@@ -87,7 +69,7 @@ def test_read_distances_long_and_square(tmp_path):
 
 
 def test_bad_distance_files_are_named(tmp_path):
-    dist, _ = points_and_truth(4)
+    dist, _ = points_on_a_line(4)
     codes = CODES[:4]
     path = write_long(tmp_path / "d.csv", dist, codes[:3])
     with pytest.raises(ValueError, match=r"d\.csv.*no distance for the pair q00,q03.*add a row"):
@@ -107,7 +89,7 @@ def test_bad_distance_files_are_named(tmp_path):
 
 
 def test_smooth_basis_has_one_block_per_distance():
-    dist, _ = points_and_truth(6)
+    dist, _ = points_on_a_line(6)
     observed = ~np.eye(6, dtype=bool)
     basis, penalty = smooth_basis({"a": dist, "b": 2 * dist}, observed, knots=4)
     assert basis.shape == (6, 6, 8) and penalty.shape == (8, 8)
@@ -115,8 +97,8 @@ def test_smooth_basis_has_one_block_per_distance():
 
 
 def test_cli_complete_with_distances(tmp_path, capsys):
-    dist, truth = points_and_truth()
-    partial = np.where(half_of_the_pairs(len(CODES)), truth, np.nan)
+    dist, truth = points_on_a_line()
+    partial = np.where(measured_pairs(len(CODES)), truth, np.nan)
     matrix_csv = tmp_path / "partial.csv"
     pd.DataFrame(partial, index=CODES, columns=CODES).to_csv(matrix_csv)
     distances = write_long(tmp_path / "typology.csv", dist, CODES)

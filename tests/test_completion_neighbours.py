@@ -10,28 +10,9 @@ import cltm_sb.analysis.completion as completion
 from cltm_sb.analysis.completion import PREDICTED, complete_matrix, neighbour_term
 from cltm_sb.cli import main
 
+from helpers import measured_pairs, points_on_a_line
+
 CODES = [f"q{i:02d}" for i in range(24)]
-
-
-def line_truth(n: int = 24, seed: int = 0) -> np.ndarray:
-    """Languages on a line; M = target effect + a nonlinear function of their distance (no noise)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.0, 4.0, n)
-    dist = np.abs(x[:, None] - x[None, :])
-    m = 0.3 * rng.normal(size=n)[:, None] + 1.5 * np.exp(-dist**2) - 0.5 * np.tanh(dist)
-    np.fill_diagonal(m, 1.0)
-    return m
-
-
-def measured_pairs(n: int, share: float, seed: int = 1) -> np.ndarray:
-    """A random share of the pairs, both cells of each (as pair runs measure them)."""
-    rng = np.random.default_rng(seed)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    measured = np.eye(n, dtype=bool)
-    for k in rng.permutation(len(pairs))[: int(len(pairs) * share)]:
-        i, j = pairs[k]
-        measured[i, j] = measured[j, i] = True
-    return measured
 
 
 def test_a_cells_own_value_never_enters_its_term():
@@ -73,7 +54,7 @@ def test_no_pair_measured_both_ways_gives_no_term():
 
 
 def test_cross_validation_adds_the_term_where_transfer_follows_closeness(monkeypatch):
-    truth = line_truth()
+    truth = points_on_a_line()[1]
     off = ~np.eye(len(CODES), dtype=bool)
     partial = np.where(measured_pairs(len(CODES), 0.4), truth, np.nan)
     with_term = complete_matrix(partial, locales=CODES)
@@ -98,7 +79,7 @@ def test_cross_validation_leaves_the_term_out_of_independent_noise():
 
 
 def test_cli_complete_names_the_neighbour_term(tmp_path, capsys):
-    partial = np.where(measured_pairs(len(CODES), 0.4), line_truth(), np.nan)
+    partial = np.where(measured_pairs(len(CODES), 0.4), points_on_a_line()[1], np.nan)
     matrix_csv = tmp_path / "partial.csv"
     pd.DataFrame(partial, index=CODES, columns=CODES).to_csv(matrix_csv)
     families = tmp_path / "families.csv"  # one family each: the term, not the blocks, finds the close ones
