@@ -86,9 +86,10 @@ DISTANCE_SMOOTHS = (1.0,)
 # The neighbour term (:func:`neighbour_term`): a partner's weight is exp(SHARPNESS · (z − 2)), z the
 # pair's measured transfer standardised over the measured pairs, so a pair 2 SD above the mean
 # weighs 1 (sharpness 1-3 and priors 0.05-5 were within 0.02 RMSE/SD of each other on
-# bench_budget's latent truth at L = 44; 2 and 0.2 among the best). Only pairs measured both ways
-# define partners: a design of single cells (--one-run-per-cell) gets no term. The prior, in weight units, shrinks each cell's average
-# of its neighbours' residuals towards 0 where the weights are small.
+# bench_budget's latent truth at L = 44; 2 and 0.2 among the best). The prior, in weight units,
+# shrinks each cell's average of its neighbours' residuals towards 0 where the weights are small.
+# Only pairs measured both ways define partners: a design of single cells (--one-run-per-cell)
+# gets no term.
 NEIGHBOUR_SHARPNESS = 2.0
 NEIGHBOUR_PRIORS = (0.2,)
 # Which estimator gives the point of each completed diagnostic: the one with the smallest
@@ -380,7 +381,7 @@ def fit_model(
             break
     additive = mu + a[:, None] + b[None, :] + block + smooth
     if config.neighbour_prior is not None:
-        low = low + neighbour_term(y, y - additive - low, observed, config.neighbour_prior)
+        additive = additive + neighbour_term(y, y - additive - low, observed, config.neighbour_prior)
     pred = (additive + low) * scale[:, None]
     pred[~rows] = np.nan
     return _Fit(pred, scale, low)
