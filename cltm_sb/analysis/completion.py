@@ -202,7 +202,6 @@ class ModelConfig:
 class _Fit:
     prediction: Array  # [t, s] on the M scale, NaN on undefined rows
     scale: Array  # [t]
-    lowrank: Array  # [t, s] the interaction, on the scaled scale
 
 
 def row_scales(m: Array, observed: Array, rows: Array) -> Array:
@@ -384,7 +383,7 @@ def fit_model(
         additive = additive + neighbour_term(y, y - additive - low, observed, config.neighbour_prior)
     pred = (additive + low) * scale[:, None]
     pred[~rows] = np.nan
-    return _Fit(pred, scale, low)
+    return _Fit(pred, scale)
 
 
 def pair_units(observed: Array) -> list[list[tuple[int, int]]]:
