@@ -315,6 +315,8 @@ def test_cli_design_complete_round_trip(tmp_path, capsys):
     assert main(["design", "--next", "4", "--observed", str(path), "--families", str(fams),
                  "-o", str(nxt)]) == 0
     assert len(list(csv.reader(nxt.open()))) == 5
+    # --next pairs are not a random sample: the user is told what they cost the diagnostics
+    assert "help the donor choice but move the completed Table-1 diagnostics" in capsys.readouterr().out
     cells = tmp_path / "cells.csv"
     assert main(["design", "--locales", codes, "--budget", "0.3", "--families", str(fams),
                  "--one-run-per-cell", "-o", str(cells)]) == 0
