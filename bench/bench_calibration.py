@@ -84,6 +84,9 @@ class Setting:
             and self.protocol == PROTOCOL_SHARED
         )
 
+    def noise(self) -> NoiseModel:
+        return NoiseModel(rho=self.rho, rho_pair=self.rho_pair, z_self=self.z)
+
 
 def settings(
     quick: bool, headline_only: bool = False, experiments: int | None = None
@@ -120,7 +123,7 @@ def _seed(setting: Setting, rep: int) -> int:
 def run_after(setting: Setting, reps: range) -> list[dict]:
     """The new analysis on ``reps`` experiments of one setting: one dict of outcomes each."""
     truth = make_truth(setting.truth, setting.n_languages)
-    noise = NoiseModel(rho=setting.rho, rho_pair=setting.rho_pair, z_self=setting.z)
+    noise = setting.noise()
     true_m = truth.matrix
     true_full = plug_in_diagnostics(true_m, truth.families)
     off = ~np.eye(setting.n_languages, dtype=bool)
@@ -174,7 +177,7 @@ def run_before(setting: Setting, reps: range, replicates: int) -> list[dict]:
     from cltm_sb.analysis.matrix import build_cltm
 
     truth = make_truth(setting.truth, setting.n_languages)
-    noise = NoiseModel(rho=setting.rho, rho_pair=setting.rho_pair, z_self=setting.z)
+    noise = setting.noise()
     true_m = truth.matrix
     true_full = plug_in_diagnostics(true_m, truth.families)
     off = ~np.eye(setting.n_languages, dtype=bool)

@@ -37,13 +37,13 @@ import sys
 import time
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from multiprocessing import Pool
 
 import numpy as np
 import pandas as pd
-from bench_calibration import wilson
+from bench_calibration import Setting, wilson
 from scipy import stats
 
 from cltm_sb.analysis import diagnostics as diag
@@ -51,8 +51,6 @@ from cltm_sb.analysis.compare import compare_uncertainty
 from cltm_sb.analysis.interval import gain_table
 from cltm_sb.analysis.simulate import (
     PROTOCOL_PER_CELL,
-    PROTOCOL_SHARED,
-    NoiseModel,
     Truth,
     make_truth,
     null_truth,
@@ -68,38 +66,6 @@ from cltm_sb.analysis.uncertainty import (
 
 TESTS = ("agnostic", "symmetric", "equal_profiles")
 COMPARED = ("rfd", "asymmetry", "row_cosine", "intra_family_positive")
-
-
-@dataclass(frozen=True)
-class Setting:
-    truth: str
-    n_languages: int
-    n_seeds: int
-    rho: float = 0.3
-    rho_pair: float = 0.5
-    z: float = 10.0
-    protocol: str = PROTOCOL_SHARED
-    experiments: int = 100
-
-    @property
-    def label(self) -> str:
-        t = "GR-like" if self.truth == "near-agnostic" else "SV-like"
-        return (
-            f"{t} L={self.n_languages} n={self.n_seeds} ρ={self.rho:g} ρp={self.rho_pair:g} "
-            f"z={self.z:g} {self.protocol}"
-        )
-
-    @property
-    def headline(self) -> bool:
-        return (
-            self.rho == 0.3
-            and self.rho_pair == 0.5
-            and self.z == 10
-            and self.protocol == PROTOCOL_SHARED
-        )
-
-    def noise(self) -> NoiseModel:
-        return NoiseModel(rho=self.rho, rho_pair=self.rho_pair, z_self=self.z)
 
 
 def settings(quick: bool) -> list[Setting]:
