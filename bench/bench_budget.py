@@ -67,9 +67,9 @@ from cltm_sb.analysis.completion import (
     MEASURED,
     PREDICTED,
     best_donor_probabilities,
-    best_donors,
     complete_seed_arrays,
     completed_diagnostics,
+    donor_ranking,
 )
 from cltm_sb.analysis.completion_audit import AUDIT_INTERVALS, audit_intervals
 from cltm_sb.analysis.designs import audit_design, design_pairs, n_units, next_pairs, random_pairs
@@ -337,9 +337,9 @@ def experiment(
         tool = completed_diagnostics(comp, fams, n_draws=draws, seed=exp) if sample is not None else ints
         cdiag = {d: tool[d]["point"] if tool[d]["point"] is not None else math.nan for d in DIAGS}
         rows = comp.rows
-        # The tool's ranking (donors.csv of `cltm complete`): by P(best) under the predictive draws.
-        p_best = best_donor_probabilities(comp, seed=exp)
-        top3 = best_donors(np.where(np.isfinite(p_best), p_best, -1.0), rows, 3)
+        # The tool's ranking (donors.csv of `cltm complete`): by P(best) under the predictive draws,
+        # then by value.
+        top3 = [order[:3] for order in donor_ranking(comp, best_donor_probabilities(comp, seed=exp))]
         hit = [true_best[t] in top3[t] for t in range(n) if rows[t]]
         res = {
             "rmse_ratio": float(np.sqrt(np.mean(err**2)) / sd_true),

@@ -463,7 +463,7 @@ def test_report_of_a_completed_matrix_outlines_predicted_cells_and_states_the_bu
 
 
 def test_completion_ranks_donors_by_the_probability_of_being_best(tmp_path):
-    from cltm_sb.analysis.completion import best_donor_probabilities, donor_table
+    from cltm_sb.analysis.completion import best_donor_probabilities, donor_ranking, donor_table
 
     n = 12
     truth = additive_low_rank(n, seed=4)
@@ -486,6 +486,11 @@ def test_completion_ranks_donors_by_the_probability_of_being_best(tmp_path):
     assert in_set["p_best"].sum() >= 0.95 - 1e-9
     assert in_set["p_best"].sum() - in_set["p_best"].iloc[-1] < 0.95
     assert set(donors["source"]) <= {MEASURED, PREDICTED}
+    # donors that won as many draws (here none) follow by value, as donor_ranking orders them
+    tied = first[first["p_best"] == 0]
+    assert len(tied) >= 2 and (np.diff(tied["value"].to_numpy()) <= 1e-12).all()
+    assert list(first["donor"]) == [f"L{s}" for s in donor_ranking(completion, p_best)[0]]
+    assert donor_ranking(completion, p_best)[5] == []
 
 
 def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_intervals(tmp_path, capsys):

@@ -922,19 +922,6 @@ def _num(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def best_donors(matrix: Array, rows: Array, k: int = 3) -> list[list[int]]:
-    """Per target, the indices of its k best donors (largest off-diagonal values), [] if undefined."""
-    n = matrix.shape[0]
-    out = []
-    for t in range(n):
-        if not rows[t]:
-            out.append([])
-            continue
-        values = np.where(np.arange(n) == t, -np.inf, np.nan_to_num(matrix[t], nan=-np.inf))
-        out.append([int(j) for j in np.argsort(-values, kind="stable")[:k]])
-    return out
-
-
 def best_donor_probabilities(completion: Completion, n_draws: int = 400, seed: int = 0) -> Array:
     """[t, s] P(donor s is target t's best) under the completion's predictive draws (NaN on the
     diagonal and undefined rows).
@@ -957,6 +944,18 @@ def best_donor_probabilities(completion: Completion, n_draws: int = 400, seed: i
     return p_best
 
 
+def donor_ranking(completion: Completion, p_best: Array) -> list[list[int]]:
+    """Per target, every donor in the order of donors.csv: by P(best), then (donors that won as
+    many draws, often none) by value; [] for an undefined row."""
+    n = len(completion.locales)
+    value = np.nan_to_num(completion.matrix, nan=-np.inf)
+    return [
+        sorted((s for s in range(n) if s != t), key=lambda s: (-p_best[t, s], -value[t, s]))
+        if completion.rows[t] else []
+        for t in range(n)
+    ]
+
+
 def donor_table(completion: Completion, p_best: Array) -> pd.DataFrame:
     """donors.csv of a completion: per target, donors ranked by P(best), then by value.
 
@@ -966,12 +965,10 @@ def donor_table(completion: Completion, p_best: Array) -> pd.DataFrame:
     from cltm_sb.analysis.uncertainty import best_set
 
     rows = []
-    n = len(completion.locales)
+    ranking = donor_ranking(completion, p_best)
     for t in np.flatnonzero(completion.rows):
-        donors = [s for s in range(n) if s != t]
         in_set = best_set(p_best[t])
-        order = sorted(donors, key=lambda s: (-p_best[t, s], -np.nan_to_num(completion.matrix[t, s], nan=-np.inf)))
-        for rank, s in enumerate(order, start=1):
+        for rank, s in enumerate(ranking[t], start=1):
             rows.append(
                 {
                     "target": completion.locales[t],
