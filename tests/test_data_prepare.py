@@ -12,7 +12,7 @@ import pytest
 
 from cltm_sb.data import DataError
 from cltm_sb.data.common_voice import prepare_common_voice, report_common_voice
-from cltm_sb.data.manifests import MANIFEST_COLUMNS, validate_manifest
+from cltm_sb.data.manifests import MANIFEST_COLUMNS, read_trials, validate_manifest
 
 from helpers import TOY_GR_N, TOY_SV_K, TOY_SV_N
 
@@ -93,6 +93,11 @@ def test_sv_subsets_and_trials(prepared_sv: Path, toy_locales: list[str]):
         pairs = {tuple(sorted(p)) for p in zip(trials["enrol_ID"], trials["test_ID"], strict=True)}
         assert len(pairs) == len(trials)
         assert not validate_manifest(prepared_sv / locale / "trials.csv")
+        # the library's reader gives the same trials, labels as integers
+        read = read_trials(prepared_sv / locale / "trials.csv")
+        assert [(t.enrol_ID, t.test_ID, t.label) for t in read] == list(
+            zip(trials["enrol_ID"], trials["test_ID"], labels, strict=True)
+        )
         for name in ("a.csv", "b.csv", "test.csv"):
             assert validate_manifest(prepared_sv / locale / name) == []
 

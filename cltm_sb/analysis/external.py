@@ -26,7 +26,6 @@ import pandas as pd
 from scipy import stats
 
 from cltm_sb.analysis.diagnostics import (
-    DIAGNOSTICS,
     TABLE1,
     all_languages,
     diagnose,
@@ -260,7 +259,3 @@ def difference(a: MatrixAnalysis, b: MatrixAnalysis) -> MatrixDifference:
             lower, upper = value - z * se, value + z * se
     return MatrixDifference(value, se, label, lower, upper)
 
-
-def diagnostic_keys() -> list[str]:
-    """Every diagnostic a matrix without records has (no self-gains: there are no runs)."""
-    return [d.key for d in DIAGNOSTICS if not d.key.startswith("self_gain")]
