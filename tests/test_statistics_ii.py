@@ -167,6 +167,7 @@ def test_comparison_intervals_cover_the_true_differences():
     assert np.mean(hits) >= 0.88
     assert np.mean(cell_rates) >= 0.92
     assert json.dumps(comparison.to_dict())  # compare.json-ready
+    assert "Welch" in comparison.to_dict()["cell_method"]  # the cells' method is named beside them
 
 
 # ---- interval rule ------------------------------------------------------------------------------

@@ -87,12 +87,14 @@ class ComparisonResult:
     variability: str = "seed"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (for compare.json): level, diagnostics, and the cells as records."""
+        """JSON-ready (for compare.json): level, diagnostics, and the cells as records with the
+        method of their intervals and p-values."""
         cells = self.cells.astype(object).where(self.cells.notna(), None)
         return {
             "level": self.level,
             "variability": f"{self.variability} (each grid resampled on its own; the grids are independent)",
             "diagnostics": {name: d.to_dict() for name, d in self.diagnostics.items()},
+            "cell_method": METHOD_CELL,
             "cells": cells.to_dict(orient="records"),
         }
 
