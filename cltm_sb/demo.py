@@ -144,7 +144,7 @@ def run_demo(
         plan.save(families=corpus / "families.csv")
         report = LocalExecutor(workers=workers).run(plan, progress=progress)
         if report.failed:
-            logger.warning("%d %s runs failed; see %s", len(report.failed), task, plan.plan_dir / "logs")
+            logger.warning("%d %s runs failed; see %s", len(report.failed), task, plan.layout.logs_dir)
         analysis = analyze_grid(plan.plan_dir, registry, task=task, locales=locales)
         write_report(analysis, registry, folders["out"] / task)
         sections.append((task, plan, analysis))

@@ -124,7 +124,7 @@ class RunPaths:
 
     @property
     def log(self) -> Path:
-        return self.plan_dir / "logs" / f"{self.run_id}.log"
+        return GridLayout(self.plan_dir).logs_dir / f"{self.run_id}.log"
 
     @property
     def lock(self) -> Path:
