@@ -25,7 +25,8 @@ from cltm_sb.tasks import TASK_HELP
 FAMILIES_HELP = "CSV with columns code,name,family (default: the built-in registry)"
 DISTANCES_HELP = ("distances between the languages (e.g. typological): lang1,lang2,<name>[,...] or a square "
                   "CSV; cross-validation decides whether a smooth function of them enters the model")
-# bench/RESULTS.md ("Active rounds: the donor choice against the diagnostics"), F = 0.3, L = 44.
+# bench/RESULTS.md ("Against the full grid, the sampling floor of intra-family+, and what active
+# rounds cost the diagnostics"): latent truth, F = 0.3, L = 44, 20 grids.
 NEXT_PAIRS_NOTE = (
     "these pairs are chosen for what they may change (each target's best donor, the most uncertain "
     "cells), not at random: they help the donor choice but move the completed Table-1 diagnostics "
