@@ -149,6 +149,7 @@ def read_csv_text(path: str | os.PathLike, what: str, layout: str, index_col: in
         raise ValueError(
             f"{path}: not UTF-8 text (line {line}, byte {error.start}); save the {what} as a UTF-8 CSV"
         ) from None
+    _check_table_shape(path, text, layout, index_col)
     try:
         frame = pd.read_csv(io.StringIO(text), index_col=index_col, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -159,3 +160,40 @@ def read_csv_text(path: str | os.PathLike, what: str, layout: str, index_col: in
         frame.index = [str(i).strip() for i in frame.index]
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def _check_table_shape(path: Path, text: str, layout: str, index_col: int | None) -> None:
+    """Errors pandas would hide: a row with more or fewer fields than the header (padded with
+    empty cells, it would pass for unmeasured ones), a repeated or unnamed column (renamed
+    ``en.1`` / ``Unnamed: 5``), a file written with semicolons."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        return  # empty: pandas' own error says so
+    names = [h.strip() for h in header]
+    if len(names) == 1 and ";" in names[0]:
+        raise ValueError(f"{path}: the fields are separated by ';'; save the file with commas; {layout}")
+    # The first column may be unnamed: it holds the row labels (``,code1,code2,...``).
+    named = [(k, name) for k, name in enumerate(names) if k != (index_col or 0) or name]
+    unnamed = [k + 1 for k, name in named if not name]
+    if unnamed:
+        raise ValueError(
+            f"{path}: column(s) {', '.join(map(str, unnamed))} of the header have no name "
+            f"(a trailing comma?); {layout}"
+        )
+    seen: set[str] = set()
+    repeated = sorted({name for _, name in named if name in seen or seen.add(name)})
+    if repeated:
+        raise ValueError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header")
+    for record in reader:
+        if not record:
+            continue  # a blank line
+        if len(record) != len(header):
+            label = f" (row {record[index_col].strip()!r})" if index_col is not None and record else ""
+            raise ValueError(
+                f"{path}, line {reader.line_num}{label}: {len(record)} fields where the header has "
+                f"{len(header)}; fix the line; {layout}"
+            )

@@ -102,9 +102,11 @@ def read_registry_csv(path: str | os.PathLike) -> LanguageRegistry:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: families file not found")
-    with path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = tuple(h.strip() for h in (reader.fieldnames or ()))
+        reader.fieldnames = list(header)  # rows keyed as the header reads, spaces after commas or not
         if header[:3] != REGISTRY_COLUMNS:
             raise ValueError(
                 f"{path}: header must start with {','.join(REGISTRY_COLUMNS)}, found {','.join(header) or 'nothing'}"
@@ -211,7 +213,7 @@ def read_code_table(path: str | os.PathLike) -> CodeMapper:
     path = Path(path)
     aliases: dict[str, list[str]] = {}
     cv_codes: dict[str, str] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ())[:3] != CODE_TABLE_COLUMNS:
             raise ValueError(f"{path}: header must be {','.join(CODE_TABLE_COLUMNS)}")

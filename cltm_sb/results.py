@@ -380,8 +380,15 @@ def load_records(folder: str | os.PathLike) -> RecordTable:
     config_hash, and reported once.
     """
     folder = Path(folder)
-    if GridLayout(folder).records_dir.is_dir():
-        folder = GridLayout(folder).records_dir
+    layout = GridLayout(folder)
+    if layout.records_dir.is_dir():
+        folder = layout.records_dir
+    elif layout.plan_file.is_file():
+        # A planned grid whose runs have not finished: its plan is not a record to delete.
+        raise FileNotFoundError(
+            f"{folder}: no finished runs yet (no {layout.records_dir.name}/ folder); "
+            f"run `cltm run {folder}` first"
+        )
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of run records")
     # Sorted by name as plain strings: comparing Path objects costs seconds on 10,000 records.

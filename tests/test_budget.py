@@ -334,6 +334,9 @@ def test_cli_complete_from_a_simulated_grid(tmp_path, capsys):
         if frozenset((a, b)) not in keep:
             record.unlink()
     out = tmp_path / "out"
+    # A grid's cells take their intervals from its seeds: an SE file would be silently unused.
+    assert main(["complete", str(grid), "--se", str(grid / "truth.csv"), "-o", str(out)]) == 2
+    assert "--se goes with a partial matrix CSV" in capsys.readouterr().err
     assert main(["complete", str(grid), "-o", str(out)]) == 0  # the grid's own families.csv
     assert (out / "families.csv").read_text() == (grid / "families.csv").read_text()
     intervals = json.loads((out / "intervals.json").read_text())
@@ -557,3 +560,14 @@ def test_report_of_a_completed_matrix_gives_the_completions_estimates_and_interv
     assert main(["report", "--matrix", str(out / "completed.csv"), "--sources", str(other / "sources.csv"),
                  "--families", str(fams), "-o", str(report)]) == 0
     assert "Diagnostics (paper Table 1, plug-in)" in (report / "report.md").read_text()
+
+
+def test_complete_refuses_a_negative_se_naming_the_se_file_and_cell(tmp_path, capsys):
+    path, fams, truth = _partial_csv(tmp_path, n=6)
+    se = read_partial_matrix(path).abs() * 0 + 0.1
+    target, donor = truth.locales[0], truth.locales[1]
+    se.loc[target, donor] = -0.1
+    se_path = tmp_path / "se.csv"
+    se.to_csv(se_path, na_rep="")
+    assert main(["complete", str(path), "--families", str(fams), "--se", str(se_path), "-o", str(tmp_path / "o")]) == 2
+    assert f"se.csv: the standard error of row {target}, column {donor} is negative" in capsys.readouterr().err

@@ -139,3 +139,53 @@ def test_registry_csv_errors_name_the_line(tmp_path):
     path.write_text("code,name,family\nxx1,,Fam\n")
     with pytest.raises(ValueError, match="line 2"):
         read_registry_csv(path)
+
+
+def test_a_families_csv_from_a_spreadsheet_is_read(tmp_path):
+    # Excel's "CSV UTF-8" starts with a byte-order mark; spaces after the commas are common too.
+    path = tmp_path / "fam.csv"
+    path.write_bytes("\ufeffcode, name, family\r\nxx1, One, Fam\r\nxx2, Two, Fam\r\n".encode())
+    registry = read_registry_csv(path)
+    assert registry.family("xx1") == "Fam" and registry.family("xx2") == "Fam"
+
+
+def test_heatmap_se_must_have_the_matrix_languages_and_be_non_negative(tmp_path, capsys):
+    lines = EXAMPLE.read_text().splitlines()
+    short = tmp_path / "se_short.csv"
+    short.write_text("\n".join(",".join(line.split(",")[:-1]) for line in lines) + "\n")
+    assert main(["heatmap", str(EXAMPLE), "-o", str(tmp_path / "h.png"), "--se", str(short)]) == 2
+    assert "se_short.csv: the standard errors do not have the matrix's labels" in capsys.readouterr().err
+    negative = tmp_path / "se_neg.csv"
+    cells = [line.split(",") for line in lines]
+    cells[1][2] = "-0.1"
+    negative.write_text("\n".join(",".join(row) for row in cells) + "\n")
+    for command in (["heatmap", str(EXAMPLE), "-o", str(tmp_path / "h.png")], ["analyze", str(EXAMPLE)]):
+        assert main([*command, "--se", str(negative)]) == 2
+        err = capsys.readouterr().err
+        assert f"se_neg.csv: the standard error of row {cells[1][0]}, column {cells[0][2]} is negative" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["report", "GRID", "-o", "OUT", "--locales", "q00,q00,q01"], "q00 given more than once"),
+        (["report", "GRID", "-o", "OUT", "--top", "-2"], "a whole number >= 1 is needed, got '-2'"),
+        (["simulate", "-o", "OUT", "--draws", "0"], "a whole number >= 1 is needed, got '0'"),
+        (["simulate", "-o", "OUT", "--languages", "1"], "a whole number >= 2 is needed, got '1'"),
+        (["power", "--languages", "8", "--seeds", "5", "--effect", "-0.5"], "a number above 0 is needed"),
+        (["power", "--languages", "8", "--seeds", "5", "--simulations", "1"], "a whole number >= 2"),
+        (["design", "--next", "0", "--observed", "GRID", "-o", "OUT"], "a whole number >= 1 is needed, got '0'"),
+        (["compare", "GRID", "GRID", "-o", "OUT", "--labels", "X,X"], "X given more than once"),
+    ],
+)
+def test_meaningless_numbers_and_repeated_names_are_refused(tmp_path, capsys, argv, says):
+    grid = write_records(tmp_path / "grid" / "records", known_grid()).parent
+    out = tmp_path / "out"
+    argv = [{"GRID": str(grid), "OUT": str(out)}.get(a, a) for a in argv]
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own refusal
+        status = exit_.code
+    assert status == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists()

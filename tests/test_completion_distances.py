@@ -112,3 +112,13 @@ def test_cli_complete_with_distances(tmp_path, capsys):
     assert model["distances"] == ["typology"] and model["distance_term"] is True
     assert main(["design", "--next", "3", "--observed", str(matrix_csv), "--distances", str(distances),
                  "--families", str(families), "-o", str(tmp_path / "next.csv")]) == 0
+
+
+def test_a_pair_given_twice_with_two_distances_is_named(tmp_path):
+    dist, _ = points_on_a_line(3)
+    codes = CODES[:3]
+    same = write_long(tmp_path / "same.csv", dist, codes, extra=[f"{codes[1]},{codes[0]},{dist[0, 1]:.6f}"])
+    assert read_distances(same, codes)["typology"][0, 1] == pytest.approx(dist[0, 1], abs=1e-6)
+    other = write_long(tmp_path / "other.csv", dist, codes, extra=[f"{codes[1]},{codes[0]},9"])
+    with pytest.raises(ValueError, match=r"other\.csv, line 5: the pair q01,q00 already has 'typology' = .* \(line 2\), here 9"):
+        read_distances(other, codes)

@@ -238,3 +238,13 @@ def test_cli_refuses_an_ambiguous_code_and_takes_the_map(tmp_path: Path, capsys)
     long.write_text("target,donor,value\nzh,en,0.5\n")
     assert main(["import", "long", str(long), "-o", str(tmp_path / "o")]) == 2
     assert "--map zh=zh-CN" in capsys.readouterr().err
+
+
+def test_dr_short_or_long_row_is_named_by_line(tmp_path: Path) -> None:
+    path = write_dr(tmp_path / "t.csv")
+    lines = path.read_text().splitlines()
+    for broken, says in (("m-1B,xnli", "line 3: 2 fields where the header has 16"),
+                         (lines[2] + ",surplus", "line 3: 17 fields where the header has 16")):
+        path.write_text("\n".join([lines[0], lines[1], broken, *lines[3:]]) + "\n")
+        with pytest.raises(ValueError, match=says):
+            import_dr(path, "m-1B", "xnli", "xnli")

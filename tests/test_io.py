@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cltm_sb.io import atomic_write, atomic_write_text, current_umask, default_mode
+from cltm_sb.io import atomic_write, atomic_write_text, current_umask, default_mode, read_csv_text
 
 
 @pytest.fixture
@@ -46,3 +46,27 @@ def test_the_content_is_flushed_before_the_rename(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(os, "replace", lambda a, b: (order.append("replace"), real_replace(a, b))[1])
     atomic_write_text(tmp_path / "r.json", "{}")
     assert order[:2] == ["fsync", "replace"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (",en,es\nen,1,0.5\nes,0.2\n", r"line 3 \(row 'es'\): 2 fields where the header has 3"),
+        (",en,es\nen,1,0.5,0.1\nes,0.2,1\n", r"line 2 \(row 'en'\): 4 fields where the header has 3"),
+        (",en,es,en\nen,1,0.5,1\nes,0.2,1,0.2\n", "column.s. en appear more than once"),
+        (",en,es,\nen,1,0.5,\nes,0.2,1,\n", r"column.s. 4 of the header have no name \(a trailing comma\?\)"),
+        (";en;es\nen;1;0.5\nes;0.2;1\n", "separated by ';'; save the file with commas"),
+    ],
+)
+def test_a_table_pandas_would_pad_or_rename_is_refused_naming_the_line(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=says):
+        read_csv_text(path, "matrix", "layout", index_col=0)
+
+
+def test_an_unnamed_label_column_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(",en,es\nen,1,0.5\nes,0.2,1\n\n")
+    assert read_csv_text(path, "matrix", "layout").shape == (2, 3)
+    assert list(read_csv_text(path, "matrix", "layout", index_col=0).index) == ["en", "es"]

@@ -110,3 +110,11 @@ def test_the_packaged_configurations_keep_their_hash(task: str, preset: str, exp
     assert config_hash({**resolved, "pool_layers": 2}) != expected
     shuffled_off = {**resolved, "train_dataloader_opts": {**resolved["train_dataloader_opts"], "shuffle": False}}
     assert config_hash(shuffled_off) != expected
+
+
+def test_a_planned_grid_without_finished_runs_is_named_and_its_plan_kept(tmp_path):
+    # The plan is not a broken record: the message must not tell the user to delete it.
+    (tmp_path / "plan.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"no finished runs yet.*cltm run") as error:
+        load_records(tmp_path)
+    assert "delete" not in str(error.value)

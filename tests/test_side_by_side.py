@@ -30,6 +30,7 @@ def test_compare_three_task_grids_side_by_side(tmp_path: Path, capsys) -> None:
     page = (out / "side_by_side.md").read_text()
     assert "| RFD" in page or DIAGNOSTICS[0].label in page
     assert "GR (gr, macro_f1) | SV (sv, auc) | AGE (age, macro_f1)" in page
+    assert "[[" not in page and "]]" not in page  # one pair of brackets around an interval
     for pair in ("GR_vs_SV", "GR_vs_AGE", "SV_vs_AGE"):
         assert (out / pair / "compare.md").is_file() and (out / pair / "difference.csv").is_file()
         assert f"]({pair}/compare.md)" in page

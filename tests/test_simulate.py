@@ -85,3 +85,27 @@ def test_noise_model_correlations_and_self_gain_z():
     grid = simulate_grid(truth, 10, noise, seed=1)
     sigma, gain = grid.profiles["sigma"], grid.profiles["self_gain"]
     assert np.allclose(gain / np.sqrt(2 * sigma**2 / 10), 10.0)
+
+
+def test_an_interrupted_simulation_leaves_no_grid_and_an_empty_one_is_refused(tmp_path, monkeypatch):
+    import cltm_sb.analysis.simulate as simulate
+
+    truth = make_truth("structured", 4)
+    real = simulate._write_simulation
+
+    def interrupted(folder, *args, **kwargs):
+        real(folder, *args, **kwargs)
+        raise KeyboardInterrupt  # after every file is written, before the grid is moved in
+
+    monkeypatch.setattr(simulate, "_write_simulation", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        simulate.write_simulated_grid(tmp_path / "sim", truth, n_seeds=3)
+    assert list(tmp_path.iterdir()) == []  # neither a partial grid nor the staging folder
+    monkeypatch.setattr(simulate, "_write_simulation", real)
+    out = simulate.write_simulated_grid(tmp_path / "sim", truth, n_seeds=3)
+    assert sorted(p.name for p in out.iterdir()) == ["families.csv", "records", "simulation.json", "truth.csv"]
+    assert list(tmp_path.iterdir()) == [out]
+    with pytest.raises(ValueError, match="already holds records, families.csv, truth.csv, simulation.json"):
+        simulate.write_simulated_grid(out, truth, n_seeds=3)
+    with pytest.raises(ValueError, match="at least 2 languages and 1 data draw"):
+        simulate_records(truth, 3, n_draws=0)

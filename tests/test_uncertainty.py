@@ -266,3 +266,12 @@ def test_self_gain_interval_is_a_paired_t_interval():
     g = arrays.self_[:, 1] - arrays.single[:, 1]
     lo, hi = stats.t.interval(0.95, 5, loc=g.mean(), scale=g.std(ddof=1) / np.sqrt(6))
     assert res.gain_lower[1] == pytest.approx(lo) and res.gain_upper[1] == pytest.approx(hi)
+
+
+def test_one_language_has_no_rfd_rather_than_a_perfect_zero():
+    # Its only cell is the diagonal, 1 by definition: no evidence of M = J.
+    truth = make_truth("structured", 6)
+    res = analyze_uncertainty(simulate_table(truth, 10, seed=5), locales=truth.locales[:1], families=truth.families[:1])
+    rfd_entry = res.diagnostics["rfd"]
+    assert rfd_entry.point is None or not np.isfinite(rfd_entry.point)
+    assert rfd_entry.lower is None and "undefined" in rfd_entry.reason

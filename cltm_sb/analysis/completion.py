@@ -1138,6 +1138,9 @@ def complete_source(
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; give a grid folder or a partial matrix CSV (empty = not measured)")
     design = None
+    if path.is_dir() and se_csv is not None:
+        raise ValueError(f"{se_csv}: --se goes with a partial matrix CSV; a grid's cells get their "
+                         f"intervals from its seeds (drop --se, or complete a CSV instead of {path})")
     if path.is_dir():
         from cltm_sb.analysis.grid_analysis import grid_registry, load_grid
         from cltm_sb.analysis.uncertainty import seed_arrays
@@ -1167,10 +1170,9 @@ def complete_source(
         families_file = families_csv
         se = None
         if se_csv is not None:
-            se_frame = read_partial_matrix(se_csv, "SE matrix")
-            if sorted(se_frame.index) != sorted(codes):
-                raise ValueError(f"{se_csv}: its languages differ from those of {path}")
-            se = se_frame.loc[codes, codes].to_numpy()
+            from cltm_sb.analysis.diagnostics import standard_errors_for
+
+            se = standard_errors_for(frame, read_partial_matrix(se_csv, "SE matrix"), se_csv).to_numpy()
             se = np.where(np.eye(len(codes), dtype=bool), 0.0, se)
         distances = read_distances(distances_csv, codes) if distances_csv else None
         completion = complete_matrix(frame, families=families, se=se, level=level, seed=seed,

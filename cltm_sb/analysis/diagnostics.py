@@ -321,6 +321,23 @@ def _aligned(matrix: pd.DataFrame, other: pd.DataFrame, what: str) -> Array:
     return frame.loc[rows, cols].to_numpy(dtype=float)
 
 
+def standard_errors_for(matrix: pd.DataFrame, se: pd.DataFrame, source: str | os.PathLike) -> pd.DataFrame:
+    """The SEs read from ``source`` in the matrix's order, checked: the matrix's labels, none
+    negative (empty cells are NaN: no SE)."""
+    try:
+        values = _aligned(matrix, se, "standard errors")
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    negative = np.argwhere(values < 0)
+    if negative.size:
+        i, j = negative[0]
+        raise ValueError(
+            f"{source}: the standard error of row {matrix.index[i]!s}, column {matrix.columns[j]!s} "
+            f"is negative ({values[i, j]:g}); SEs are >= 0 or empty"
+        )
+    return pd.DataFrame(values, index=matrix.index, columns=matrix.columns)
+
+
 def languages_used(matrix: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
     """Per diagnostic, the targets and donors it used: every target with a finite entry and every
     donor with one; for asymmetry and reciprocity+ the languages that are both target and donor."""

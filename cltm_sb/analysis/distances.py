@@ -67,14 +67,23 @@ def _from_long(frame: pd.DataFrame, path: Path, codes: list[str]) -> dict[str, A
     index = {c: i for i, c in enumerate(codes)}
     n = len(codes)
     out = {name: np.where(np.eye(n, dtype=bool), 0.0, np.nan) for name in names}
+    first_line: dict[frozenset[str], int] = {}
     for row_no, row in enumerate(frame.itertuples(index=False), start=2):
         values = dict(zip(frame.columns, row))
         a, b = str(values["lang1"]).strip(), str(values["lang2"]).strip()
         if a not in index or b not in index:
             continue  # distances of languages outside the grid are allowed
+        pair = frozenset((a, b))
         for name in names:
             d = _number(values[name], f"{path}, line {row_no} ({a},{b}), column {name!r}")
+            known = out[name][index[a], index[b]]
+            if pair in first_line and known != d:
+                raise ValueError(
+                    f"{path}, line {row_no}: the pair {a},{b} already has {name!r} = {known:g} (line "
+                    f"{first_line[pair]}), here {d:g}; keep one row per pair"
+                )
             out[name][index[a], index[b]] = out[name][index[b], index[a]] = d
+        first_line.setdefault(pair, row_no)
     for name, d in out.items():
         _check_complete(d, codes, path, name)
     return out

@@ -31,6 +31,7 @@ from cltm_sb.analysis.diagnostics import (
     diagnose,
     diagnostics_in,
     read_matrix_csv,
+    standard_errors_for,
 )
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
 from cltm_sb.languages import CodeMapper, LanguageRegistry, code_mapper
@@ -203,7 +204,7 @@ def load_matrix(
     se = None
     if se_path is not None:
         se = read_matrix_csv(se_path, square=False, unit_diagonal=False)
-        se = rename_codes(se, mapper, registry, str(se_path))
+        se = standard_errors_for(matrix, rename_codes(se, mapper, registry, str(se_path)), se_path)
     return analyze_matrix(matrix, registry, se, source=path, title=title)
 
 

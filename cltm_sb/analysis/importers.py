@@ -82,9 +82,18 @@ def _read_rows(
             reader = csv.DictReader(handle)
             header = [h.strip() for h in reader.fieldnames or ()]
             reader.fieldnames = header
-            rows = [(line, row) for line, row in enumerate(reader, start=2)]
+            rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text; save it as a UTF-8 CSV") from None
+    for line, row in rows:
+        # DictReader pads a short row with None and files a long row's surplus under None.
+        width = sum(value is not None for key, value in row.items() if key is not None)
+        width += len(row.get(None) or ())
+        if width != len(header):
+            raise ValueError(
+                f"{path}, line {line}: {width} fields where the header has {len(header)}; "
+                "fix or remove the line"
+            )
     missing = [c for c in required if c not in header]
     if missing:
         raise ValueError(

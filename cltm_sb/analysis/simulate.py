@@ -28,6 +28,8 @@ Everything is deterministic given ``seed``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -421,6 +423,10 @@ def simulate_records(
 
     ``n_draws`` > 1 crosses that many data draws with the seeds (see :func:`simulate_grid`).
     """
+    if n_draws < 1 or len(truth.locales) < 2:
+        raise ValueError(
+            f"a simulated grid needs at least 2 languages and 1 data draw, got {len(truth.locales)} and {n_draws}"
+        )
     return [
         record
         for draw in range(n_draws)
@@ -455,7 +461,9 @@ def write_simulated_grid(
     Written: ``records/<run_id>.json`` (one per simulated run), ``families.csv``
     (``code,name,family``, for ``--families``), ``truth.csv`` (the true CLTM) and
     ``simulation.json`` (the settings and the true matrix's Table 1 diagnostics). A folder that
-    already holds records is refused: mixing two simulations would make duplicate results.
+    already holds records is refused: mixing two simulations would make duplicate results. The
+    grid is written into a hidden folder beside ``out`` and moved in when complete, so an
+    interrupted simulation leaves no partial grid to be analysed.
 
     Args:
         names: English names of the locales (default: the codes themselves).
@@ -464,17 +472,45 @@ def write_simulated_grid(
     Returns:
         The folder written.
     """
+    from cltm_sb.grid.layout import GridLayout
+
+    noise = noise or NoiseModel()
+    target = Path(out)
+    written = [GridLayout(target).records_dir.name, "families.csv", "truth.csv", "simulation.json"]
+    taken = [name for name in written if (target / name).exists()]
+    if taken:
+        raise ValueError(f"{target} already holds {', '.join(taken)}; simulate into an empty folder")
+    records = simulate_records(truth, n_seeds, noise, protocol, seed, task=task, n_draws=n_draws)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        _write_simulation(staging, records, truth, n_seeds, noise, protocol, seed, task, names, n_draws)
+        target.mkdir(exist_ok=True)
+        # simulation.json last: a grid folder holds records only once the rest is in place.
+        for name in written:
+            os.replace(staging / name, target / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _write_simulation(
+    folder: Path,
+    records: list[RunRecord],
+    truth: Truth,
+    n_seeds: int,
+    noise: NoiseModel,
+    protocol: str,
+    seed: int,
+    task: str,
+    names: Mapping[str, str] | None,
+    n_draws: int,
+) -> None:
     from cltm_sb.analysis.diagnostics import write_matrix_csv
     from cltm_sb.grid.layout import GridLayout
     from cltm_sb.io import atomic_write_json, atomic_write_text
 
-    noise = noise or NoiseModel()
-    layout = GridLayout(out)
-    if layout.records_dir.is_dir() and any(layout.records_dir.glob("*.json")):
-        raise ValueError(
-            f"{layout.records_dir} already holds run records; simulate into an empty folder"
-        )
-    records = simulate_records(truth, n_seeds, noise, protocol, seed, task=task, n_draws=n_draws)
+    layout = GridLayout(folder)
     for record in records:
         # The bytes of results.write_record, without its per-file flush to disk: a simulated
         # grid is made again from its seed at will (10,340 files: 40 s -> 3 s).
@@ -505,4 +541,3 @@ def write_simulated_grid(
         "true_diagnostics": _truth_diagnostics(truth),
     }
     atomic_write_json(layout.plan_dir / "simulation.json", settings)
-    return layout.plan_dir

@@ -679,7 +679,8 @@ def corrected_diagnostics(
     x = cell_pseudo_values(arrays, matrix, entries)
     x0 = np.where(np.isfinite(x), x, 0.0)
     squared = {
-        "rfd": _rfd_squared_u(x0, entries) if entries.any() else (float("nan"), float("nan")),
+        # Without an off-diagonal entry (one language) the diagonal's zeros are no evidence of M = J.
+        "rfd": _rfd_squared_u(x0, entries) if (entries & _off(len(rows))).any() else (float("nan"), float("nan")),
         "asymmetry": _asymmetry_squared_u(x0, entries)
         if (entries & entries.T & _off(len(rows))).any()
         else (float("nan"), float("nan")),

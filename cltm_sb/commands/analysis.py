@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from cltm_sb.analysis.diagnostics import DIAGNOSTICS, read_matrix_csv
+from cltm_sb.analysis.diagnostics import DIAGNOSTICS, read_matrix_csv, standard_errors_for
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
 from cltm_sb.analysis.simulate import (
     PROTOCOLS,
@@ -18,6 +18,7 @@ from cltm_sb.analysis.simulate import (
     write_simulated_grid,
 )
 from cltm_sb.analysis.summary import format_value
+from cltm_sb.commands import at_least, name_list, positive
 from cltm_sb.io import to_jsonable
 from cltm_sb.languages import load_registry, parse_code_map
 from cltm_sb.tasks import TASK_HELP
@@ -84,7 +85,7 @@ def _matrix(args: argparse.Namespace) -> int:
         min_seeds=args.min_seeds,
         config_hash=args.config_hash,
         data_hash=args.data_hash,
-        locales=args.locales.split(",") if args.locales else None,
+        locales=name_list(args.locales) or None,
         heatmap=not args.no_heatmap,
     )
     print(format_diagnostics(report))
@@ -96,10 +97,12 @@ def _heatmap(args: argparse.Namespace) -> int:
     from cltm_sb.report.figures import plot_heatmap
 
     matrix = read_matrix_csv(args.matrix, square=False)
-    se = read_matrix_csv(args.se, square=False, unit_diagonal=False) if args.se else None
+    se = None
+    if args.se:
+        se = standard_errors_for(matrix, read_matrix_csv(args.se, square=False, unit_diagonal=False), args.se)
     registry = load_registry(args.families)
     registry.check([str(c) for c in [*matrix.index, *matrix.columns]])
-    locales = args.locales.split(",") if args.locales else None
+    locales = name_list(args.locales) or None
     for path in plot_heatmap(matrix, registry, args.out, locales=locales, title=args.title, se=se):
         print(path)
     return 0
@@ -246,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--languages",
-        type=int,
+        type=at_least(2),
         default=6,
         help="L, languages of a generated truth (default: %(default)s)",
     )
@@ -277,7 +280,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=PROTOCOLS[0],
         help="pair runs shared by two cells, or one run per cell (default: %(default)s)",
     )
-    p.add_argument("--draws", type=int, default=1, help="data draws crossed with the seeds (default: 1)")
+    p.add_argument("--draws", type=at_least(1), default=1, help="data draws crossed with the seeds (default: 1)")
     p.add_argument(
         "--data-ratio",
         type=float,
@@ -310,9 +313,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "needed for --effect.",
     )
     p.add_argument("grid", nargs="?", help="pilot: plan folder or folder of records (optional)")
-    p.add_argument("--languages", type=int, required=True, help="planned number of languages L")
-    p.add_argument("--seeds", type=int, required=True, help="planned number of seeds")
-    p.add_argument("--effect", type=float, help="|M[t,s]| to detect: print the seeds needed")
+    p.add_argument("--languages", type=at_least(2), required=True, help="planned number of languages L")
+    p.add_argument("--seeds", type=at_least(2), required=True, help="planned number of seeds")
+    p.add_argument("--effect", type=positive, help="|M[t,s]| to detect: print the seeds needed")
     p.add_argument("--power", type=float, default=0.8, help="(default: %(default)s)")
     p.add_argument(
         "--alpha", type=float, default=0.05, help="two-sided level (default: %(default)s)"
@@ -346,7 +349,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="true CLTM simulated for the diagnostics (default: %(default)s)",
     )
     p.add_argument(
-        "--simulations", type=int, default=100, help="simulated grids (default: %(default)s)"
+        "--simulations", type=at_least(2), default=100, help="simulated grids (default: %(default)s)"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_power)

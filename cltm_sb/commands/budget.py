@@ -19,6 +19,7 @@ from cltm_sb.analysis.completion_audit import audit_size_note
 from cltm_sb.analysis.designs import audit_design, design_pairs, next_pairs, write_pairs_csv
 from cltm_sb.analysis.diagnostics import DIAGNOSTICS
 from cltm_sb.analysis.summary import format_value
+from cltm_sb.commands import at_least, name_list
 from cltm_sb.languages import load_registry
 from cltm_sb.tasks import TASK_HELP
 
@@ -36,10 +37,6 @@ NEXT_PAIRS_NOTE = (
 )
 
 
-def _codes(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
-
-
 def _design(args: argparse.Namespace) -> int:
     ordered = args.one_run_per_cell
     audit = None
@@ -54,7 +51,7 @@ def _design(args: argparse.Namespace) -> int:
     else:
         if args.budget is None or not args.locales:
             raise ValueError("pass --locales and --budget F (or --next K --observed GRID_OR_CSV)")
-        codes = _codes(args.locales)
+        codes = name_list(args.locales)
         families = load_registry(args.families).families(codes)
         unit = "cells" if ordered else "pairs"
         if args.audit:
@@ -133,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--audit", type=float, default=0.0, metavar="A",
                    help="share of the budget's pairs drawn at random from those the design leaves out (an "
                    "audit sample: design-based intervals for the completed diagnostics; e.g. 0.34)")
-    p.add_argument("--next", type=int, metavar="K", help="active design: the K most useful unmeasured pairs")
+    p.add_argument("--next", type=at_least(1), metavar="K", help="active design: the K most useful unmeasured pairs")
     p.add_argument("--observed", help="with --next: the grid folder or partial matrix CSV measured so far")
     p.add_argument("--task", help=TASK_HELP)
     p.add_argument("--distances", help="with --next: " + DISTANCES_HELP)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
+from cltm_sb.commands import at_least, name_list
 from cltm_sb.commands.analysis import MAP_HELP
 from cltm_sb.io import atomic_write, atomic_write_json, to_jsonable
 from cltm_sb.languages import load_registry, parse_code_map
@@ -20,7 +21,7 @@ FAMILIES_HELP = (
 
 
 def _codes(text: str | None) -> list[str] | None:
-    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+    return name_list(text) or None
 
 
 def _curve_sources(args: argparse.Namespace, out: Path) -> list[str]:
@@ -316,8 +317,8 @@ def _compare(args: argparse.Namespace) -> int:
     if args.more:  # three or more grids (e.g. GR, SV and age): side by side, and every pair
         return _compare_several(args)
     labels = tuple(_codes(args.labels) or ["A", "B"])
-    if len(labels) != 2:
-        raise ValueError(f"--labels needs two comma-separated names, got {args.labels!r}")
+    if len(set(labels)) != 2:
+        raise ValueError(f"--labels needs two distinct comma-separated names, got {args.labels!r}")
     if Path(args.grid_a).is_file() or Path(args.grid_b).is_file():
         return _compare_matrices(args, labels)  # type: ignore[arg-type]
     a, registry = _analysis(args, args.grid_a, args.task_a)
@@ -485,7 +486,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--top",
-        type=int,
+        type=at_least(1),
         default=5,
         help="top positive/negative pairs to list (default: %(default)s)",
     )

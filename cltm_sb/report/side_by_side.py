@@ -82,10 +82,10 @@ def side_by_side_markdown(analyses: Sequence[GridAnalysis], labels: Sequence[str
                 continue
             if e.lower is None or e.upper is None:
                 reasons.setdefault(e.reason or "not computed", []).append(f"{d.label} ({label})")
-                interval = "n/a"
+                interval = "[n/a]"
             else:
                 interval = diagnostic_interval_text(e, d.fraction)
-            cells.append(f"{format_value(e.point, d.fraction)} [{interval}] ({plugin})")
+            cells.append(f"{format_value(e.point, d.fraction)} {interval} ({plugin})")
         lines.append(f"| {d.label} | " + " | ".join(cells) + " |")
     if reasons:
         lines += ["", "Intervals not given:"]
