@@ -1,11 +1,15 @@
-"""Small file helpers: atomic, durable writes that respect the umask, and content hashes."""
+"""Small file helpers: atomic, durable writes that respect the umask, folders of outputs written
+as one, and content hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +89,89 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, durable: bool = True) -
     """Atomically write ``obj`` as indented JSON (NaN written as null)."""
     text = json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n"
     return atomic_write_text(path, text, durable)
+
+
+OUTPUTS_MANIFEST = ".cltm-outputs.json"
+
+
+class OutputFolder:
+    """A folder of outputs written as one (``with OutputFolder(out) as folder: write into
+    folder.path``).
+
+    The files are written into a hidden staging folder beside ``out`` and moved in when the
+    block ends without error, replacing the files of the last write made this way (listed in
+    ``out/.cltm-outputs.json``): no file of an earlier analysis is left beside the new ones, and
+    an interrupted or failed write leaves ``out`` as it was. Other files in ``out`` are kept.
+    """
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.target = Path(out)
+        self.path = self.target
+
+    def __enter__(self) -> OutputFolder:
+        parent = self.target.absolute().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=parent))
+        return self
+
+    def final(self, written: Any) -> Any:
+        """``written`` (a path, or a dict or list of them) with staging paths as they will be in ``out``."""
+        if isinstance(written, dict):
+            return {key: self.final(value) for key, value in written.items()}
+        if isinstance(written, list):
+            return [self.final(value) for value in written]
+        if isinstance(written, Path) and written.is_relative_to(self.path):
+            return self.target / written.relative_to(self.path)
+        return written
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        try:
+            if kind is None:
+                self._publish()
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def _publish(self) -> None:
+        new = sorted(
+            p.relative_to(self.path).as_posix()
+            for p in self.path.rglob("*")
+            if p.is_file() and p.name != OUTPUTS_MANIFEST
+        )
+        manifest = self.target / OUTPUTS_MANIFEST
+        old = json.loads(manifest.read_text(encoding="utf-8")).get("files", []) if manifest.is_file() else []
+        self.target.mkdir(parents=True, exist_ok=True)
+        for name in sorted(set(old) - set(new)):
+            stale = self.target / name
+            stale.unlink(missing_ok=True)
+            for folder in stale.parents:  # folders the stale files leave empty go too
+                if folder == self.target or not folder.is_dir() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        for name in new:
+            destination = self.target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path / name, destination)
+        atomic_write_json(manifest, {"files": new})
+
+
+def writes_output_folder(parameter: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a function that writes a folder of outputs into its argument ``parameter``:
+    the folder is then written as one (:class:`OutputFolder`) and the paths it returns are
+    those in the folder asked for."""
+
+    def decorate(write: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(write)
+
+        @functools.wraps(write)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            with OutputFolder(bound.arguments[parameter]) as folder:
+                bound.arguments[parameter] = folder.path
+                return folder.final(write(*bound.args, **bound.kwargs))
+
+        return wrapper
+
+    return decorate
 
 
 def to_jsonable(obj: Any) -> Any:

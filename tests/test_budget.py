@@ -1,6 +1,7 @@
 """A budgeted CLTM (issue 19): designs, completion, and ``cltm design`` / ``cltm complete``."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -13,9 +14,11 @@ from cltm_sb.analysis.completion import (
     PREDICTED,
     UNDEFINED,
     complete_matrix,
+    complete_source,
     completed_diagnostics,
     conformal_quantile,
     read_partial_matrix,
+    write_completion,
 )
 from cltm_sb.analysis.designs import (
     design_pairs,
@@ -571,3 +574,14 @@ def test_complete_refuses_a_negative_se_naming_the_se_file_and_cell(tmp_path, ca
     se.to_csv(se_path, na_rep="")
     assert main(["complete", str(path), "--families", str(fams), "--se", str(se_path), "-o", str(tmp_path / "o")]) == 2
     assert f"se.csv: the standard error of row {target}, column {donor} is negative" in capsys.readouterr().err
+
+
+def test_completing_again_into_a_folder_leaves_no_families_csv_of_the_first_run(tmp_path):
+    # `cltm report --sources` reads the families.csv beside sources.csv: a stale one would be used.
+    path, fams, _ = _partial_csv(tmp_path, n=6)
+    out = tmp_path / "completed"
+    run = complete_source(path, fams, n_draws=0)
+    write_completion(run, out)
+    assert (out / "families.csv").is_file()
+    written = write_completion(dataclasses.replace(run, families_file=None), out)
+    assert not (out / "families.csv").exists() and set(written) <= set(out.iterdir())

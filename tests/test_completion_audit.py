@@ -252,7 +252,7 @@ def test_cli_design_audit_and_complete_with_the_design(tmp_path, capsys):
     assert main(["complete", str(tmp_path / "partial.csv"), "--se", str(tmp_path / "se.csv"), "--families",
                  str(fams), "--design", str(pairs_csv), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "(intervals: audit: difference estimator" in printed and "RFD" in printed
+    assert "(95% intervals: audit: difference estimator" in printed and "RFD" in printed
     assert "audit pairs are not measured" not in printed
     intervals = json.loads((out / "intervals.json").read_text())
     assert intervals["diagnostics"]["rfd"]["lower"] is not None

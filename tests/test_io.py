@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cltm_sb.io import atomic_write, atomic_write_text, current_umask, default_mode, read_csv_text
+from cltm_sb.io import (
+    atomic_write,
+    atomic_write_text,
+    current_umask,
+    default_mode,
+    read_csv_text,
+    writes_output_folder,
+)
 
 
 @pytest.fixture
@@ -70,3 +77,27 @@ def test_an_unnamed_label_column_is_read(tmp_path: Path) -> None:
     path.write_text(",en,es\nen,1,0.5\nes,0.2,1\n\n")
     assert read_csv_text(path, "matrix", "layout").shape == (2, 3)
     assert list(read_csv_text(path, "matrix", "layout", index_col=0).index) == ["en", "es"]
+
+
+def test_an_output_folder_replaces_its_last_write_and_survives_a_failed_one(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+
+    @writes_output_folder("folder")
+    def write(folder: Path, names: list[str], fail: bool = False) -> list[Path]:
+        written = [atomic_write_text(folder / name, name) for name in names]
+        if fail:
+            raise KeyboardInterrupt  # e.g. Ctrl-C after some files
+        return written
+
+    first = write(out, ["a.csv", "sub/b.csv", "sub/deep/c.csv"])
+    assert first == [out / "a.csv", out / "sub/b.csv", out / "sub/deep/c.csv"]
+    with pytest.raises(KeyboardInterrupt):
+        write(out, ["a.csv", "d.csv"], fail=True)
+    assert (out / "sub/b.csv").is_file() and not (out / "d.csv").exists()  # as it was
+    write(out, ["d.csv", "sub/b.csv"])
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.name.startswith("."))
+    # a.csv and sub/deep/ were the last write's, not this one's; the user's file is kept
+    assert names == ["d.csv", "notes.txt", "sub", "sub/b.csv"]
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left

@@ -103,9 +103,10 @@ def test_an_interrupted_simulation_leaves_no_grid_and_an_empty_one_is_refused(tm
     assert list(tmp_path.iterdir()) == []  # neither a partial grid nor the staging folder
     monkeypatch.setattr(simulate, "_write_simulation", real)
     out = simulate.write_simulated_grid(tmp_path / "sim", truth, n_seeds=3)
-    assert sorted(p.name for p in out.iterdir()) == ["families.csv", "records", "simulation.json", "truth.csv"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "families.csv", "records", "simulation.json", "truth.csv"]
     assert list(tmp_path.iterdir()) == [out]
-    with pytest.raises(ValueError, match="already holds records, families.csv, truth.csv, simulation.json"):
+    with pytest.raises(ValueError, match=r"already holds run records or a simulation's files \(records, families.csv, truth.csv, simulation.json\)"):
         simulate.write_simulated_grid(out, truth, n_seeds=3)
     with pytest.raises(ValueError, match="at least 2 languages and 1 data draw"):
         simulate_records(truth, 3, n_draws=0)

@@ -30,7 +30,7 @@ import pandas as pd
 
 from cltm_sb.analysis.diagnostics import write_matrix_csv
 from cltm_sb.analysis.matrix import FLAG_SE_MULTIPLE
-from cltm_sb.io import atomic_write_json
+from cltm_sb.io import atomic_write_json, writes_output_folder
 from cltm_sb.languages import code_mapper
 
 DR_COLUMNS = (
@@ -298,6 +298,7 @@ def import_long(
     return ImportedMatrix(values, se, cltm, cltm_se, reasons, flagged, info)
 
 
+@writes_output_folder("out_dir")
 def write_imported(imported: ImportedMatrix, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``delta.csv``/``delta_se.csv`` (the values as read, when normalised), ``cltm.csv``/
     ``cltm_se.csv`` (what ``cltm report --matrix`` reads) and ``import.json``."""

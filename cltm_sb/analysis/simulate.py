@@ -28,8 +28,6 @@ Everything is deterministic given ``seed``.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from cltm_sb.analysis.matrix import pair_key, self_key, single_key
+from cltm_sb.io import OutputFolder
 from cltm_sb.languages import LanguageRegistry
 from cltm_sb.results import Evaluation, RunRecord
 
@@ -462,8 +461,8 @@ def write_simulated_grid(
     (``code,name,family``, for ``--families``), ``truth.csv`` (the true CLTM) and
     ``simulation.json`` (the settings and the true matrix's Table 1 diagnostics). A folder that
     already holds records is refused: mixing two simulations would make duplicate results. The
-    grid is written into a hidden folder beside ``out`` and moved in when complete, so an
-    interrupted simulation leaves no partial grid to be analysed.
+    grid is written as one (:class:`~cltm_sb.io.OutputFolder`), so an interrupted simulation
+    leaves no partial grid to be analysed.
 
     Args:
         names: English names of the locales (default: the codes themselves).
@@ -479,18 +478,13 @@ def write_simulated_grid(
     written = [GridLayout(target).records_dir.name, "families.csv", "truth.csv", "simulation.json"]
     taken = [name for name in written if (target / name).exists()]
     if taken:
-        raise ValueError(f"{target} already holds {', '.join(taken)}; simulate into an empty folder")
+        raise ValueError(
+            f"{target} already holds run records or a simulation's files ({', '.join(taken)}); "
+            "simulate into an empty folder"
+        )
     records = simulate_records(truth, n_seeds, noise, protocol, seed, task=task, n_draws=n_draws)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        _write_simulation(staging, records, truth, n_seeds, noise, protocol, seed, task, names, n_draws)
-        target.mkdir(exist_ok=True)
-        # simulation.json last: a grid folder holds records only once the rest is in place.
-        for name in written:
-            os.replace(staging / name, target / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with OutputFolder(target) as folder:
+        _write_simulation(folder.path, records, truth, n_seeds, noise, protocol, seed, task, names, n_draws)
     return target
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from cltm_sb.analysis.diagnostics import write_matrix_csv
 from cltm_sb.analysis.grid_analysis import build_and_diagnose, load_grid
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CLTMResult
-from cltm_sb.io import atomic_write, atomic_write_json
+from cltm_sb.io import atomic_write, atomic_write_json, writes_output_folder
 from cltm_sb.languages import LanguageRegistry
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def format_value(value: Any, percent: bool = False, digits: int = 3) -> str:
     return f"{100 * float(value):.2f}%" if percent else f"{float(value):.{digits}f}"
 
 
+@writes_output_folder("out_dir")
 def write_matrix_folder(
     result: CLTMResult,
     diagnostics: dict[str, Any],

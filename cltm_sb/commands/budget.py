@@ -96,7 +96,8 @@ def _complete(args: argparse.Namespace) -> int:
         if missing:
             print(f"note: {missing} of the design's {int(audit.sum())} audit pairs are not measured: the audit "
                   "uses the measured ones (is the grid not finished, or the design another grid's?)")
-    reasons, methods = set(), set()
+    reasons: dict[str, list[str]] = {}  # reason -> the diagnostics without an interval for it
+    methods = set()
     for d in DIAGNOSTICS:
         entry = run.diagnostics.get(d.key)
         if entry is None:
@@ -107,13 +108,13 @@ def _complete(args: argparse.Namespace) -> int:
                         f"{format_value(entry['upper'], d.fraction, digits=3)}]")
             methods.add(entry["method"])
         elif entry["reason"]:
-            reasons.add(entry["reason"])
+            reasons.setdefault(entry["reason"], []).append(d.label)
         print(f"  {d.label}: {format_value(entry['point'], d.fraction, digits=3)}{interval}")
     # Say once why points stand alone, so they are not read as a full grid's estimates.
     for method in sorted(methods):
-        print(f"  (intervals: {method})")
-    for reason in sorted(reasons):
-        print(f"  ({reason}; each diagnostic's estimator is in intervals.json)")
+        print(f"  ({100 * c.level:g}% intervals: {method})")
+    for reason, labels in sorted(reasons.items()):
+        print(f"  ({', '.join(labels)}: {reason}; each diagnostic's estimator is in intervals.json)")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cltm_sb.analysis.compare import METHOD_CELL, METHOD_DIAGNOSTIC, ComparisonResult
 from cltm_sb.analysis.diagnostics import STABILITY, TABLE1, diagnostics_in
 from cltm_sb.analysis.grid_analysis import GridAnalysis
 from cltm_sb.analysis.summary import DELTA_SE_NOTE, format_value
@@ -802,11 +803,12 @@ def _minus(x: float | None, y: float | None) -> float | None:
     return x - y
 
 
-def _comparison_rows(a: GridAnalysis, b: GridAnalysis) -> list[list[str]]:
-    """Per Table 1 diagnostic: each grid's estimate and interval, and the difference of estimates."""
+def _comparison_rows(a: GridAnalysis, b: GridAnalysis, comparison: ComparisonResult) -> list[list[str]]:
+    """Per Table 1 diagnostic: each grid's estimate and interval, the difference and its interval."""
     rows = []
     for spec in diagnostics_in(TABLE1):
         da, db = a.uncertainty.diagnostics[spec.key], b.uncertainty.diagnostics[spec.key]
+        diff = comparison.diagnostics[spec.key]
         pct = spec.fraction
         rows.append(
             [
@@ -815,16 +817,49 @@ def _comparison_rows(a: GridAnalysis, b: GridAnalysis) -> list[list[str]]:
                 diagnostic_interval_text(da, pct),
                 _num(db.point, pct),
                 diagnostic_interval_text(db, pct),
-                _num(_minus(da.point, db.point), pct),
+                _num(diff.point, pct),
+                f"n/a: {diff.reason}" if diff.lower is None and diff.reason else _interval(diff.lower, diff.upper, pct),
             ]
         )
     return rows
 
 
+def _differing_cells(comparison: ComparisonResult, labels: tuple[str, str], limit: int = 20) -> list[Block]:
+    """The shared cells whose difference is significant after BH (q < 0.05), largest first."""
+    cells = comparison.cells
+    hits = cells[cells["q_value"].astype(float) < 0.05] if len(cells) else cells
+    la, lb = labels
+    if not len(hits):
+        return [Block("text", f"No shared cell differs between {la} and {lb} at BH q < 0.05.")]
+    hits = hits.reindex(hits["difference"].astype(float).abs().sort_values(ascending=False).index)
+    rows = [
+        [
+            f"{r.donor} → {r.target}",
+            _num(r.value_a, digits=2),
+            _num(r.value_b, digits=2),
+            _num(r.difference, digits=2),
+            _interval(r.lower, r.upper),
+            f"{float(r.q_value):.3g}",
+        ]
+        for r in hits.head(limit).itertuples()
+    ]
+    header = ["donor → target", la, lb, f"{la} − {lb}", f"{comparison.level:.0%} interval", "BH q"]
+    shown = f"the {limit} largest of {len(hits)}" if len(hits) > limit else f"all {len(hits)}"
+    return [
+        Block("heading", f"Cells that differ (BH q < 0.05; {shown})"),
+        Block("table", (header, rows)),
+    ]
+
+
 def comparison_blocks(
-    a: GridAnalysis, b: GridAnalysis, labels: tuple[str, str], images: dict[str, Path]
+    a: GridAnalysis,
+    b: GridAnalysis,
+    labels: tuple[str, str],
+    images: dict[str, Path],
+    comparison: ComparisonResult,
 ) -> list[Block]:
-    """Content of the comparison page."""
+    """Content of the comparison page (``comparison``: the differences' intervals and q-values,
+    :func:`~cltm_sb.analysis.compare.compare_uncertainty`)."""
     la, lb = labels
     blocks = [Block("heading", f"Comparison: {la} vs {lb}", 1)]
     blocks.append(
@@ -854,9 +889,10 @@ def comparison_blocks(
                     level,
                     f"{lb} estimate",
                     level,
-                    f"{la} − {lb} (estimates)",
+                    f"{la} − {lb}",
+                    level,
                 ],
-                _comparison_rows(a, b),
+                _comparison_rows(a, b, comparison),
             ),
         )
     )
@@ -864,9 +900,8 @@ def comparison_blocks(
         Block(
             "text",
             "Each grid's interval is its own (variability: "
-            f"{' / '.join(dict.fromkeys([a.uncertainty.variability, b.uncertainty.variability]))}); "
-            "the difference is of the estimates only: an interval for it needs "
-            f"both grids' seeds and is not computed here. {la}: {_methods_text(a)} "
+            f"{comparison.variability}); the difference's interval: {METHOD_DIAGNOSTIC}, each grid "
+            f"resampled on its own (n/a where a grid has no calibrated interval). {la}: {_methods_text(a)} "
             f"{lb}: {_methods_text(b)}",
         )
     )
@@ -900,7 +935,9 @@ def comparison_blocks(
             "text",
             "Entries are M_A − M_B ± sqrt(SE_A² + SE_B²), SEs by the "
             f"{DELTA_SE_NOTE}, the two grids assumed independent: a standard error for "
-            "orientation, not a calibrated interval.",
+            f"orientation. Each cell's calibrated interval, p-value and BH q-value ({METHOD_CELL}) "
+            "are in compare.json (`difference.cells`); the cells that differ are listed below.",
         )
     )
+    blocks += _differing_cells(comparison, labels)
     return blocks

@@ -31,7 +31,7 @@ from cltm_sb.analysis.external import (
     MatrixDifference,
     difference,
 )
-from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
+from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text, writes_output_folder
 from cltm_sb.languages import LanguageRegistry
 from cltm_sb.report.document import Block, _interval, _num, excluded_blocks
 from cltm_sb.report.render import render_html, render_markdown
@@ -348,6 +348,7 @@ def _completion_entries(analysis: MatrixAnalysis, completion_diagnostics: dict) 
     }
 
 
+@writes_output_folder("out_dir")
 def write_matrix_report(
     analysis: MatrixAnalysis,
     registry: LanguageRegistry,
@@ -528,6 +529,7 @@ def _se_text(analysis: MatrixAnalysis) -> str:
     return "supplied" if analysis.se_supplied else "delta method of the grid's records"
 
 
+@writes_output_folder("out_dir")
 def write_matrix_comparison(
     a: MatrixAnalysis,
     b: MatrixAnalysis,

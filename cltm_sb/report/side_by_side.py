@@ -17,7 +17,7 @@ import pandas as pd
 from cltm_sb.analysis.diagnostics import DIAGNOSTICS
 from cltm_sb.analysis.grid_analysis import GridAnalysis
 from cltm_sb.analysis.summary import format_value
-from cltm_sb.io import atomic_write, atomic_write_text
+from cltm_sb.io import atomic_write, atomic_write_text, writes_output_folder
 from cltm_sb.languages import LanguageRegistry
 from cltm_sb.report.document import PLUGIN_LABEL, diagnostic_interval_text
 
@@ -98,6 +98,7 @@ def _pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
 
 
+@writes_output_folder("out_dir")
 def write_side_by_side(
     analyses: Sequence[GridAnalysis],
     registry: LanguageRegistry,

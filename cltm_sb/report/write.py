@@ -19,7 +19,7 @@ from cltm_sb.analysis.compare import compare_uncertainty
 from cltm_sb.analysis.diagnostics import write_matrix_csv
 from cltm_sb.analysis.grid_analysis import GridAnalysis
 from cltm_sb.analysis.summary import MATRIX_NOTES, write_matrix_folder
-from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text
+from cltm_sb.io import atomic_write, atomic_write_json, atomic_write_text, writes_output_folder
 from cltm_sb.languages import PAPER_SUBSET, LanguageRegistry
 from cltm_sb.report.document import (
     cell_table,
@@ -121,6 +121,7 @@ def write_paper_tables(analysis: GridAnalysis, out: Path) -> dict[str, Path]:
     }
 
 
+@writes_output_folder("out_dir")
 def write_report(
     analysis: GridAnalysis,
     registry: LanguageRegistry,
@@ -178,6 +179,7 @@ def write_report(
     }
 
 
+@writes_output_folder("out_dir")
 def write_comparison(
     a: GridAnalysis,
     b: GridAnalysis,
@@ -213,9 +215,10 @@ def write_comparison(
         for label, g in zip(labels, (a, b))
     }
     # Intervals for the differences: each grid resampled on its own (independent experiments).
-    summary["difference"] = compare_uncertainty(a.uncertainty, b.uncertainty).to_dict()
+    comparison = compare_uncertainty(a.uncertainty, b.uncertainty)
+    summary["difference"] = comparison.to_dict()
     atomic_write_json(out / "compare.json", summary)
-    blocks = comparison_blocks(a, b, labels, images)
+    blocks = comparison_blocks(a, b, labels, images, comparison)
     md = atomic_write_text(out / "compare.md", render_markdown(blocks, out))
     page = atomic_write_text(
         out / "compare.html", render_html(blocks, f"{labels[0]} vs {labels[1]}")
