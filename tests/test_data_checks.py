@@ -20,6 +20,7 @@ import cltm_sb.data.common_voice as cv
 from cltm_sb.cli import main
 from cltm_sb.data import DataError, DataIOError
 from cltm_sb.data.checks import AUDIO_SAMPLE, DataCheckError, check_data
+from cltm_sb.data.manifests import UNFINISHED_FILE
 from cltm_sb.grid.plan import make_plan
 
 RUNNER = "grid_fakes:run_fake"
@@ -152,6 +153,35 @@ def test_extra_label_columns_pass_and_trial_lists_go_by_header(tmp_path: Path) -
     assert check_data([data]) == []
     (data / "en" / "b.csv").write_text((data / "en" / "trials.csv").read_text())
     assert check_data([data / "en" / "b.csv"])[0].startswith(f"{data / 'en' / 'b.csv'}: header is enrol_ID")
+
+
+def test_validate_reads_a_relative_folder_of_own_manifests_as_plan_does(tmp_path: Path, monkeypatch,
+                                                                          capsys) -> None:
+    own = make_prepared(tmp_path / "own", ["en"])
+    (own / "prepare.json").unlink()  # own data: $data_root/ is the folder itself
+    for wav in (own / "audio" / "en").iterdir():
+        wav.rename(own / "en" / wav.name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "own"]) == 0, capsys.readouterr().out  # not own/own/en/...
+    assert make_plan(tmp_path / "plan", "own", "gr", ["en"], [1], runner=RUNNER).data_root == str(own)
+
+
+def test_validate_refuses_what_plan_refuses_of_a_folder(tmp_path: Path, capsys) -> None:
+    failed = tmp_path / "x3"  # what a failed `cltm prepare` leaves: only its lock
+    failed.mkdir()
+    (failed / ".prepare.lock").write_text("")
+    plan_args = ["plan", "--data", str(failed), "--task", "gr", "--locales", "en", "--seeds", "1",
+                 "--out", str(tmp_path / "plan"), "--runner", RUNNER]  # fmt: skip
+    assert main(plan_args) == 2
+    refused = capsys.readouterr().err.removeprefix("cltm plan: error: ").strip()
+    assert main(["validate", str(failed)]) == 1
+    assert capsys.readouterr().out.strip() == refused
+    assert refused.startswith(f"{failed}: neither prepare.json nor <locale>/<subset>.csv manifests found; ")
+
+    data = make_prepared(tmp_path / "prep", ["en"])
+    (data / UNFINISHED_FILE).write_text("")  # a prepare still running, or killed
+    assert main(["validate", str(data)]) == 1
+    assert "did not finish" in capsys.readouterr().out
 
 
 def test_a_corrupt_cache_clip_of_a_real_preparation_is_named(toy_corpus: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,36 @@ def test_plan_names_a_missing_draw(tmp_path: Path) -> None:
     data = _with_draws(tmp_path / "prep", ["en"], 2)
     with pytest.raises(PlanError, match=r"no data draw 2 .*--draws 3"):
         make_plan(tmp_path / "plan", data, "gr", ["en"], [42], runner=RUNNER, draws=[0, 1, 2])
+
+
+def _respeak(manifest: Path, old: str, new: str) -> None:
+    """Rename the speakers ``<old>*`` of a fake manifest to ``<new>*`` (only the spk_id field
+    starts after a comma with the locale's prefix)."""
+    manifest.write_text(manifest.read_text().replace(f",{old}", f",{new}"))
+
+
+def test_draws_share_speakers_across_draws_but_not_within_one(tmp_path: Path, capsys) -> None:
+    from cltm_sb.cli import main
+    from cltm_sb.data.checks import DataCheckError
+
+    data = _with_draws(tmp_path / "prep", ["en"], 3)
+    draw2 = data / "draw2" / "en"
+    # Independent draws from one pool: draw 0's a speakers are draw 2's b speakers.
+    _respeak(draw2 / "a.csv", "en_a_", "en_x_")
+    _respeak(draw2 / "b.csv", "en_b_", "en_a_")
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en"], [42], runner=RUNNER, draws=[0, 2])
+    assert plan.draws == [0, 2]
+    assert main(["validate", str(data)]) == 0
+    capsys.readouterr()
+
+    _respeak(draw2 / "a.csv", "en_x_f", "en_a_f")  # a leak inside draw 2: a and b share en_a_f
+    leak = r"draw2/en/a\.csv, line 2 .*'en_a_f' is in both training subsets a and b of 'en' \(also at .*draw2/en/b\.csv"
+    with pytest.raises(DataCheckError, match=leak):
+        make_plan(tmp_path / "plan", data, "gr", ["en"], [42], runner=RUNNER, draws=[0, 2])
+    assert main(["validate", str(data)]) == 1  # the draw folders are validated too
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1 and re.search(leak, out), out
+
+    _respeak(draw2 / "a.csv", "en_a_f", "en_test_f")  # a test speaker trained on in draw 2
+    with pytest.raises(DataCheckError, match=r"draw2/en/a\.csv, line 2 .*'en_test_f' is also in the test set"):
+        make_plan(tmp_path / "plan", data, "gr", ["en"], [42], runner=RUNNER, draws=[0, 2])

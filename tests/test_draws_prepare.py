@@ -98,3 +98,16 @@ def test_a_run_reads_its_draw_from_the_manifests_folder(three_draws: Path):
     info = json.loads((three_draws / "prepare.json").read_text())
     assert prepared_draw(three_draws, info["data_hash"]) == (0, info["data_hash"])
     assert prepared_draw(three_draws / "draw2", info["data_hash"]) == (2, info["draws"]["2"]["draw_hash"])
+
+
+def test_a_plan_over_prepared_draws_passes_the_data_checks(three_draws: Path, toy_locales, tmp_path: Path):
+    """Independent draws share speakers across draws (draw 0's a, draw 2's b): no leak (audit finding 2)."""
+    from cltm_sb.data.checks import check_data, expand_paths
+    from cltm_sb.grid.plan import make_plan
+
+    plan = make_plan(tmp_path / "plan", three_draws, "gr", toy_locales[:2], [42], runner="grid_fakes:run_fake",
+                     draws=[0, 1, 2])  # fmt: skip
+    assert plan.draws == [0, 1, 2]
+    expanded = {path for path, _ in expand_paths([three_draws])}
+    assert {three_draws / f"draw{k}" / loc / "a.csv" for k in (1, 2) for loc in toy_locales} <= expanded
+    assert check_data([three_draws]) == []

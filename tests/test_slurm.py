@@ -97,6 +97,41 @@ def test_chunks_group_runs_per_task(tmp_path: Path) -> None:
     assert [r for c in chunks for r in c] == [r.run_id for r in plan.runs]
 
 
+FAILING_SBATCH = """#!/bin/sh
+echo "sbatch: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host" >&2
+echo "sbatch: fatal: Could not establish a configuration source" >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("sbatch", ["failing", "missing"])
+def test_a_refused_submission_is_one_line_and_leaves_no_job_files(
+    sbatch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binaries = tmp_path / "bin"
+    binaries.mkdir()
+    if sbatch == "failing":  # SLURM's client installed, on a host without a SLURM controller
+        (binaries / "sbatch").write_text(FAILING_SBATCH)
+        (binaries / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it first
+        for binary in binaries.iterdir():
+            binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(binaries))  # "missing": no SLURM at all
+    data = make_prepared(tmp_path / "prep", ["en", "es"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en", "es"], [1], runner=RUNNER)
+    plan.save()
+    capsys.readouterr()
+    for _ in range(2):  # every attempt: one line, no orphan pickles
+        args = ["run", str(plan.plan_dir), "--executor", "slurm", "--partition", "gpu", "--no-wait", "--no-progress"]
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(f"cltm run: error: {plan.plan_dir}: sbatch did not submit the 5 run(s) ("), err
+        said = "sbatch: fatal: Could not establish a configuration source" if sbatch == "failing" else "srun"
+        assert said in err and "nothing was submitted" in err, err
+        assert [p for p in (plan.plan_dir / "slurm").rglob("*") if p.is_file()] == []
+    assert {s.state for s in plan_status(plan)} == {"pending"}
+
+
 # ------------------------------------------------------------------------------ real cluster
 
 SACCT_SHIM = '''#!{python}

@@ -21,13 +21,17 @@ from cltm_sb.data import DataError
 from cltm_sb.data.audio import cached_audio_problem
 from cltm_sb.data.manifests import (
     DATA_ROOT_PREFIX,
+    DRAW_PREFIX,
     MANIFEST_COLUMNS,
     PREPARE_FILE,
     SUBSETS,
     TRIALS_FILE,
     CheckedFile,
     check_file,
+    check_prepared,
     data_root_of,
+    no_manifests_problem,
+    read_prepare_info,
 )
 
 # Training clips per manifest whose audio header is read (spread over the file); test clips are
@@ -69,18 +73,50 @@ class _Row:
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path | None]]:
     """Each file to check with the audio root it implies (None: its own ``prepare.json`` says).
 
-    A folder stands for its ``<locale>/*.csv`` files; a folder without ``prepare.json`` is own
-    data, whose ``$data_root/`` is the folder itself (as :func:`cltm_sb.grid.plan.read_prepared`
-    plans it).
+    A folder stands for its ``<locale>/*.csv`` files and those of its data draws
+    (``draw<k>/<locale>/*.csv``, as ``cltm plan --draws`` reads them); a folder without
+    ``prepare.json`` is own data, whose ``$data_root/`` is the folder itself (as
+    :func:`cltm_sb.grid.plan.read_prepared` plans it).
     """
     out: list[tuple[Path, Path | None]] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            root = None if (path / PREPARE_FILE).is_file() else data_root_of(path, info={})
-            out.extend((csv, root) for csv in sorted(path.glob("*/*.csv")))
-        else:
+        if not path.is_dir():
             out.append((path, None))
+            continue
+        root = None if (path / PREPARE_FILE).is_file() else data_root_of(path, info={})
+        for folder in [path, *draw_folders(path)]:
+            own = None if (folder / PREPARE_FILE).is_file() else root
+            out.extend((csv, own) for csv in sorted(folder.glob("*/*.csv")))
     return out
+
+
+def draw_folders(folder: Path) -> list[Path]:
+    """The data draws k >= 1 that ``cltm prepare --draws`` wrote into ``folder``, by k."""
+    found = [
+        (int(sub.name[len(DRAW_PREFIX) :]), sub)
+        for sub in folder.glob(f"{DRAW_PREFIX}*")
+        if sub.name[len(DRAW_PREFIX) :].isdigit() and sub.is_dir()
+    ]
+    return [sub for _, sub in sorted(found)]
+
+
+def _folder_problems(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """What ``cltm plan`` refuses of a data folder as a whole: no manifests at all (e.g. only
+    the lock of a failed prepare), a prepare left unfinished, manifests edited since."""
+    problems: list[str] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            continue
+        empty = no_manifests_problem(path)
+        if empty:
+            problems.append(empty)
+            continue
+        for folder in [path, *draw_folders(path)]:
+            try:
+                check_prepared(folder, read_prepare_info(folder))
+            except ValueError as error:  # DataError, or a prepare.json that is not JSON
+                problems.append(str(error))
+    return problems
 
 
 def check_data(
@@ -99,8 +135,10 @@ def check_data(
     Returns:
         One line per problem: header, rows (durations > 0, ...), audio (16 kHz mono, readable,
         not empty), trial IDs in the test manifest beside, speakers in both a training subset
-        and a test set (or in both a and b of one locale).
+        and a test set (or in both a and b of one locale of one draw), and of a folder: no
+        manifests, a prepare left unfinished or manifests edited since (as ``cltm plan``).
     """
+    paths = list(paths)
     files = expand_paths(paths)
     # Test manifests first, so that each trial list is checked against IDs already read.
     files.sort(key=lambda item: item[0].name == TRIALS_FILE)
@@ -115,7 +153,8 @@ def check_data(
         checked.append(result)
     rows = [row for result in checked for row in _rows(result)]
     roots = {result.path: result.root for result in checked}
-    problems = [p for result in checked for p in result.problems]
+    problems = _folder_problems(paths)
+    problems += [p for result in checked for p in result.problems]
     problems += _audio_problems(rows, roots, full)
     problems += _speaker_problems(rows)
     return problems
@@ -202,18 +241,26 @@ def _audio_problems(rows: Sequence[_Row], roots: dict[Path, Path | None], full: 
 
 
 def _speaker_problems(rows: Sequence[_Row]) -> list[str]:
-    """A speaker trained on and tested on, or in both training subsets of one locale."""
+    """A speaker trained on and tested on, or in both training subsets of one locale of one draw.
+
+    The test sets are the same in every draw, so a test speaker is a leak in any draw's training
+    subsets; a and b are drawn independently per draw, so only one draw's a and b must be disjoint.
+    """
     tested: dict[str, _Row] = {}
-    trained: dict[tuple[str, str, str], _Row] = {}  # (speaker, locale, subset) -> first row
+    # (draw folder, speaker, locale, subset) -> first row
+    trained: dict[tuple[Path, str, str, str], _Row] = {}
+    draws: dict[Path, Path] = {}  # manifest -> its draw folder (the folder of its <locale>/)
     for row in rows:
         if not row.spk_id:
             continue
         if row.subset == "test":
             tested.setdefault(row.spk_id, row)
         elif row.subset in TRAINING_SUBSETS:
-            trained.setdefault((row.spk_id, row.locale, row.subset), row)
+            if row.path not in draws:
+                draws[row.path] = row.path.resolve().parent.parent
+            trained.setdefault((draws[row.path], row.spk_id, row.locale, row.subset), row)
     problems = []
-    for (speaker, locale, subset), row in trained.items():
+    for (draw, speaker, locale, subset), row in trained.items():
         test_row = tested.get(speaker)
         if test_row is not None:
             problems.append(
@@ -221,7 +268,7 @@ def _speaker_problems(rows: Sequence[_Row]) -> list[str]:
                 "a model trained on a test speaker scores too high: remove the speaker from one "
                 "of the two files, or prepare the data again"
             )
-        other = trained.get((speaker, locale, "b")) if subset == "a" else None
+        other = trained.get((draw, speaker, locale, "b")) if subset == "a" else None
         if other is not None:
             problems.append(
                 f"{row.where}: speaker {speaker!r} is in both training subsets a and b of "

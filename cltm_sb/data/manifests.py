@@ -335,8 +335,26 @@ def data_root_of(data_dir: str | os.PathLike, info: Mapping[str, Any] | None = N
     data_dir = Path(data_dir)
     if info is None:
         info = read_prepare_info(data_dir)
-    root = Path((info or {}).get("data_root") or data_dir)
+    given = (info or {}).get("data_root")
+    if not given:  # own manifests: the folder itself (joining a relative folder to itself doubles it)
+        return data_dir.resolve()
+    root = Path(given)
     return (root if root.is_absolute() else data_dir / root).resolve()
+
+
+def no_manifests_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` holds no data (``cltm plan`` and ``cltm validate`` refuse it), or None.
+
+    A folder without ``prepare.json`` must hold ``<locale>/<subset>.csv`` manifests of one's own,
+    e.g. not only the ``.prepare.lock`` a failed ``cltm prepare`` leaves behind.
+    """
+    folder = Path(folder)
+    if (folder / PREPARE_FILE).is_file() or any(folder.glob("*/*.csv")):
+        return None
+    return (
+        f"{folder}: neither {PREPARE_FILE} nor <locale>/<subset>.csv manifests found; run "
+        "`cltm prepare` into it (again, if one failed) or give a folder of <locale>/<subset>.csv files"
+    )
 
 
 def find_data_root(manifest: str | os.PathLike) -> Path | None:

@@ -35,6 +35,7 @@ from cltm_sb.data.manifests import (
     data_root_of,
     draw_folder,
     draw_hashes,
+    no_manifests_problem,
     prepared_data_hash,
     read_prepare_info,
 )
@@ -488,6 +489,17 @@ class Plan:
             "`cltm plan ... --force` to retrain under the new identity)"
         )
 
+    def require_current_config(self) -> None:
+        """Refuse to train under a configuration that is no longer the plan's (:class:`PlanError`).
+
+        The runner's ``config_hash_for`` hashes the hparams file, plan.json's overrides and the
+        encoder's identity now, without training, so that an edit since ``cltm plan`` fails at once
+        rather than after each run has trained in full.
+        """
+        now = str(config_hash_function(self.runner)(self.runner_task, self.overrides, self.hparams_file))
+        if now != self.config_hash:
+            raise PlanError(config_changed(self, now, "the configuration's"))
+
     def require_current_identity(self, n_unfinished: int) -> None:
         """Refuse to run an old plan's unfinished runs: say what keeping and retraining mean.
 
@@ -508,6 +520,17 @@ class Plan:
             "arguments (new run ids; the old records stay in records/, reported as version "
             f"{self.identity_version})"
         )
+
+
+def config_changed(plan: Plan, found: str, whose: str) -> str:
+    """The one line that says ``found`` (``whose`` config hash) is not the plan's and what to do."""
+    hparams = plan.hparams_file or "the task's packaged hparams"
+    return (
+        f"{plan.plan_file}: {whose} config hash {found} is not the plan's {plan.config_hash}: the "
+        f"hparams ({hparams}), the overrides in plan.json or the encoder's weights changed since "
+        "`cltm plan` (or the runner's config_hash_for disagrees with it); restore them, or make "
+        "the plan again (`cltm plan ... --force`)"
+    )
 
 
 def check_replace(old: Plan, new: Plan) -> None:
@@ -600,8 +623,9 @@ def read_prepared(data_dir: str | os.PathLike) -> tuple[str, str]:
     except ValueError as error:
         raise PlanError(str(error)) from error
     if info is None:
-        if not any(data_dir.glob("*/*.csv")):
-            raise PlanError(f"{data_dir}: neither {PREPARE_FILE} nor <locale>/<subset>.csv manifests found")
+        empty = no_manifests_problem(data_dir)
+        if empty:
+            raise PlanError(empty)
         logger.warning("%s has no %s: hashing its manifests instead", data_dir, PREPARE_FILE)
     return data_hash, str(data_root_of(data_dir, info))
 

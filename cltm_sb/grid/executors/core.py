@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from cltm_sb.grid.jobs import InSlurm, runs_in_slurm
 from cltm_sb.grid.layout import PlanError, RunPaths
-from cltm_sb.grid.plan import Plan, RunSpec, import_object
+from cltm_sb.grid.plan import Plan, RunSpec, config_changed, import_object
 from cltm_sb.grid.status import plan_status, run_state
 from cltm_sb.recipe.run_files import has_checkpoint
 from cltm_sb.results import RecordError, RunRecord, write_record
@@ -278,6 +278,9 @@ def _call_runner(plan: Plan, spec: RunSpec, device: str, threads: int | None, st
     """The record of one attempt: what the plan's runner returns, checked and completed."""
     paths = plan.paths(spec)
     runner: Callable[..., Any] = import_object(plan.runner)
+    # Before training: hparams or overrides edited since `cltm plan` (or since `cltm run` looked,
+    # e.g. while a SLURM task waited in the queue) fail the run now, not after it has trained.
+    plan.require_current_config()
     record = runner(
         plan.runner_task,  # a packaged task's name, or the declaration of one's own
         plan.run_overrides(spec),
@@ -293,11 +296,9 @@ def _call_runner(plan: Plan, spec: RunSpec, device: str, threads: int | None, st
             "the runner returns its record and the executor writes it"
         )
     if record.status == "ok" and record.config_hash != plan.config_hash:
-        raise RecordError(
-            f"the run's config hash {record.config_hash} is not the plan's "
-            f"{plan.config_hash}: the hparams changed since `cltm plan` (or the runner's "
-            "config_hash_for disagrees with it); make the plan again"
-        )
+        # Still needed: the files may change while the run trains, or the runner may record a
+        # hash its config_hash_for does not give.
+        raise RecordError(config_changed(plan, record.config_hash, "the run's"))
     missing = sorted(set(spec.eval_locales) - {e.locale for e in record.evaluations})
     if record.status == "ok" and missing:
         raise RecordError(f"the runner returned no evaluation on {missing}")
@@ -429,6 +430,7 @@ class Executor(ABC):
         if not todo:
             return report
         plan.require_current_identity(len(todo))  # an old plan: the user chooses keep or retrain
+        plan.require_current_config()  # once for the grid, before any run trains or is submitted
         with _signals_interrupt(), plan_lock(plan), tqdm(
             total=len(todo), unit="run", desc=f"cltm {plan.task}", disable=not progress,
             dynamic_ncols=True,

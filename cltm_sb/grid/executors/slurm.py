@@ -10,8 +10,11 @@ again its runs resume from their checkpoints (the executor keeps a run folder th
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import re
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -203,6 +206,32 @@ def slurm_task(plan_dir: str, run_ids: list[str], runs_per_gpu: int = 1) -> list
     return done
 
 
+class SubmissionError(OSError):
+    """sbatch refused a submission (or cannot be run): nothing of it was submitted.
+
+    An :class:`OSError`: the machine, not the user's input (``cltm run`` prints one line, exit 1).
+    """
+
+    def __init__(self, plan: Plan, n_runs: int, error: BaseException) -> None:
+        said = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        super().__init__(
+            f"{plan.plan_dir}: sbatch did not submit the {n_runs} run(s) ({said or type(error).__name__}); "
+            "nothing was submitted: check that SLURM works on this host (`sinfo`, `sbatch --version`), "
+            "or run the plan here with --executor local"
+        )
+
+
+#: The files submitit writes into the job folder before sbatch answers (uuid-named).
+_SUBMISSION_FILE = re.compile(r"(\.submission_file_)?[0-9a-f]{32}\.(pkl|sh)")
+
+
+def _submission_files(folder: Path) -> set[Path]:
+    """submitit's not-yet-submitted job files directly in ``folder`` (job folders are left)."""
+    if not folder.is_dir():
+        return set()
+    return {path for path in folder.iterdir() if _SUBMISSION_FILE.fullmatch(path.name) and path.is_file()}
+
+
 class SlurmTask:
     """:func:`slurm_task` as submitit's checkpointable callable: near its time limit (SIGUSR2)
     submitit calls :meth:`checkpoint` and requeues the same call, whose runs resume from their
@@ -246,21 +275,43 @@ class SlurmExecutor(Executor):
         return [[s.run_id for s in runs[i : i + k]] for i in range(0, len(runs), k)]
 
     def _submit(self, plan: Plan, chunks: list[list[str]]) -> list[Any]:
-        """Submit one array job, one task per chunk of run ids; submitit's jobs, in chunk order."""
+        """Submit one array job, one task per chunk of run ids; submitit's jobs, in chunk order.
+
+        A refused submission (sbatch fails, or is not installed) is a :class:`SubmissionError`
+        with sbatch's own message, and the files submitit wrote for the jobs are removed.
+        """
         import submitit
+        from submitit.core.utils import FailedSubmissionError
 
         folder = plan.layout.slurm_dir / "%j"
-        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster, slurm_max_num_timeout=MAX_REQUEUES)
-        params = slurm_parameters(self.options)
-        if self.cluster != "slurm":
-            params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
-        executor.update_parameters(**params)
-        return executor.map_array(
-            SlurmTask(),
-            [str(plan.plan_dir)] * len(chunks),
-            chunks,
-            [int(self.options["runs_per_gpu"])] * len(chunks),
-        )
+        before = _submission_files(plan.layout.slurm_dir)
+        said = io.StringIO()
+        try:
+            # No srun here (no SLURM) is a RuntimeError of submitit's constructor.
+            executor = submitit.AutoExecutor(
+                folder=folder, cluster=self.cluster, slurm_max_num_timeout=MAX_REQUEUES
+            )
+            params = slurm_parameters(self.options)
+            if self.cluster != "slurm":
+                params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+            executor.update_parameters(**params)
+            # submitit prints sbatch's stderr itself before raising: the error below says it once.
+            with contextlib.redirect_stderr(said):
+                jobs = executor.map_array(
+                    SlurmTask(),
+                    [str(plan.plan_dir)] * len(chunks),
+                    chunks,
+                    [int(self.options["runs_per_gpu"])] * len(chunks),
+                )
+        except FailedSubmissionError:
+            raise  # sbatch accepted the job but its answer was not understood: its files stay
+        # sbatch failed (submitit's FailedJobError), no srun (RuntimeError) or no sbatch (OSError).
+        except (RuntimeError, OSError) as error:
+            for orphan in _submission_files(plan.layout.slurm_dir) - before:
+                orphan.unlink(missing_ok=True)  # jobs that were never submitted
+            raise SubmissionError(plan, sum(map(len, chunks)), error) from error
+        sys.stderr.write(said.getvalue())
+        return jobs
 
     def _execute(self, plan: Plan, runs: list[RunSpec], on_done: Callable[[RunOutcome], None]) -> bool:
         if self.cluster == "slurm":
