@@ -131,3 +131,36 @@ def test_a_fourth_task_declared_only_in_yaml_plans_runs_and_builds_its_matrix(
     assert all(row[i + 1] == "" or float(row[i + 1]) == pytest.approx(1.0) for i, row in enumerate(matrix[1:]))
     diagnostics = json.loads((out / "diagnostics.json").read_text())
     assert diagnostics["task"] == "register" and diagnostics["title"] == "Voice register CLTM"
+
+
+def test_a_script_gets_absolute_paths_from_a_relative_output_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script runs in its own folder: relative paths of the caller's folder (a relative
+    `cltm run PLAN`) reach it absolute, and metrics.json lands where the run reads it."""
+    recipe, caller = tmp_path / "recipe", tmp_path / "caller"
+    recipe.mkdir()
+    (recipe / "h.yaml").write_text("seed: 0\n")
+    (recipe / "train.py").write_text(
+        "import json, sys, pathlib\n"
+        "args = dict(a[2:].split('=', 1) for a in sys.argv[2:])\n"
+        "for path in json.loads(args['train_csv']) + json.loads(args['test_csv']) + [args['extra']]:\n"
+        "    open(path).close()  # the manifests (and a path-valued override) are readable from here\n"
+        "assert pathlib.Path(args['data_root']).is_dir()\n"
+        "out = pathlib.Path(args['output_folder']); out.mkdir(parents=True, exist_ok=True)\n"
+        "evals = [{'locale': 'qaa', 'metric': 'macro_f1', 'value': 0.5, 'n_items': 1}]\n"
+        "(out / 'metrics.json').write_text(json.dumps({'evaluations': evals}))\n"
+    )
+    (recipe / "task.yaml").write_text("name: rel\nrecipe: {script: train.py, hparams: h.yaml}\nmetric: macro_f1\n")
+    for subset in ("a", "test"):
+        manifest = caller / "data" / "qaa" / f"{subset}.csv"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(f"ID,duration,wav,spk_id,gender,locale,subset\nu1,1.0,x.wav,s1,female,qaa,{subset}\n")
+    (caller / "extra.txt").write_text("x")
+    monkeypatch.chdir(caller)
+    overrides = {"train_csv": ["data/qaa/a.csv"], "test_csv": ["data/qaa/test.csv"], "seed": 1,
+                 "output_folder": "runs/r1", "data_root": "data", "extra": "./extra.txt"}
+    record = run_user_recipe(get_task(str(recipe / "task.yaml")), overrides)
+    assert record.evaluations[0].value == 0.5
+    assert (caller / "runs" / "r1" / METRICS_FILE).is_file()
+    assert not (recipe / "runs").exists()  # no stray tree in the recipe's folder

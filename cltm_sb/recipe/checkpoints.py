@@ -14,6 +14,7 @@ CPU, ends with the same metrics to the last digit.
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ from speechbrain.utils import checkpoints
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
+from cltm_sb.recipe import RecipeError
 from cltm_sb.recipe.run_files import (
     CHECKPOINT_DIR,
     HEAD_FILE,
@@ -113,6 +115,26 @@ class Checkpointer(checkpoints.Checkpointer):
 
     def _list_checkpoint_dirs(self) -> list[Path]:
         return [d for d in super()._list_checkpoint_dirs() if d.name != PARTIAL_CHECKPOINT]
+
+    def load_checkpoint(self, checkpoint: checkpoints.Checkpoint) -> None:
+        """SpeechBrain's load; a checkpoint that fails to load (damaged, truncated) raises a
+        :class:`RecipeError` naming its folder and what to do, instead of torch's error naming no
+        file. Nothing is deleted: the user decides."""
+        try:
+            super().load_checkpoint(checkpoint)
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError, KeyError) as error:
+            raise RecipeError(damaged_checkpoint_message(Path(checkpoint.path), error)) from error
+
+
+def damaged_checkpoint_message(path: Path, error: BaseException) -> str:
+    """One line: the checkpoint folder that failed to load, why, and how to go on."""
+    cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    cause = cause.split(". ")[0].rstrip(".")  # torch's advice after its first sentence is this one's
+    return (
+        f"checkpoint {path} cannot be loaded ({type(error).__name__}: {cause}); delete that folder to "
+        f"resume from the checkpoint before it, or start the run again (delete {path.parent}, or "
+        "rerun the recipe with --overwrite)"
+    )
 
 
 def folder_state(output_folder: str | Path) -> FolderState:

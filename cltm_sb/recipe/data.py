@@ -13,13 +13,16 @@ import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cltm_sb.data.audio import normalize_waveform
 from cltm_sb.data.manifests import MANIFEST_COLUMNS, prepared_data_hash
 from cltm_sb.recipe import RecipeError
+
+if TYPE_CHECKING:
+    from cltm_sb.tasks import Task
 
 
 def read_csv_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str, str]]:
@@ -41,6 +44,28 @@ def _check_columns(path: Path) -> None:
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     if missing:
         raise RecipeError(f"{path}: missing column(s) {missing}; found {header}")
+
+
+def label_origin(task: Task, label_key: str) -> str:
+    """Where a label column came from, for an error: the task's declaration or the hparams."""
+    if task.label_key == label_key:
+        return f"task {task.name!r} (label.column in {task.source or 'its declaration'})"
+    return "the hparams' label_key"
+
+
+def check_label_column(paths: Sequence[str | os.PathLike], label_key: str, declared_by: str = "label_key") -> None:
+    """Each manifest has the label column (before anything trains); else one line naming the
+    manifest, the column and where it was declared (``declared_by``)."""
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise RecipeError(f"{path}: manifest not found")
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+        if label_key not in header:
+            raise RecipeError(
+                f"{path}: no column {label_key!r}, the label column of {declared_by}; found {header}: "
+                f"add the column to the manifests (`cltm prepare --task` writes it) or correct {declared_by}"
+            )
 
 
 def read_manifests(
@@ -127,6 +152,9 @@ def make_dataset(
     keys = ["id", "sig"]
     if label_key is not None:
         index = {name: i for i, name in enumerate(label_classes or [])}
+        lacking = next((uid for uid, row in rows.items() if label_key not in row), None)
+        if lacking is not None:  # a bare KeyError would name neither the column's role nor the row
+            raise RecipeError(f"utterance {lacking}: no label column {label_key!r} (label_key) in its manifest")
         unknown = sorted({str(row[label_key]) for row in rows.values()} - set(index))
         if unknown:
             raise RecipeError(

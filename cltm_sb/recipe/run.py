@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import sys
@@ -36,7 +37,14 @@ from cltm_sb.recipe.checkpoints import (
     prune_checkpoints,
 )
 from cltm_sb.recipe.checks import PRECISIONS, check_hparams
-from cltm_sb.recipe.data import data_hash_of, make_dataset, read_csv_rows, read_manifests
+from cltm_sb.recipe.data import (
+    check_label_column,
+    data_hash_of,
+    label_origin,
+    make_dataset,
+    read_csv_rows,
+    read_manifests,
+)
 from cltm_sb.recipe.encoder_source import check_checkpoint_sizes, check_encoder_source
 from cltm_sb.recipe.encoders import HFSSLEncoder, encoder_identity
 from cltm_sb.recipe.hparams import (
@@ -58,7 +66,7 @@ from cltm_sb.recipe.run_files import (
     scores_file,
 )
 from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
-from cltm_sb.tasks import Task, get_task
+from cltm_sb.tasks import Task, TaskError, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -334,6 +342,7 @@ def run_recipe(
     data_root = None if data_root is None else str(data_root)
     train_rows = read_manifests(train_csv, data_root)
     label_key = str(config["label_key"])
+    check_label_column([*train_csv, *test_csv], label_key, label_origin(spec, label_key))
     derived: dict[str, Any] = {"data_root": data_root}
     if config["label_classes"] is None:  # e.g. speakers: sorted training labels
         derived["label_classes"] = sorted({str(row[label_key]) for row in train_rows.values()})
@@ -648,6 +657,28 @@ def main(task: str, argv: Sequence[str] | None = None) -> RunRecord | None:
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+#: What a recipe script reports as one line (the input is wrong), not as a traceback (a bug).
+USER_ERRORS: tuple[type[BaseException], ...] = (RecipeError, TaskError, FileNotFoundError)
+
+
+def script_main(task: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """What ``recipes/<task>/train.py`` runs: :func:`main`, then the record printed as JSON.
+
+    A user error (:data:`USER_ERRORS`: a bad override, preset or manifest, a damaged checkpoint)
+    prints ``<prog>: error: <message>`` on stderr and returns 2, as ``cltm`` does; any other
+    exception is a bug and keeps its traceback. Returns the exit status.
+    """
+    prog = prog or sys.argv[0]
+    try:
+        record = main(task, argv)
+    except USER_ERRORS as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    if record is not None:  # under torchrun only the main process has the record
+        print(json.dumps(record.to_dict(), indent=2, default=str))
+    return 0
 
 
 def parse_command_line(argv: Sequence[str] | None = None) -> tuple[str, dict, dict[str, Any]]:

@@ -47,8 +47,30 @@ METRICS_FILE = "metrics.json"
 #: Its output (stdout and stderr), kept beside it.
 RECIPE_LOG = "recipe_log.txt"
 EVALUATION_KEYS = ("locale", "metric", "value", "n_items")
+#: The run contract's path keys; the script runs in its own folder, so they are made absolute.
+PATH_KEYS = ("train_csv", "test_csv", "trials_csv", "output_folder", "data_root")
 
 
+def _absolute(value: Any) -> str:
+    # abspath, not resolve: a folder of symlinks keeps the names the user gave.
+    return os.path.abspath(os.path.expanduser(str(value)))
+
+
+def _names_a_path(value: str) -> bool:
+    """An override value that is a relative path naming something from the caller's folder."""
+    return os.sep in value and not os.path.isabs(value) and os.path.exists(value)
+
+
+def absolute_paths(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides with every path made absolute against the caller's folder (the script runs
+    in its own folder, where a relative path would name another file)."""
+    out = dict(overrides)
+    for key, value in out.items():
+        if key in PATH_KEYS and isinstance(value, (list, tuple)):
+            out[key] = [_absolute(v) for v in value]
+        elif (key in PATH_KEYS and value not in (None, "")) or (isinstance(value, str) and _names_a_path(value)):
+            out[key] = _absolute(value)
+    return out
 
 
 def command_line(task: Task, overrides: Mapping[str, Any], hparams_file: str | None) -> list[str]:
@@ -56,7 +78,7 @@ def command_line(task: Task, overrides: Mapping[str, Any], hparams_file: str | N
     SpeechBrain's override parser reads as YAML)."""
     if task.script is None:
         raise RecipeError(f"task {task.name!r} declares no recipe script")
-    args = [sys.executable, task.script, str(hparams_file or task.hparams)]
+    args = [sys.executable, _absolute(task.script), str(hparams_file or task.hparams)]
     for key, value in overrides.items():
         text = value if isinstance(value, str) else json.dumps(value)
         args.append(f"--{key}={text}")
@@ -162,7 +184,7 @@ def run_user_recipe(
     """Run a recipe of one's own once (a subprocess, or its declared function) and return the
     record made from its ``metrics.json`` (the runner a plan of such a task uses)."""
     from cltm_sb.grid.plan import import_object
-    from cltm_sb.recipe.data import data_hash_of
+    from cltm_sb.recipe.data import check_label_column, data_hash_of, label_origin
 
     spec = get_task(task)
     overrides = dict(overrides or {})
@@ -173,6 +195,8 @@ def run_user_recipe(
     overrides["train_csv"], overrides["test_csv"] = train_csv, test_csv
     if "trials_csv" in overrides:
         overrides["trials_csv"] = as_path_list(overrides["trials_csv"])
+    if spec.label_key is not None:  # the declared label column, before the recipe starts
+        check_label_column([*train_csv, *test_csv], spec.label_key, label_origin(spec, spec.label_key))
     output = Path(str(overrides["output_folder"]))
     output.mkdir(parents=True, exist_ok=True)
     metrics_path = output / METRICS_FILE
@@ -182,10 +206,10 @@ def run_user_recipe(
     start = time.perf_counter()
     device = str((run_opts or {}).get("device", "cpu"))
     if spec.script is not None:
-        args = command_line(spec, overrides, hparams)
+        args = command_line(spec, absolute_paths(overrides), hparams and _absolute(hparams))
         env = {**os.environ, "CLTM_DEVICE": device}
         logger.info("run %s: %s", run_id or output.name, " ".join(args))
-        done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=Path(spec.script).parent, check=False)
+        done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=Path(_absolute(spec.script)).parent, check=False)
         (output / RECIPE_LOG).write_text(done.stdout + done.stderr, encoding="utf-8")
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])

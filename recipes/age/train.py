@@ -16,14 +16,12 @@ for a finished run, prints its record (``--overwrite`` redoes it). Several proce
     torchrun --nproc_per_node=2 recipes/age/train.py hparams/age.yaml ... --distributed_backend=gloo
 """
 
-import json
 import logging
 import sys
 
-from cltm_sb.recipe.run import main
+from cltm_sb.recipe.run import script_main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
-    record = main("age", sys.argv[1:])
-    if record is not None:  # under torchrun only the main process has the record
-        print(json.dumps(record.to_dict(), indent=2, default=str))
+    # The record as JSON; a user error (bad override, missing manifest...) as one line, status 2.
+    sys.exit(script_main("age", sys.argv[1:]))

@@ -1,0 +1,108 @@
+"""User errors of a recipe run: one clear line that names the file and what to do, before or
+instead of a bare torch/KeyError traceback (a damaged checkpoint, a missing label column, a
+bad command line)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from recipe_toy import make_prepared
+
+from cltm_sb.recipe import RecipeError
+from cltm_sb.recipe.checkpoints import Checkpointer
+from cltm_sb.recipe.hparams import hparams_dir
+from cltm_sb.recipe.run import run_recipe, script_main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("toy"), speakers_per_gender=1, clips_per_speaker=1,
+                         test_speakers_per_gender=1, seconds=0.2)
+
+
+def test_a_damaged_checkpoint_names_its_folder_and_keeps_it(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path / "save", recoverables={"encoder": torch.nn.Linear(4, 2)})
+    saved = checkpointer.save_checkpoint()
+    damaged = saved.path / "encoder.ckpt"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # a save cut short by a full disk, a copy...
+    expected = rf"checkpoint {re.escape(str(saved.path))} cannot be loaded \(RuntimeError: .*\); delete that folder"
+    with pytest.raises(RecipeError, match=expected):
+        checkpointer.recover_if_possible()
+    assert damaged.is_file()  # the user's data stays: the message says what to delete
+
+
+def test_a_label_column_missing_from_the_manifests_is_named_before_training(prepared: Path, tmp_path: Path) -> None:
+    declaration = tmp_path / "pkcol.yaml"
+    declaration.write_text(
+        "name: pkcol\nrecipe: gender\nmetric: macro_f1\nlabel: {column: accent, classes: [a, b]}\n"
+    )
+    overrides = {
+        "train_csv": [str(prepared / "xa" / "a.csv")], "test_csv": [str(prepared / "xa" / "test.csv")],
+        "seed": 1, "output_folder": str(tmp_path / "run"), "encoder": "tiny_hubert", "preset": "toy",
+        "tiny_hubert_folder": str(tmp_path / "tiny"),
+    }
+    with pytest.raises(RecipeError, match=r"xa/a\.csv: no column 'accent', the label column of task 'pkcol' "
+                                          r"\(label\.column in .*pkcol\.yaml\)"):
+        run_recipe(str(declaration), overrides)
+    assert not (tmp_path / "run" / "save").exists()  # refused before anything trained
+
+
+def _argv(prepared: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [str(hparams_dir() / "gender.yaml"), f"--train_csv=[{prepared / 'xa' / 'a.csv'}]",
+            f"--test_csv=[{prepared / 'xa' / 'test.csv'}]", "--seed=1", f"--output_folder={tmp_path / 'run'}",
+            "--encoder=tiny_hubert", "--preset=toy", f"--tiny_hubert_folder={tmp_path / 'tiny'}", *extra]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("--lrr=1e-3", "unknown hparams override(s) ['lrr']"),
+    ("--preset=toyy", "unknown preset 'toyy'"),
+])
+def test_a_user_error_is_one_line_and_status_2(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: str, message: str
+) -> None:
+    assert script_main("gr", _argv(prepared, tmp_path, extra), prog="train.py") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"train.py: error: {message}") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(task: str, argv: list[str] | None = None) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("cltm_sb.recipe.run.main", broken)
+    with pytest.raises(ZeroDivisionError):
+        script_main("gr", [])
+
+
+def test_the_recipe_script_exits_2_with_one_line(prepared: Path, tmp_path: Path) -> None:
+    script = REPO / "recipes" / "gender" / "train.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}  # this tree's cltm_sb
+    done = subprocess.run([sys.executable, str(script), *_argv(prepared, tmp_path, "--lrr=1e-3")],
+                          capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"{script}: error: " + done.stderr.split(": error: ", 1)[1].strip()]
+    assert "Traceback" not in done.stderr and "unknown hparams override(s) ['lrr']" in done.stderr
+
+
+def test_a_task_of_ones_own_is_refused_before_its_script_starts(prepared: Path, tmp_path: Path) -> None:
+    from cltm_sb.recipe.user import run_user_recipe
+    from cltm_sb.tasks import get_task
+
+    (tmp_path / "train.py").write_text("raise SystemExit('the script must not start')\n")
+    (tmp_path / "h.yaml").write_text("seed: 0\n")
+    (tmp_path / "own.yaml").write_text(
+        "name: own\nrecipe: {script: train.py, hparams: h.yaml}\nmetric: macro_f1\n"
+        "label: {column: accent, classes: [a, b]}\n"
+    )
+    overrides = {"train_csv": [str(prepared / "xa" / "a.csv")], "test_csv": [str(prepared / "xa" / "test.csv")],
+                 "seed": 1, "output_folder": str(tmp_path / "run")}
+    with pytest.raises(RecipeError, match=r"xa/a\.csv: no column 'accent', the label column of task 'own'"):
+        run_user_recipe(get_task(str(tmp_path / "own.yaml")), overrides)
