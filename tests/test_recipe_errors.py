@@ -106,3 +106,19 @@ def test_a_task_of_ones_own_is_refused_before_its_script_starts(prepared: Path, 
                  "seed": 1, "output_folder": str(tmp_path / "run")}
     with pytest.raises(RecipeError, match=r"xa/a\.csv: no column 'accent', the label column of task 'own'"):
         run_user_recipe(get_task(str(tmp_path / "own.yaml")), overrides)
+
+
+def test_plan_refuses_a_declared_label_column_the_manifests_lack(prepared: Path, tmp_path: Path, capsys) -> None:
+    from cltm_sb.cli import main
+
+    declaration = tmp_path / "pkcol.yaml"
+    declaration.write_text(
+        "name: pkcol\nrecipe: gender\nmetric: macro_f1\nlabel: {column: accent, classes: [a, b]}\n"
+    )
+    locales = sorted(p.name for p in prepared.iterdir() if (p / "a.csv").is_file())[:2]
+    status = main(["plan", "--data", str(prepared), "--task", str(declaration), "--locales", ",".join(locales),
+                   "--seeds", "1", "--override", "encoder=tiny_hubert", "--override", "preset=toy",
+                   "--override", f"tiny_hubert_folder={tmp_path / 'tiny'}", "-o", str(tmp_path / "plan")])
+    assert status == 2
+    assert "a.csv: no column 'accent', the label column of task 'pkcol'" in capsys.readouterr().err
+    assert not (tmp_path / "plan" / "plan.json").exists()  # every run would have failed

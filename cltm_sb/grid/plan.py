@@ -31,6 +31,7 @@ from typing import Any
 from cltm_sb.data.checks import require_valid_data
 from cltm_sb.data.manifests import (
     PREPARE_FILE,
+    TRIALS_FILE,
     certified_files,
     data_root_of,
     draw_folder,
@@ -733,4 +734,12 @@ def make_plan(
         # Bad rows, audio, trial IDs or speakers fail here, in seconds, not after training.
         listing = f"`cltm validate {data_path}` lists them all"
         require_valid_data(plan.needed_files(), plan.data_root, listing)
+        if spec.label_key is not None:  # a declared label column the manifests lack fails every run
+            from cltm_sb.recipe.data import check_label_column, label_origin
+
+            manifests = [p for p in plan.needed_files() if p.name != TRIALS_FILE]
+            try:
+                check_label_column(manifests, spec.label_key, label_origin(spec, spec.label_key))
+            except ValueError as error:
+                raise PlanError(str(error)) from None
     return plan
