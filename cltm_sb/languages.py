@@ -65,7 +65,7 @@ class LanguageRegistry:
 
     def check(self, codes: Iterable[str]) -> None:
         """Raise an :class:`UnknownLanguageError` naming every code the registry lacks."""
-        unknown = [c for c in codes if c not in self._languages]
+        unknown = list(dict.fromkeys(c for c in codes if c not in self._languages))  # each named once
         if unknown:
             raise UnknownLanguageError(
                 f"unknown language code(s) {', '.join(unknown)} (registry: {self.source}); "

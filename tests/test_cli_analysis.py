@@ -87,6 +87,8 @@ def test_analyze_unknown_codes_name_them(tmp_path, capsys):
     assert main(["analyze", str(path)]) == 2
     err = capsys.readouterr().err
     assert "xx1" in err and "--families" in err
+    assert main(["heatmap", str(path), "-o", str(tmp_path / "h.png")]) == 2
+    assert "unknown language code(s) xx1 (" in capsys.readouterr().err  # a row's and a column's label: once
 
 
 def test_analyze_with_own_families(tmp_path, capsys):

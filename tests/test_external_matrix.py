@@ -155,6 +155,8 @@ def test_compare_two_matrices_with_supplied_ses(matrix_files, tmp_path) -> None:
     assert summary["theirs"]["diagnostics"]["n_donors"] == 3
     assert summary["difference"]["intervals"] == "from the supplied SE, cells assumed independent"
     assert "from the supplied SE, cells assumed independent" in (out / "compare.md").read_text()
+    assert summary["difference"]["se"].startswith("theirs: from the supplied SE")  # the labels, not file names
+    assert "; ours: from the supplied SE" in summary["difference"]["se"]
 
 
 def test_compare_a_grid_with_a_published_matrix(matrix_files, tmp_path) -> None:
@@ -178,10 +180,13 @@ def test_load_matrix_refuses_se_with_other_labels(tmp_path) -> None:
         load_matrix(m, default_registry(), se)
 
 
-def test_non_square_heatmap_file(matrix_files, tmp_path) -> None:
+def test_non_square_heatmap_file(matrix_files, tmp_path, capsys) -> None:
     out = tmp_path / "h.png"
     assert main(["heatmap", str(matrix_files[0]), "-o", str(out)]) == 0
     assert out.is_file() and out.with_suffix(".pdf").is_file()
+    # A format it does not write is refused rather than silently written as PNG and PDF.
+    assert main(["heatmap", str(matrix_files[0]), "-o", str(tmp_path / "fig.svg")]) == 2
+    assert "name a .png file" in capsys.readouterr().err and not list(tmp_path.glob("fig.*"))
 
 
 # ---------------------------------------------------------------------------- plans keep families

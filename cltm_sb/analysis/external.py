@@ -237,9 +237,10 @@ class MatrixDifference:
     upper: pd.DataFrame | None
 
 
-def difference(a: MatrixAnalysis, b: MatrixAnalysis) -> MatrixDifference:
+def difference(a: MatrixAnalysis, b: MatrixAnalysis, labels: tuple[str, str] | None = None) -> MatrixDifference:
     """M_A − M_B with SE sqrt(SE_A² + SE_B²) where both have SEs (the two assumed independent);
-    an interval only where both SEs were supplied by the user."""
+    an interval only where both SEs were supplied by the user. ``labels`` name the two in the SE
+    label (default: their titles)."""
     targets = [t for t in a.targets if t in set(b.targets)]
     donors = [s for s in a.donors_axis if s in set(b.donors_axis)]
     off = [(t, s) for t in targets for s in donors if t != s]
@@ -253,8 +254,9 @@ def difference(a: MatrixAnalysis, b: MatrixAnalysis) -> MatrixDifference:
     label = "no SE: at least one matrix came without standard errors"
     if a.se is not None and b.se is not None:
         se = np.sqrt(a.se.loc[targets, donors] ** 2 + b.se.loc[targets, donors] ** 2)
-        labels = [SUPPLIED_SE_LABEL if g.se_supplied else GRID_SE_LABEL for g in (a, b)]
-        label = f"{a.title}: {labels[0]}; {b.title}: {labels[1]}; the two assumed independent"
+        name_a, name_b = labels or (a.title, b.title)
+        kinds = [SUPPLIED_SE_LABEL if g.se_supplied else GRID_SE_LABEL for g in (a, b)]
+        label = f"{name_a}: {kinds[0]}; {name_b}: {kinds[1]}; the two assumed independent"
         if a.se_supplied and b.se_supplied:
             z = float(stats.norm.ppf(0.5 + a.level / 2))
             lower, upper = value - z * se, value + z * se

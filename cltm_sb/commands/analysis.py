@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from cltm_sb.analysis.diagnostics import DIAGNOSTICS, read_matrix_csv, standard_errors_for
@@ -95,6 +96,9 @@ def _matrix(args: argparse.Namespace) -> int:
 
 def _heatmap(args: argparse.Namespace) -> int:
     from cltm_sb.report.figures import plot_heatmap
+
+    if Path(args.out).suffix.lower() not in (".png", ".pdf"):
+        raise ValueError(f"-o {args.out}: name a .png file (its PDF is written beside it)")
 
     matrix = read_matrix_csv(args.matrix, square=False)
     se = None

@@ -371,8 +371,8 @@ def write_matrix_report(
     with ``cell_method`` (its intervals.json's ``cells.method``) the donor tables, top pairs,
     donors.csv and intervals.json give the completion's cell intervals from ``p_best``."""
     if sources is not None:
-        missing = sorted(set(analysis.matrix.index) - set(sources.index)) + sorted(
-            set(analysis.matrix.columns) - set(sources.columns)
+        missing = sorted(
+            (set(analysis.matrix.index) - set(sources.index)) | (set(analysis.matrix.columns) - set(sources.columns))
         )
         if missing:
             raise ValueError(f"the sources CSV lacks the languages {missing} of the matrix")
@@ -543,7 +543,7 @@ def write_matrix_comparison(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    diff = difference(a, b)
+    diff = difference(a, b, labels)
     write_matrix_csv(diff.value, out / "difference.csv")
     if diff.se is not None:
         write_matrix_csv(diff.se, out / "difference_se.csv")
