@@ -21,7 +21,6 @@ from cltm_sb.data import DataError
 from cltm_sb.data.audio import cached_audio_problem
 from cltm_sb.data.manifests import (
     DATA_ROOT_PREFIX,
-    DRAW_PREFIX,
     MANIFEST_COLUMNS,
     PREPARE_FILE,
     SUBSETS,
@@ -30,6 +29,7 @@ from cltm_sb.data.manifests import (
     check_file,
     check_prepared,
     data_root_of,
+    draw_folders,
     no_manifests_problem,
     read_prepare_info,
 )
@@ -88,16 +88,6 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path | 
             own = None if (folder / PREPARE_FILE).is_file() else root
             out.extend((csv, own) for csv in sorted(folder.glob("*/*.csv")))
     return out
-
-
-def draw_folders(folder: Path) -> list[Path]:
-    """The data draws k >= 1 that ``cltm prepare --draws`` wrote into ``folder``, by k."""
-    found = [
-        (int(sub.name[len(DRAW_PREFIX) :]), sub)
-        for sub in folder.glob(f"{DRAW_PREFIX}*")
-        if sub.name[len(DRAW_PREFIX) :].isdigit() and sub.is_dir()
-    ]
-    return [sub for _, sub in sorted(found)]
 
 
 def _folder_problems(paths: Iterable[str | os.PathLike]) -> list[str]:

@@ -290,6 +290,17 @@ def draw_folder(data_dir: str | os.PathLike, draw: int) -> Path:
     return Path(data_dir) if int(draw) == 0 else Path(data_dir) / f"{DRAW_PREFIX}{int(draw)}"
 
 
+def draw_folders(folder: str | os.PathLike) -> list[Path]:
+    """The data draws k >= 1 that ``cltm prepare --draws`` wrote into ``folder``, by k."""
+    folder = Path(folder)
+    found = [
+        (int(sub.name[len(DRAW_PREFIX) :]), sub)
+        for sub in folder.glob(f"{DRAW_PREFIX}*")
+        if sub.name[len(DRAW_PREFIX) :].isdigit() and sub.is_dir()
+    ]
+    return [sub for _, sub in sorted(found)]
+
+
 def draw_hashes(data_dir: str | os.PathLike, draws: Iterable[int], data_hash: str) -> dict[int, str]:
     """The draw hash of each of ``draws`` of a prepared folder whose data hash is ``data_hash``.
 
