@@ -1199,8 +1199,7 @@ def write_completion(run: CompletionRun, out: str | os.PathLike, seed: int = 0) 
     from cltm_sb.analysis.diagnostics import write_matrix_csv
     from cltm_sb.io import atomic_write_json, atomic_write_text
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # the staging folder of writes_output_folder
     c = run.completion
     written = []
     for name, values in (("completed", c.matrix), ("lower", c.lower), ("upper", c.upper)):

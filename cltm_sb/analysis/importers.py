@@ -302,8 +302,7 @@ def import_long(
 def write_imported(imported: ImportedMatrix, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``delta.csv``/``delta_se.csv`` (the values as read, when normalised), ``cltm.csv``/
     ``cltm_se.csv`` (what ``cltm report --matrix`` reads) and ``import.json``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # the staging folder of writes_output_folder
     written: dict[str, Path] = {}
     normalised = imported.cltm is not None and imported.cltm is not imported.values
     if normalised:

@@ -52,8 +52,7 @@ def write_matrix_folder(
     ``diagnostics`` is the diagnosis of ``result`` already made (it is written, not recomputed).
     Returns the dictionary written to diagnostics.json.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # the staging folder of writes_output_folder
     write_matrix_csv(result.matrix, out / "cltm.csv")
     write_matrix_csv(result.se, out / "cltm_se.csv")
     write_matrix_csv(result.relative, out / "relative.csv")

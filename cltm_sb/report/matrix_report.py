@@ -376,8 +376,7 @@ def write_matrix_report(
         )
         if missing:
             raise ValueError(f"the sources CSV lacks the languages {missing} of the matrix")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # the staging folder of writes_output_folder
     write_matrix_csv(analysis.matrix, out / "cltm.csv")
     if analysis.se is not None:
         write_matrix_csv(analysis.se, out / "cltm_se.csv")
@@ -541,8 +540,7 @@ def write_matrix_comparison(
     ``difference_se.csv`` when both have SEs) and the difference heatmap."""
     from cltm_sb.report.figures import plot_heatmap
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # the staging folder of writes_output_folder
     diff = difference(a, b, labels)
     write_matrix_csv(diff.value, out / "difference.csv")
     if diff.se is not None:

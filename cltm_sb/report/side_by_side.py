@@ -111,8 +111,7 @@ def write_side_by_side(
 
     if len(analyses) < 2 or len(labels) != len(analyses) or len(set(labels)) != len(labels):
         raise ValueError(f"give one distinct label per grid ({len(analyses)} grids), got {list(labels)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # the staging folder of writes_output_folder
     index = dict(zip(labels, analyses))
     for a, b in _pairs(labels):
         write_comparison(index[a], index[b], registry, out / pair_folder(a, b), labels=(a, b))

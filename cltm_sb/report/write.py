@@ -145,8 +145,7 @@ def write_report(
     Returns:
         The main files written, by name.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # the staging folder of writes_output_folder
     codes = _subset_codes(analysis, subset)  # a bad --subset fails before anything is written
     write_matrix_folder(
         analysis.result,
@@ -188,8 +187,7 @@ def write_comparison(
     labels: tuple[str, str] = ("A", "B"),
 ) -> dict[str, Path]:
     """Write ``compare.md``, ``compare.html``, ``difference.csv`` and the difference heatmap."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # the staging folder of writes_output_folder
     from cltm_sb.report.figures import plot_heatmap
 
     diff, se = difference(a, b)
