@@ -95,17 +95,20 @@ OUTPUTS_MANIFEST = ".cltm-outputs.json"
 
 
 class OutputFolder:
-    """A folder of outputs written as one (``with OutputFolder(out) as folder: write into
-    folder.path``).
+    """A folder of outputs written as one (``with OutputFolder(out, "report") as folder: write
+    into folder.path``).
 
     The files are written into a hidden staging folder beside ``out`` and moved in when the
-    block ends without error, replacing the files of the last write made this way (listed in
-    ``out/.cltm-outputs.json``): no file of an earlier analysis is left beside the new ones, and
-    an interrupted or failed write leaves ``out`` as it was. Other files in ``out`` are kept.
+    block ends without error, replacing the files that the last write of the same ``kind`` (the
+    command: report, compare, ...) left there, as listed in ``out/.cltm-outputs.json``: no file
+    of an earlier analysis of that kind is left beside the new ones, and an interrupted or failed
+    write leaves ``out`` as it was. Files of other kinds (a report written into the simulated
+    grid it reads, say) and of one's own are kept.
     """
 
-    def __init__(self, out: str | os.PathLike) -> None:
+    def __init__(self, out: str | os.PathLike, kind: str) -> None:
         self.target = Path(out)
+        self.kind = kind
         self.path = self.target
 
     def __enter__(self) -> OutputFolder:
@@ -138,9 +141,12 @@ class OutputFolder:
             if p.is_file() and p.name != OUTPUTS_MANIFEST
         )
         manifest = self.target / OUTPUTS_MANIFEST
-        old = json.loads(manifest.read_text(encoding="utf-8")).get("files", []) if manifest.is_file() else []
+        writes: dict[str, list[str]] = {}
+        if manifest.is_file():
+            writes = json.loads(manifest.read_text(encoding="utf-8")).get("writes", {})
+        others = {name for kind, names in writes.items() if kind != self.kind for name in names}
         self.target.mkdir(parents=True, exist_ok=True)
-        for name in sorted(set(old) - set(new)):
+        for name in sorted(set(writes.get(self.kind, [])) - set(new) - others):
             stale = self.target / name
             stale.unlink(missing_ok=True)
             for folder in stale.parents:  # folders the stale files leave empty go too
@@ -151,13 +157,13 @@ class OutputFolder:
             destination = self.target / name
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.path / name, destination)
-        atomic_write_json(manifest, {"files": new})
+        atomic_write_json(manifest, {"writes": {**writes, self.kind: new}})
 
 
-def writes_output_folder(parameter: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a function that writes a folder of outputs into its argument ``parameter``:
-    the folder is then written as one (:class:`OutputFolder`) and the paths it returns are
-    those in the folder asked for."""
+def writes_output_folder(parameter: str, kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a function that writes a folder of outputs of ``kind`` into its argument
+    ``parameter``: the folder is then written as one (:class:`OutputFolder`) and the paths it
+    returns are those in the folder asked for."""
 
     def decorate(write: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(write)
@@ -165,7 +171,7 @@ def writes_output_folder(parameter: str) -> Callable[[Callable[..., Any]], Calla
         @functools.wraps(write)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args, **kwargs)
-            with OutputFolder(bound.arguments[parameter]) as folder:
+            with OutputFolder(bound.arguments[parameter], kind) as folder:
                 bound.arguments[parameter] = folder.path
                 return folder.final(write(*bound.args, **bound.kwargs))
 

@@ -84,20 +84,26 @@ def test_an_output_folder_replaces_its_last_write_and_survives_a_failed_one(tmp_
     out.mkdir()
     (out / "notes.txt").write_text("the user's own file")
 
-    @writes_output_folder("folder")
-    def write(folder: Path, names: list[str], fail: bool = False) -> list[Path]:
-        written = [atomic_write_text(folder / name, name) for name in names]
-        if fail:
-            raise KeyboardInterrupt  # e.g. Ctrl-C after some files
-        return written
+    def writer(kind: str):
+        @writes_output_folder("folder", kind)
+        def write(folder: Path, names: list[str], fail: bool = False) -> list[Path]:
+            written = [atomic_write_text(folder / name, name) for name in names]
+            if fail:
+                raise KeyboardInterrupt  # e.g. Ctrl-C after some files
+            return written
 
-    first = write(out, ["a.csv", "sub/b.csv", "sub/deep/c.csv"])
+        return write
+
+    report, other = writer("report"), writer("simulate")
+    assert other(out, ["records/r1.json", "truth.csv"]) == [out / "records/r1.json", out / "truth.csv"]
+    first = report(out, ["a.csv", "sub/b.csv", "sub/deep/c.csv"])
     assert first == [out / "a.csv", out / "sub/b.csv", out / "sub/deep/c.csv"]
     with pytest.raises(KeyboardInterrupt):
-        write(out, ["a.csv", "d.csv"], fail=True)
+        report(out, ["a.csv", "d.csv"], fail=True)
     assert (out / "sub/b.csv").is_file() and not (out / "d.csv").exists()  # as it was
-    write(out, ["d.csv", "sub/b.csv"])
+    report(out, ["d.csv", "sub/b.csv"])
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.name.startswith("."))
-    # a.csv and sub/deep/ were the last write's, not this one's; the user's file is kept
-    assert names == ["d.csv", "notes.txt", "sub", "sub/b.csv"]
+    # a.csv and sub/deep/ were the last report's, not this one's; another kind's files (a report
+    # written into the grid it reads) and the user's own are kept
+    assert names == ["d.csv", "notes.txt", "records", "records/r1.json", "sub", "sub/b.csv", "truth.csv"]
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left

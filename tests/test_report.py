@@ -317,12 +317,23 @@ def test_compare_two_grids(tmp_path, analysis, registry):
 
 def test_a_report_into_a_used_folder_leaves_no_file_of_the_last_one(tmp_path, analysis, registry):
     out = tmp_path / "r"
-    write_report(analysis, registry, out, heatmap=False)
+    write_report(analysis, registry, out, forest_pdf=True)
     (out / "stale.csv").write_text("from an older cltm")  # not ours: kept
-    comparison = write_comparison(analysis, analysis, registry, out, labels=("A", "B"))
+    assert list((out / "forest").glob("*.pdf"))
+    written = write_report(analysis, registry, out, heatmap=False)
     names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-    assert "report.md" not in names and "cltm.csv" not in names and "stale.csv" in names
-    assert comparison["markdown"] == out / "compare.md" and comparison["markdown"].is_file()
+    assert "forest" not in names and "cltm.png" not in names and {"stale.csv", "report.md"} <= names
+    assert written["markdown"] == out / "report.md"
+
+
+def test_a_report_written_into_the_grid_it_reads_keeps_the_grid(tmp_path, capsys):
+    grid = tmp_path / "sim"
+    assert main(["simulate", "-o", str(grid), "--languages", "4", "--n-seeds", "4"]) == 0
+    records = sorted(p.name for p in (grid / "records").iterdir())
+    assert main(["report", str(grid), "-o", str(grid), "--no-heatmap"]) == 0
+    assert main(["report", str(grid), "-o", str(grid), "--no-heatmap"]) == 0  # again: still readable
+    assert sorted(p.name for p in (grid / "records").iterdir()) == records
+    assert (grid / "truth.csv").is_file() and (grid / "simulation.json").is_file()
 
 
 def test_cli_report_and_compare(grid, tmp_path, capsys):

@@ -1187,7 +1187,7 @@ def complete_source(
                          str(families_file) if families_file is not None else None)
 
 
-@writes_output_folder("out")
+@writes_output_folder("out", "complete")
 def write_completion(run: CompletionRun, out: str | os.PathLike, seed: int = 0) -> list[Path]:
     """Write completed.csv, lower.csv, upper.csv, sources.csv, donors.csv (ranked by P(best),
     :func:`donor_table`) and intervals.json into ``out``, and a copy of the families CSV the

@@ -298,7 +298,7 @@ def import_long(
     return ImportedMatrix(values, se, cltm, cltm_se, reasons, flagged, info)
 
 
-@writes_output_folder("out_dir")
+@writes_output_folder("out_dir", "import")
 def write_imported(imported: ImportedMatrix, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``delta.csv``/``delta_se.csv`` (the values as read, when normalised), ``cltm.csv``/
     ``cltm_se.csv`` (what ``cltm report --matrix`` reads) and ``import.json``."""

@@ -483,7 +483,7 @@ def write_simulated_grid(
             "simulate into an empty folder"
         )
     records = simulate_records(truth, n_seeds, noise, protocol, seed, task=task, n_draws=n_draws)
-    with OutputFolder(target) as folder:
+    with OutputFolder(target, "simulate") as folder:
         _write_simulation(folder.path, records, truth, n_seeds, noise, protocol, seed, task, names, n_draws)
     return target
 

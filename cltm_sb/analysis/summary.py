@@ -38,7 +38,7 @@ def format_value(value: Any, percent: bool = False, digits: int = 3) -> str:
     return f"{100 * float(value):.2f}%" if percent else f"{float(value):.{digits}f}"
 
 
-@writes_output_folder("out_dir")
+@writes_output_folder("out_dir", "matrix")
 def write_matrix_folder(
     result: CLTMResult,
     diagnostics: dict[str, Any],

@@ -348,7 +348,7 @@ def _completion_entries(analysis: MatrixAnalysis, completion_diagnostics: dict) 
     }
 
 
-@writes_output_folder("out_dir")
+@writes_output_folder("out_dir", "report")
 def write_matrix_report(
     analysis: MatrixAnalysis,
     registry: LanguageRegistry,
@@ -528,7 +528,7 @@ def _se_text(analysis: MatrixAnalysis) -> str:
     return "supplied" if analysis.se_supplied else "delta method of the grid's records"
 
 
-@writes_output_folder("out_dir")
+@writes_output_folder("out_dir", "compare")
 def write_matrix_comparison(
     a: MatrixAnalysis,
     b: MatrixAnalysis,

@@ -98,7 +98,7 @@ def _pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
 
 
-@writes_output_folder("out_dir")
+@writes_output_folder("out_dir", "compare")
 def write_side_by_side(
     analyses: Sequence[GridAnalysis],
     registry: LanguageRegistry,

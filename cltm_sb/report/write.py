@@ -121,7 +121,7 @@ def write_paper_tables(analysis: GridAnalysis, out: Path) -> dict[str, Path]:
     }
 
 
-@writes_output_folder("out_dir")
+@writes_output_folder("out_dir", "report")
 def write_report(
     analysis: GridAnalysis,
     registry: LanguageRegistry,
@@ -178,7 +178,7 @@ def write_report(
     }
 
 
-@writes_output_folder("out_dir")
+@writes_output_folder("out_dir", "compare")
 def write_comparison(
     a: GridAnalysis,
     b: GridAnalysis,
