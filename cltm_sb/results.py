@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from cltm_sb.grid.layout import GridLayout
-from cltm_sb.io import atomic_write_json, stable_hash
+from cltm_sb.io import OUTPUTS_MANIFEST, atomic_write_json, stable_hash
 from cltm_sb.tasks import check_task_name
 
 logger = logging.getLogger(__name__)
@@ -388,6 +388,12 @@ def load_records(folder: str | os.PathLike) -> RecordTable:
         raise FileNotFoundError(
             f"{folder}: no finished runs yet (no {layout.records_dir.name}/ folder); "
             f"run `cltm run {folder}` first"
+        )
+    elif (folder / OUTPUTS_MANIFEST).is_file():
+        # A report's (or another command's) output folder: its JSON files are not records either.
+        raise FileNotFoundError(
+            f"{folder}: an output folder of cltm (a report, matrix or completion), not a grid; give "
+            "the grid folder (with records/) or the folder of run records"
         )
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of run records")

@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,17 @@ def test_moved_plan_folder_falls_back_to_the_run_folder(tmp_path):
     plan = write_sv_grid(tmp_path / "plan", locales=LOCALES[:3], record_paths=False)
     per_seed, _ = pair_distances(load_records(plan).records, plan)
     assert len(per_seed) == 3 * 2
+
+
+def test_a_copied_plan_reads_its_own_embeddings_not_the_recorded_paths(tmp_path):
+    original = write_sv_grid(tmp_path / "plan", locales=LOCALES[:3])  # records name the original's files
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    removed = next(copy.glob("runs/*/embeddings_*.npz"))
+    removed.unlink()  # the copy lost one file: that pair is skipped, not read from the original
+    per_seed, skipped = pair_distances(load_records(copy).records, copy)
+    assert len(per_seed) == 3 * 2 - 1
+    assert [s["run_id"] for s in skipped] == [removed.parent.name]
 
 
 def test_one_run_per_cell_runs_are_skipped_with_a_reason(tmp_path):

@@ -118,3 +118,11 @@ def test_a_planned_grid_without_finished_runs_is_named_and_its_plan_kept(tmp_pat
     with pytest.raises(FileNotFoundError, match=r"no finished runs yet.*cltm run") as error:
         load_records(tmp_path)
     assert "delete" not in str(error.value)
+
+
+def test_an_output_folder_is_named_as_one_not_as_broken_records(tmp_path):
+    (tmp_path / ".cltm-outputs.json").write_text('{"writes": {"report": ["diagnostics.json"]}}')
+    (tmp_path / "diagnostics.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="an output folder of cltm .*, not a grid") as error:
+        load_records(tmp_path)
+    assert "delete" not in str(error.value)

@@ -115,21 +115,20 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
 def embeddings_path(
     record: RunRecord, locale: str, plan_dir: str | os.PathLike | None
 ) -> Path | None:
-    """Where the run kept ``locale``'s embeddings: the path its record names, or the plan's run folder.
+    """Where the run kept ``locale``'s embeddings: in a plan, its own run folder
+    ``<plan>/runs/<run_id>/embeddings_<locale>.npz`` (None if the file is not there); for records
+    without their plan, the path the record names.
 
-    The recorded path is used when it exists; otherwise ``<plan>/runs/<run_id>/embeddings_<locale>.npz``
-    (a plan folder that was moved or copied).
+    The plan's folder wins over the recorded path, which is relative to where ``cltm run`` ran:
+    for a copied or moved plan it may name the original grid's file, another grid's data.
     """
+    if plan_dir is not None:
+        own = embeddings_file(GridLayout(plan_dir).run(record.run_id).run_dir, locale)
+        return own if own.is_file() else None
     recorded = None
     for evaluation in record.evaluations:
         if evaluation.locale == locale:
             recorded = evaluation.extra.get("embeddings")
-    if recorded and Path(recorded).is_file():
-        return Path(recorded)
-    if plan_dir is not None:
-        fallback = embeddings_file(GridLayout(plan_dir).run(record.run_id).run_dir, locale)
-        if fallback.is_file():
-            return fallback
     return Path(recorded) if recorded else None
 
 
@@ -156,8 +155,9 @@ def pair_distances(
             skipped.append(
                 {
                     "run_id": record.run_id,
-                    "reason": f"no embeddings of {', '.join(lacking)} (the run did not embed them; "
-                    "one run per cell embeds the target only)",
+                    "reason": f"no embeddings of {', '.join(lacking)} (the run did not embed them: "
+                    "one run per cell embeds the target only, a task without speaker embeddings none; "
+                    "or its embeddings_<locale>.npz was removed)",
                 }
             )
             continue
