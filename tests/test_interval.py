@@ -154,6 +154,13 @@ def test_unknown_n_asks_for_it(tmp_path):
     assert load_curves([f"50={folder}"], "gr")["n"].unique().tolist() == [50]
 
 
+def test_a_given_n_the_folder_contradicts_is_an_error(tmp_path):
+    folder = write_records(tmp_path / "n50", curve_records(50))  # its runs record n_train = 50
+    with pytest.raises(IntervalError, match=r"given as N=100, but its runs trained on N=50.*give 50="):
+        load_curves([f"100={folder}"], "gr")
+    assert load_curves([f"50={folder}"], "gr")["n"].unique().tolist() == [50]
+
+
 def test_same_n_twice_is_an_error(tmp_path):
     a = write_records(tmp_path / "a", curve_records(50))
     b = write_records(tmp_path / "b", curve_records(50))

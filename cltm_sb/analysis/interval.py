@@ -162,6 +162,23 @@ def infer_n(folder: str | os.PathLike, records: RecordTable) -> int:
     )
 
 
+def _given_or_inferred_n(given: int | None, folder: str | os.PathLike, records: RecordTable) -> int:
+    """N as given (``N=FOLDER``, for a folder whose N is unknown) or as the folder says; a given N
+    the folder contradicts is an error (the curve would be drawn at a size never trained)."""
+    try:
+        known = infer_n(folder, records)
+    except IntervalError:
+        if given is None:
+            raise
+        return int(given)
+    if given is not None and int(given) != known:
+        raise IntervalError(
+            f"{folder}: given as N={given}, but its runs trained on N={known} (prepare.json / n_train); "
+            f"give {known}={folder}, or the folder without N"
+        )
+    return known
+
+
 def parse_source(text: str) -> tuple[int | None, str]:
     """``"120=runs/n120"`` → (120, "runs/n120"); a plain folder → (None, folder)."""
     head, sep, tail = text.partition("=")
@@ -201,7 +218,7 @@ def load_curves(
                 f"{folder}: no finished {task} learning-curve runs ({records.n_records} records, "
                 f"{records.n_failed} failed)"
             )
-        n = int(n) if n is not None else infer_n(folder, records)
+        n = _given_or_inferred_n(n, folder, records)
         if n in seen_n:
             raise IntervalError(
                 f"N={n} is given twice: {seen_n[n]} and {folder}; keep one folder per N"
