@@ -179,6 +179,13 @@ def test_long_csv_bad_number_is_named(tmp_path: Path) -> None:
         import_long(path)
 
 
+def test_long_csv_negative_se_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("target,donor,value,se\nen,en,1,0\nen,de,0.5,-0.1\n")
+    with pytest.raises(ValueError, match=r"long.csv, line 3 \(en, de\): the SE -0.1 is negative"):
+        import_long(path)
+
+
 def test_normalise_flags_an_own_value_within_two_se() -> None:
     import pandas as pd
 

@@ -124,7 +124,10 @@ def _frames(
     known: Container[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:
     """Matrices from (line, target, donor, value, se) cells, codes mapped to Common Voice codes;
-    a cell given twice is an error naming both lines."""
+    a cell given twice, or a negative SE, is an error naming the line."""
+    for line, target, donor, _, se in cells:
+        if se < 0:
+            raise ValueError(f"{path}, line {line} ({target}, {donor}): the SE {se:g} is negative; SEs are >= 0 or empty")
     mapper = code_mapper(code_map)
     originals = list(dict.fromkeys([c[1] for c in cells] + [c[2] for c in cells]))
     mapped = dict(zip(originals, mapper.map_codes(originals, known, f" in {path}")))
