@@ -191,3 +191,11 @@ def test_meaningless_numbers_and_repeated_names_are_refused(tmp_path, capsys, ar
     assert status == 2
     assert says in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_empty_folder_is_said_to_hold_no_runs(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["power", str(empty), "--languages", "8", "--seeds", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "no finished runs (0 records" in err and "pass --task" not in err

@@ -154,10 +154,11 @@ def load_grid(
     records = load_records(folder)
     tasks = sorted(set(records.table["task"]))
     task = task or _plan_task(folder) or (tasks[0] if len(tasks) == 1 else None)
+    if task is None and not tasks:
+        raise ValueError(f"{folder}: no finished runs ({records.n_records} records, {records.n_failed} failed); "
+                         "run the grid first, or give the folder that holds its records")
     if task is None:
-        raise ValueError(
-            f"{folder}: records of several tasks ({', '.join(tasks) or 'none'}); pass --task"
-        )
+        raise ValueError(f"{folder}: records of several tasks ({', '.join(tasks)}); pass --task")
     check_task_name(task)
     table = records.select(task, config_hash=config_hash, data_hash=data_hash)
     table = table[table["kind"].isin(CLTM_KINDS)].reset_index(drop=True)
