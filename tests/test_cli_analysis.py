@@ -178,6 +178,8 @@ def test_heatmap_se_must_have_the_matrix_languages_and_be_non_negative(tmp_path,
         (["power", "--languages", "8", "--seeds", "5", "--simulations", "1"], "a whole number >= 2"),
         (["design", "--next", "0", "--observed", "GRID", "-o", "OUT"], "a whole number >= 1 is needed, got '0'"),
         (["compare", "GRID", "GRID", "-o", "OUT", "--labels", "X,X"], "X given more than once"),
+        (["demo", "--out", "OUT", "--workers", "0"], "a whole number >= 1 is needed, got '0'"),
+        (["run", "GRID", "--workers", "-2"], "a whole number >= 1 is needed, got '-2'"),
     ],
 )
 def test_meaningless_numbers_and_repeated_names_are_refused(tmp_path, capsys, argv, says):

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from cltm_sb.commands import at_least
 from cltm_sb.tasks import TASK_HELP
 
 
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--out", help="output folder")
     p.add_argument("--cache-dir", default=None, help="audio cache folder (default OUT/audio)")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+    p.add_argument("--workers", type=at_least(1), default=1, help="decoding processes")
     p.add_argument("--trials-per-speaker", type=int, default=200, help="cap of positive SV trials")
     p.add_argument("--report", action="store_true", help="print what each locale offers; write nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -86,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--languages", type=int, default=6, help="number of languages (families of two)")
-    s.add_argument("--workers", type=int, default=min(cpus, 6))
+    s.add_argument("--workers", type=at_least(1), default=min(cpus, 6))
     s.add_argument("--age-cues", action="store_true",
                    help="voices carry age cues (for the age task; off: the corpus gr and sv are tuned on)")
     s.set_defaults(func=_synth)

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from cltm_sb.commands import at_least
 from cltm_sb.grid.budget_record import BudgetRequest, budget_block, budget_line, budget_request
 from cltm_sb.grid.layout import PLAN_FILE, PlanError
 from cltm_sb.grid.plan import (
@@ -310,14 +311,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runner", default=DEFAULT_RUNNER, help="run function (default: %(default)s)")
     p.add_argument("--measure", action="store_true", help="run the first training now to time it")
     p.add_argument("--time-per-run", type=float, help="seconds of one single-subset training")
-    p.add_argument("--workers", type=int, default=1, help="workers assumed by the estimate")
+    p.add_argument("--workers", type=at_least(1), default=1, help="workers assumed by the estimate")
     p.add_argument("--force", action="store_true", help="replace a different plan in --out")
     p.set_defaults(func=_plan, trains=True)  # --measure trains
 
     p = subparsers.add_parser("run", help="run a plan's unfinished runs (resumable)")
     p.add_argument("plan", help="plan folder or its plan.json")
     p.add_argument("--executor", choices=("local", "slurm", "inprocess"), default="local")
-    p.add_argument("--workers", type=int, help="local: concurrent runs (default: one per GPU, or 1)")
+    p.add_argument("--workers", type=at_least(1), help="local: concurrent runs (default: one per GPU, or 1)")
     p.add_argument("--runs-per-gpu", type=int, help="runs sharing one GPU (default: 1)")
     p.add_argument("--threads", type=int, help="threads per run (default: cores / workers)")
     p.add_argument("--no-retry-failed", action="store_true", help="leave failed runs as they are")
@@ -340,7 +341,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("status", help="done/failed/queued/running/pending runs of a plan and an ETA")
     p.add_argument("plan", help="plan folder or its plan.json")
-    p.add_argument("--workers", type=int, default=1, help="workers assumed by the ETA")
+    p.add_argument("--workers", type=at_least(1), default=1, help="workers assumed by the ETA")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_status)
 
@@ -351,7 +352,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="toy corpus -> both grids -> matrices and report.md")
     p.add_argument("--out", default="cltm_demo", help="output folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="fewer languages and epochs (a smoke test)")
-    p.add_argument("--workers", type=int, help="concurrent runs (default: one per 2 cores)")
+    p.add_argument("--workers", type=at_least(1), help="concurrent runs (default: one per 2 cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--tasks", default="gr,sv",
                    help="comma-separated demo tasks among gr, sv, age (default: %(default)s)")

@@ -420,7 +420,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--override", action="append", metavar="KEY=VALUE", help="hparams override")
     g.add_argument("--runner", help="run function (default: the packaged recipe runner)")
     g.add_argument("--executor", choices=("local", "inprocess"), default="local")
-    g.add_argument("--workers", type=int, help="local: concurrent runs")
+    g.add_argument("--workers", type=at_least(1), help="local: concurrent runs")
     g.add_argument("--plan-only", action="store_true", help="write the plans and stop")
     p.set_defaults(func=_interval)
 
