@@ -600,3 +600,19 @@ def test_forest_plot_of_a_target_without_any_bounded_interval(tmp_path, registry
     page = written["html"].read_text()
     assert page.count('<svg class="forest"') == len(LOCALES)
     assert 'data-lower=""' in page and "stroke-dasharray" in page  # unbounded: dotted line
+
+
+def test_a_helper_without_a_bounded_interval_is_not_listed_as_a_significant_helper(tmp_path, capsys):
+    # Two seeds: a cell can pass BH while its Fieller interval is unbounded (the table's note
+    # defines a significant helper as both).
+    grid, out = tmp_path / "sim", tmp_path / "r"
+    assert main(["simulate", "-o", str(grid), "--languages", "3", "--n-seeds", "2", "--z", "10", "--seed", "5"]) == 0
+    assert main(["report", str(grid), "-o", str(out), "--no-heatmap"]) == 0
+    donors = pd.read_csv(out / "donors.csv")
+    unbounded_helpers = donors[(donors["verdict"] == "helps") & donors["lower"].isna()]
+    assert len(unbounded_helpers)  # the case this test is about
+    page = (out / "report.md").read_text()
+    table = page.split("### Best donors per target")[1].split("\n\n#")[0]
+    for row in unbounded_helpers.itertuples():
+        assert f"{row.donor} {row.value:.3f} n/a" not in table
+    assert "q ≤ 0.05 but an unbounded interval" in table

@@ -629,15 +629,18 @@ def best_donor_rows(
     rows = []
     for t, status in zip(analysis.locales, _row_status(analysis)):
         ranking = donors[donors["target"] == t]
-        helps = ranking[ranking["verdict"] == "helps"]
+        # A significant helper has a bounded interval too (the table's note; as the heatmap marks them).
+        bounded = np.isfinite(ranking["lower"].astype(float)) & np.isfinite(ranking["upper"].astype(float))
+        helps = ranking[(ranking["verdict"] == "helps") & bounded]
         if status:
             best = f"n/a: {status}"
         elif helps.empty:
             top = ranking.iloc[0] if len(ranking) else None
+            verdict = "" if top is None else (
+                "q ≤ 0.05 but an unbounded interval" if top.verdict == "helps" and not bounded.iloc[0] else top.verdict
+            )
             best = "none helps significantly" + (
-                f" (highest: {top.donor} {_num(top.value)}, {top.verdict})"
-                if top is not None
-                else ""
+                f" (highest: {top.donor} {_num(top.value)}, {verdict})" if top is not None else ""
             )
         else:
             best = "; ".join(
