@@ -169,6 +169,13 @@ def test_cli_run_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     status = json.loads(capsys.readouterr().out)
     assert (status["done"], status["failed"], status["pending"]) == (16, 2, 0)
     assert status["eta_s"] is not None and len(status["failures"]) == 2
+    done = next(s for s in plan.runs if s.run_id != "fr:a" and plan.paths(s).record.is_file())
+    plan.paths(done).record.write_text("{not json")
+    assert main(["status", str(plan.plan_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "15/18 done, 2 failed, 1 pending" in out
+    assert f"REDO {done.run_id} (pending, trained again by `cltm run`): " in out
+    assert str(plan.paths(done).record) in out
 
 
 def test_unknown_executor_lists_valid_ones() -> None:

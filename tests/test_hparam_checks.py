@@ -115,7 +115,7 @@ def test_a_tag_in_an_override_is_refused(text: str, prepared: Path, tiny: Path, 
         ("number_of_epochs=0", ["number_of_epochs=0", "number_of_epochs must be an integer >= 1"]),
         ("keep_checkpoints=some", ["keep_checkpoints='some'", "one of none, head, all"]),
         ("max_grad_norm=-1", ["max_grad_norm=-1", "or null (no clipping)"]),
-        ("embed_layers=9", ["embed_layers=9", "3 hidden states", "at most 3"]),
+        ("pool_layers=9", ["pool_layers=9", "3 hidden states", "at most 3"]),
         ("encoder_dim=64", ["encoder_dim=64", "hidden_size 48", "encoder_dim=48"]),
     ],
 )
@@ -124,6 +124,15 @@ def test_bad_values_are_refused_at_plan_time(
 ) -> None:
     out = tmp_path / "plan"
     _refused(capsys, _plan(prepared, out, *_toy(tiny, override)), out, *fragments)
+
+
+def test_embed_layers_is_checked_only_for_a_task_that_embeds(tiny: Path) -> None:
+    from cltm_sb.recipe.run import check_config
+
+    overrides = parse_overrides(list(_toy(tiny, "embed_layers=9")))
+    check_config("gr", overrides)  # gender never embeds: a shallow encoder keeps the default
+    with pytest.raises(RecipeError, match=r"embed_layers=9 \(given as an override\).*3 hidden states"):
+        check_config("sv", overrides)
 
 
 def test_a_bad_value_in_a_user_preset_names_the_file(prepared: Path, tiny: Path, tmp_path: Path, capsys) -> None:

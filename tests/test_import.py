@@ -172,6 +172,19 @@ def test_cli_import_long_writes_cltm_files(tmp_path: Path) -> None:
     assert m.loc["en", "de"] == 0.5 and not (tmp_path / "out" / "delta.csv").exists()
 
 
+def test_cli_import_refuses_a_code_the_registry_lacks_before_writing(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("target,donor,value\nen,en,1\nen,qaa,0.5\n")
+    out = tmp_path / "out"
+    assert main(["import", "long", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "long.csv" in err and "unknown language code(s) qaa" in err and "--families" in err
+    assert not out.exists()
+    families = tmp_path / "families.csv"
+    families.write_text("code,name,family\nen,English,Germanic\nqaa,Private,Isolate\n")
+    assert main(["import", "long", str(path), "-o", str(out), "--families", str(families)]) == 0
+
+
 def test_long_csv_bad_number_is_named(tmp_path: Path) -> None:
     path = tmp_path / "long.csv"
     path.write_text("target,donor,value\nen,de,abc\n")

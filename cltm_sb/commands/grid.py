@@ -226,6 +226,11 @@ def _status(args: argparse.Namespace) -> int:
             for s in states
             if s.state == "failed" and s.record is not None
         ],
+        "redo": [
+            {"run_id": s.spec.run_id, "reason": s.redo_reason}
+            for s in states
+            if s.state == "pending" and s.redo_reason
+        ],
         "heartbeats": heartbeats(plan, states),
         **({"budget": plan.budget} if plan.budget is not None else {}),
     }
@@ -247,6 +252,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"ETA with {args.workers} worker(s): {format_duration(eta)}")
     for run_id, beat in summary["heartbeats"].items():
         print(f"  running {run_id}: {beat}")
+    for redo in summary["redo"]:
+        print(f"  REDO {redo['run_id']} (pending, trained again by `cltm run`): {redo['reason']}")
     for failure in summary["failures"]:
         print(f"  FAILED {failure['run_id']}: {failure['error']}\n         log: {failure['log']}")
     return 0

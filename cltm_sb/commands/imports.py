@@ -9,12 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from cltm_sb.commands.analysis import MAP_HELP
-from cltm_sb.languages import load_registry, parse_code_map
+from cltm_sb.languages import UnknownLanguageError, load_registry, parse_code_map
 
 
 def _known(args: argparse.Namespace) -> Container[str]:
     """Codes a --families file lists stay as they are (no ISO mapping)."""
     return load_registry(args.families) if args.families else ()
+
+
+def _check_codes(args: argparse.Namespace, imported: Any) -> None:
+    """Refuse codes the registry lacks now, before writing: `cltm report` would refuse them later."""
+    matrix = imported.values
+    try:
+        load_registry(args.families).check([*map(str, matrix.index), *map(str, matrix.columns)])
+    except UnknownLanguageError as error:
+        raise UnknownLanguageError(f"{args.file}: {error}, or --map CODE=CV for a code with another name") from None
 
 
 def _print_written(written: dict[str, Path], imported: Any) -> None:
@@ -41,6 +50,7 @@ def _import_dr(args: argparse.Namespace) -> int:
         parse_code_map(args.map),
         _known(args),
     )
+    _check_codes(args, imported)
     _print_written(write_imported(imported, args.out), imported)
     return 0
 
@@ -49,6 +59,7 @@ def _import_long(args: argparse.Namespace) -> int:
     from cltm_sb.analysis.importers import import_long, write_imported
 
     imported = import_long(args.file, args.normalise, parse_code_map(args.map), _known(args))
+    _check_codes(args, imported)
     _print_written(write_imported(imported, args.out), imported)
     return 0
 

@@ -337,7 +337,7 @@ def grid_status(plan: Plan, query: JobQuery | None = None) -> list[RunState]:
     states = plan_status(plan)
     in_slurm = runs_in_slurm(plan, query)
     return [
-        SlurmRunState(s.spec, in_slurm[s.spec.run_id].state, s.record, in_slurm[s.spec.run_id])
+        SlurmRunState(s.spec, in_slurm[s.spec.run_id].state, s.record, slurm=in_slurm[s.spec.run_id])
         if s.spec.run_id in in_slurm
         else s
         for s in states

@@ -23,6 +23,7 @@ class RunState:
     spec: RunSpec
     state: str
     record: RunRecord | None = None
+    redo_reason: str = ""  # why a pending run that has a record will be trained again
 
 
 def run_state(plan: Plan, spec: RunSpec) -> RunState:
@@ -34,16 +35,18 @@ def run_state(plan: Plan, spec: RunSpec) -> RunState:
         record = read_record(path)
     except RecordError as error:
         logger.warning("%s; the run will be redone", error)
-        return RunState(spec, "pending")
+        return RunState(spec, "pending", redo_reason=str(error))
     if record.config_hash != plan.config_hash or (record.data_hash and record.data_hash != plan.data_hash):
-        logger.warning(
-            "%s: config/data hash %s/%s differs from the plan's %s/%s; the run will be redone",
-            path, record.config_hash, record.data_hash, plan.config_hash, plan.data_hash,
+        reason = (
+            f"{path}: config/data hash {record.config_hash}/{record.data_hash} differs from the "
+            f"plan's {plan.config_hash}/{plan.data_hash}"
         )
-        return RunState(spec, "pending", record)
+        logger.warning("%s; the run will be redone", reason)
+        return RunState(spec, "pending", record, reason)
     if record.debug:  # a few batches only: never counts as done
-        logger.warning("%s: a --debug run; the run will be redone in full", path)
-        return RunState(spec, "pending", record)
+        reason = f"{path}: a --debug run (a few batches only)"
+        logger.warning("%s; the run will be redone in full", reason)
+        return RunState(spec, "pending", record, reason)
     return RunState(spec, "done" if record.status == "ok" else "failed", record)
 
 

@@ -172,15 +172,17 @@ LAYER_KEYS = ("pool_layers", "embed_layers")
 
 
 def check_checkpoint_sizes(
-    config_json: Path, config: Mapping[str, Any], origin: Callable[[str], str]
+    config_json: Path, config: Mapping[str, Any], origin: Callable[[str], str], *, embeds: bool = True
 ) -> None:
-    """``embed_layers`` within the hidden states the checkpoint returns; ``encoder_dim`` its width.
+    """``pool_layers`` and ``embed_layers`` within the hidden states the checkpoint returns;
+    ``encoder_dim`` its width.
 
-    ``origin(key)`` says where a value was set, for the message.
+    ``origin(key)`` says where a value was set, for the message. ``embeds``: the task embeds
+    utterances for verification (only then is ``embed_layers`` used, so only then checked).
     """
     sizes = checkpoint_sizes(config_json)
     states, width = sizes["hidden_states"], sizes["hidden_size"]
-    for key in LAYER_KEYS:  # layer averages, for the head (both tasks) and speaker embeddings
+    for key in LAYER_KEYS if embeds else ("pool_layers",):  # the head's input; speaker embeddings
         wanted = config.get(key)
         if states is not None and isinstance(wanted, int) and wanted > states:
             raise RecipeError(

@@ -200,9 +200,13 @@ def _check_config(
     hparams_file: Path,
     *,
     plan_time: bool,
+    embeds: bool,
     skip: set[str] | frozenset[str] = frozenset(),
 ) -> None:
-    """Every hparam value against its rule, then the encoder: before any model loads or trains."""
+    """Every hparam value against its rule, then the encoder: before any model loads or trains.
+
+    ``embeds``: the task embeds utterances for verification (``embed_layers`` is used).
+    """
     origins = key_origins(text, hparams_file)
 
     def origin(key: str) -> str:
@@ -210,10 +214,12 @@ def _check_config(
 
     defaults = plain_defaults(text)
     check_hparams({k: v for k, v in config.items() if k not in skip}, defaults, origin)
-    _check_encoder(config, origin, plan_time=plan_time)
+    _check_encoder(config, origin, plan_time=plan_time, embeds=embeds)
 
 
-def _check_encoder(config: Mapping[str, Any], origin: Callable[[str], str], *, plan_time: bool) -> None:
+def _check_encoder(
+    config: Mapping[str, Any], origin: Callable[[str], str], *, plan_time: bool, embeds: bool
+) -> None:
     """A HuggingFace encoder's checkpoint is there to load and fits encoder_dim and embed_layers.
 
     The arguments are those the YAML gives the encoder (``source``, ``revision``, ``save_path``),
@@ -230,7 +236,7 @@ def _check_encoder(config: Mapping[str, Any], origin: Callable[[str], str], *, p
             source, args.get("revision"), args.get("save_path"), need_cached=plan_time
         )
         if config_json is not None:  # None: a hub id the run will download
-            check_checkpoint_sizes(config_json, config, origin)
+            check_checkpoint_sizes(config_json, config, origin, embeds=embeds)
 
 
 def check_config(
@@ -244,10 +250,10 @@ def check_config(
     Per-run keys the caller left unset get stand-ins and are not checked. Raises
     :class:`RecipeError` (a ValueError) naming the key or file and what to do.
     """
-    _, overrides, text, path = _compose(task, overrides, hparams_file)
+    spec, overrides, text, path = _compose(task, overrides, hparams_file)
     stand_ins = _stand_ins(text, overrides)
     config = resolve_plain(text, {**stand_ins, **overrides})
-    _check_config(config, text, overrides, path, plan_time=True, skip=set(stand_ins))
+    _check_config(config, text, overrides, path, plan_time=True, embeds=spec.trials, skip=set(stand_ins))
 
 
 def config_hash_for(
@@ -320,7 +326,7 @@ def run_recipe(
     start = time.perf_counter()
     spec, overrides, text, path = _compose(task, overrides, hparams_file)
     config = resolve_plain(text, overrides)
-    _check_config(config, text, overrides, path, plan_time=False)
+    _check_config(config, text, overrides, path, plan_time=False, embeds=spec.trials)
 
     train_csv, test_csv = as_path_list(config["train_csv"]), as_path_list(config["test_csv"])
     if not train_csv or not test_csv:
