@@ -585,3 +585,33 @@ def test_completing_again_into_a_folder_leaves_no_families_csv_of_the_first_run(
     assert (out / "families.csv").is_file()
     written = write_completion(dataclasses.replace(run, families_file=None), out)
     assert not (out / "families.csv").exists() and set(written) <= set(out.iterdir())
+
+
+def test_complete_says_why_rows_are_undefined(tmp_path, capsys, caplog):
+    # A CSV whose diagonal was left empty: not "measure more pairs", but which rows and why.
+    path, fams, truth = _partial_csv(tmp_path)
+    frame = read_partial_matrix(path)
+    for code in frame.index:
+        frame.loc[code, code] = np.nan
+    frame.to_csv(path, na_rep="")
+    assert main(["complete", str(path), "--families", str(fams), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "0 of 12 rows are defined" in err and "empty diagonal" in err and "write 1 on the diagonal" in err
+    # One row without its diagonal: its measured cells are left out, and the user is told.
+    path, fams, truth = _partial_csv(tmp_path)
+    frame = read_partial_matrix(path)
+    frame.iloc[0, 0] = np.nan
+    frame.to_csv(path, na_rep="")
+    assert main(["complete", str(path), "--families", str(fams), "-o", str(tmp_path / "o")]) == 0
+    assert f"row {truth.locales[0]} is undefined" in caplog.text and "measured cells are left out" in caplog.text
+    # A grid of one seed: every row is undefined by --min-seeds, and the error says so.
+    grid = tmp_path / "grid"
+    assert main(["simulate", "-o", str(grid), "--languages", "4", "--n-seeds", "2", "--seed", "2"]) == 0
+    for record in (grid / "records").glob("*.json"):
+        if json.loads(record.read_text())["seed"] != min(
+            json.loads(r.read_text())["seed"] for r in (grid / "records").glob("*.json")
+        ):
+            record.unlink()
+    capsys.readouterr()
+    assert main(["complete", str(grid), "-o", str(tmp_path / "g")]) == 2
+    assert "1 finished seed(s), fewer than min_seeds=2" in capsys.readouterr().err

@@ -39,6 +39,7 @@ positive (or not defined) stay undefined: they are never predicted.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,8 @@ import pandas as pd
 
 from cltm_sb.io import writes_output_folder
 from cltm_sb.languages import LanguageRegistry
+
+logger = logging.getLogger(__name__)
 
 Array = np.ndarray
 
@@ -1101,6 +1104,57 @@ def complete_seed_arrays(
     return completion
 
 
+def grid_row_reasons(arrays: Any, min_seeds: int | None = None) -> dict[str, str]:
+    """Why each undefined row of a grid's matrix is undefined (the reasons ``cltm matrix`` logs):
+    {target: reason} for the rows the completion can neither use nor predict."""
+    from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
+    from cltm_sb.analysis.uncertainty import point_estimate
+
+    min_seeds = DEFAULT_MIN_SEEDS if min_seeds is None else min_seeds
+    point = point_estimate(arrays, min_seeds)
+    reasons = {}
+    for i, code in enumerate(arrays.locales):
+        n_single = int(np.isfinite(arrays.single[:, i]).sum())
+        n_self = int(np.isfinite(arrays.self_[:, i]).sum())
+        if point.valid_rows[i]:
+            continue
+        if n_single < min_seeds:
+            reasons[code] = f"single (a_t) run has {n_single} finished seed(s), fewer than min_seeds={min_seeds}"
+        elif n_self < min_seeds:
+            reasons[code] = f"self (a_t ∪ b_t) run has {n_self} finished seed(s), fewer than min_seeds={min_seeds}"
+        else:
+            reasons[code] = f"self-gain G_self = {point.self_gain[i]:.4g} <= 0"
+    return reasons
+
+
+def partial_row_reasons(frame: pd.DataFrame) -> dict[str, str]:
+    """Why each row of a partial matrix CSV with an empty diagonal is undefined, naming the
+    measured cells it leaves out (a row whose diagonal was left empty by mistake loses them)."""
+    reasons = {}
+    values = frame.to_numpy(dtype=float)
+    for i, code in enumerate(frame.index):
+        if np.isfinite(values[i, i]):
+            continue
+        measured = bool(np.isfinite(np.delete(values[i], i)).any())
+        reasons[str(code)] = "empty diagonal (self-gain not positive)" + (
+            ", so its measured cells are left out; write 1 on the diagonal of a row whose self-gain "
+            "is positive" if measured else "")
+    return reasons
+
+
+def check_defined_rows(reasons: Mapping[str, str], n: int, source: str | os.PathLike) -> None:
+    """Log why each undefined row is undefined; with fewer than two defined rows, an error that
+    says why (not only "measure more pairs": one seed, or a CSV without its diagonal, do that too)."""
+    for code, reason in reasons.items():
+        logger.warning("%s: row %s is undefined (never predicted): %s", source, code, reason)
+    if n - len(reasons) < 2:
+        by_reason: dict[str, list[str]] = {}
+        for code, reason in reasons.items():
+            by_reason.setdefault(reason, []).append(code)
+        why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in by_reason.items())
+        raise ValueError(f"{source}: too little to complete: {n - len(reasons)} of {n} rows are defined ({why})")
+
+
 def complete_source(
     source: str | os.PathLike,
     families_csv: str | os.PathLike | None = None,
@@ -1159,6 +1213,7 @@ def complete_source(
         kept = GridLayout(path).families_file
         families_file = families_csv or (kept if kept.is_file() else None)
         arrays = seed_arrays(data.table, data.locales)
+        check_defined_rows(grid_row_reasons(arrays), len(arrays.locales), path)
         families = data.families
         distances = read_distances(distances_csv, arrays.locales) if distances_csv else None
         completion = complete_seed_arrays(arrays, families, level=level, seed=seed, distances=distances,
@@ -1167,6 +1222,7 @@ def complete_source(
     else:
         frame = read_partial_matrix(path)
         codes = [str(c) for c in frame.index]
+        check_defined_rows(partial_row_reasons(frame), len(codes), path)
         families = load_registry(families_csv).families(codes)
         families_file = families_csv
         se = None
