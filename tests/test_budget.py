@@ -615,3 +615,22 @@ def test_complete_says_why_rows_are_undefined(tmp_path, capsys, caplog):
     capsys.readouterr()
     assert main(["complete", str(grid), "-o", str(tmp_path / "g")]) == 2
     assert "1 finished seed(s), fewer than min_seeds=2" in capsys.readouterr().err
+
+
+def test_replanning_with_the_other_protocol_is_refused(tmp_path, capsys):
+    # Toggling --one-run-per-cell gives the same cells new run ids: they would train again and the
+    # grid would hold two records of each cell, which `cltm matrix`/`complete` refuse as duplicates.
+    from grid_fakes import make_prepared
+
+    locales = ["de", "en", "es"]
+    data = make_prepared(tmp_path / "prep", locales)
+    common = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(locales), "--seeds", "42",
+              "--runner", "grid_fakes:run_fake", "-o", str(tmp_path / "p")]
+    assert main(common + ["--one-run-per-cell"]) == 0
+    before = (tmp_path / "p" / "plan.json").read_text()
+    capsys.readouterr()
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert "was planned with one run per cell" in err and "pass --one-run-per-cell as before" in err
+    assert (tmp_path / "p" / "plan.json").read_text() == before
+    assert main(common + ["--one-run-per-cell"]) == 0  # the same protocol re-plans as before

@@ -552,6 +552,15 @@ def check_replace(old: Plan, new: Plan) -> None:
             f"{old.plan_file} holds a plan of another task, configuration or data set; "
             "choose another --out folder, or pass --force to replace it (old records stay)"
         )
+    if old.one_run_per_cell != new.one_run_per_cell:
+        # The same cells under other run ids: trained twice, and the two records of one cell make
+        # the grid's matrix a duplicate that `cltm matrix` and `cltm complete` refuse.
+        was = "with one run per cell" if old.one_run_per_cell else "with shared pair runs"
+        flag = "pass --one-run-per-cell as before" if old.one_run_per_cell else "drop --one-run-per-cell"
+        raise PlanError(
+            f"{old.plan_file} was planned {was}; re-planning it with the other protocol would train its "
+            f"finished cells again and leave two records of each: {flag}, or choose another --out folder"
+        )
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
