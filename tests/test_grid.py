@@ -183,3 +183,20 @@ def test_cli_plan_prints_counts(tmp_path: Path, capsys: pytest.CaptureFixture[st
                str(tmp_path / "p"), "--runner", RUNNER, "--override", "lr=0.1"])
     assert rc == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_cli_plan_time_estimate_says_where_its_time_comes_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --time-per-run was printed as "measured", and records in the folder silently replaced it.
+    from cltm_sb.cli import main
+    from cltm_sb.grid.executors.core import InProcessExecutor
+
+    data = make_prepared(tmp_path / "prep", LOCALES[:2])
+    args = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(LOCALES[:2]), "--seeds", "42",
+            "-o", str(tmp_path / "p"), "--runner", RUNNER]
+    assert main([*args, "--time-per-run", "10"]) == 0
+    assert "(10.0 s per training subset, given by --time-per-run)" in capsys.readouterr().out
+    InProcessExecutor().run(load_plan(tmp_path / "p"), progress=False)  # records whose runs take ~0 s
+    assert main([*args, "--time-per-run", "10"]) == 0
+    assert "(10.0 s per training subset, given by --time-per-run)" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "s per training subset, measured on the records in" in capsys.readouterr().out

@@ -107,13 +107,14 @@ def _plan(args: argparse.Namespace) -> int:
             f"per seed: {shared} with pair sharing, {per_cell} with one run per cell "
             f"({'used' if plan.one_run_per_cell else 'x' + format(per_cell / shared, '.2f') + ' more'})"
         )
-    per_subset = None
-    if plan.records_dir.is_dir():
+    # The user's --time-per-run wins over the folder's records (of this or another configuration),
+    # and the line below says where the figure came from.
+    per_subset, timing = (args.time_per_run, "given by --time-per-run") if args.time_per_run else (None, "")
+    if per_subset is None and plan.records_dir.is_dir():
         from cltm_sb.results import load_records
 
         per_subset = seconds_per_subset(load_records(plan.records_dir).records)
-    if per_subset is None and args.time_per_run:
-        per_subset = args.time_per_run
+        timing = f"measured on the records in {plan.records_dir}"
     if per_subset is None and args.measure:
         from cltm_sb.grid.executors.local import LocalExecutor
 
@@ -122,6 +123,7 @@ def _plan(args: argparse.Namespace) -> int:
         if report.failed:
             raise PlanError(f"the measured run {first.run_id} failed: {report.failed[0].error}")
         per_subset = seconds_per_subset(report.records)
+        timing = f"measured on {first.run_id}"
     full = _full_runs(plan) if pairs is not None else None
     if full is not None:
         print(f"budgeted grid: {plan.n_trainings} trainings, the full grid {len(full)} "
@@ -131,7 +133,7 @@ def _plan(args: argparse.Namespace) -> int:
     if per_subset is not None:
         total = estimate_seconds(plan, plan.runs, per_subset, workers=args.workers)
         print(f"estimated time with {args.workers} worker(s): {format_duration(total)} "
-              f"({per_subset:.1f} s per training subset, measured)")
+              f"({per_subset:.1f} s per training subset, {timing})")
         if full is not None:
             print(f"the full grid: {format_duration(estimate_seconds(plan, full, per_subset, workers=args.workers))}")
     else:
