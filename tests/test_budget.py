@@ -634,3 +634,38 @@ def test_replanning_with_the_other_protocol_is_refused(tmp_path, capsys):
     assert "was planned with one run per cell" in err and "pass --one-run-per-cell as before" in err
     assert (tmp_path / "p" / "plan.json").read_text() == before
     assert main(common + ["--one-run-per-cell"]) == 0  # the same protocol re-plans as before
+
+
+def test_complete_refuses_a_diagonal_other_than_one(tmp_path, capsys):
+    # A matrix of gains or scores is not a CLTM: its completion would be read as transfer.
+    path, fams, truth = _partial_csv(tmp_path)
+    frame = read_partial_matrix(path)
+    frame.iloc[1, 1] = -1.0
+    frame.to_csv(path, na_rep="")
+    assert main(["complete", str(path), "--families", str(fams), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"row '{truth.locales[1]}' has -1 on the diagonal" in err and "--normalise" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_replanning_that_leaves_out_finished_runs_is_refused(tmp_path, capsys):
+    # A design grows; a re-plan that drops finished pair runs would leave their records read as
+    # measured while plan.json no longer lists them.
+    from grid_fakes import make_prepared
+
+    locales = ["de", "en", "es", "fr"]
+    data = make_prepared(tmp_path / "prep", locales)
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("lang1,lang2\nde,en\nes,fr\n")
+    second.write_text("lang1,lang2\nde,es\n")
+    common = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(locales), "--seeds", "42",
+              "--runner", "grid_fakes:run_fake", "-o", str(tmp_path / "p")]
+    assert main(common + ["--pairs", str(first)]) == 0
+    assert main(["run", str(tmp_path / "p"), "--executor", "inprocess", "--no-progress"]) == 0
+    before = (tmp_path / "p" / "plan.json").read_text()
+    capsys.readouterr()
+    assert main(common + ["--pairs", str(second)]) == 2
+    err = capsys.readouterr().err
+    assert "leaves out 2 finished run(s)" in err and "--pairs old.csv --pairs more.csv" in err
+    assert (tmp_path / "p" / "plan.json").read_text() == before
+    assert main(common + ["--pairs", str(first), "--pairs", str(second)]) == 0  # growing is fine

@@ -1142,6 +1142,20 @@ def partial_row_reasons(frame: pd.DataFrame) -> dict[str, str]:
     return reasons
 
 
+def check_unit_diagonal(frame: pd.DataFrame, source: str | os.PathLike) -> None:
+    """A CLTM's diagonal is 1 (or empty for an undefined row): anything else is another matrix
+    (gains, scores), whose completion would be read as transfer."""
+    values = frame.to_numpy(dtype=float)
+    for i, code in enumerate(frame.index):
+        value = values[i, i]
+        if np.isfinite(value) and not math.isclose(value, 1.0, abs_tol=1e-6):
+            raise ValueError(
+                f"{source}: row {code!r} has {value:g} on the diagonal; a CLTM's diagonal is 1 (each "
+                "row divided by its self-gain), or empty for a row whose self-gain is not positive. "
+                "Raw gains become a CLTM with `cltm import long --normalise`"
+            )
+
+
 def check_defined_rows(reasons: Mapping[str, str], n: int, source: str | os.PathLike) -> None:
     """Log why each undefined row is undefined; with fewer than two defined rows, an error that
     says why (not only "measure more pairs": one seed, or a CSV without its diagonal, do that too)."""
@@ -1222,6 +1236,7 @@ def complete_source(
     else:
         frame = read_partial_matrix(path)
         codes = [str(c) for c in frame.index]
+        check_unit_diagonal(frame, path)
         check_defined_rows(partial_row_reasons(frame), len(codes), path)
         families = load_registry(families_csv).families(codes)
         families_file = families_csv

@@ -110,7 +110,11 @@ def budget_request(
     if not pairs_files and budget is None:
         return None
     if pairs_files and budget is not None:
-        raise ValueError("pass --pairs or --budget, not both")
+        raise ValueError(
+            "pass --pairs or --budget, not both: to add pairs (e.g. of `cltm design --next`) to a "
+            "--budget design, write that design first (`cltm design --locales ... --budget F --seed S "
+            "-o design.csv`, the plan's F, seed and families) and plan `--pairs design.csv --pairs more.csv`"
+        )
     if audit and one_run_per_cell:
         raise ValueError("--audit samples pairs; it cannot be used with --one-run-per-cell")
     if families_csv is None and budget is not None and grid is not None:

@@ -561,6 +561,16 @@ def check_replace(old: Plan, new: Plan) -> None:
             f"{old.plan_file} was planned {was}; re-planning it with the other protocol would train its "
             f"finished cells again and leave two records of each: {flag}, or choose another --out folder"
         )
+    kept = {spec.run_id for spec in new.runs}
+    dropped = [spec.run_id for spec in old.runs if spec.run_id not in kept and old.paths(spec).record.is_file()]
+    if dropped:
+        # Their records would still be read as measured while plan.json no longer lists them.
+        raise PlanError(
+            f"{old.plan_file}: the new plan leaves out {len(dropped)} finished run(s) of the old one "
+            f"({', '.join(dropped[:3])}{', ...' if len(dropped) > 3 else ''}); a grid grows, it does not "
+            "shrink: plan them too (e.g. `--pairs old.csv --pairs more.csv`, the same --seeds and "
+            "--locales), choose another --out folder, or pass --force (their records stay and are read)"
+        )
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
