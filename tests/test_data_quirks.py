@@ -145,3 +145,17 @@ def test_locale_that_cannot_meet_the_request_is_named(quirky_cv: Path, tmp_path:
         prepare_common_voice(quirky_cv, ["yy"], "gr", 6, tmp_path, progress=False)
     with pytest.raises(DataError, match="locale 'yy': its test.tsv lacks two same-gender speakers"):
         prepare_common_voice(quirky_cv, ["yy"], "sv", 4, tmp_path, clips_per_speaker=1, progress=False)
+
+
+def test_table_whose_header_lacks_the_columns_is_refused_not_read_as_empty(tmp_path: Path):
+    from cltm_sb.data import DataError
+
+    rows = [_row("f1", "xx_f1.mp3", "female"), _row("m1", "xx_m1.mp3", "male")]
+    _locale(tmp_path, "xx", rows, [_row("tf", "xx_tf.mp3", "female")], dev=[_row("dv", "xx_dv.mp3", "male")])
+    dev = tmp_path / "xx" / "dev.tsv"
+    dev.write_text(dev.read_text(encoding="utf-8").replace("\t", ","), encoding="utf-8")  # saved as CSV
+    # Read as an empty table, the dev speaker "dv" used to join the training pool without a word.
+    with pytest.raises(DataError, match=r"xx/dev\.tsv: missing column\(s\) client_id in its header line; .*tab-separated"):
+        load_locale_pool(tmp_path, "xx", set())
+    dev.write_bytes(b"")  # a 0-byte table is an empty one
+    assert "dv" in load_locale_pool(tmp_path, "xx", set()).train

@@ -40,8 +40,8 @@ def read_tsv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False,
             na_filter=False, usecols=lambda name: name in columns, engine="c",
         )  # fmt: skip
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame()
+    except pd.errors.EmptyDataError:  # a 0-byte table: no rows (only this case, see below)
+        return pd.DataFrame({c: pd.Series(dtype=str) for c in columns})
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot parse as a Common Voice TSV ({error})") from error
     except OSError as error:  # no permission, a folder in its place: the machine, not the data
@@ -50,11 +50,10 @@ def read_tsv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             "(e.g. `chmod a+r` it, or extract the Common Voice archive again)"
         ) from error
     missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        if frame.empty and not len(frame.columns):
-            return pd.DataFrame({c: pd.Series(dtype=str) for c in columns})
+    if missing:  # a header without them (commas for tabs, renamed columns) is not an empty table
         raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)}; is this a Common Voice clip table?"
+            f"{path}: missing column(s) {', '.join(missing)} in its header line; a Common Voice "
+            "clip table is tab-separated with named columns (extract the archive again or fix the header)"
         )
     return frame[list(columns)]
 
