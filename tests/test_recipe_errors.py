@@ -122,3 +122,19 @@ def test_plan_refuses_a_declared_label_column_the_manifests_lack(prepared: Path,
     assert status == 2
     assert "a.csv: no column 'accent', the label column of task 'pkcol'" in capsys.readouterr().err
     assert not (tmp_path / "plan" / "plan.json").exists()  # every run would have failed
+
+
+def test_an_unfinished_prepared_folder_is_one_line_and_status_2(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    copy = tmp_path / "prep"
+    shutil.copytree(prepared, copy)
+    (copy / "prepare.unfinished").write_text("cltm prepare started by pid 1\n")  # a killed prepare
+    # It used to end in a DataError traceback (exit 1) instead of the recipe's one error line.
+    assert script_main("gr", _argv(copy, tmp_path), prog="train.py") == 2
+    err = capsys.readouterr().err  # after the tiny encoder's one-off build bar
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: ") and "prepare.unfinished exists" in last
+    assert "Traceback" not in err

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import cltm_sb
+from cltm_sb.data import DataError
 from cltm_sb.data.manifests import TRIAL_COLUMNS, find_data_root, prepared_draw
 from cltm_sb.environment import torchaudio_problem
 from cltm_sb.io import atomic_write, atomic_write_text
@@ -666,7 +667,8 @@ def main(task: str, argv: Sequence[str] | None = None) -> RunRecord | None:
 
 
 #: What a recipe script reports as one line (the input is wrong), not as a traceback (a bug).
-USER_ERRORS: tuple[type[BaseException], ...] = (RecipeError, TaskError, FileNotFoundError)
+#: DataError: a prepared folder left unfinished or edited since `cltm prepare` (check_prepared).
+USER_ERRORS: tuple[type[BaseException], ...] = (RecipeError, TaskError, DataError, FileNotFoundError)
 
 
 def script_main(task: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
