@@ -46,3 +46,17 @@ def test_broken_prepare_json_is_named(tmp_path):
     with pytest.raises(PlanError, match="prepare.json: not valid JSON"):
         read_prepared(folder)
     assert find_data_root(folder / "xa" / "a.csv") is None
+
+
+def test_manifests_of_two_data_sets_are_refused(tmp_path):
+    from cltm_sb.recipe import RecipeError
+
+    one, other = own_manifests(tmp_path / "one"), own_manifests(tmp_path / "other")
+    (other / "xa" / "b.csv").write_text(HEADER)  # another data set
+    (other / "draw1").mkdir()  # a draw folder names its data set in its prepare.json
+    (other / "draw1" / "prepare.json").write_text(json.dumps({"data_hash": prepared_data_hash(other)}))
+    (other / "draw1" / "xa").mkdir()
+    assert data_hash_of([other / "draw1" / "xa" / "a.csv", other / "xa" / "a.csv"]) == prepared_data_hash(other)
+    # The record used to carry the first train manifest's hash alone, the test set's folder unchecked.
+    with pytest.raises(RecipeError, match=r"two data sets, .*one \(data_hash \w+\) and .*other \(data_hash \w+\)"):
+        data_hash_of([one / "xa" / "a.csv", other / "xa" / "a.csv"])

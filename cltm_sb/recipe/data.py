@@ -106,9 +106,24 @@ def data_hash_of(manifests: Sequence[str | os.PathLike]) -> str:
     """The data hash of the prepared folder holding the manifests (``<prepared>/<locale>/a.csv``).
 
     The same value the grid puts in its plan: ``prepare.json``'s hash, else a hash of the
-    folder's manifests.
+    folder's manifests. Every folder the manifests come from is checked, and all must hold one
+    data set (a draw folder shares its data set's hash): a record names one data hash, so a test
+    set taken from another prepared folder would pass for that hash's own.
     """
-    return prepared_data_hash(Path(manifests[0]).resolve().parent.parent)
+    hashes: dict[Path, str] = {}  # folder -> its data hash, in the order the manifests name them
+    for manifest in manifests:
+        folder = Path(manifest).resolve().parent.parent
+        if folder not in hashes:
+            hashes[folder] = prepared_data_hash(folder)
+    (folder, digest), *others = hashes.items()
+    for other, other_digest in others:
+        if other_digest != digest:
+            raise RecipeError(
+                f"the manifests come from two data sets, {folder} (data_hash {digest}) and {other} "
+                f"(data_hash {other_digest}); a run's record names one: take train_csv, test_csv "
+                "and trials_csv from one prepared folder"
+            )
+    return digest
 
 
 def load_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:

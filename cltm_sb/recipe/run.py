@@ -343,7 +343,7 @@ def run_recipe(
     run_id = run_id or output_folder.name
 
     # Before any training: refuses a prepared folder left unfinished or edited since prepare.
-    data_hash = data_hash_of(train_csv)
+    data_hash = data_hash_of([*train_csv, *test_csv, *trials_csv])
     draw, draw_hash = prepared_draw(Path(train_csv[0]).resolve().parent.parent, data_hash)
     data_root = config["data_root"] or find_data_root(train_csv[0])
     data_root = None if data_root is None else str(data_root)

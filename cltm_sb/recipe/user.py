@@ -195,6 +195,7 @@ def run_user_recipe(
     overrides["train_csv"], overrides["test_csv"] = train_csv, test_csv
     if "trials_csv" in overrides:
         overrides["trials_csv"] = as_path_list(overrides["trials_csv"])
+    data_hash = data_hash_of([*train_csv, *test_csv])  # refuses mixed data sets before the recipe starts
     if spec.label_key is not None:  # the declared label column, before the recipe starts
         check_label_column([*train_csv, *test_csv], spec.label_key, label_origin(spec, spec.label_key))
     output = Path(str(overrides["output_folder"]))
@@ -233,7 +234,7 @@ def run_user_recipe(
         seed=int(overrides.get("seed", 0)),
         evaluations=evaluations,
         config_hash=config_hash_for(spec, overrides, hparams),
-        data_hash=data_hash_of(train_csv),
+        data_hash=data_hash,
         encoder={"source": spec.script or spec.function},
         code_version=cltm_sb.__version__,
         device=device,
