@@ -138,3 +138,21 @@ def test_an_unfinished_prepared_folder_is_one_line_and_status_2(
     last = err.strip().splitlines()[-1]
     assert last.startswith("train.py: error: ") and "prepare.unfinished exists" in last
     assert "Traceback" not in err
+
+
+def test_a_verification_task_records_its_declared_metric(tmp_path: Path) -> None:
+    prepared = make_prepared(tmp_path / "toy", locales=("xa",), speakers_per_gender=1, clips_per_speaker=2,
+                             test_speakers_per_gender=2, seconds=0.2)
+    declaration = tmp_path / "sveer.yaml"
+    declaration.write_text("name: sveer\nrecipe: speaker\nmetric: eer\nhigher_is_better: false\n"
+                           "label: {column: spk_id}\ntrials: true\nclips_per_speaker: 2\n")
+    overrides = {
+        "train_csv": [str(prepared / "xa" / "a.csv")], "test_csv": [str(prepared / "xa" / "test.csv")],
+        "trials_csv": [str(prepared / "xa" / "trials.csv")], "seed": 1, "output_folder": str(tmp_path / "run"),
+        "encoder": "tiny_hubert", "preset": "toy", "tiny_hubert_folder": str(tmp_path / "tiny"),
+        "number_of_epochs": 1,
+    }
+    (evaluation,) = run_recipe(str(declaration), overrides).evaluations
+    # It used to be the AUC, recorded as "auc" whatever the task declared.
+    assert evaluation.metric == "1-eer" and evaluation.value == pytest.approx(1.0 - evaluation.extra["eer"])
+    assert "auc" in evaluation.extra

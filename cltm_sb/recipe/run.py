@@ -572,7 +572,7 @@ def _train_and_evaluate(
         else:
             evaluations.append(
                 _evaluate_verification(
-                    brain, hp, rows, locales[0], trials_csv[i], train_set, output_folder
+                    task, brain, hp, rows, locales[0], trials_csv[i], train_set, output_folder
                 )
             )
     ddp_barrier()
@@ -589,7 +589,7 @@ def _unwrap_ddp(brain) -> None:
 
 
 def _evaluate_verification(
-    brain, hp: dict, rows: dict, locale: str, trials_path: str, train_set, output_folder: Path
+    task: Task, brain, hp: dict, rows: dict, locale: str, trials_path: str, train_set, output_folder: Path
 ) -> Evaluation:
     """Embed the test utterances, score the trials, write embeddings and scores."""
     from cltm_sb.recipe import verification as V
@@ -631,12 +631,13 @@ def _evaluate_verification(
     writer.writerow([*TRIAL_COLUMNS, "score"])
     writer.writerows(zip(enrol, test, labels.tolist(), [f"{s:.6f}" for s in scores]))
     scores_path = atomic_write_text(scores_file(output_folder, locale), buffer.getvalue())
-    value = metrics.pop("auc")
+    # The declared metric (auc, or eer / min_dcf with their transform), as the classifier does.
+    raw = metrics[task.metric] if task.transform != "none" else metrics.pop(task.metric)
     metrics["score_norm"] = norm
     metrics["scores"] = str(scores_path)
     if hp["save_embeddings"]:
         metrics["embeddings"] = str(emb_path)
-    return Evaluation(locale, "auc", value, len(ids), metrics)
+    return Evaluation(locale, task.cltm_metric, task.to_cltm(raw), len(ids), metrics)
 
 
 # ------------------------------------------------------------------------------ command line
