@@ -140,6 +140,17 @@ def test_an_unfinished_prepared_folder_is_one_line_and_status_2(
     assert "Traceback" not in err
 
 
+def test_a_metric_the_packaged_recipe_does_not_report_is_refused_before_training(tmp_path: Path) -> None:
+    from cltm_sb.recipe.run import check_config
+
+    declaration = tmp_path / "typo.yaml"
+    declaration.write_text("name: typo\nrecipe: gender\nmetric: macro-f1\n")
+    # cltm plan used to accept it; every run then trained and failed at evaluation.
+    with pytest.raises(RecipeError, match=r"declares metric 'macro-f1', which the packaged recipe 'gender' does "
+                                          r"not report; set metric to one of accuracy, loss, macro_f1"):
+        check_config(str(declaration), {"encoder": "tiny_hubert", "preset": "toy"})
+
+
 def test_a_verification_task_records_its_declared_metric(tmp_path: Path) -> None:
     prepared = make_prepared(tmp_path / "toy", locales=("xa",), speakers_per_gender=1, clips_per_speaker=2,
                              test_speakers_per_gender=2, seconds=0.2)

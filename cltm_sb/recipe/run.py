@@ -194,6 +194,22 @@ def _stand_ins(text: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: The metrics a packaged recipe reports per locale: a classifier's, or a verification's (trials).
+CLASSIFIER_METRICS = ("accuracy", "loss", "macro_f1")
+VERIFICATION_METRICS = ("auc", "eer", "min_dcf")
+
+
+def check_metric(spec: Task) -> None:
+    """Refuse a task whose declared metric its packaged recipe never reports, before training
+    (found only at evaluation, every run of a grid would train first and then fail)."""
+    reported = VERIFICATION_METRICS if spec.trials else CLASSIFIER_METRICS
+    if spec.metric not in reported:
+        raise RecipeError(
+            f"task {spec.name!r} ({spec.source or 'its declaration'}) declares metric {spec.metric!r}, "
+            f"which the packaged recipe {spec.recipe!r} does not report; set metric to one of {', '.join(reported)}"
+        )
+
+
 def _check_config(
     config: Mapping[str, Any],
     text: str,
@@ -254,6 +270,7 @@ def check_config(
     spec, overrides, text, path = _compose(task, overrides, hparams_file)
     stand_ins = _stand_ins(text, overrides)
     config = resolve_plain(text, {**stand_ins, **overrides})
+    check_metric(spec)
     _check_config(config, text, overrides, path, plan_time=True, embeds=spec.trials, skip=set(stand_ins))
 
 
@@ -327,6 +344,7 @@ def run_recipe(
     start = time.perf_counter()
     spec, overrides, text, path = _compose(task, overrides, hparams_file)
     config = resolve_plain(text, overrides)
+    check_metric(spec)
     _check_config(config, text, overrides, path, plan_time=False, embeds=spec.trials)
 
     train_csv, test_csv = as_path_list(config["train_csv"]), as_path_list(config["test_csv"])
