@@ -167,3 +167,18 @@ def test_a_verification_task_records_its_declared_metric(tmp_path: Path) -> None
     # It used to be the AUC, recorded as "auc" whatever the task declared.
     assert evaluation.metric == "1-eer" and evaluation.value == pytest.approx(1.0 - evaluation.extra["eer"])
     assert "auc" in evaluation.extra
+
+
+def test_plan_refuses_label_values_outside_the_declared_classes(prepared: Path, tmp_path: Path, capsys) -> None:
+    from cltm_sb.cli import main
+
+    declaration = tmp_path / "fm.yaml"
+    declaration.write_text("name: fm\nrecipe: gender\nmetric: macro_f1\nlabel: {column: gender, classes: [f, m]}\n")
+    locales = sorted(p.name for p in prepared.iterdir() if (p / "a.csv").is_file())[:2]
+    status = main(["plan", "--data", str(prepared), "--task", str(declaration), "--locales", ",".join(locales),
+                   "--seeds", "1", "--override", "encoder=tiny_hubert", "--override", "preset=toy",
+                   "--override", f"tiny_hubert_folder={tmp_path / 'tiny'}", "-o", str(tmp_path / "plan")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "a.csv: gender value(s) 'female', 'male' are not among the classes ['f', 'm'] of task 'fm'" in err
+    assert not (tmp_path / "plan" / "plan.json").exists()

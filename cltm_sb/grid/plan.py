@@ -758,7 +758,8 @@ def make_plan(
 
             manifests = [p for p in plan.needed_files() if p.name != TRIALS_FILE]
             try:
-                check_label_column(manifests, spec.label_key, label_origin(spec, spec.label_key))
+                check_label_column(manifests, spec.label_key, label_origin(spec, spec.label_key),
+                                   spec.label_classes)
             except ValueError as error:
                 raise PlanError(str(error)) from None
     return plan

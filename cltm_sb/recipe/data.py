@@ -53,18 +53,34 @@ def label_origin(task: Task, label_key: str) -> str:
     return "the hparams' label_key"
 
 
-def check_label_column(paths: Sequence[str | os.PathLike], label_key: str, declared_by: str = "label_key") -> None:
-    """Each manifest has the label column (before anything trains); else one line naming the
-    manifest, the column and where it was declared (``declared_by``)."""
+def check_label_column(
+    paths: Sequence[str | os.PathLike],
+    label_key: str,
+    declared_by: str = "label_key",
+    classes: Sequence[str] | None = None,
+) -> None:
+    """Each manifest has the label column and, with ``classes``, no other label (before anything
+    trains); else one line naming the manifest, the column and where it was declared
+    (``declared_by``)."""
     for path in map(Path, paths):
         if not path.is_file():
             raise RecipeError(f"{path}: manifest not found")
         with open(path, newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), [])
-        if label_key not in header:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            if label_key not in header:
+                raise RecipeError(
+                    f"{path}: no column {label_key!r}, the label column of {declared_by}; found {header}: "
+                    f"add the column to the manifests (`cltm prepare --task` writes it) or correct {declared_by}"
+                )
+            if classes is None:
+                continue
+            column = header.index(label_key)
+            unknown = sorted({row[column] for row in reader if len(row) > column} - set(map(str, classes)))
+        if unknown:
             raise RecipeError(
-                f"{path}: no column {label_key!r}, the label column of {declared_by}; found {header}: "
-                f"add the column to the manifests (`cltm prepare --task` writes it) or correct {declared_by}"
+                f"{path}: {label_key} value(s) {', '.join(map(repr, unknown[:5]))} are not among the classes "
+                f"{list(classes)} of {declared_by}; list every value of the column as a class (or correct them)"
             )
 
 

@@ -367,7 +367,9 @@ def run_recipe(
     data_root = None if data_root is None else str(data_root)
     train_rows = read_manifests(train_csv, data_root)
     label_key = str(config["label_key"])
-    check_label_column([*train_csv, *test_csv], label_key, label_origin(spec, label_key))
+    classes = config["label_classes"]
+    check_label_column([*train_csv, *test_csv], label_key, label_origin(spec, label_key),
+                       None if classes is None else [str(c) for c in classes])
     derived: dict[str, Any] = {"data_root": data_root}
     if config["label_classes"] is None:  # e.g. speakers: sorted training labels
         derived["label_classes"] = sorted({str(row[label_key]) for row in train_rows.values()})
