@@ -67,6 +67,51 @@ def test_point_estimates_equal_build_cltm_with_missing_seeds_and_weak_rows():
     assert not res.point.valid_rows[3]
 
 
+def _failed_single_run_table() -> pd.DataFrame:
+    """Two languages, five seeds; en's single run failed at seed 5, where en's seed effect is large.
+
+    Per seed, the pair run is 0.02 below en's single run (it hurts), but the seed-5 pair and self
+    runs carry the +0.2 effect that the missing single run would have cancelled: over every
+    finished seed M[en, fr] = (0.52 − 0.50) / (0.64 − 0.50) > 0.
+    """
+    from helpers import make_record
+
+    effect = {1: 0.0, 2: 0.004, 3: -0.004, 4: 0.001, 5: 0.2}
+    noise = {1: 0.001, 2: -0.001, 3: 0.0005, 4: -0.0005, 5: 0.0}
+    records = []
+    for k, e in effect.items():
+        if k != 5:
+            records.append(make_record([("en", "a")], {"en": 0.50 + e}, k))
+        records.append(make_record([("en", "a"), ("en", "b")], {"en": 0.60 + e + noise[k]}, k))
+        records.append(make_record([("fr", "a")], {"fr": 0.70}, k))
+        records.append(make_record([("fr", "a"), ("fr", "b")], {"fr": 0.80 + noise[k]}, k))
+        records.append(
+            make_record([("en", "a"), ("fr", "a")], {"en": 0.48 + e - noise[k], "fr": 0.75 - noise[k]}, k)
+        )
+    return records_to_table(records)
+
+
+def test_cell_interval_and_verdict_are_about_the_printed_m_when_a_run_failed():
+    table = _failed_single_run_table()
+    res = analyze_uncertainty(table, locales=["en", "fr"])
+    m = build_cltm(table, locales=["en", "fr"]).matrix.loc["en", "fr"]
+    assert res.point.matrix[0, 1] == pytest.approx(m) and m > 0
+    # Over the four shared seeds alone the interval was [-0.21, -0.19] with the verdict "hurts".
+    assert res.cell_lower[0, 1] <= m <= res.cell_upper[0, 1]
+    assert res.verdicts[0, 1] != "hurts"
+
+
+def test_cell_statistics_equal_the_paired_ones_when_every_seed_is_shared():
+    from cltm_sb.analysis.uncertainty import cell_statistics
+
+    truth = make_truth("structured", 4)
+    arrays = seed_arrays(simulate_table(truth, 5, NoiseModel(rho=0.6), seed=2), truth.locales)
+    full, paired = cell_statistics(arrays), paired_cells(arrays)
+    off = ~np.eye(4, dtype=bool)  # the diagonal has no pair run
+    for name in ("d_mean", "g_mean", "s_dd", "s_gg", "s_dg", "n"):
+        assert np.allclose(getattr(full, name)[off], getattr(paired, name)[off]), name
+
+
 def test_corrected_diagnostics_are_unbiased_where_the_plugin_is_not():
     truth = make_truth("near-agnostic", 6)
     true = {

@@ -321,6 +321,56 @@ def paired_cells(arrays: SeedArrays) -> PairedCells:
         )
 
 
+def _mean_covariance(x: Array, y: Array) -> Array:
+    """Cov(mean of x, mean of y), each mean over its own finite seeds (axis 0).
+
+    With seed sets S_x, S_y and their overlap S_xy, Cov = |S_xy|·c_xy / (|S_x|·|S_y|), c_xy the
+    sample covariance over the overlap (ddof=1; NaN below two shared seeds). With x = y it is
+    var / n; with every seed shared it is c_xy / n, so sums of these are the paired variances.
+    """
+    x, y = np.broadcast_arrays(x, y)
+    n_x, n_y = np.isfinite(x).sum(axis=0), np.isfinite(y).sum(axis=0)
+    both = np.isfinite(x) & np.isfinite(y)
+    n_xy = both.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.where(both, x, 0.0).sum(axis=0) / n_xy
+        my = np.where(both, y, 0.0).sum(axis=0) / n_xy
+        c = np.where(both, (x - mx) * (y - my), 0.0).sum(axis=0) / np.where(n_xy > 1, n_xy - 1, np.nan)
+        return n_xy * c / (n_x * n_y)
+
+
+def cell_statistics(arrays: SeedArrays) -> PairedCells:
+    """The cells' ratio statistics over every finished seed, as :class:`PairedCells`.
+
+    ``d_mean``/``g_mean`` are P(a_t ∪ a_s) − P(a_t) and P(a_t ∪ b_t) − P(a_t) with each P the
+    mean of all its finished seeds, so their ratio is the printed M (build_cltm). ``s_*`` / n are
+    the variances and covariance of those two differences, with the covariance of runs through
+    the seeds they share; ``n`` is the number of seeds all three runs share (the t quantile's
+    n − 1). With every seed shared this is exactly :func:`paired_cells`. Over the shared seeds
+    only, a failed run made the interval and verdict describe another ratio than M: a positive
+    M could be printed beside an interval below 0 and the verdict "hurts".
+    """
+    single = arrays.single[:, :, None]
+    self_ = arrays.self_[:, :, None]
+    pair = arrays.pair
+    with np.errstate(invalid="ignore"):
+        d_mean = _nan_moments(pair)[0] - _nan_moments(single)[0]
+        g_mean = np.broadcast_to(_nan_moments(self_)[0] - _nan_moments(single)[0], d_mean.shape)
+    v_single = _mean_covariance(single, single)
+    var_d = _mean_covariance(pair, pair) + v_single - 2 * _mean_covariance(pair, single)
+    var_g = _mean_covariance(self_, self_) + v_single - 2 * _mean_covariance(self_, single)
+    cov_dg = (
+        _mean_covariance(pair, self_) - _mean_covariance(pair, single)
+        - _mean_covariance(single, self_) + v_single
+    )
+    n = (np.isfinite(pair) & np.isfinite(single) & np.isfinite(self_)).sum(axis=0)
+    var_g = np.broadcast_to(var_g, d_mean.shape)
+    # Rounding can leave a zero variance slightly negative.
+    return PairedCells(
+        d_mean, g_mean, n * np.maximum(var_d, 0.0), n * np.maximum(var_g, 0.0), n * cov_dg, n
+    )
+
+
 def fieller_interval(
     cells: PairedCells, level: float = DEFAULT_LEVEL
 ) -> tuple[Array, Array, Array]:
@@ -1229,7 +1279,7 @@ def analyze_arrays(
 ) -> UncertaintyResult:
     """:func:`analyze_uncertainty` on arrays already built (``donor_draws`` 0: no donor ranks)."""
     point = point_estimate(arrays, min_seeds)
-    cells = paired_cells(arrays)
+    cells = cell_statistics(arrays)
     lower, upper, bounded = fieller_interval(cells, level)
     off = _off(len(arrays.locales))
     keep = point.entries & off
