@@ -313,6 +313,14 @@ def test_self_gain_interval_is_a_paired_t_interval():
     assert res.gain_lower[1] == pytest.approx(lo) and res.gain_upper[1] == pytest.approx(hi)
 
 
+def test_self_gain_interval_is_about_the_printed_self_gain_when_a_run_failed():
+    table = _failed_single_run_table()
+    res = analyze_uncertainty(table, locales=["en", "fr"])
+    gain = build_cltm(table, locales=["en", "fr"]).gains.loc["en", "self_gain"]
+    # Over the four shared seeds alone: [0.099, 0.101] beside a printed G_self of 0.14.
+    assert res.gain_lower[0] <= gain <= res.gain_upper[0]
+
+
 def test_one_language_has_no_rfd_rather_than_a_perfect_zero():
     # Its only cell is the diagonal, 1 by definition: no evidence of M = J.
     truth = make_truth("structured", 6)

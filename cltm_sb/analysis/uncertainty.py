@@ -633,15 +633,22 @@ def plug_in_diagnostics(matrix: Array, families: Sequence[str] | None) -> dict[s
 
 
 def self_gain_interval(arrays: SeedArrays, level: float = DEFAULT_LEVEL) -> tuple[Array, Array]:
-    """t_{n−1} interval of G_self(t) from the per-seed differences g_k = y_tt,k − y_t,k.
+    """t_{n−1} interval of G_self(t) = P(a_t ∪ b_t) − P(a_t), n the seeds both runs share.
 
-    The seed effect shared by the single and self runs cancels in g_k (the naive SE of
-    build_cltm, which adds the two variances, is kept for the 2-SE flag of DESIGN.md §6).
+    With every seed shared it is the paired interval of g_k = y_tt,k − y_t,k: the seed effect
+    shared by the single and self runs cancels (the naive SE of build_cltm, which adds the two
+    variances, is kept for the 2-SE flag of DESIGN.md §6). Each P is the mean of all its finished
+    seeds, as in the printed G_self, with the covariance of the shared seeds: over the shared
+    seeds only, a failed run centred the interval on another gain than the one printed.
     """
-    g = arrays.self_ - arrays.single
-    mean, var, count = _nan_moments(g)
+    mean = _nan_moments(arrays.self_)[0] - _nan_moments(arrays.single)[0]
+    var = (
+        _mean_covariance(arrays.self_, arrays.self_) + _mean_covariance(arrays.single, arrays.single)
+        - 2 * _mean_covariance(arrays.self_, arrays.single)
+    )
+    count = (np.isfinite(arrays.self_) & np.isfinite(arrays.single)).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        half = stats.t.ppf(0.5 + level / 2, count - 1) * np.sqrt(var / count)
+        half = stats.t.ppf(0.5 + level / 2, count - 1) * np.sqrt(np.maximum(var, 0.0))
     half = np.where(count > 1, half, np.nan)
     return mean - half, mean + half
 
