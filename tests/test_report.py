@@ -266,6 +266,27 @@ def test_donors_csv_has_q_values_and_flagged_targets_get_no_verdict(tmp_path, re
     assert f"n/a: {NO_VERDICT_FLAGGED}" in md
 
 
+def test_heatmap_cells_say_why_they_are_undefined(tmp_path, registry):
+    from cltm_sb.report.document import cell_hover, cell_table
+    from cltm_sb.report.render import render_heatmap
+
+    from helpers import known_grid
+
+    # known_grid: es's self-gain is <= 0 (row NaN) and the pair en+fr is missing (M[en, fr] NaN).
+    analysis = analyze_grid(write_records(tmp_path / "records", known_grid()), registry)
+    cells = cell_table(analysis, registry)
+    at = {c: k for k, c in enumerate(cells.codes)}
+    es, en, fr = at["es"], at["en"], at["fr"]
+    assert "self-gain G_self" in cell_hover(cells, es, en)
+    assert "no finished pair (en ∪ fr)" in cell_hover(cells, en, fr)
+    # es's diagonal is NaN, not "M = 1 by definition", and is drawn as undefined, not grey.
+    assert "by definition" not in cell_hover(cells, es, es)
+    assert "row undefined: self-gain G_self" in cell_hover(cells, es, es)
+    html_cells = render_heatmap(cells)
+    assert 'class="diag" data-target="es"' not in html_cells
+    assert 'class="diag" data-target="en"' in html_cells
+
+
 def test_report_builds_and_diagnoses_the_matrix_once(grid, registry, tmp_path, monkeypatch):
     import cltm_sb.analysis.grid_analysis as ga
     import cltm_sb.analysis.uncertainty as unc

@@ -120,6 +120,16 @@ def test_heatmap_with_no_defined_row_says_why(registry):
     )
 
 
+def test_heatmap_draws_an_undefined_rows_diagonal_as_undefined(registry):
+    codes = registry.codes[:3]
+    values = pd.DataFrame([[1.0, 0.5, -0.2], [np.nan] * 3, [0.3, 0.1, 1.0]], index=codes, columns=codes)
+    with mpl.rc_context(style.rc()):
+        fig = draw_heatmap(values, registry, title="CLTM")
+        n_a = [t for t in fig.axes[0].texts if t.get_text() == "n/a"]
+    # The row with G_self <= 0 has no M at all: its diagonal is n/a too, not the grey "1".
+    assert len(n_a) == 3
+
+
 def test_heatmap_files_png_and_vector_pdf_with_text_as_text(registry, tmp_path):
     matrix, significant = _matrix(registry, 5)
     written = plot_heatmap(matrix, registry, tmp_path / "h.png", significant=significant)

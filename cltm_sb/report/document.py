@@ -441,6 +441,8 @@ class CellTable:
     verdict: np.ndarray
     significant: np.ndarray
     alpha: float
+    # Why each NaN cell is NaN ("" elsewhere): the hover says so, as diagnostics.json does.
+    reason: np.ndarray | None = None
 
     def frame(self, values: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(values, index=self.codes, columns=self.codes)
@@ -468,14 +470,37 @@ def cell_table(analysis: GridAnalysis, registry: LanguageRegistry) -> CellTable:
         verdict=unc.verdicts[grid],
         significant=significant[grid],
         alpha=1 - unc.level,
+        reason=_nan_reasons(analysis.result.reasons, list(codes)),
     )
+
+
+def _nan_reasons(reasons: list[dict[str, str]], codes: list[str]) -> np.ndarray:
+    """[target, donor] reason of each NaN cell in ``codes`` order; a row's reason (donor ``*``)
+    fills the whole row, the diagonal included."""
+    index = {c: k for k, c in enumerate(codes)}
+    out = np.full((len(codes), len(codes)), "", dtype=object)
+    for r in reasons:
+        i = index.get(r["target"])
+        if i is None:
+            continue
+        if r["donor"] == "*":
+            out[i, :] = r["reason"]
+        elif r["donor"] in index:
+            out[i, index[r["donor"]]] = r["reason"]
+    return out
 
 
 def cell_hover(cells: CellTable, i: int, j: int) -> str:
     """A cell's hover text: donor → target, value, interval, q-value, seed count, verdict."""
     t, s = cells.codes[i], cells.codes[j]
+    reason = cells.reason[i, j] if cells.reason is not None else ""
+    # An undefined row has no M at all, not even the diagonal 1.
+    if i == j and not np.isfinite(cells.value[i, j]):
+        return f"{t}: row undefined: {reason or 'see the NaN reasons'}"
     if i == j:
         return f"{t}: diagonal, M = 1 by definition"
+    if not np.isfinite(cells.value[i, j]) and reason:
+        return f"{s} → {t}: M = n/a: {reason}"
     seeds = int(cells.n_seeds[i, j]) if np.isfinite(cells.n_seeds[i, j]) else 0
     return (
         f"{s} → {t}: M = {_num(cells.value[i, j])}, "

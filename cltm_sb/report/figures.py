@@ -366,6 +366,8 @@ def draw_heatmap(
     sig = significant.loc[rows, cols].to_numpy(dtype=bool) if significant is not None else None
     # A non-square matrix (other targets than donors): the diagonal is where the two codes agree.
     diagonal = np.asarray(rows, dtype=object)[:, None] == np.asarray(cols, dtype=object)[None, :]
+    # An undefined row's diagonal (G_self <= 0) is NaN, not 1: drawn as undefined, not grey.
+    diagonal &= np.isfinite(values)
     off = ~diagonal
     layout = HeatmapLayout.for_languages(max(n_rows, n_cols))
     annotate = max(n_rows, n_cols) <= ANNOTATE_MAX if annotate is None else annotate

@@ -182,10 +182,10 @@ def _heatmap_cell(cells: CellTable, i: int, j: int, dense: bool) -> str:
         f'data-upper="{_attr(cells.upper[i, j])}" data-q="{_attr(cells.q[i, j])}" '
         f'data-seeds="{_attr(cells.n_seeds[i, j])}" data-hover="{esc(hover)}" title="{esc(hover)}"'
     )
-    if i == j:
-        return f'<td class="diag" {attrs}></td>'
     value = float(cells.value[i, j])
-    if not math.isfinite(value):
+    if i == j and math.isfinite(value):
+        return f'<td class="diag" {attrs}></td>'
+    if not math.isfinite(value):  # an undefined row's diagonal too: it is not 1
         return f'<td class="na" {attrs}>{"" if dense else "n/a"}</td>'
     significant = bool(cells.significant[i, j])
     rgb = style.scale_rgb(value, faded=not significant)
