@@ -52,7 +52,8 @@ def test_analyze_without_off_diagonal_entries_gives_no_fake_zeros(tmp_path, caps
 def test_analyze_lists_nothing_undefined_for_a_full_matrix(capsys):
     assert main(["analyze", str(EXAMPLE), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["undefined"]) == {"se_median", "se_mean"}  # a bare matrix has no SE
+    # a bare matrix has no SE and no self-gain
+    assert set(report["undefined"]) == {"se_median", "se_mean", "self_gain_min", "self_gain_median"}
 
 
 @pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity"])

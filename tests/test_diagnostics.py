@@ -183,3 +183,17 @@ def test_diagnose_refuses_infinity_and_explains_undefined_values() -> None:
     assert np.isnan(report["rfd"]) and np.isnan(report["asymmetry"])
     assert report["undefined"]["asymmetry"] == "no off-diagonal entry whose mirror entry is finite too"
     assert report["undefined"]["intra_family_positive"] == "no finite off-diagonal entry"
+
+
+def test_a_matrix_without_self_gains_says_why_they_are_n_a() -> None:
+    labels = ["en", "es"]
+    report = d.diagnose(pd.DataFrame([[1.0, 0.2], [0.5, 1.0]], index=labels, columns=labels))
+    # cltm analyze printed "min self-gain n/a" with no reason under "undefined".
+    assert np.isnan(report["self_gain_min"]) and np.isnan(report["self_gain_median"])
+    assert "no self-gains given" in report["undefined"]["self_gain_min"]
+    assert "no self-gains given" in report["undefined"]["self_gain_median"]
+    with_gains = d.diagnose(
+        pd.DataFrame([[1.0, 0.2], [0.5, 1.0]], index=labels, columns=labels),
+        gains=pd.DataFrame({"self_gain": [0.1, 0.2], "flagged": [False, False]}, index=labels),
+    )
+    assert "self_gain_min" not in with_gains["undefined"]

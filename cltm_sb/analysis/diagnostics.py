@@ -430,6 +430,9 @@ def diagnose(
     else:
         result["self_gain_min"] = result["self_gain_median"] = float("nan")
         result["flagged_targets"] = []
+        # A matrix alone (cltm analyze MATRIX.csv) holds no self-gains: say so beside their n/a.
+        for name in ("self_gain_min", "self_gain_median"):
+            result["undefined"][name] = "no self-gains given: a matrix holds none, cltm matrix has them"
 
     pairs = [
         {"target": rows[i], "donor": cols[j], "value": float(m[i, j]), "se": float(se_values[i, j])}
