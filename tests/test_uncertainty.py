@@ -327,4 +327,19 @@ def test_one_language_has_no_rfd_rather_than_a_perfect_zero():
     res = analyze_uncertainty(simulate_table(truth, 10, seed=5), locales=truth.locales[:1], families=truth.families[:1])
     rfd_entry = res.diagnostics["rfd"]
     assert rfd_entry.point is None or not np.isfinite(rfd_entry.point)
-    assert rfd_entry.lower is None and "undefined" in rfd_entry.reason
+    assert rfd_entry.lower is None and rfd_entry.reason == "no finite off-diagonal entry"
+
+
+def test_an_undefined_corrected_diagnostic_says_why_as_diagnostics_json_does():
+    from cltm_sb.analysis.simulate import Truth
+
+    # Every cell hurts: no positive transfer, so intra-family+ is undefined.
+    m = np.array([[1.0, -0.8, -0.9], [-1.2, 1.0, -0.9], [-0.7, -1.4, 1.0]])
+    truth = Truth(["x", "y", "z"], ["A", "A", "B"], m)
+    res = analyze_uncertainty(
+        simulate_table(truth, 6, NoiseModel(), seed=1), locales=truth.locales, families=truth.families
+    )
+    d = res.diagnostics["intra_family_positive"]
+    assert d.point is None and d.plugin is None
+    # was "undefined on the used rows"
+    assert d.reason == "no positive off-diagonal entry"

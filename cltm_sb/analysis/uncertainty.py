@@ -673,6 +673,12 @@ def _interval_reason(se: float, z_min: float, min_row_z: float) -> str:
     return ""
 
 
+def _undefined_reason(name: str, matrix: Array, families: Sequence[str] | None) -> str:
+    """Why a diagnostic is undefined on the used rows' matrix, as diagnostics.json says it (the
+    report printed "undefined on the used rows" where diagnostics.json said why)."""
+    return diag.undefined_reasons(matrix, families).get(name, "undefined on the used rows")
+
+
 def corrected_diagnostics(
     arrays: SeedArrays,
     point: PointEstimate,
@@ -750,7 +756,7 @@ def corrected_diagnostics(
                 None,
                 _num(plug[name]),
                 "unbiased U-statistic of the square",
-                "undefined on the used rows" + used_note,
+                _undefined_reason(name, matrix, families) + used_note,
             )
             continue
         reason = "" if np.isfinite(se) else "no positive variance estimate"
@@ -780,7 +786,7 @@ def corrected_diagnostics(
                 None,
                 _num(plug[name]),
                 "jackknife bias-corrected over seeds",
-                "undefined on the used rows" + used_note,
+                _undefined_reason(name, matrix, families) + used_note,
             )
             continue
         reason = _interval_reason(se, z_min, min_row_z)
