@@ -287,6 +287,17 @@ def test_heatmap_cells_say_why_they_are_undefined(tmp_path, registry):
     assert 'class="diag" data-target="en"' in html_cells
 
 
+def test_donors_csv_gives_each_undefined_cell_its_own_reason(tmp_path, registry):
+    from helpers import known_grid
+
+    # known_grid: es's self-gain is <= 0 (row NaN) and the pair en+fr is missing (M[en, fr] NaN).
+    donors = analyze_grid(write_records(tmp_path / "records", known_grid()), registry).donors
+    reason = donors.set_index(["target", "donor"])["reason"]
+    assert reason[("es", "en")].startswith("row undefined: self-gain G_self")
+    assert reason[("en", "fr")].startswith("cell undefined: no finished pair (en ∪ fr)")
+    assert not donors["reason"].str.contains("see the NaN reasons").any()
+
+
 def test_report_builds_and_diagnoses_the_matrix_once(grid, registry, tmp_path, monkeypatch):
     import cltm_sb.analysis.grid_analysis as ga
     import cltm_sb.analysis.uncertainty as unc

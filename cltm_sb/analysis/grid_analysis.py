@@ -246,7 +246,11 @@ def analyze_loaded(
     data: GridData, min_seeds: int = DEFAULT_MIN_SEEDS, level: float | None = None
 ) -> GridAnalysis:
     """:func:`analyze_grid` on a grid already loaded."""
-    from cltm_sb.analysis.uncertainty import DEFAULT_LEVEL, analyze_uncertainty
+    from cltm_sb.analysis.uncertainty import (
+        DEFAULT_LEVEL,
+        analyze_uncertainty,
+        name_undefined_reasons,
+    )
 
     result, diagnostics = build_and_diagnose(data, min_seeds)
     uncertainty = analyze_uncertainty(
@@ -257,6 +261,7 @@ def analyze_loaded(
         level=DEFAULT_LEVEL if level is None else level,
         plugins=diagnostics,
     )
+    uncertainty.verdict_reasons = name_undefined_reasons(uncertainty.verdict_reasons, data.locales, result.reasons)
     pair_evals = [
         len(r.evaluations)
         for r in data.records.records

@@ -1220,6 +1220,10 @@ def _rank(x: float) -> int | None:
     return int(x) if np.isfinite(x) else None
 
 
+UNDEFINED_ROW = "row undefined (see the NaN reasons)"
+UNDEFINED_CELL = "cell undefined (see the NaN reasons)"
+
+
 def cell_verdicts(
     point: PointEstimate, cells: PairedCells, alpha: float
 ) -> tuple[Array, Array, Array, Array]:
@@ -1237,10 +1241,29 @@ def cell_verdicts(
     verdicts[significant & (cells.d_mean > 0)] = "helps"
     verdicts[significant & (cells.d_mean < 0)] = "hurts"
     reasons[point.flagged[:, None] & _off(L)] = NO_VERDICT_FLAGGED
-    reasons[~point.valid_rows[:, None] & _off(L)] = "row undefined (see the NaN reasons)"
+    reasons[~point.valid_rows[:, None] & _off(L)] = UNDEFINED_ROW
     missing = point.valid_rows[:, None] & ~point.entries & _off(L)
-    reasons[missing] = "cell undefined (see the NaN reasons)"
+    reasons[missing] = UNDEFINED_CELL
     return p, q, verdicts, reasons
+
+
+def name_undefined_reasons(
+    verdict_reasons: Array, locales: Sequence[str], nan_reasons: Sequence[Mapping[str, str]]
+) -> Array:
+    """``verdict_reasons`` with each undefined row or cell given its own reason (the matrix's NaN
+    reasons, donor ``*`` for a whole row) instead of a pointer to them: donors.csv stands alone."""
+    out = verdict_reasons.copy()
+    index = {code: k for k, code in enumerate(locales)}
+    for entry in nan_reasons:
+        i = index.get(entry["target"])
+        if i is None:
+            continue
+        whole_row = entry["donor"] == "*"
+        donors = [j for j in range(len(locales)) if j != i] if whole_row else [index.get(entry["donor"])]
+        for j in donors:
+            if j is not None and out[i, j] in (UNDEFINED_ROW, UNDEFINED_CELL):
+                out[i, j] = f"{out[i, j].split(' (')[0]}: {entry['reason']}"
+    return out
 
 
 def analyze_uncertainty(

@@ -505,7 +505,7 @@ def cell_hover(cells: CellTable, i: int, j: int) -> str:
     return (
         f"{s} → {t}: M = {_num(cells.value[i, j])}, "
         f"{1 - cells.alpha:.0%} interval {_interval(cells.lower[i, j], cells.upper[i, j])}, "
-        f"q = {_num(cells.q[i, j])}, {seeds} seeds, {cells.verdict[i, j]}"
+        f"q = {_num(cells.q[i, j])}, {seeds} seed{'' if seeds == 1 else 's'}, {cells.verdict[i, j]}"
     )
 
 
