@@ -347,6 +347,18 @@ def test_compare_two_grids(tmp_path, analysis, registry):
     assert "Cells that differ (BH q < 0.05" in markdown or "No shared cell differs" in markdown
 
 
+def test_compared_cells_say_which_grid_leaves_them_undefined_and_why(tmp_path, analysis, registry):
+    from cltm_sb.analysis.compare import cell_differences
+
+    from helpers import known_grid
+
+    # known_grid: es's self-gain is <= 0 (row NaN) and the pair en+fr is missing (M[en, fr] NaN).
+    known = analyze_grid(write_records(tmp_path / "records", known_grid()), registry)
+    cells = cell_differences(analysis.uncertainty, known.uncertainty).set_index(["target", "donor"])
+    assert cells.loc[("en", "fr"), "reason"].startswith("grid B: cell undefined: no finished pair (en ∪ fr)")
+    assert cells.loc[("es", "en"), "reason"].startswith("grid B: row undefined: self-gain G_self")
+
+
 def test_a_report_into_a_used_folder_leaves_no_file_of_the_last_one(tmp_path, analysis, registry):
     out = tmp_path / "r"
     write_report(analysis, registry, out, forest_pdf=True)

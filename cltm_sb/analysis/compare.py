@@ -140,6 +140,7 @@ def _cell_frame(res: UncertaintyResult, locales: list[str]) -> dict[str, np.ndar
         "se": res.se_paired[grid],
         "n": res.cells.n[grid],
         "usable": usable[index][:, None] & np.isfinite(res.point.matrix[grid]),
+        "reason": res.verdict_reasons[grid],
     }
 
 
@@ -171,8 +172,12 @@ def cell_differences(res_a: UncertaintyResult, res_b: UncertaintyResult) -> pd.D
                 continue
             ok = bool(both[i, j])
             reason = ""
-            if not ok:
-                reason = "flagged or undefined in a grid"
+            if not ok:  # which grid, and its own reason (flagged row, undefined row or cell)
+                reason = "; ".join(
+                    f"grid {label}: {frame['reason'][i, j] or 'undefined'}"
+                    for label, frame in (("A", a), ("B", b))
+                    if not frame["usable"][i, j]
+                )
             elif not bounded[i, j]:
                 reason = "Fieller interval unbounded in a grid (self-gain not significant)"
             rows.append(

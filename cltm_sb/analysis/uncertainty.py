@@ -803,7 +803,10 @@ def corrected_diagnostics(
             lower,
             upper,
             _num(plug[name]),
-            "jackknife bias-corrected over seeds; interval ± t_{n-1}·SE" + used_note,
+            # A withheld interval has no method to name: the method says what the point is.
+            "jackknife bias-corrected over seeds"
+            + ("" if name in WITHHELD_INTERVALS else "; interval ± t_{n-1}·SE")
+            + used_note,
             reason,
             extra={"se": se, "squared_scale": False, "estimate_raw": est},
         )

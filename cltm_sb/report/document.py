@@ -264,7 +264,8 @@ def report_blocks(
     blocks.append(
         Block(
             "text",
-            f"Intervals in brackets are {unc.level:.0%} intervals (variability: {unc.variability}); "
+            f"Intervals in brackets are {unc.level:.0%} intervals (variability: {unc.variability}): "
+            "Fieller's interval of the ratio for a cell, the method Table 1 names for a diagnostic; "
             "q-values are Benjamini–Hochberg adjusted over the cells; details below.",
         )
     )
@@ -359,7 +360,7 @@ def report_blocks(
     )
 
     blocks.append(Block("heading", "Top pairs"))
-    header = ["donor → target", "M", f"{unc.level:.0%} interval", "q", "verdict"]
+    header = ["donor → target", "M", f"{unc.level:.0%} interval (Fieller)", "q", "verdict"]
     for positive, title in ((True, "Most positive"), (False, "Most negative")):
         rows = _top_pairs(a, positive, top_k)
         blocks.append(Block("heading", title, 3))
@@ -371,7 +372,8 @@ def report_blocks(
             "text",
             "Donors ranked by M[target, donor] (the donor's a-subset adds this share of the "
             f"target's own self-gain). Interval: Fieller's {unc.level:.0%} interval of the ratio "
-            "over seed-paired differences (unbounded where the self-gain is not significant). "
+            "over seeds, paired where the runs share seeds (unbounded where the self-gain is not "
+            "significant). "
             f"Verdict: helps / hurts when the paired test of M = 0 has a Benjamini–Hochberg "
             f"q ≤ {1 - unc.level:.2g} over all cells of the targets that are not flagged, unclear "
             f"otherwise; flagged targets get no verdict ({NO_VERDICT_FLAGGED}). P(best): the "
