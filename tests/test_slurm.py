@@ -62,6 +62,14 @@ def test_yaml_options(tmp_path: Path) -> None:
         read_slurm_config(bad)
 
 
+def test_yaml_times_are_read_as_slurm_reads_them(tmp_path: Path) -> None:
+    """YAML 1.1 read ``time: 4:00:00`` as the base-60 integer 14400: 10 days asked for, not 4 hours."""
+    config = tmp_path / "slurm.yaml"
+    for text, minutes in (("4:00:00", 240), ("12:00:00", 720), ("1:30", 2), ("90", 90)):
+        config.write_text(f"time: {text}\n")
+        assert slurm_parameters(read_slurm_config(config))["timeout_min"] == minutes, text
+
+
 @pytest.mark.parametrize(
     ("value", "minutes"), [(30, 30), ("45", 45), ("02:00:00", 120), ("1-00:00:00", 1440), ("00:30:30", 31)]
 )

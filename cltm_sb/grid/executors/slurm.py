@@ -152,13 +152,17 @@ def sbatch_script(options: Mapping[str, Any], folder: str | os.PathLike, n_tasks
 
 
 def read_slurm_config(path: str | os.PathLike) -> dict[str, Any]:
-    """SLURM options from a YAML file (a mapping of the keys of :data:`SLURM_OPTIONS`)."""
-    import yaml
+    """SLURM options from a YAML file (a mapping of the keys of :data:`SLURM_OPTIONS`).
+
+    Read as YAML 1.2, like the hparams files: YAML 1.1 (PyYAML) reads ``time: 4:00:00`` as the
+    base-60 integer 14400, which would then ask SLURM for 14400 minutes (10 days), not 4 hours.
+    """
+    from ruamel.yaml import YAML, YAMLError
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
+        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, YAMLError) as error:
         raise ValueError(f"{path}: cannot read SLURM options ({error})") from error
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of SLURM options")
