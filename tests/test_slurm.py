@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -68,6 +69,31 @@ def test_yaml_times_are_read_as_slurm_reads_them(tmp_path: Path) -> None:
     for text, minutes in (("4:00:00", 240), ("12:00:00", 720), ("1:30", 2), ("90", 90)):
         config.write_text(f"time: {text}\n")
         assert slurm_parameters(read_slurm_config(config))["timeout_min"] == minutes, text
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("gpus: two", "gpus must be an integer, got 'two'"),
+        ("gpus: 1.5", "gpus must be an integer, got 1.5"),
+        ("mem_gb: lots", "mem_gb must be a number, got 'lots'"),  # was a bare float() error at sbatch time
+        ("mem_gb: 0", "mem_gb must be > 0"),
+        ("additional: mail-type=END", "additional must be a mapping of sbatch options"),
+    ],
+)
+def test_bad_yaml_values_name_the_file_and_the_key(line: str, said: str, tmp_path: Path) -> None:
+    config = tmp_path / "slurm.yaml"
+    config.write_text(line + "\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(config))}: SLURM option {re.escape(said)}"):
+        read_slurm_config(config)
+
+
+def test_a_setup_string_is_one_line(tmp_path: Path) -> None:
+    """``setup: module load cuda`` was iterated character by character: one sbatch line per letter."""
+    config = tmp_path / "slurm.yaml"
+    config.write_text("setup: module load cuda\n")
+    assert slurm_parameters(read_slurm_config(config))["slurm_setup"] == ["module load cuda"]
+    assert "\n# setup\nmodule load cuda\n" in sbatch_script(read_slurm_config(config), tmp_path)
 
 
 @pytest.mark.parametrize(

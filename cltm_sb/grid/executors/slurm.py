@@ -65,12 +65,37 @@ def check_slurm_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown SLURM options {unknown}; valid options: {valid}")
     merged = {**SLURM_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
     for key in ("runs_per_task", "array_parallelism", "cpus_per_task", "runs_per_gpu"):
-        if int(merged[key]) < 1:
+        if _as_number(merged, key, int) < 1:
             raise ValueError(f"SLURM option {key} must be >= 1, got {merged[key]}")
-    if int(merged["gpus"]) < 0:
+    if _as_number(merged, "gpus", int) < 0:
         raise ValueError(f"SLURM option gpus must be >= 0, got {merged['gpus']}")
+    if merged["mem_gb"] is not None and _as_number(merged, "mem_gb", float) <= 0:
+        raise ValueError(f"SLURM option mem_gb must be > 0, got {merged['mem_gb']}")
+    # One line given as a string is one line, not one line per character.
+    if isinstance(merged["setup"], str):
+        merged["setup"] = [merged["setup"]]
+    if not isinstance(merged["setup"], list):
+        raise ValueError(f"SLURM option setup must be a list of shell lines, got {merged['setup']!r}")
+    if not isinstance(merged["additional"], Mapping):
+        raise ValueError(
+            f"SLURM option additional must be a mapping of sbatch options (e.g. {{mail-type: END}}), "
+            f"got {merged['additional']!r}"
+        )
     parse_minutes(merged["time"])
     return merged
+
+
+def _as_number(options: Mapping[str, Any], key: str, kind: type[int] | type[float]) -> int | float:
+    """``options[key]`` as a number; anything else raises naming the key (not a bare int() error)."""
+    value = options[key]
+    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"SLURM option {key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"SLURM option {key} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        ) from None
 
 
 def parse_minutes(value: Any) -> int:
