@@ -291,3 +291,53 @@ def test_a_job_whose_run_was_busy_leaves_it_pending(tmp_path: Path) -> None:
     failed = SlurmExecutor._job_failure(plan, spec, FinishedJob("7_0", None))
     assert failed.status == "failed" and "SLURM job 7_0 ended without a record" in failed.error
     assert plan.paths(spec).record.is_file()
+
+
+class UnseenJob:
+    """A submitit job whose task SLURM killed (no result file) on a cluster without accounting:
+    sacct answers nothing, so submitit calls it UNKNOWN and never done."""
+
+    def __init__(self, job_id: str, folder: Path) -> None:
+        self.job_id = job_id
+        self.paths = type("Paths", (), {"result_pickle": folder / f"{job_id}_result.pkl",
+                                        "stderr": folder / f"{job_id}_log.err"})()
+        self.state = "UNKNOWN"
+        self.polls = 0
+
+    def done(self) -> bool:
+        self.polls += 1
+        if self.polls > 50:
+            raise AssertionError(f"still waiting for job {self.job_id}, which SLURM no longer lists")
+        return False
+
+    def cancel(self, check: bool = False) -> None:
+        pass
+
+
+def test_waiting_ends_for_a_job_that_vanished_without_accounting(tmp_path: Path, slurm: FakeSlurm) -> None:
+    """`cltm run --executor slurm` waited forever for a task killed by SLURM (out of memory, a
+    node failure) when sacct had no answer; SLURM's queue no longer listing it now ends it."""
+    plan = _plan(tmp_path)
+    submitted: list[UnseenJob] = []
+
+    class Unseen(SlurmExecutor):
+        def _submit(self, plan: Plan, chunks: list[list[str]]) -> list[UnseenJob]:
+            submitted.extend(UnseenJob(job.job_id, tmp_path) for job in slurm.submit(chunks))
+            slurm.end("100_1", "100_2")  # killed at once; 100_0 runs a while, then is killed too
+            return submitted
+
+    executor = Unseen({"runs_per_task": 2}, wait=True, poll_s=0.01)
+    original = slurm.query
+
+    def query(job_ids: Sequence[str]) -> dict[str, str]:
+        if submitted and submitted[0].polls > 3:
+            slurm.states.pop("100_0", None)
+        return original(job_ids)
+
+    jobs.squeue_states = query  # the fixture restores the function
+    report = executor.run(plan, progress=False)
+    assert report.n_runs == 5 and len(report.failed) == 5
+    errors = {r.run_id: r.error for r in report.failed}
+    assert "SLURM job 100_0 ended without a record: squeue no longer lists it" in errors[_ids(plan)[0]]
+    assert "SLURM job 100_2 ended without a record" in errors[_ids(plan)[4]]
+    assert submitted[0].polls > 3 and all(plan.paths(run_id).record.is_file() for run_id in _ids(plan))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cltm_sb.grid import jobs as slurm_jobs
 from cltm_sb.grid.executors.core import (
     Executor,
     GridInterrupted,
@@ -250,6 +251,15 @@ class SubmissionError(OSError):
         )
 
 
+def _vanished_message(job: Any) -> str:
+    """The failure of a job that SLURM no longer lists and that left neither record nor result."""
+    return (
+        f"SLURM job {job.job_id} ended without a record: squeue no longer lists it and sacct did not say "
+        f"how it ended (out of memory, a node failure or scancel?); its stderr: {job.paths.stderr}; "
+        "`cltm run` runs it again"
+    )
+
+
 #: The files submitit writes into the job folder before sbatch answers (uuid-named).
 _SUBMISSION_FILE = re.compile(r"(\.submission_file_)?[0-9a-f]{32}\.(pkl|sh)")
 
@@ -375,9 +385,14 @@ class SlurmExecutor(Executor):
         try:
             with _signals_interrupt():
                 while pending:
+                    vanished = self._vanished(pending.values()) if self.cluster == "slurm" else set()
                     for run_id, job in list(pending.items()):
                         record = self._fresh_record(plan, run_id, submitted_at)
-                        if record is None and job.done():
+                        if record is None and job.job_id in vanished:
+                            record = self._fresh_record(plan, run_id, submitted_at) or self._job_failure(
+                                plan, by_id[run_id], job, _vanished_message(job)
+                            )
+                        elif record is None and job.done():
                             record = self._fresh_record(plan, run_id, submitted_at) or self._job_failure(
                                 plan, by_id[run_id], job
                             )
@@ -406,24 +421,49 @@ class SlurmExecutor(Executor):
             return None
 
     @staticmethod
-    def _job_failure(plan: Plan, spec: RunSpec, job: Any) -> RunOutcome:
+    def _vanished(jobs: Any) -> set[str]:
+        """Ids of ``jobs`` that ended unseen: sacct has no state for them and squeue no longer lists them.
+
+        submitit learns that a job ended from its result file or from sacct; a task killed by
+        SLURM (out of memory, node failure, ``scancel``) writes no result, and without accounting
+        (``sacct`` disabled or the job purged) submitit calls it UNKNOWN, never done: the wait
+        would last forever. SLURM's queue decides instead, as for `cltm run` and `cltm status`;
+        when squeue cannot be asked, nothing is decided and the wait goes on.
+        """
+        unknown = {
+            job.job_id for job in jobs
+            if not job.paths.result_pickle.exists() and str(job.state).upper() == "UNKNOWN"
+        }
+        if not unknown:
+            return set()
+        try:
+            listed = slurm_jobs.squeue_states(sorted({i.split("_")[0] for i in unknown}))
+        except (OSError, slurm_jobs.SlurmError) as error:
+            logger.warning("cannot ask squeue whether jobs %s still run (%s); waiting", sorted(unknown), error)
+            return set()
+        return unknown - set(listed)
+
+    @staticmethod
+    def _job_failure(plan: Plan, spec: RunSpec, job: Any, message: str | None = None) -> RunOutcome:
         """What a finished job that left no record means for one of its runs.
 
         A run the task found locked by another live process was not started (busy: it stays
         pending). Otherwise a failed record is written, under the run's lock, so that nothing is
-        written while a process of an earlier attempt still trains it.
+        written while a process of an earlier attempt still trains it. ``message`` says how the
+        job ended when submitit cannot (its result and exception would wait for it forever).
         """
         paths = plan.paths(spec)
-        with contextlib.suppress(Exception):  # the task's own outcomes, when it returned any
-            if dict(job.result()).get(spec.run_id) == RunBusy.status:
-                return RunBusy(spec.run_id, paths.lock, lock_holder(paths.lock))
-        try:
-            error = job.exception()
-            message = f"SLURM job {job.job_id} ended without a record: {error!r}" if error else (
-                f"SLURM job {job.job_id} ended without a record (state {job.state})"
-            )
-        except Exception as error:  # noqa: BLE001 - the job's own failure text
-            message = f"SLURM job {job.job_id} failed: {type(error).__name__}: {error}"
+        if message is None:
+            with contextlib.suppress(Exception):  # the task's own outcomes, when it returned any
+                if dict(job.result()).get(spec.run_id) == RunBusy.status:
+                    return RunBusy(spec.run_id, paths.lock, lock_holder(paths.lock))
+            try:
+                error = job.exception()
+                message = f"SLURM job {job.job_id} ended without a record: {error!r}" if error else (
+                    f"SLURM job {job.job_id} ended without a record (state {job.state})"
+                )
+            except Exception as error:  # noqa: BLE001 - the job's own failure text
+                message = f"SLURM job {job.job_id} failed: {type(error).__name__}: {error}"
         record = failed_record(plan, spec, message, extra={"slurm_stderr": str(job.paths.stderr)})
         try:
             with run_lock(paths):
