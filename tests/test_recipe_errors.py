@@ -182,3 +182,26 @@ def test_plan_refuses_label_values_outside_the_declared_classes(prepared: Path, 
     err = capsys.readouterr().err
     assert "a.csv: gender value(s) 'female', 'male' are not among the classes ['f', 'm'] of task 'fm'" in err
     assert not (tmp_path / "plan" / "plan.json").exists()
+
+
+def test_a_second_run_in_a_folder_in_use_is_one_line_and_touches_nothing(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Two runs in one output folder both trained, deleting each other's checkpoints and writing
+    the record twice (a DDP rerun beside the workers of a SIGKILLed torchrun hung instead)."""
+    import fcntl
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with open(folder / ".run.lock", "a+", encoding="utf-8") as held:  # a live run holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242 on node7\n")
+        held.flush()
+        assert script_main("gr", _argv(prepared, tmp_path), prog="train.py") == 2
+        fcntl.flock(held, fcntl.LOCK_UN)
+    err = capsys.readouterr().err.splitlines()[-1]  # after the tiny encoder's build progress
+    assert err == f"train.py: error: {folder} is in use by another run (pid 4242 on node7); wait for it to end " \
+                  "or stop it (under torchrun: every worker), then run this command again"
+    assert sorted(p.name for p in folder.iterdir()) == [".run.lock"]  # nothing of this run was written
+    assert script_main("gr", _argv(prepared, tmp_path), prog="train.py") == 0  # a lock left behind holds nothing
+    assert (folder / "record.json").is_file()

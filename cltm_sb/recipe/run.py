@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
 import logging
 import os
+import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -376,82 +378,84 @@ def run_recipe(
     final_overrides = {**overrides, **derived}
     hparams_text = resolved_text(text, final_overrides)
 
-    state = _prepare_folder(output_folder, record_file, hparams_text, overwrite=overwrite, in_grid=in_grid)
-    if state == "finished":
-        from cltm_sb.results import read_record
+    # Held until the record is written: the grid's executor holds the run's own lock instead.
+    with contextlib.nullcontext() if in_grid else _folder_lock(output_folder):
+        state = _prepare_folder(output_folder, record_file, hparams_text, overwrite=overwrite, in_grid=in_grid)
+        if state == "finished":
+            from cltm_sb.results import read_record
 
-        logger.info("%s: this run finished before; its record is %s (--overwrite to redo it)", output_folder, record_file)
-        return read_record(record_file)
-    ddp_barrier()  # every process has looked at the folder before the main one writes
-    if if_main_process():
-        output_folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output_folder / HPARAMS_FILE, hparams_text)
-    if experiment_directory:
-        # SpeechBrain's logging set-up (log.txt), env.log (pip freeze: about 0.6 s, so grid runs,
-        # whose record holds the versions, skip it) and a copy of the running script; the main
-        # process writes, and every process waits for it.
-        sb.create_experiment_directory(str(output_folder), save_env_desc=not in_grid)
-    else:
-        ddp_barrier()
-    if state == "resumable":
-        logger.info("%s: resuming from the last checkpoint in %s", run_id, output_folder / CHECKPOINT_DIR)
+            logger.info("%s: this run finished before; its record is %s (--overwrite to redo it)", output_folder, record_file)
+            return read_record(record_file)
+        ddp_barrier()  # every process has looked at the folder before the main one writes
+        if if_main_process():
+            output_folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(output_folder / HPARAMS_FILE, hparams_text)
+        if experiment_directory:
+            # SpeechBrain's logging set-up (log.txt), env.log (pip freeze: about 0.6 s, so grid runs,
+            # whose record holds the versions, skip it) and a copy of the running script; the main
+            # process writes, and every process waits for it.
+            sb.create_experiment_directory(str(output_folder), save_env_desc=not in_grid)
+        else:
+            ddp_barrier()
+        if state == "resumable":
+            logger.info("%s: resuming from the last checkpoint in %s", run_id, output_folder / CHECKPOINT_DIR)
 
-    from hyperpyyaml import load_hyperpyyaml
+        from hyperpyyaml import load_hyperpyyaml
 
-    plain_log = in_grid or experiment_directory or not if_main_process()
-    with contextlib.nullcontext() if plain_log else _RunLog(output_folder / LOG_FILE):
-        hp = load_hyperpyyaml(text, final_overrides)  # seeds every random source first
-        # After loading: a hub checkpoint fetched now is in the cache the identity reads.
-        identity = encoder_identity_of(hp)
-        world_size = _world_size()
-        # The effective batch is batch_size x world_size: another configuration.
-        cfg_hash = config_hash({**config, "world_size": world_size} if world_size > 1 else config, identity)
-        record = _train_and_evaluate(
-            spec, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts, data_root
+        plain_log = in_grid or experiment_directory or not if_main_process()
+        with contextlib.nullcontext() if plain_log else _RunLog(output_folder / LOG_FILE):
+            hp = load_hyperpyyaml(text, final_overrides)  # seeds every random source first
+            # After loading: a hub checkpoint fetched now is in the cache the identity reads.
+            identity = encoder_identity_of(hp)
+            world_size = _world_size()
+            # The effective batch is batch_size x world_size: another configuration.
+            cfg_hash = config_hash({**config, "world_size": world_size} if world_size > 1 else config, identity)
+            record = _train_and_evaluate(
+                spec, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts, data_root
+            )
+            if record is not None:
+                prune_checkpoints(hp, output_folder, str(hp["keep_checkpoints"]))
+        if record is None:  # not the main process of a DDP run
+            return None
+
+        seed = int(hp["seed"])
+        encoder = hp["modules"]["encoder"]
+        extra = {
+            "encoder_config": encoder.config_summary() if hasattr(encoder, "config_summary") else {},
+            "preset": config.get("preset"),  # a YAML without a preset loads as it is
+            "n_train": len(train_rows),
+            "n_train_seconds": round(sum(float(r["duration"]) for r in train_rows.values()), 3),
+            "n_classes": len(hp["label_classes"]),
+            "output_folder": str(output_folder),
+            "world_size": world_size,
+            "resumed": state == "resumable",
+        }
+        for key in RECORDED_KEYS:
+            if key in hp:
+                extra[key] = hp[key]
+        result = RunRecord(
+            run_id=run_id,
+            task=spec.name,
+            kind=kind,
+            train_set=[{"locale": r["locale"], "subset": r["subset"]} for r in train_rows.values()],
+            seed=seed,
+            evaluations=record["evaluations"],
+            config_hash=cfg_hash,
+            data_hash=data_hash,
+            encoder=_encoder_info(hp, encoder, identity),
+            code_version=cltm_sb.__version__,
+            threads=torch.get_num_threads(),
+            device=str(record["device"]),
+            wall_time_s=round(time.perf_counter() - start, 3),
+            log_path=None if in_grid else str(output_folder / LOG_FILE),
+            extra={**extra, "train_time_s": record["train_time_s"]},
+            debug=bool((run_opts or {}).get("debug", False)),  # SpeechBrain's --debug: a few batches
+            draw=draw,
+            draw_hash=draw_hash,
         )
-        if record is not None:
-            prune_checkpoints(hp, output_folder, str(hp["keep_checkpoints"]))
-    if record is None:  # not the main process of a DDP run
-        return None
-
-    seed = int(hp["seed"])
-    encoder = hp["modules"]["encoder"]
-    extra = {
-        "encoder_config": encoder.config_summary() if hasattr(encoder, "config_summary") else {},
-        "preset": config.get("preset"),  # a YAML without a preset loads as it is
-        "n_train": len(train_rows),
-        "n_train_seconds": round(sum(float(r["duration"]) for r in train_rows.values()), 3),
-        "n_classes": len(hp["label_classes"]),
-        "output_folder": str(output_folder),
-        "world_size": world_size,
-        "resumed": state == "resumable",
-    }
-    for key in RECORDED_KEYS:
-        if key in hp:
-            extra[key] = hp[key]
-    result = RunRecord(
-        run_id=run_id,
-        task=spec.name,
-        kind=kind,
-        train_set=[{"locale": r["locale"], "subset": r["subset"]} for r in train_rows.values()],
-        seed=seed,
-        evaluations=record["evaluations"],
-        config_hash=cfg_hash,
-        data_hash=data_hash,
-        encoder=_encoder_info(hp, encoder, identity),
-        code_version=cltm_sb.__version__,
-        threads=torch.get_num_threads(),
-        device=str(record["device"]),
-        wall_time_s=round(time.perf_counter() - start, 3),
-        log_path=None if in_grid else str(output_folder / LOG_FILE),
-        extra={**extra, "train_time_s": record["train_time_s"]},
-        debug=bool((run_opts or {}).get("debug", False)),  # SpeechBrain's --debug: a few batches
-        draw=draw,
-        draw_hash=draw_hash,
-    )
-    if not in_grid:  # in a grid the executor is the one writer of the record
-        write_record(result, record_file)
-    return result
+        if not in_grid:  # in a grid the executor is the one writer of the record
+            write_record(result, record_file)
+        return result
 
 
 #: Hparams copied into a record's ``extra`` (where the YAML has them) for reading records alone.
@@ -459,6 +463,50 @@ RECORDED_KEYS = (
     "lr", "weight_decay", "max_grad_norm", "batch_size", "number_of_epochs", "precision",
     "dynamic_batching", "layerdrop", "pool_layers", "embed_layers", "score_norm",
 )
+
+
+#: Held (``flock``) by a standalone run's main process while it uses its output folder.
+FOLDER_LOCK_FILE = ".run.lock"
+
+
+@contextlib.contextmanager
+def _folder_lock(output_folder: Path) -> Iterator[None]:
+    """Hold ``<output_folder>/.run.lock`` on the main process while the run uses its folder.
+
+    Two runs started in one folder (the same command in two terminals, or a rerun of a DDP run
+    beside the workers a SIGKILLed torchrun left behind) both trained, deleted each other's
+    checkpoints and wrote the record twice, or hung. The kernel drops the lock with its holder,
+    so a killed run blocks nothing. A file system without flock runs unguarded (as before).
+    """
+    from speechbrain.utils.distributed import if_main_process
+
+    if not if_main_process():
+        yield
+        return
+    output_folder.mkdir(parents=True, exist_ok=True)
+    with open(output_folder / FOLDER_LOCK_FILE, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RecipeError(
+                f"{output_folder} is in use by another run ({holder}); wait for it to end or stop it "
+                "(under torchrun: every worker), then run this command again"
+            ) from None
+        except OSError as error:
+            logger.warning("%s: cannot lock the folder (%s); two runs in it would not be stopped",
+                           output_folder, error.strerror)
+            yield
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _world_size() -> int:
