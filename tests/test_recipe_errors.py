@@ -205,3 +205,49 @@ def test_a_second_run_in_a_folder_in_use_is_one_line_and_touches_nothing(
     assert sorted(p.name for p in folder.iterdir()) == [".run.lock"]  # nothing of this run was written
     assert script_main("gr", _argv(prepared, tmp_path), prog="train.py") == 0  # a lock left behind holds nothing
     assert (folder / "record.json").is_file()
+
+
+def _save_twice_under_ddp(rank: int, folder: str, port: int) -> None:
+    """One process of a 2-process gloo group: two epoch-end saves keeping one checkpoint, the
+    main process renaming late (a slow disk), as in a DDP run of the recipe."""
+    import time
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    original = Checkpointer._new_checkpoint_dirpath
+
+    def late(self: Checkpointer) -> Path:
+        time.sleep(0.5)
+        return original(self)
+
+    Checkpointer._new_checkpoint_dirpath = late
+    checkpointer = Checkpointer(Path(folder), recoverables={"head": torch.nn.Linear(2, 2)})
+    for epoch in range(3):
+        checkpointer.save_and_keep_only(meta={"epoch": epoch}, num_to_keep=1)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_checkpoint_saves_do_not_hang(tmp_path: Path) -> None:
+    """The main process renamed a saved checkpoint after the others had listed the folder: it
+    deleted the older one (a collective) while they waited at a barrier, and DDP hung."""
+    import multiprocessing
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_save_twice_under_ddp, args=(rank, str(tmp_path / "save"), port))
+               for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=90)
+    hung = [w for w in workers if w.is_alive()]
+    for worker in hung:
+        worker.kill()
+        worker.join()
+    assert not hung, "the DDP saves hung"
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert len([p for p in (tmp_path / "save").iterdir() if p.name.startswith("CKPT+")]) == 1

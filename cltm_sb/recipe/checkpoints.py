@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from speechbrain.utils import checkpoints
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from cltm_sb.recipe import RecipeError
 from cltm_sb.recipe.run_files import (
@@ -106,10 +106,17 @@ class Checkpointer(checkpoints.Checkpointer):
         saved = super().save_checkpoint(
             meta, end_of_epoch, PARTIAL_CHECKPOINT.removeprefix("CKPT+"), logging.DEBUG
         )
+        final = None
+        if saved is not None:  # the main process
+            final = self._new_checkpoint_dirpath()
+            partial.rename(final)
+        # Every process waits for the rename: ``save_and_keep_only`` then lists the checkpoints on
+        # each process, and the main one's deletion is a collective (SpeechBrain's
+        # main_process_only broadcasts). A process that listed before the rename saw nothing to
+        # delete, went on to the barrier, and DDP hung.
+        ddp_barrier()
         if saved is None:  # not the main process
             return None
-        final = self._new_checkpoint_dirpath()
-        partial.rename(final)
         logger.log(verbosity, "Saved a checkpoint in %s", final)
         return checkpoints.Checkpoint(final, saved.meta, {k: final / Path(v).name for k, v in saved.paramfiles.items()})
 
