@@ -4,7 +4,8 @@ Training saves SpeechBrain checkpoints (the YAML's ``checkpointer``) in ``<outpu
 at each epoch end and every ``ckpt_interval_minutes``; a rerun of the same command recovers the
 last one (SpeechBrain's ``recover_if_possible``). The random state is part of the checkpoint
 (:class:`RandomState`), so a resumed run draws the same numbers as an uninterrupted one and, on
-CPU, ends with the same metrics to the last digit.
+CPU, ends with the same metrics to the last digit. Under DDP only the main process saves, so every
+process resumes with its random state: such a resume may differ slightly from an uninterrupted run.
 
 :func:`folder_state` tells what an output folder holds, and so what a rerun does:
 ``new`` (start), ``started`` (a start that trained nothing: start again), ``resumable``
