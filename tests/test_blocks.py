@@ -77,6 +77,21 @@ def test_tiny_hubert_is_deterministic_and_loads_offline(tiny_hubert: Path, tmp_p
         HFSSLEncoder(tiny_hubert, expected_hidden_size=64)
 
 
+def test_hf_encoder_expands_home_and_names_a_wrong_folder(
+    tiny_hubert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~/folder` loaded as a hub id ("pre-download it with huggingface-cli download ~/...") although
+    the run's checks had accepted it; a mistyped or empty folder gave transformers' messages."""
+    from cltm_sb.recipe import RecipeError
+
+    monkeypatch.setenv("HOME", str(tiny_hubert.parent))
+    assert HFSSLEncoder(f"~/{tiny_hubert.name}").hidden_size == 48
+    with pytest.raises(RecipeError, match=r"'/no/such/folder' is neither a checkpoint folder nor a hub id"):
+        HFSSLEncoder("/no/such/folder")
+    with pytest.raises(RecipeError, match="no config.json"):
+        HFSSLEncoder(tmp_path)
+
+
 def test_gabor_filterbank_pairs_peak_at_mel_spaced_centres() -> None:
     bank = gabor_filterbank(16, 400)[:, 0].double()
     spectrum = torch.fft.rfft(bank, n=16000).abs()  # 1 Hz bins

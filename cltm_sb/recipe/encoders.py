@@ -142,7 +142,16 @@ class HFSSLEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         source = str(source)
-        local = Path(source).is_dir()
+        folder = Path(source).expanduser()
+        local = folder.is_dir()
+        if local:
+            source = str(folder)  # `~/models/x` is a folder here as in the run's checks
+        if local or not _HUB_ID.match(source) or source.startswith((".", "~")) or folder.exists():
+            from cltm_sb.recipe.encoder_source import check_encoder_source
+
+            # A folder without config.json or weights, or a mistyped path, in one line that names
+            # it (transformers would say "model_type key" or suggest downloading the path).
+            check_encoder_source(source)
         kwargs = {
             "cache_dir": None if save_path is None else str(save_path),
             "revision": None if local else revision,
