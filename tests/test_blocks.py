@@ -194,6 +194,19 @@ class _NaNEncoder(torch.nn.Module):
         return [wavs[:, :, None] * self.w * float("nan")], lens
 
 
+def test_too_many_pool_layers_names_pool_layers(tiny_hubert: Path, toy: Path) -> None:
+    """A recipe of one's own with pool_layers above the encoder's layers was told to set
+    embed_layers, a key it may not even have."""
+    data = make_dataset(read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio"), "gender", ["female", "male"])
+    brain = GenderBrain(
+        modules={"encoder": HFSSLEncoder(tiny_hubert), "head": LinearHead(48, 2)},
+        hparams={"label_classes": ["female", "male"], "pool_layers": 5, "pooling": MaskedMeanPooling()},
+        run_opts={"device": "cpu", "noprogressbar": True},
+    )
+    with pytest.raises(ValueError, match="set pool_layers to at most 3"):
+        brain.evaluate(data, test_loader_kwargs={"batch_size": 1})
+
+
 def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
     rows = read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
     data = make_dataset(rows, "gender", ["female", "male"])

@@ -139,7 +139,7 @@ class UtteranceClassifierBrain(sb.Brain):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         layers, frame_lens = self.encode(wavs, wav_lens)
-        stacked = LayerAverage(int(self.hparams.pool_layers))(layers)
+        stacked = LayerAverage(int(self.hparams.pool_layers), key="pool_layers")(layers)
         return self.modules.head(self._pool(stacked, frame_lens))
 
     def make_dataloader(self, dataset, stage: sb.Stage, ckpt_prefix: str | None = "dataloader-", **loader_kwargs):
@@ -250,7 +250,7 @@ class SpeakerIDBrain(UtteranceClassifierBrain):
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0], device=self.device)
         layers, frame_lens = self.encode(wavs, wav_lens.to(self.device))
-        stacked = LayerAverage(int(self.hparams.embed_layers))(layers)
+        stacked = LayerAverage(int(self.hparams.embed_layers), key="embed_layers")(layers)
         return F.normalize(self._pool(stacked.float(), frame_lens), dim=-1)
 
     def embed_dataset(self, dataset) -> tuple[list[str], np.ndarray]:

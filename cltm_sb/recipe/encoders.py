@@ -89,20 +89,22 @@ class LayerAverage(nn.Module):
 
     Arguments:
         k: how many top layers to average (``k=1`` is the last layer).
+        key: the hparam that sets ``k`` (``pool_layers``, ``embed_layers``), named in the error.
     """
 
-    def __init__(self, k: int = 1) -> None:
+    def __init__(self, k: int = 1, key: str = "k") -> None:
         super().__init__()
         if k < 1:
-            raise ValueError(f"LayerAverage: k must be >= 1, got {k}")
+            raise ValueError(f"LayerAverage: {key} must be >= 1, got {k}")
         self.k = k
+        self.key = key
 
     def forward(self, layers: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Average the top ``k`` layers; more than available raises and names both numbers."""
         if self.k > len(layers):
             raise ValueError(
                 f"LayerAverage: asked for the last {self.k} layers but the encoder returns "
-                f"{len(layers)}; set embed_layers to at most {len(layers)}"
+                f"{len(layers)}; set {self.key} to at most {len(layers)}"
             )
         if self.k == 1:
             return layers[-1]
