@@ -216,3 +216,15 @@ def test_uncached_hub_id_says_how_to_get_it(
     _refused(capsys, _plan(prepared, out, "encoder=mhubert147", "preset=paper"), out,
              "utter-project/mHuBERT-147 is not in the HuggingFace cache", str(home / "hub"), "offline",
              "huggingface-cli download utter-project/mHuBERT-147", "encoder_source=/path/to/folder")  # fmt: skip
+
+
+def test_layer_keys_above_ecapas_one_output_are_refused_before_training() -> None:
+    """--encoder=ecapa --pool_layers=2 passed the checks and raised a LayerAverage traceback
+    once training had started (only HuggingFace checkpoints had their layers counted)."""
+    from cltm_sb.recipe.run import check_config
+
+    check_config("gr", {"encoder": "ecapa", "embed_layers": 2})  # gender never embeds
+    with pytest.raises(RecipeError, match=r"pool_layers=2 \(given as an override\).*FbankECAPA.*at most 1"):
+        check_config("gr", {"encoder": "ecapa", "pool_layers": 2})
+    with pytest.raises(RecipeError, match=r"embed_layers=2 \(given as an override\).*at most 1"):
+        check_config("sv", {"encoder": "ecapa", "embed_layers": 2})

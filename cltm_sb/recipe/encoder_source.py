@@ -171,6 +171,20 @@ def checkpoint_sizes(config_json: Path) -> dict[str, int | None]:
 LAYER_KEYS = ("pool_layers", "embed_layers")
 
 
+def check_layer_keys(
+    states: int, where: str, config: Mapping[str, Any], origin: Callable[[str], str], *, embeds: bool = True
+) -> None:
+    """``pool_layers`` (and, for a task that embeds, ``embed_layers``) at most the ``states`` layers
+    an encoder returns; ``where`` says whose layers they are, for the message."""
+    for key in LAYER_KEYS if embeds else ("pool_layers",):  # the head's input; speaker embeddings
+        wanted = config.get(key)
+        if isinstance(wanted, int) and wanted > states:
+            raise RecipeError(
+                f"{key}={wanted} ({origin(key)}) is more than the {states} hidden states {where}; "
+                f"set {key} to at most {states}"
+            )
+
+
 def check_checkpoint_sizes(
     config_json: Path, config: Mapping[str, Any], origin: Callable[[str], str], *, embeds: bool = True
 ) -> None:
@@ -182,14 +196,9 @@ def check_checkpoint_sizes(
     """
     sizes = checkpoint_sizes(config_json)
     states, width = sizes["hidden_states"], sizes["hidden_size"]
-    for key in LAYER_KEYS if embeds else ("pool_layers",):  # the head's input; speaker embeddings
-        wanted = config.get(key)
-        if states is not None and isinstance(wanted, int) and wanted > states:
-            raise RecipeError(
-                f"{key}={wanted} ({origin(key)}) is more than the {states} hidden states "
-                f"of the encoder {config_json.parent} ({states - 1} transformer layers and the feature "
-                f"projection); set {key} to at most {states}"
-            )
+    if states is not None:
+        where = f"of the encoder {config_json.parent} ({states - 1} transformer layers and the feature projection)"
+        check_layer_keys(states, where, config, origin, embeds=embeds)
     dim = config.get("encoder_dim")
     if width is not None and isinstance(dim, int) and dim != width:
         raise RecipeError(

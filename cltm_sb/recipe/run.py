@@ -48,8 +48,12 @@ from cltm_sb.recipe.data import (
     read_csv_rows,
     read_manifests,
 )
-from cltm_sb.recipe.encoder_source import check_checkpoint_sizes, check_encoder_source
-from cltm_sb.recipe.encoders import HFSSLEncoder, encoder_identity
+from cltm_sb.recipe.encoder_source import (
+    check_checkpoint_sizes,
+    check_encoder_source,
+    check_layer_keys,
+)
+from cltm_sb.recipe.encoders import FbankECAPA, HFSSLEncoder, encoder_identity
 from cltm_sb.recipe.hparams import (
     compose_hparams,
     hparams_dir,
@@ -79,6 +83,11 @@ LIST_KEYS = ("train_csv", "test_csv", "trials_csv")
 HF_ENCODER_TAGS = (
     f"!new:{HFSSLEncoder.__module__}.{HFSSLEncoder.__qualname__}",
     f"!new:cltm_sb.encoders.{HFSSLEncoder.__qualname__}",
+)
+#: ECAPA returns one "layer" (its embedding), whatever its size: no checkpoint to read it from.
+ECAPA_ENCODER_TAGS = (
+    f"!new:{FbankECAPA.__module__}.{FbankECAPA.__qualname__}",
+    f"!new:cltm_sb.encoders.{FbankECAPA.__qualname__}",
 )
 
 
@@ -245,6 +254,9 @@ def _check_encoder(
     whatever its keys are called; an encoder trained from scratch (ECAPA) has none to check.
     """
     for node in config.values():
+        if isinstance(node, Mapping) and node.get("tag") in ECAPA_ENCODER_TAGS:
+            # Else a pool_layers above 1 fails with a traceback once training has started.
+            check_layer_keys(1, "of the encoder FbankECAPA (one embedding per clip)", config, origin, embeds=embeds)
         if not (isinstance(node, Mapping) and node.get("tag") in HF_ENCODER_TAGS):
             continue
         args = node.get("value") if isinstance(node.get("value"), Mapping) else {}
