@@ -207,6 +207,12 @@ def test_too_many_pool_layers_names_pool_layers(tiny_hubert: Path, toy: Path) ->
         brain.evaluate(data, test_loader_kwargs={"batch_size": 1})
 
 
+def test_read_manifests_takes_one_path(toy: Path) -> None:
+    """One manifest given as a string was read as its characters: "/: manifest not found"."""
+    one = read_manifests(str(toy / "xa" / "a.csv"), toy.parent / "audio")
+    assert one == read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
+
+
 def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
     rows = read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
     data = make_dataset(rows, "gender", ["female", "male"])

@@ -85,15 +85,18 @@ def check_label_column(
 
 
 def read_manifests(
-    paths: Sequence[str | os.PathLike], data_root: str | os.PathLike | None = None
+    paths: str | os.PathLike | Sequence[str | os.PathLike], data_root: str | os.PathLike | None = None
 ) -> dict[str, dict[str, Any]]:
     """Union of manifests keyed by ID (SpeechBrain's ``load_data_csv``, ``$data_root`` replaced).
 
-    An ID in two manifests raises and names both; a ``$data_root`` path without a ``data_root``
-    raises and says where to find one. ``duration`` is a float, as SpeechBrain reads it.
+    ``paths``: one manifest or a list of them. An ID in two manifests raises and names both; a
+    ``$data_root`` path without a ``data_root`` raises and says where to find one. ``duration``
+    is a float, as SpeechBrain reads it.
     """
     from speechbrain.dataio.dataio import load_data_csv
 
+    if isinstance(paths, (str, os.PathLike)):  # else a path is read as its characters ("/: not found")
+        paths = [paths]
     replacements = {} if data_root is None else {"data_root": str(data_root)}
     data: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
