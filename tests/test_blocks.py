@@ -213,6 +213,15 @@ def test_read_manifests_takes_one_path(toy: Path) -> None:
     assert one == read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
 
 
+def test_a_label_key_without_classes_says_to_pass_them(toy: Path) -> None:
+    """make_dataset(rows, "gender") said the values were "not in the label map []"."""
+    from cltm_sb.recipe import RecipeError
+
+    rows = read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
+    with pytest.raises(RecipeError, match="label_key 'gender' needs label_classes"):
+        make_dataset(rows, "gender")
+
+
 def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
     rows = read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
     data = make_dataset(rows, "gender", ["female", "male"])

@@ -185,7 +185,12 @@ def make_dataset(
     dataset.add_dynamic_item(audio_pipeline)
     keys = ["id", "sig"]
     if label_key is not None:
-        index = {name: i for i, name in enumerate(label_classes or [])}
+        if not label_classes:  # else every value would be "not in the label map []"
+            raise RecipeError(
+                f"make_dataset: label_key {label_key!r} needs label_classes, the fixed list of its "
+                "values (e.g. sorted), so that a label has the same index in every language"
+            )
+        index = {name: i for i, name in enumerate(label_classes)}
         lacking = next((uid for uid, row in rows.items() if label_key not in row), None)
         if lacking is not None:  # a bare KeyError would name neither the column's role nor the row
             raise RecipeError(f"utterance {lacking}: no label column {label_key!r} (label_key) in its manifest")
