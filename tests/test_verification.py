@@ -95,3 +95,11 @@ def test_score_norms() -> None:
     assert not np.allclose(top, s)
     with pytest.raises(ValueError, match="none, z, s"):
         V.normalize_scores(raw, enrol, test, cohort, "t")
+
+
+@pytest.mark.parametrize("kwargs", [{"p_target": 0.0}, {"p_target": 1.0}, {"p_target": 1.5}, {"c_fa": 0.0}])
+def test_min_dcf_refuses_an_operating_point_outside_its_range(kwargs: dict) -> None:
+    """p_target 0 or 1 (or a zero cost) was a bare ZeroDivisionError, and 1.5 a meaningless number."""
+    pos, neg = np.array([0.9, 0.8, 0.4]), np.array([0.1, 0.5, 0.3])
+    with pytest.raises(ValueError, match=r"min_dcf: (p_target must be in \(0, 1\)|c_miss and c_fa must be > 0)"):
+        V.min_dcf(pos, neg, **kwargs)

@@ -128,8 +128,14 @@ def min_dcf(
 ) -> tuple[float, float]:
     """Minimum detection cost and its threshold; normalised by default.
 
-    ``normalize=False`` gives SpeechBrain's ``minDCF`` value (not normalised).
+    ``normalize=False`` gives SpeechBrain's ``minDCF`` value (not normalised). ``p_target`` is a
+    prior in (0, 1) and the costs are > 0; other values raise.
     """
+    # Else p_target 0 or 1 (or a zero cost) divides by zero, and 1.5 gives a number that means nothing.
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"min_dcf: p_target must be in (0, 1) (a prior), got {p_target}")
+    if not (c_miss > 0 and c_fa > 0):
+        raise ValueError(f"min_dcf: c_miss and c_fa must be > 0, got c_miss={c_miss}, c_fa={c_fa}")
     thresholds, p_miss, p_fa = _error_rates(pos, neg)
     c_det = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
     i = int(np.argmin(c_det))
