@@ -103,3 +103,9 @@ def test_min_dcf_refuses_an_operating_point_outside_its_range(kwargs: dict) -> N
     pos, neg = np.array([0.9, 0.8, 0.4]), np.array([0.1, 0.5, 0.3])
     with pytest.raises(ValueError, match=r"min_dcf: (p_target must be in \(0, 1\)|c_miss and c_fa must be > 0)"):
         V.min_dcf(pos, neg, **kwargs)
+
+
+def test_score_norm_refuses_top_k_below_one() -> None:
+    """top_k=0 normalised by the statistics of no cohort scores: every score came back NaN."""
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        V.normalize_scores(np.array([0.5]), np.ones((1, 2)), np.ones((1, 2)), np.ones((3, 2)), "s", top_k=0)

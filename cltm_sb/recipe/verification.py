@@ -66,6 +66,8 @@ def normalize_scores(
     """
     if method not in SCORE_NORMS:
         raise ValueError(f"unknown score_norm {method!r}; valid: {', '.join(SCORE_NORMS)}")
+    if top_k is not None and top_k < 1:  # else the mean of no cohort scores: every score NaN
+        raise ValueError(f"top_k must be >= 1 or None (the whole cohort), got {top_k}")
     if method == "none":
         return np.asarray(scores, dtype=np.float64)
     cohort = _l2(cohort)
