@@ -55,6 +55,19 @@ def test_a_label_column_missing_from_the_manifests_is_named_before_training(prep
     assert not (tmp_path / "run" / "save").exists()  # refused before anything trained
 
 
+def test_a_mistyped_manifest_path_is_named(prepared: Path, tmp_path: Path) -> None:
+    """A train_csv in a mistyped folder was hashed as a data set of its own: "the manifests come
+    from two data sets, ... (data_hash ...)" (for /x.csv, every CSV one level below / was read)."""
+    typo = tmp_path / "prepd" / "xa" / "a.csv"
+    overrides = {
+        "train_csv": [str(typo)], "test_csv": [str(prepared / "xa" / "test.csv")],
+        "seed": 1, "output_folder": str(tmp_path / "run"), "encoder": "tiny_hubert", "preset": "toy",
+        "tiny_hubert_folder": str(tmp_path / "tiny"),
+    }
+    with pytest.raises(RecipeError, match=rf"^{re.escape(str(typo))}: file not found"):
+        run_recipe("gr", overrides)
+
+
 def _argv(prepared: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [str(hparams_dir() / "gender.yaml"), f"--train_csv=[{prepared / 'xa' / 'a.csv'}]",
             f"--test_csv=[{prepared / 'xa' / 'test.csv'}]", "--seed=1", f"--output_folder={tmp_path / 'run'}",

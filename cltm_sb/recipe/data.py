@@ -121,6 +121,17 @@ def read_manifests(
     return data
 
 
+def require_files(paths: Sequence[str | os.PathLike]) -> None:
+    """Each path is a file; else one line naming the first that is not.
+
+    Run before :func:`data_hash_of`: a mistyped path's folder would be hashed as a data set of its
+    own ("the manifests come from two data sets"; for ``/x.csv``, every CSV one level below ``/``).
+    """
+    for path in paths:
+        if not Path(path).is_file():
+            raise RecipeError(f"{path}: file not found; train_csv, test_csv and trials_csv name files of a prepared folder")
+
+
 def data_hash_of(manifests: Sequence[str | os.PathLike]) -> str:
     """The data hash of the prepared folder holding the manifests (``<prepared>/<locale>/a.csv``).
 

@@ -47,6 +47,7 @@ from cltm_sb.recipe.data import (
     make_dataset,
     read_csv_rows,
     read_manifests,
+    require_files,
 )
 from cltm_sb.recipe.encoder_source import (
     check_checkpoint_sizes,
@@ -375,6 +376,7 @@ def run_recipe(
     run_id = run_id or output_folder.name
 
     # Before any training: refuses a prepared folder left unfinished or edited since prepare.
+    require_files([*train_csv, *test_csv, *trials_csv])
     data_hash = data_hash_of([*train_csv, *test_csv, *trials_csv])
     draw, draw_hash = prepared_draw(Path(train_csv[0]).resolve().parent.parent, data_hash)
     data_root = config["data_root"] or find_data_root(train_csv[0])

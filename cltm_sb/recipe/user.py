@@ -184,7 +184,7 @@ def run_user_recipe(
     """Run a recipe of one's own once (a subprocess, or its declared function) and return the
     record made from its ``metrics.json`` (the runner a plan of such a task uses)."""
     from cltm_sb.grid.plan import import_object
-    from cltm_sb.recipe.data import check_label_column, data_hash_of, label_origin
+    from cltm_sb.recipe.data import check_label_column, data_hash_of, label_origin, require_files
 
     spec = get_task(task)
     overrides = dict(overrides or {})
@@ -195,6 +195,7 @@ def run_user_recipe(
     overrides["train_csv"], overrides["test_csv"] = train_csv, test_csv
     if "trials_csv" in overrides:
         overrides["trials_csv"] = as_path_list(overrides["trials_csv"])
+    require_files([*train_csv, *test_csv])
     data_hash = data_hash_of([*train_csv, *test_csv])  # refuses mixed data sets before the recipe starts
     if spec.label_key is not None:  # the declared label column, before the recipe starts
         check_label_column([*train_csv, *test_csv], spec.label_key, label_origin(spec, spec.label_key))
