@@ -222,6 +222,15 @@ def test_a_label_key_without_classes_says_to_pass_them(toy: Path) -> None:
         make_dataset(rows, "gender")
 
 
+def test_a_wrong_data_root_names_the_audio_file_and_data_root(toy: Path, tmp_path: Path) -> None:
+    """A wrong data_root said "cannot read audio ...: Error opening ...: System error."."""
+    from cltm_sb.recipe import RecipeError
+
+    data = make_dataset(read_manifests([toy / "xa" / "a.csv"], tmp_path), "gender", ["female", "male"])
+    with pytest.raises(RecipeError, match=rf"audio file {tmp_path}/xa/.*\.wav not found; check data_root"):
+        data[0]
+
+
 def test_non_finite_loss_names_run_step_and_batch(toy: Path) -> None:
     rows = read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio")
     data = make_dataset(rows, "gender", ["female", "male"])

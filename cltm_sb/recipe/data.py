@@ -160,6 +160,11 @@ def load_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:
     """Read a WAV/FLAC file with SpeechBrain's ``read_audio`` (downmixed to mono); normalised."""
     from speechbrain.dataio.dataio import read_audio, read_audio_info
 
+    if not os.path.isfile(path):  # the reader would say only "System error"
+        raise RecipeError(
+            f"audio file {path} not found; check data_root (it replaces $data_root in the manifests' "
+            "wav column; default: the prepared folder's prepare.json)"
+        )
     try:
         rate = read_audio_info(path).sample_rate
         wav = read_audio(path)
