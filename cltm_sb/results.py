@@ -295,10 +295,14 @@ class RecordTable:
         """Evaluations of one task and configuration.
 
         Without hashes, the folder must hold exactly one (config_hash, data_hash) group for the
-        task; otherwise the error names the groups found so the user can choose.
+        task; otherwise the error names the groups found so the user can choose. A task absent
+        from records of other tasks raises and names them.
         """
         check_task_name(task)
         sub = self.table[self.table["task"] == task]
+        others = sorted(set(self.table["task"]) - {task})
+        if sub.empty and others:  # a mistyped task: an empty table would fail later as "no evaluations"
+            raise RecordError(f"no records of task {task!r}; these records are of {', '.join(map(repr, others))}")
         if config_hash is not None:
             sub = sub[sub["config_hash"] == config_hash]
         if data_hash is not None:

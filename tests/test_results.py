@@ -69,6 +69,14 @@ def test_mixing_configurations_is_an_error_naming_both(tmp_path):
     assert len(table.select("gr", config_hash="aaa")) == 1
 
 
+def test_selecting_a_task_the_records_lack_names_theirs(tmp_path):
+    """select("gr") on records of another task returned an empty table; build_cltm then said
+    only "no evaluations to build a matrix from"."""
+    table = load_records(write_records(tmp_path, [make_record([("en", "a")], {"en": 0.7}, seed=1)]))
+    with pytest.raises(RecordError, match="no records of task 'sv'; these records are of 'gr'"):
+        table.select("sv")
+
+
 @pytest.mark.parametrize(
     ("content", "says"),
     [("[1, 2]", "a JSON list, expected an object"), ("\"text\"", "a JSON str"), ("{", "Expecting")],
