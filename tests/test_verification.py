@@ -109,3 +109,9 @@ def test_score_norm_refuses_top_k_below_one() -> None:
     """top_k=0 normalised by the statistics of no cohort scores: every score came back NaN."""
     with pytest.raises(ValueError, match="top_k must be >= 1"):
         V.normalize_scores(np.array([0.5]), np.ones((1, 2)), np.ones((1, 2)), np.ones((3, 2)), "s", top_k=0)
+
+
+def test_scores_and_labels_of_different_lengths_are_named() -> None:
+    """3 scores and 2 labels raised numpy's "boolean index did not match indexed array"."""
+    with pytest.raises(ValueError, match="got 3 scores and 2 labels"):
+        V.verification_metrics(np.array([0.9, 0.1, 0.2]), np.array([1, 0]))

@@ -157,6 +157,8 @@ def verification_metrics(
     """AUC, EER and normalised minDCF of a trial list, with its counts."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
+    if scores.shape != labels.shape:  # else numpy's "boolean index did not match" below
+        raise ValueError(f"one label per score: got {len(scores)} scores and {len(labels)} labels")
     bad = set(np.unique(labels)) - {0, 1}
     if bad:
         raise ValueError(f"trial labels must be 0 or 1; found {sorted(bad)}")
