@@ -92,6 +92,17 @@ def test_hf_encoder_expands_home_and_names_a_wrong_folder(
         HFSSLEncoder(tmp_path)
 
 
+def test_tiny_hubert_in_a_folder_of_other_files_is_one_line(tmp_path: Path) -> None:
+    """--tiny_hubert_folder naming a folder of other files raised OSError "Directory not empty"."""
+    from cltm_sb.recipe import RecipeError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(RecipeError, match=r"mine: it holds other files; give a new or empty folder"):
+        build_tiny_hubert(tmp_path / "mine")
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # its temporary folder is gone
+
+
 def test_gabor_filterbank_pairs_peak_at_mel_spaced_centres() -> None:
     bank = gabor_filterbank(16, 400)[:, 0].double()
     spectrum = torch.fft.rfft(bank, n=16000).abs()  # 1 Hz bins

@@ -369,7 +369,13 @@ def build_tiny_hubert(folder: str | os.PathLike | None = None) -> Path:
             os.rename(tmp, folder)
         except OSError:
             if not (folder / "model.safetensors").is_file():
-                raise
+                from cltm_sb.recipe import RecipeError
+
+                # A folder of other files (no race lost: a builder's rename leaves the weights).
+                raise RecipeError(
+                    f"cannot build the tiny HuBERT in {folder}: it holds other files; give a new or "
+                    "empty folder (tiny_hubert_folder), or null for the cache"
+                ) from None
             shutil.rmtree(tmp, ignore_errors=True)  # another process won the race
         else:
             logger.info("built tiny HuBERT in %s", folder)
