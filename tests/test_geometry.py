@@ -187,3 +187,29 @@ def test_cli_geometry(tmp_path, capsys):
     summary = json.loads((out / "geometry.json").read_text())
     assert summary["n_pairs"] == 15
     assert pd.read_csv(out / "pairs.csv").shape[0] == 15
+
+
+def test_cli_geometry_keeps_to_the_chosen_configuration_and_locales(tmp_path):
+    # The same seeds under another configuration (other models, far-apart embeddings) in the same
+    # folder: with --config-hash, only the chosen configuration's runs may enter the distances.
+    plan = write_sv_grid(tmp_path / "plan")
+    other = load_records(plan).records
+    for rec in other:
+        rec.config_hash, rec.run_id = "cfg2", rec.run_id + "-cfg2"
+        if rec.kind == "pair":
+            run_dir = plan / "runs" / rec.run_id
+            run_dir.mkdir(parents=True)
+            for ev in rec.evaluations:
+                emb = np.full((4, DIM), -1.0 if ev.locale == "l0" else 1.0) / math.sqrt(DIM)
+                np.savez(run_dir / f"embeddings_{ev.locale}.npz",
+                         ids=np.array([f"{ev.locale}_{i}" for i in range(4)]), emb=emb.astype(np.float16))
+                ev.extra["embeddings"] = str(run_dir / f"embeddings_{ev.locale}.npz")
+    write_records(plan / "records", other)
+    out = tmp_path / "geo"
+    args = ["geometry", str(plan), "-o", str(out), "--permutations", "99", "--config-hash", "cfg1"]
+    assert main([*args, "--locales", "l0,l1,l2"]) == 0
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert len(per_seed) == 3 * 2  # 3 pairs of l0-l2, 2 seeds, configuration cfg1 only
+    assert not per_seed["run_id"].str.endswith("-cfg2").any()
+    for row in per_seed.itertuples():
+        assert row.euclidean == pytest.approx(planted_distance(row.t, row.s, SPREADS[row.seed]), abs=2e-3)

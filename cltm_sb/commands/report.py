@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
 from cltm_sb.commands import at_least, name_list
@@ -115,6 +116,19 @@ def _interval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _geometry_records(data: Any) -> list[Any]:
+    """The runs behind the matrix only: a folder may also hold runs of another configuration,
+    data set or language, whose embeddings (same seeds, other models) must not enter the
+    per-seed distances that are averaged beside this matrix."""
+    run_ids = set(data.table["run_id"])
+    locales = set(data.locales)
+    return [
+        r
+        for r in data.records.records
+        if r.run_id in run_ids and {d["locale"] for d in r.train_set} <= locales
+    ]
+
+
 def _geometry(args: argparse.Namespace) -> int:
     from cltm_sb.analysis.geometry import analyze_geometry
     from cltm_sb.analysis.grid_analysis import build_and_diagnose, load_grid
@@ -129,7 +143,7 @@ def _geometry(args: argparse.Namespace) -> int:
     )
     result, _ = build_and_diagnose(data, args.min_seeds)
     geometry = analyze_geometry(
-        [r for r in data.records.records if r.task == args.task],
+        _geometry_records(data),
         result.matrix,
         plan_dir=args.grid,
         n_permutations=args.permutations,
