@@ -294,3 +294,19 @@ def test_cli_power_reads_a_pilot_grid(tmp_path, capsys):
     assert "smallest |M[t,s]| detectable" in out and "seeds needed" in out
     assert main(["power", "--languages", "6", "--seeds", "5", "--simulations", "5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_seeds"] == 5
+
+
+def test_cli_power_reads_a_pilot_of_several_data_draws(tmp_path, capsys):
+    # Once: "the records hold several data draws ... analyse them with analyze_uncertainty",
+    # a Python function, with no way to pick a draw from the command line.
+    truth = make_truth("structured", 4)
+    grid = write_simulated_grid(tmp_path / "pilot", truth, 5, n_draws=3)
+    args = ["power", str(grid), "--languages", "6", "--seeds", "5", "--simulations", "3", "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "data draws [0, 1, 2]: seed noise from draw 0" in captured.err
+    assert json.loads(captured.out)["noise"]["source"].startswith("pilot: 4 languages, 5 seeds")
+    assert main([*args, "--draw", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_seeds"] == 5
+    assert main([*args, "--draw", "7"]) == 2
+    assert "--draw 7: the pilot holds data draws [0, 1, 2]" in capsys.readouterr().err

@@ -132,6 +132,20 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_draw(table: Any, draw: int | None) -> Any:
+    """The pilot's runs of one data draw: the noise model is seed noise, which only runs of one
+    draw show (the runs of other draws share the seeds but not the data). Default: draw 0."""
+    draws = sorted({int(d) for d in table["draw"]}) if "draw" in table.columns else [0]
+    if draw is None:
+        if len(draws) > 1:
+            print(f"the pilot holds data draws {draws}: seed noise from draw {draws[0]} "
+                  "(--draw picks another)", file=sys.stderr)
+        draw = draws[0]
+    if draw not in draws:
+        raise ValueError(f"--draw {draw}: the pilot holds data draws {draws}")
+    return table[table["draw"] == draw] if "draw" in table.columns else table
+
+
 def _power(args: argparse.Namespace) -> int:
     from cltm_sb.analysis.power import PilotNoise, estimate_noise, plan_power
 
@@ -140,7 +154,7 @@ def _power(args: argparse.Namespace) -> int:
         from cltm_sb.analysis.uncertainty import seed_arrays
 
         data = load_grid(args.grid, None, args.task, None, args.config_hash, args.data_hash)
-        noise = estimate_noise(seed_arrays(data.table, data.locales), args.min_seeds)
+        noise = estimate_noise(seed_arrays(_one_draw(data.table, args.draw), data.locales), args.min_seeds)
     else:
         noise = PilotNoise.from_z(args.z, args.z_seeds, args.rho, args.rho_pair)
     result = plan_power(
@@ -330,6 +344,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config-hash", help="pick one configuration when records mix several")
     p.add_argument("--data-hash", help="pick one prepared data set when records mix several")
+    p.add_argument(
+        "--draw", type=int, help="pilot of several data draws: the draw to estimate seed noise from (default: 0)"
+    )
     p.add_argument(
         "--z",
         type=float,
