@@ -11,6 +11,7 @@ finished run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -83,6 +84,27 @@ def demo_folders(out: str | os.PathLike) -> dict[str, Path]:
     }
 
 
+def _check_mode(out: Path, quick: bool) -> None:
+    """Refuse a folder the other mode wrote, then mark it with this one (``<out>/demo.json``).
+
+    The demo reuses the corpus, the prepared data and the grid it finds: a full demo in a --quick
+    folder would train 5 seeds on the quick corpus and sizes, under another configuration than the
+    grid's finished runs, and stop at the analysis with records that mix configurations.
+    """
+    marker = out / "demo.json"
+    mode = "quick" if quick else "full"
+    if marker.is_file():
+        made = json.loads(marker.read_text(encoding="utf-8")).get("mode")
+        if made and made != mode:
+            flag = "with --quick" if made == "quick" else "without --quick"
+            raise ValueError(
+                f"{out} holds a {made} demo (its corpus, data and runs); run `cltm demo` {flag} "
+                f"again to reuse it, or give another --out for the {mode} demo"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps({"mode": mode}) + "\n")
+
+
 def run_demo(
     out: str | os.PathLike = "cltm_demo",
     *,
@@ -112,7 +134,7 @@ def run_demo(
 
     config = QUICK if quick else FULL
     folders = demo_folders(out)
-    folders["out"].mkdir(parents=True, exist_ok=True)
+    _check_mode(folders["out"], quick)
     workers = workers or usable_cores()
     corpus = folders["corpus"]
     if not (corpus / "families.csv").is_file():

@@ -59,3 +59,21 @@ def test_demo_adds_the_age_task_when_asked(tmp_path: Path, toy_corpus: Path) -> 
     info = json.loads((out / "prepared" / "age" / "prepare.json").read_text())
     assert info["n"] == 6 and info["task"] == "age"
     assert (out / "age" / "cltm.csv").is_file()
+
+
+def test_demo_refuses_a_folder_of_the_other_mode(tmp_path: Path, toy_corpus: Path) -> None:
+    """A full demo in a --quick demo's folder once reused the quick corpus and data, trained the
+    full grid and stopped at the analysis with 'records mix configurations ... pass --config-hash'
+    (an option the demo lacks); now it stops at once and says what to do."""
+    import shutil
+
+    from cltm_sb.demo import demo_folders, run_demo
+
+    out = tmp_path / "demo"
+    shutil.copytree(toy_corpus, demo_folders(out)["corpus"])
+    run_demo(out, quick=True, workers=1, progress=False, runner="grid_fakes:run_fake", tasks=["gr"])
+    plan = (out / "grids" / "gr" / "plan.json").read_text()
+    with pytest.raises(ValueError, match=r"holds a quick demo .* run `cltm demo` with --quick again"):
+        run_demo(out, quick=False, workers=1, progress=False, runner="grid_fakes:run_fake", tasks=["gr"])
+    assert (out / "grids" / "gr" / "plan.json").read_text() == plan  # nothing re-planned
+    run_demo(out, quick=True, workers=1, progress=False, runner="grid_fakes:run_fake", tasks=["gr"])
