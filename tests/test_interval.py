@@ -224,3 +224,19 @@ def test_cli_interval_plans_and_runs_the_curves(tmp_path, capsys):
     # the fake adds exactly 0.1 for b at every N: equal z everywhere, the smaller N wins
     assert "recommended N = 20" in capsys.readouterr().out
     assert len(list((tmp_path / "out" / "plans" / "n40" / "records").glob("*.json"))) == 12
+
+
+def test_folders_of_different_configurations_say_what_to_do(tmp_path):
+    # One N run with other overrides: --config-hash (once the only advice) would leave that
+    # folder empty; the message says so. Where every folder holds one configuration, it is named.
+    a = write_records(tmp_path / "n50", curve_records(50))
+    other = curve_records(100)
+    for rec in other:
+        rec.config_hash, rec.run_id = "cfg2", rec.run_id + "-cfg2"
+    b = write_records(tmp_path / "n100", other)
+    with pytest.raises(IntervalError, match=r"no configuration has runs in every folder.*same hparams"):
+        load_curves([a, b], "gr")
+    write_records(tmp_path / "n100", curve_records(100))  # cfg1 beside cfg2 in n100
+    with pytest.raises(IntervalError, match=r"pass --config-hash cfg1 to pick the one every folder"):
+        load_curves([a, b], "gr")
+    assert sorted(load_curves([a, b], "gr", config_hash="cfg1")["n"].unique()) == [50, 100]

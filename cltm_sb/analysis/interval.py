@@ -228,10 +228,7 @@ def load_curves(
             hashes.setdefault(str(h), []).append(str(folder))
         parts.append(curve_rows(table, n))
     if len(hashes) > 1:
-        listed = "; ".join(f"{h}: {', '.join(f)}" for h, f in hashes.items())
-        raise IntervalError(
-            f"the learning-curve runs mix configurations ({listed}); pass --config-hash to pick one"
-        )
+        raise IntervalError(_mixed_configurations(hashes))
     curves = pd.concat(parts, ignore_index=True)
     if locales is not None:
         missing = sorted(set(locales) - set(curves["locale"]))
@@ -241,6 +238,24 @@ def load_curves(
             )
         curves = curves[curves["locale"].isin(locales)].reset_index(drop=True)
     return curves
+
+
+def _mixed_configurations(hashes: dict[str, list[str]]) -> str:
+    """What to do when the folders' runs differ in configuration: --config-hash only helps where
+    every folder holds runs of the picked one; otherwise an N was run with other settings."""
+    listed = "; ".join(f"{h}: {', '.join(f)}" for h, f in hashes.items())
+    folders = {f for fs in hashes.values() for f in fs}
+    common = [h for h, fs in hashes.items() if set(fs) == folders]
+    if common:
+        return (
+            f"the learning-curve runs mix configurations ({listed}); pass --config-hash "
+            f"{' or '.join(common)} to pick the one every folder holds"
+        )
+    return (
+        f"the learning-curve runs mix configurations ({listed}) and no configuration has runs "
+        "in every folder: every N must be trained with the same hparams and overrides. Run the "
+        "odd folder's N again with the others' settings, or leave it out"
+    )
 
 
 # --------------------------------------------------------------------------------------------
