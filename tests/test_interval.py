@@ -240,3 +240,19 @@ def test_folders_of_different_configurations_say_what_to_do(tmp_path):
     with pytest.raises(IntervalError, match=r"pass --config-hash cfg1 to pick the one every folder"):
         load_curves([a, b], "gr")
     assert sorted(load_curves([a, b], "gr", config_hash="cfg1")["n"].unique()) == [50, 100]
+
+
+def test_a_bad_prepared_folder_leaves_no_plan_behind(tmp_path):
+    from grid_fakes import make_prepared
+
+    from cltm_sb.analysis.interval import plan_curves
+
+    folders = []
+    for name, n in (("p20", 20), ("p40", 40), ("p20b", 20)):
+        prepared = make_prepared(tmp_path / name, ["en", "es"])
+        info = json.loads((prepared / "prepare.json").read_text())
+        (prepared / "prepare.json").write_text(json.dumps({**info, "n": n}))
+        folders.append(prepared)
+    with pytest.raises(IntervalError, match="N=20 is prepared twice"):
+        plan_curves(tmp_path / "plans", folders, "gr", ["en", "es"], [1, 2], runner="grid_fakes:run_fake")
+    assert not (tmp_path / "plans").exists()

@@ -477,6 +477,22 @@ def select_interval(
 # Launching the learning-curve runs (a thin layer over the grid)
 
 
+def _sizes_of(data_dirs: Sequence[str | os.PathLike]) -> dict[int, str | os.PathLike]:
+    """N -> prepared folder, every folder checked before any plan is written (a bad third folder
+    must not leave the plans of the first two behind)."""
+    seen: dict[int, str | os.PathLike] = {}
+    for data_dir in data_dirs:
+        n = _n_from_prepare(Path(data_dir))
+        if n is None:
+            raise IntervalError(
+                f"{data_dir}: no prepare.json with 'n'; prepare one folder per N with `cltm prepare`"
+            )
+        if n in seen:
+            raise IntervalError(f"N={n} is prepared twice: {seen[n]} and {data_dir}; keep one")
+        seen[n] = data_dir
+    return seen
+
+
 def plan_curves(
     plans_dir: str | os.PathLike,
     data_dirs: Sequence[str | os.PathLike],
@@ -494,16 +510,7 @@ def plan_curves(
     from cltm_sb.grid.plan import make_plan
 
     written = []
-    seen: dict[int, str] = {}
-    for data_dir in data_dirs:
-        n = _n_from_prepare(Path(data_dir))
-        if n is None:
-            raise IntervalError(
-                f"{data_dir}: no prepare.json with 'n'; prepare one folder per N with `cltm prepare`"
-            )
-        if n in seen:
-            raise IntervalError(f"N={n} is prepared twice: {seen[n]} and {data_dir}; keep one")
-        seen[n] = str(data_dir)
+    for n, data_dir in _sizes_of(data_dirs).items():
         plan = make_plan(Path(plans_dir) / f"n{n}", data_dir, task, locales, seeds, **plan_options)
         plan.runs = [r for r in plan.runs if r.kind in ("single", "self")]
         plan.save()
