@@ -256,3 +256,16 @@ def test_a_bad_prepared_folder_leaves_no_plan_behind(tmp_path):
     with pytest.raises(IntervalError, match="N=20 is prepared twice"):
         plan_curves(tmp_path / "plans", folders, "gr", ["en", "es"], [1, 2], runner="grid_fakes:run_fake")
     assert not (tmp_path / "plans").exists()
+
+
+def test_cli_interval_refuses_too_few_seeds_before_training(tmp_path, capsys):
+    from grid_fakes import make_prepared
+
+    prepared = make_prepared(tmp_path / "prep", ["en", "es"])
+    info = json.loads((prepared / "prepare.json").read_text())
+    (prepared / "prepare.json").write_text(json.dumps({**info, "n": 20}))
+    args = ["interval", "--task", "gr", "--locales", "en,es", "--seeds", "42", "-o", str(tmp_path / "out"),
+            "--data", str(prepared), "--runner", "grid_fakes:run_fake", "--executor", "inprocess"]  # fmt: skip
+    assert main(args) == 2
+    assert "--seeds 42 gives 1 seed(s); the paired test of each N needs at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "plans").exists()  # nothing planned, nothing trained

@@ -37,12 +37,19 @@ def _curve_sources(args: argparse.Namespace, out: Path) -> list[str]:
         locales = _codes(args.locales)
         if not locales:
             raise ValueError("--data needs --locales: the languages to train learning curves for")
+        seeds = parse_seeds(args.seeds)
+        if len(seeds) < max(args.min_seeds, 2):
+            # Checked before training: each point would be NaN, and no N could qualify.
+            raise ValueError(
+                f"--seeds {args.seeds} gives {len(seeds)} seed(s); the paired test of each N needs "
+                f"at least {max(args.min_seeds, 2)} (--min-seeds), e.g. --seeds 42-46"
+            )
         plans = plan_curves(
             out / "plans",
             args.data,
             args.task,
             locales,
-            parse_seeds(args.seeds),
+            seeds,
             hparams_file=args.hparams,
             overrides=parse_overrides(args.override),
             runner=args.runner or DEFAULT_RUNNER,
