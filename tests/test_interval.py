@@ -269,3 +269,21 @@ def test_cli_interval_refuses_too_few_seeds_before_training(tmp_path, capsys):
     assert main(args) == 2
     assert "--seeds 42 gives 1 seed(s); the paired test of each N needs at least 2" in capsys.readouterr().err
     assert not (tmp_path / "out" / "plans").exists()  # nothing planned, nothing trained
+
+
+def test_runs_of_several_data_draws_give_one_point_per_seed(tmp_path):
+    # 3 seeds x 2 draws once read as seeds_n = 6, with an SD and unpaired SE over the 6 runs.
+    records = []
+    for draw, shift in ((0, 0.0), (1, 0.02)):
+        for rec in curve_records(50):
+            rec.run_id, rec.draw = f"{rec.run_id}-d{draw}", draw
+            rec.evaluations[0].value += shift
+            records.append(rec)
+    folder = write_records(tmp_path / "n50", records)
+    curves = load_curves([folder], "gr")
+    seeds = len(OFFSETS)
+    assert len(curves) == 2 * 2 * seeds  # languages x roles x seeds
+    gains = gain_table(curves).set_index("locale")
+    assert (gains["seeds_n"] == seeds).all() and (gains["paired_seeds"] == seeds).all()
+    sat = curves[(curves["locale"] == "sat") & (curves["role"] == "n")].sort_values("seed")
+    assert sat["value"].tolist() == pytest.approx([CURVES["sat"](50) + off + 0.01 for off in OFFSETS])

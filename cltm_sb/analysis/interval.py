@@ -115,7 +115,10 @@ def curve_rows(table: pd.DataFrame, n: int) -> pd.DataFrame:
         else:
             continue
         rows.append((locale, int(n), role, size, int(rec.seed), float(rec.value)))
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    # Runs of several data draws (`cltm plan --draws`) share the seeds: one point per seed, the
+    # mean over its draws, so that seed counts, SDs and the unpaired SE count seeds, not runs.
+    return curves.groupby(CURVE_COLUMNS[:5], as_index=False, sort=False)["value"].mean()
 
 
 def _n_from_prepare(data_dir: Path) -> int | None:
