@@ -127,3 +127,15 @@ def test_the_age_recipe_trains_on_its_bands(prepared_age: tuple[Path, dict], toy
         assert evaluation.metric == "macro_f1" and 0 <= evaluation.value <= 1 and evaluation.n_items == 40
         assert set(evaluation.extra["recall"]) == set(BANDS)
     assert record.extra["n_classes"] == 3 and record.extra["n_train"] == 12
+
+
+def test_a_gr_plan_refuses_data_prepared_for_age(prepared_age: tuple[Path, dict], toy_locales: list[str], tmp_path: Path) -> None:
+    """Age manifests keep a gender column: a GR grid on them was planned (and would have trained)
+    on subsets balanced by age band, not by gender."""
+    from cltm_sb.grid.plan import PlanError, make_plan
+
+    out, _ = prepared_age
+    with pytest.raises(PlanError, match=r"prepared for task 'age' \(subsets balanced by age_band\); task 'gr' needs them balanced by gender: prepare a folder with `cltm prepare --task gr`"):
+        make_plan(tmp_path / "plan", out, "gr", toy_locales[:2], [42, 43], runner="grid_fakes:run_fake")
+    plan = make_plan(tmp_path / "plan", out, "age", toy_locales[:2], [42, 43], runner="grid_fakes:run_fake")
+    assert plan.task == "age"

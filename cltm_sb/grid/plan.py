@@ -650,6 +650,29 @@ def read_prepared(data_dir: str | os.PathLike) -> tuple[str, str]:
     return data_hash, str(data_root_of(data_dir, info))
 
 
+def check_prepared_balance(data_dir: Path, spec: Task) -> None:
+    """Refuse data prepared for a task whose subsets are not balanced as ``spec`` needs.
+
+    Age-band manifests keep their gender column, so a GR grid on them would train and evaluate
+    without complaint on subsets that are not gender-balanced. Data of a task that balances the
+    same columns (GR on SV data) and own data without a known task pass.
+    """
+    prepared_task = (read_prepare_info(data_dir) or {}).get("task")
+    if not prepared_task or prepared_task == spec.name:
+        return
+    try:
+        prepared = get_task(str(prepared_task))
+    except ValueError:  # a task declared by a YAML the plan cannot see: nothing to compare
+        return
+    lacking = [column for column in spec.balance if column not in prepared.balance]
+    if lacking:
+        raise PlanError(
+            f"{data_dir} was prepared for task {prepared.name!r} (subsets balanced by "
+            f"{', '.join(prepared.balance)}); task {spec.name!r} needs them balanced by "
+            f"{', '.join(lacking)}: prepare a folder with `cltm prepare --task {spec.name}`"
+        )
+
+
 def make_plan(
     plan_dir: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -685,6 +708,7 @@ def make_plan(
     runner_task: str | Task = task if spec == get_packaged_task(task) else spec
     data_path = Path(data_dir).resolve()
     data_hash, data_root = read_prepared(data_path)
+    check_prepared_balance(data_path, spec)
     try:
         hashes = draw_hashes(data_path, draws, data_hash) if list(draws) != [0] else {}
     except ValueError as error:
