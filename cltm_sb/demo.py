@@ -93,14 +93,16 @@ def _check_mode(out: Path, quick: bool) -> None:
     """
     marker = out / "demo.json"
     mode = "quick" if quick else "full"
-    if marker.is_file():
+    try:
         made = json.loads(marker.read_text(encoding="utf-8")).get("mode")
-        if made and made != mode:
-            flag = "with --quick" if made == "quick" else "without --quick"
-            raise ValueError(
-                f"{out} holds a {made} demo (its corpus, data and runs); run `cltm demo` {flag} "
-                f"again to reuse it, or give another --out for the {mode} demo"
-            )
+    except (OSError, ValueError, AttributeError):  # none yet, or cut short: this run writes it
+        made = None
+    if made and made != mode:
+        flag = "with --quick" if made == "quick" else "without --quick"
+        raise ValueError(
+            f"{out} holds a {made} demo (its corpus, data and runs); run `cltm demo` {flag} "
+            f"again to reuse it, or give another --out for the {mode} demo"
+        )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, json.dumps({"mode": mode}) + "\n")
 

@@ -77,3 +77,13 @@ def test_demo_refuses_a_folder_of_the_other_mode(tmp_path: Path, toy_corpus: Pat
         run_demo(out, quick=False, workers=1, progress=False, runner="grid_fakes:run_fake", tasks=["gr"])
     assert (out / "grids" / "gr" / "plan.json").read_text() == plan  # nothing re-planned
     run_demo(out, quick=True, workers=1, progress=False, runner="grid_fakes:run_fake", tasks=["gr"])
+
+
+def test_an_unreadable_demo_marker_is_rewritten(tmp_path: Path) -> None:
+    from cltm_sb.demo import _check_mode
+
+    (tmp_path / "demo.json").write_text("{")  # cut short
+    _check_mode(tmp_path, quick=True)
+    assert json.loads((tmp_path / "demo.json").read_text()) == {"mode": "quick"}
+    with pytest.raises(ValueError, match="holds a quick demo"):
+        _check_mode(tmp_path, quick=False)
