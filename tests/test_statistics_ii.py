@@ -310,3 +310,11 @@ def test_cli_power_reads_a_pilot_of_several_data_draws(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_seeds"] == 5
     assert main([*args, "--draw", "7"]) == 2
     assert "--draw 7: the pilot holds data draws [0, 1, 2]" in capsys.readouterr().err
+
+
+def test_cli_power_with_too_few_simulations_says_so(capsys):
+    # With 2 simulated grids every diagnostic once read "n/a (no calibrated interval)".
+    assert main(["power", "--languages", "6", "--seeds", "5", "--simulations", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "rfd: n/a (fewer than 3 simulated grids gave it; raise --simulations)" in out
+    assert "no calibrated interval" not in out

@@ -174,6 +174,16 @@ def _power(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detectable_text(value: float | None, se: float | None) -> str:
+    """A detectable difference, or why there is none: no spread from the simulations (too few
+    grids gave the diagnostic) is not the same as a diagnostic without calibrated intervals."""
+    if value is not None:
+        return f"{value:.3f}"
+    if se is None:
+        return "n/a (fewer than 3 simulated grids gave it; raise --simulations)"
+    return "n/a (no calibrated interval)"
+
+
 def format_power(result: Any) -> str:
     """``cltm power`` for people."""
     noise = result.noise
@@ -191,8 +201,7 @@ def format_power(result: Any) -> str:
         f"simulated grids, {result.truth} truth):"
     )
     for name, value in result.diagnostic_detectable.items():
-        shown = f"{value:.3f}" if value is not None else "n/a (no calibrated interval)"
-        lines.append(f"  {name}: {shown}")
+        lines.append(f"  {name}: {_detectable_text(value, result.diagnostic_se.get(name))}")
     if result.effect is not None:
         lines.append(f"seeds needed to detect |M[t,s]| = {result.effect:g}:")
         lines += [
