@@ -287,3 +287,13 @@ def test_runs_of_several_data_draws_give_one_point_per_seed(tmp_path):
     assert (gains["seeds_n"] == seeds).all() and (gains["paired_seeds"] == seeds).all()
     sat = curves[(curves["locale"] == "sat") & (curves["role"] == "n")].sort_values("seed")
     assert sat["value"].tolist() == pytest.approx([CURVES["sat"](50) + off + 0.01 for off in OFFSETS])
+
+
+def test_a_folder_of_another_task_is_named_as_such(tmp_path):
+    a = write_records(tmp_path / "n50", curve_records(50))
+    other = curve_records(100)
+    for rec in other:
+        rec.task = "sv"
+    b = write_records(tmp_path / "n100", other)
+    with pytest.raises(IntervalError, match=r"n100: no finished gr .* it holds sv runs: give the gr folder"):
+        load_curves([a, b], "gr")

@@ -190,6 +190,22 @@ def parse_source(text: str) -> tuple[int | None, str]:
     return None, text
 
 
+def _no_curves(folder: str | os.PathLike, task: str, records: RecordTable) -> str:
+    """Why a folder gives no curve points, naming the tasks it does hold (a folder of another
+    task given for one N is the usual cause)."""
+    message = (
+        f"{folder}: no finished {task} learning-curve runs ({records.n_records} records, "
+        f"{records.n_failed} failed)"
+    )
+    others = sorted(set(records.table["task"]) - {task})
+    if others:
+        message += (
+            f"; it holds {', '.join(others)} runs: give the {task} folder of that N, or --task "
+            f"{others[0]} if every folder is {others[0]}"
+        )
+    return message
+
+
 def load_curves(
     sources: Sequence[str | os.PathLike | tuple[int | None, str | os.PathLike]],
     task: str,
@@ -217,10 +233,7 @@ def load_curves(
         if config_hash is not None:
             table = table[table["config_hash"] == config_hash]
         if table.empty:
-            raise IntervalError(
-                f"{folder}: no finished {task} learning-curve runs ({records.n_records} records, "
-                f"{records.n_failed} failed)"
-            )
+            raise IntervalError(_no_curves(folder, task, records))
         n = _given_or_inferred_n(n, folder, records)
         if n in seen_n:
             raise IntervalError(
