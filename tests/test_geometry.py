@@ -189,6 +189,12 @@ def test_cli_geometry(tmp_path, capsys):
     assert pd.read_csv(out / "pairs.csv").shape[0] == 15
 
 
+def test_cli_geometry_refuses_a_negative_number_of_permutations(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["geometry", str(tmp_path), "-o", str(tmp_path / "geo"), "--permutations", "-5"])
+    assert exit_.value.code == 2 and "a whole number >= 0 is needed, got '-5'" in capsys.readouterr().err
+
+
 def test_cli_geometry_keeps_to_the_chosen_configuration_and_locales(tmp_path):
     # The same seeds under another configuration (other models, far-apart embeddings) in the same
     # folder: with --config-hash, only the chosen configuration's runs may enter the distances.

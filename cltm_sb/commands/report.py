@@ -460,7 +460,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-seeds", type=int, default=DEFAULT_MIN_SEEDS, help="(default: %(default)s)"
     )
     p.add_argument(
-        "--permutations", type=int, default=9999, help="Mantel permutations (default: %(default)s)"
+        "--permutations", type=at_least(0), default=9999,
+        help="Mantel permutations (0: no p-value; default: %(default)s)"
     )
     p.add_argument(
         "--seed", type=int, default=0, help="random seed of the permutations (default: %(default)s)"
