@@ -4,16 +4,19 @@ as one, and content hashes."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import inspect
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def current_umask() -> int:
@@ -178,6 +181,52 @@ def writes_output_folder(parameter: str, kind: str) -> Callable[[Callable[..., A
         return wrapper
 
     return decorate
+
+
+def try_lock(path: str | os.PathLike) -> IO[str] | str:
+    """Take ``path``'s ``flock`` without waiting: the open, locked file, or who holds it.
+
+    A kernel lock vanishes with the process that holds it (SIGKILL included), so a lock file left
+    behind by a dead process never blocks; the line written into it only tells the user who holds
+    a live lock. The file itself is never deleted (deleting it would let two processes lock two
+    different files of one name). An OSError other than contention (a file system without
+    flock) is the caller's to handle.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - returned to the caller, locked
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return lock_holder(path)
+    except OSError:
+        handle.close()
+        raise
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
+def lock_holder(path: str | os.PathLike) -> str:
+    """Who holds (or last held) a lock, as its file says: ``pid ... on <host> since ...``."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+@contextlib.contextmanager
+def holding(handle: IO[str]) -> Iterator[None]:
+    """Keep a lock from :func:`try_lock` until the block ends."""
+    try:
+        yield
+    finally:
+        # Unlock before closing: a child forked meanwhile shares the lock and would keep it.
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def to_jsonable(obj: Any) -> Any:

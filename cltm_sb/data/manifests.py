@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
 import math
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cltm_sb.data import DataError, DataIOError
-from cltm_sb.io import atomic_write_text
+from cltm_sb.io import atomic_write_text, holding, lock_holder, try_lock
 
 MANIFEST_COLUMNS = ("ID", "duration", "wav", "spk_id", "gender", "locale", "subset")
 TRIAL_COLUMNS = ("enrol_ID", "test_ID", "label")
@@ -134,26 +133,17 @@ def prepare_lock(folder: str | os.PathLike) -> Iterator[None]:
     is emulated with POSIX locks by Linux (2.6.12 and later), so it also holds across nodes.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PREPARE_LOCK_FILE
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise PrepareBusy(
-                f"{folder}: another `cltm prepare` ({holder}) is writing into this folder; "
-                "wait for it to finish or choose another --out"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        held = try_lock(folder / PREPARE_LOCK_FILE)
+    except OSError:  # no flock here: as busy, the message says what to do
+        held = lock_holder(folder / PREPARE_LOCK_FILE)
+    if isinstance(held, str):
+        raise PrepareBusy(
+            f"{folder}: another `cltm prepare` ({held}) is writing into this folder; "
+            "wait for it to finish or choose another --out"
+        )
+    with holding(held):
+        yield
 
 
 def mark_unfinished(folder: str | os.PathLike) -> Path:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,7 +30,7 @@ import cltm_sb
 from cltm_sb.data import DataError
 from cltm_sb.data.manifests import TRIAL_COLUMNS, find_data_root, prepared_draw
 from cltm_sb.environment import torchaudio_problem
-from cltm_sb.io import atomic_write, atomic_write_text
+from cltm_sb.io import atomic_write, atomic_write_text, holding, try_lock
 from cltm_sb.recipe import RecipeError
 from cltm_sb.recipe.checkpoints import (
     clear_run_files,
@@ -497,30 +495,20 @@ def _folder_lock(output_folder: Path) -> Iterator[None]:
     if not if_main_process():
         yield
         return
-    output_folder.mkdir(parents=True, exist_ok=True)
-    with open(output_folder / FOLDER_LOCK_FILE, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RecipeError(
-                f"{output_folder} is in use by another run ({holder}); wait for it to end or stop it "
-                "(under torchrun: every worker), then run this command again"
-            ) from None
-        except OSError as error:
-            logger.warning("%s: cannot lock the folder (%s); two runs in it would not be stopped",
-                           output_folder, error.strerror)
-            yield
-            return
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        held = try_lock(output_folder / FOLDER_LOCK_FILE)
+    except OSError as error:
+        logger.warning("%s: cannot lock the folder (%s); two runs in it would not be stopped",
+                       output_folder, error.strerror)
+        yield
+        return
+    if isinstance(held, str):
+        raise RecipeError(
+            f"{output_folder} is in use by another run ({held}); wait for it to end or stop it "
+            "(under torchrun: every worker), then run this command again"
+        )
+    with holding(held):
+        yield
 
 
 def _world_size() -> int:

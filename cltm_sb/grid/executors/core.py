@@ -26,11 +26,9 @@ hash is run again by the next ``cltm run``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -46,6 +44,7 @@ from cltm_sb.grid.jobs import InSlurm, runs_in_slurm
 from cltm_sb.grid.layout import PlanError, RunPaths
 from cltm_sb.grid.plan import Plan, RunSpec, config_changed, import_object
 from cltm_sb.grid.status import plan_status, run_state
+from cltm_sb.io import holding, try_lock
 from cltm_sb.recipe.run_files import has_checkpoint
 from cltm_sb.results import RecordError, RunRecord, write_record
 
@@ -152,50 +151,15 @@ def _log_to(path: Path, redirect_fds: bool) -> Iterator[None]:
 
 
 def _lock_or_holder(path: Path) -> IO[str] | str:
-    """Take ``path``'s ``flock`` without waiting: the open, locked file, or who holds it.
-
-    A kernel lock vanishes with the process that holds it (SIGKILL included), so a lock file left
-    behind by a dead process never blocks; the pid written into it only tells the user who holds
-    a live lock. The file itself is never deleted (deleting it would let two processes lock two
-    different files of one name).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - returned to the caller, locked
+    """:func:`cltm_sb.io.try_lock`, a file system without flock named as the plan folder's."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return lock_holder(path)
+        return try_lock(path)
     except OSError as error:
-        handle.close()
         raise PlanError(
             f"{path}: cannot lock ({error.strerror}); the file system of the plan folder does not "
             "support flock: keep the plan on a local disk or on a file system with locking"
         ) from error
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    handle.flush()
-    return handle
 
-
-def lock_holder(path: Path) -> str:
-    """Who holds (or last held) a lock, as its file says: ``pid ... on <host> since ...``."""
-    try:
-        return path.read_text(encoding="utf-8").strip() or "another process"
-    except OSError:
-        return "another process"
-
-
-@contextlib.contextmanager
-def _holding(handle: IO[str]) -> Iterator[None]:
-    """Keep a lock from :func:`_lock_or_holder` until the block ends."""
-    try:
-        yield
-    finally:
-        # Unlock before closing: a child forked meanwhile shares the lock and would keep it.
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
 
 
 @contextlib.contextmanager
@@ -204,7 +168,7 @@ def run_lock(paths: RunPaths) -> Iterator[None]:
     locked = _lock_or_holder(paths.lock)
     if isinstance(locked, str):
         raise RunBusy(paths.run_id, paths.lock, locked)
-    with _holding(locked):
+    with holding(locked):
         yield
 
 
@@ -353,7 +317,7 @@ def plan_lock(plan: Plan) -> Iterator[None]:
             f"{plan.plan_dir}: another `cltm run` ({locked}) is working on this plan; "
             "wait for it or stop it"
         )
-    with _holding(locked):
+    with holding(locked):
         yield
 
 

@@ -36,12 +36,12 @@ from cltm_sb.grid.executors.core import (
     _signals_interrupt,
     execute_run,
     failed_record,
-    lock_holder,
     run_lock,
     usable_cores,
 )
 from cltm_sb.grid.executors.forkserver_guard import set_parent_death_signal
 from cltm_sb.grid.plan import Plan, RunSpec
+from cltm_sb.io import lock_holder
 from cltm_sb.results import read_record, write_record
 
 HEAVY_MODULES = ("torch", "torchaudio", "speechbrain", "hyperpyyaml", "cltm_sb.results")

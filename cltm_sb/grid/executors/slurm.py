@@ -28,12 +28,12 @@ from cltm_sb.grid.executors.core import (
     RunOutcome,
     _signals_interrupt,
     failed_record,
-    lock_holder,
     run_lock,
 )
 from cltm_sb.grid.executors.local import LocalExecutor
 from cltm_sb.grid.jobs import mark_cancelled, record_submission, runs_in_slurm
 from cltm_sb.grid.plan import Plan, RunSpec, load_plan
+from cltm_sb.io import lock_holder
 from cltm_sb.results import RecordError, RunRecord, read_record, write_record
 
 logger = logging.getLogger(__name__)
