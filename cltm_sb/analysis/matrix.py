@@ -14,7 +14,7 @@ and their reason is kept in :attr:`CLTMResult.reasons` and logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,6 +121,22 @@ def ratio_se(num: float, den: float, v_num_only: float, v_self: float, v_single:
     cov = v_single
     var = var_num / den**2 + num**2 * var_den / den**4 - 2 * num * cov / den**3
     return float(np.sqrt(max(var, 0.0))) if np.isfinite(var) else float("nan")
+
+
+def reason_matrix(reasons: Sequence[Mapping[str, str]], codes: Sequence[str]) -> np.ndarray:
+    """[target, donor] reason of each NaN cell of :attr:`CLTMResult.reasons` in ``codes`` order
+    ("" elsewhere); a row's reason (donor ``*``) fills the whole row, the diagonal included."""
+    index = {c: k for k, c in enumerate(codes)}
+    out = np.full((len(codes), len(codes)), "", dtype=object)
+    for r in reasons:
+        i = index.get(r["target"])
+        if i is None:
+            continue
+        if r["donor"] == "*":
+            out[i, :] = r["reason"]
+        elif r["donor"] in index:
+            out[i, index[r["donor"]]] = r["reason"]
+    return out
 
 
 def build_cltm(

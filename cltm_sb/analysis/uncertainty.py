@@ -58,6 +58,7 @@ from cltm_sb.analysis.matrix import (
     DEFAULT_MIN_SEEDS,
     FLAG_SE_MULTIPLE,
     pair_key,
+    reason_matrix,
     self_key,
     single_key,
 )
@@ -1255,17 +1256,10 @@ def name_undefined_reasons(
 ) -> Array:
     """``verdict_reasons`` with each undefined row or cell given its own reason (the matrix's NaN
     reasons, donor ``*`` for a whole row) instead of a pointer to them: donors.csv stands alone."""
+    named = reason_matrix(nan_reasons, locales)
     out = verdict_reasons.copy()
-    index = {code: k for k, code in enumerate(locales)}
-    for entry in nan_reasons:
-        i = index.get(entry["target"])
-        if i is None:
-            continue
-        whole_row = entry["donor"] == "*"
-        donors = [j for j in range(len(locales)) if j != i] if whole_row else [index.get(entry["donor"])]
-        for j in donors:
-            if j is not None and out[i, j] in (UNDEFINED_ROW, UNDEFINED_CELL):
-                out[i, j] = f"{out[i, j].split(' (')[0]}: {entry['reason']}"
+    for i, j in zip(*np.nonzero(np.isin(out, (UNDEFINED_ROW, UNDEFINED_CELL)) & (named != ""))):
+        out[i, j] = f"{out[i, j].split(' (')[0]}: {named[i, j]}"
     return out
 
 

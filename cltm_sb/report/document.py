@@ -26,6 +26,7 @@ import pandas as pd
 from cltm_sb.analysis.compare import METHOD_CELL, METHOD_DIAGNOSTIC, ComparisonResult
 from cltm_sb.analysis.diagnostics import STABILITY, TABLE1, diagnostics_in
 from cltm_sb.analysis.grid_analysis import GridAnalysis
+from cltm_sb.analysis.matrix import reason_matrix
 from cltm_sb.analysis.summary import DELTA_SE_NOTE, format_value
 from cltm_sb.analysis.uncertainty import (
     NO_VERDICT_FLAGGED,
@@ -472,24 +473,8 @@ def cell_table(analysis: GridAnalysis, registry: LanguageRegistry) -> CellTable:
         verdict=unc.verdicts[grid],
         significant=significant[grid],
         alpha=1 - unc.level,
-        reason=_nan_reasons(analysis.result.reasons, list(codes)),
+        reason=reason_matrix(analysis.result.reasons, list(codes)),
     )
-
-
-def _nan_reasons(reasons: list[dict[str, str]], codes: list[str]) -> np.ndarray:
-    """[target, donor] reason of each NaN cell in ``codes`` order; a row's reason (donor ``*``)
-    fills the whole row, the diagonal included."""
-    index = {c: k for k, c in enumerate(codes)}
-    out = np.full((len(codes), len(codes)), "", dtype=object)
-    for r in reasons:
-        i = index.get(r["target"])
-        if i is None:
-            continue
-        if r["donor"] == "*":
-            out[i, :] = r["reason"]
-        elif r["donor"] in index:
-            out[i, index[r["donor"]]] = r["reason"]
-    return out
 
 
 def cell_hover(cells: CellTable, i: int, j: int) -> str:
