@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from cltm_sb.analysis.interval import (
+    CURVE_COLUMNS,
     IntervalError,
     gain_table,
     infer_n,
@@ -106,6 +107,25 @@ def test_zero_spread_positive_gain_is_infinite_z():
     gains = gain_table(curve_table(("sat",), offsets=np.zeros(3)))
     assert np.isinf(gains["z"]).all()
     assert select_interval(gains).n == 50  # ties (all inf) go to the smallest N
+
+
+def test_a_missing_2n_seed_tests_the_printed_gain():
+    # Seed 2 lost its 2N run and has a low P(N): over all seeds the gain is +0.027, over the two
+    # shared seeds -0.010. The test once used the shared seeds only, so a positive gain was
+    # printed beside a negative t; now both describe the all-seed gain.
+    p_n, p_2n = [0.50, 0.52, 0.40], [0.495, 0.505]
+    rows = [("x", 50, "n", 50, k, v) for k, v in enumerate(p_n)]
+    rows += [("x", 50, "2n", 100, k, v) for k, v in enumerate(p_2n)]
+    row = gain_table(pd.DataFrame(rows, columns=CURVE_COLUMNS)).iloc[0]
+    gain = np.mean(p_2n) - np.mean(p_n)
+    assert row.gain == pytest.approx(gain) and gain > 0
+    # Var(mean 2N) + Var(mean N) − 2·Cov, the covariance through the 2 shared seeds of 3 × 2.
+    shared_cov = np.cov(p_n[:2], p_2n)[0, 1]
+    var = np.var(p_2n, ddof=1) / 2 + np.var(p_n, ddof=1) / 3 - 2 * 2 * shared_cov / (3 * 2)
+    assert row.se == pytest.approx(math.sqrt(var))
+    assert row.t == pytest.approx(gain / math.sqrt(var)) and row.t > 0
+    assert row.p_value == pytest.approx(stats.t.sf(row.t, 1))
+    assert (row.paired_seeds, row.df, row.seeds_n, row.seeds_2n) == (2, 1, 3, 2)
 
 
 # ---- from records -----------------------------------------------------------------------------

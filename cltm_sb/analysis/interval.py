@@ -11,6 +11,9 @@ one-sided paired t-test with n − 1 degrees of freedom tests it (exact under Ga
 ``z_l(N)`` is the normal equivalent Φ⁻¹(1 − p) of that test's p-value, so that ``--z`` keeps its
 meaning (a one-sided level Φ(−z): 2.3% for z = 2) whatever the number of seeds; the old unpaired
 SE with a normal threshold qualified a language without any gain 9.1% of the time at 2 seeds.
+Where a seed lacks one of its runs, the contrast is that of the all-seed means (the printed
+gain), its SE adds the unshared seeds' variance to the shared seeds' covariance (as the matrix
+cells do), and n counts the shared seeds.
 An N qualifies when every chosen language has Δ_l > 0 and z_l ≥ z; among those, the recommended
 N maximises the smallest z_l (ties: the smaller N, which is cheaper and further from the plateau).
 The unpaired SE and its z stay in the gain table (``se_unpaired``, ``z_unpaired``) for comparison.
@@ -34,6 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
+from cltm_sb.analysis.uncertainty import contrast_moments
 from cltm_sb.data.manifests import read_prepare_info
 from cltm_sb.grid.layout import GridLayout, PlanError
 from cltm_sb.results import RecordTable, load_records
@@ -310,6 +314,24 @@ def _paired(values_n: pd.Series, values_2n: pd.Series, ratio: float) -> tuple[fl
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(count)), count
 
 
+def _gain_contrast(
+    values_n: pd.Series, values_2n: pd.Series, ratio: float, point: float
+) -> tuple[float, float, int]:
+    """Mean and SE of P(2N) − ratio·P(N), and the count of seeds both runs have.
+
+    The mean is ``point``, the contrast of the all-seed means the table prints; the SE adds the
+    unshared seeds' variance to the covariance of the shared ones (as the matrix cells do), so
+    the gain and its test describe one number. With every seed shared this is the paired test,
+    computed as :func:`_paired` so that complete curves keep their exact values.
+    """
+    shared = int((values_n.notna() & values_2n.notna()).sum())
+    if shared == values_n.count() == values_2n.count():
+        return _paired(values_n, values_2n, ratio)
+    var = contrast_moments(values_2n.to_numpy(float), values_n.to_numpy(float), ratio)[1]
+    se = math.sqrt(max(float(var), 0.0)) if shared >= 2 else float("nan")
+    return point, se, shared
+
+
 def _one_sided(mean: float, se: float, df: int) -> tuple[float, float, float]:
     """(t, p, z): one-sided paired t-test of mean > 0 and the normal equivalent of its p-value."""
     if not np.isfinite(mean) or not np.isfinite(se):
@@ -330,7 +352,8 @@ def gain_table(
     """Self-gain P(2N) − P(N) per (locale, N) with its paired test; ``reason`` says why z is NaN.
 
     Columns: locale, n, p_n, sd_n, seeds_n, p_2n, sd_2n, seeds_2n, gain, relative_gain, se
-    (paired SE of the gain over the seeds both runs have), paired_seeds, df, t, p_value, z,
+    (SE of the gain, paired through the seeds both runs have: see :func:`_gain_contrast`),
+    paired_seeds, df, t, p_value, z,
     se_unpaired, z_unpaired, reason. ``t``, ``p_value`` and ``z`` test P(2N) > (1 +
     ``min_relative_gain``)·P(N) (one-sided, paired over seeds, t with ``df`` = paired seeds − 1);
     ``z`` is the normal equivalent of ``p_value``. A zero spread with a positive contrast gives
@@ -367,7 +390,8 @@ def gain_table(
         mean = se = float("nan")
         paired = 0
         if seeds is not None and {"n", "2n"} <= set(seeds.columns):
-            mean, se, paired = _paired(seeds["n"], seeds["2n"], ratio)
+            point = row["p_2n"] - ratio * row["p_n"]
+            mean, se, paired = _gain_contrast(seeds["n"], seeds["2n"], ratio, point)
         if not reason and paired < min_seeds:
             reason = f"{paired} seed(s) with both runs, fewer than {min_seeds}: nothing to pair"
         t, p, z = _one_sided(mean, se, paired - 1) if not reason else (np.nan,) * 3
@@ -382,7 +406,9 @@ def gain_table(
             z_unpaired = gain / se_unpaired if se_unpaired > 0 else np.nan
             relative = gain / row["p_n"] if row["p_n"] else np.nan
         # The paired SE of the plain gain (r = 0), whatever r the test uses.
-        se_gain = _paired(seeds["n"], seeds["2n"], 1.0)[1] if paired >= 2 else np.nan
+        se_gain = (
+            _gain_contrast(seeds["n"], seeds["2n"], 1.0, gain)[1] if paired >= 2 else np.nan
+        )
         row.update(
             gain=gain,
             relative_gain=relative,

@@ -340,6 +340,23 @@ def _mean_covariance(x: Array, y: Array) -> Array:
         return n_xy * c / (n_x * n_y)
 
 
+def contrast_moments(later: Array, earlier: Array, ratio: float = 1.0) -> tuple[Array, Array, Array]:
+    """Mean of ``later`` − ratio·mean of ``earlier``, each over its own finished seeds (axis 0),
+    the variance of that contrast and the number of seeds both share.
+
+    The variance combines each mean's variance with their covariance through the shared seeds
+    (:func:`_mean_covariance`), so a seed missing from one run still counts in the other's mean;
+    with every seed shared it is the paired variance of later_k − ratio·earlier_k over n.
+    """
+    mean = _nan_moments(later)[0] - ratio * _nan_moments(earlier)[0]
+    var = (
+        _mean_covariance(later, later) + ratio**2 * _mean_covariance(earlier, earlier)
+        - 2 * ratio * _mean_covariance(later, earlier)
+    )
+    count = (np.isfinite(later) & np.isfinite(earlier)).sum(axis=0)
+    return mean, var, count
+
+
 def cell_statistics(arrays: SeedArrays) -> PairedCells:
     """The cells' ratio statistics over every finished seed, as :class:`PairedCells`.
 
@@ -642,12 +659,7 @@ def self_gain_interval(arrays: SeedArrays, level: float = DEFAULT_LEVEL) -> tupl
     seeds, as in the printed G_self, with the covariance of the shared seeds: over the shared
     seeds only, a failed run centred the interval on another gain than the one printed.
     """
-    mean = _nan_moments(arrays.self_)[0] - _nan_moments(arrays.single)[0]
-    var = (
-        _mean_covariance(arrays.self_, arrays.self_) + _mean_covariance(arrays.single, arrays.single)
-        - 2 * _mean_covariance(arrays.self_, arrays.single)
-    )
-    count = (np.isfinite(arrays.self_) & np.isfinite(arrays.single)).sum(axis=0)
+    mean, var, count = contrast_moments(arrays.self_, arrays.single)
     with np.errstate(invalid="ignore", divide="ignore"):
         half = stats.t.ppf(0.5 + level / 2, count - 1) * np.sqrt(np.maximum(var, 0.0))
     half = np.where(count > 1, half, np.nan)
