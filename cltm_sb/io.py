@@ -188,26 +188,42 @@ def try_lock(path: str | os.PathLike) -> IO[str] | str:
 
     A kernel lock vanishes with the process that holds it (SIGKILL included), so a lock file left
     behind by a dead process never blocks; the line written into it only tells the user who holds
-    a live lock. The file itself is never deleted (deleting it would let two processes lock two
-    different files of one name). An OSError other than contention (a file system without
-    flock) is the caller's to handle.
+    a live lock. A holder may delete the file before letting go (a failed ``cltm prepare`` removes
+    the folder it created): a lock then taken on the deleted file is let go and the new file at
+    ``path`` locked instead, so two processes never hold two files of one name. An OSError other
+    than contention (a file system without flock) is the caller's to handle.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - returned to the caller, locked
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - returned to the caller, locked
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return lock_holder(path)
+        except OSError:
+            handle.close()
+            raise
+        if _is_at(handle, path):
+            break
+        fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-        return lock_holder(path)
-    except OSError:
-        handle.close()
-        raise
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
     return handle
+
+
+def _is_at(handle: IO[str], path: Path) -> bool:
+    """Whether the open file ``handle`` is still the file at ``path`` (not deleted or replaced)."""
+    try:
+        at = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (at.st_dev, at.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def lock_holder(path: str | os.PathLike) -> str:

@@ -167,7 +167,7 @@ def test_validate_reads_a_relative_folder_of_own_manifests_as_plan_does(tmp_path
 
 
 def test_validate_refuses_what_plan_refuses_of_a_folder(tmp_path: Path, capsys) -> None:
-    failed = tmp_path / "x3"  # what a failed `cltm prepare` leaves: only its lock
+    failed = tmp_path / "x3"  # what a `cltm prepare` killed before writing leaves: only its lock
     failed.mkdir()
     (failed / ".prepare.lock").write_text("")
     plan_args = ["plan", "--data", str(failed), "--task", "gr", "--locales", "en", "--seeds", "1",

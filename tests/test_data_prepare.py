@@ -170,6 +170,35 @@ def test_request_errors_name_the_problem(toy_corpus: Path, tmp_path: Path):
     assert not (tmp_path / "prepare.json").exists()
 
 
+def test_a_failed_prepare_leaves_nothing_it_created(toy_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    from cltm_sb.cli import main
+
+    def prepare(out: Path, n: int) -> int:
+        return main(["prepare", "--cv-root", str(toy_corpus), "--locales", "qaa", "--task", "sv",
+                     "--clips-per-speaker", "4", "--n", str(n), "--out", str(out), "--quiet"])  # fmt: skip
+
+    # More speakers than qaa has: the folder (and the parent made for it) once stayed, holding
+    # only .prepare.lock.
+    assert prepare(tmp_path / "new" / "prep", 80) == 2
+    assert "largest N it supports is 64" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare(empty, 80) == 2
+    assert empty.is_dir() and not any(empty.iterdir())
+    # A finished preparation refusing other arguments stays as it was, its lock file kept (the
+    # lock line names the last prepare: rewritten, as by every prepare that takes the lock).
+    done = tmp_path / "done"
+    assert prepare(done, 8) == 0
+
+    def state() -> dict[Path, int | None]:
+        return {p: None if p.name == ".prepare.lock" else p.stat().st_mtime_ns for p in done.rglob("*")}
+
+    before = state()
+    assert prepare(done, 16) == 2
+    assert state() == before and (done / ".prepare.lock").is_file()
+
+
 def test_report_lists_every_locale(toy_corpus: Path, toy_locales: list[str]):
     table = report_common_voice(toy_corpus, None, "sv", clips_per_speaker=4)
     assert list(table["locale"]) == toy_locales

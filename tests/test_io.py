@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -107,3 +108,26 @@ def test_an_output_folder_replaces_its_last_write_and_survives_a_failed_one(tmp_
     # written into the grid it reads) and the user's own are kept
     assert names == ["d.csv", "notes.txt", "records", "records/r1.json", "sub", "sub/b.csv", "truth.csv"]
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left
+
+
+def test_a_lock_file_its_holder_deleted_is_not_the_one_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cltm_sb.io import holding, try_lock
+
+    # The holder (a failed prepare taking back its folder) deletes the file just before letting
+    # go, after this process opened it: locking the deleted file would let a third process lock
+    # a new file of the same name beside this one.
+    path = tmp_path / "folder" / ".lock"
+    real, calls = fcntl.flock, []
+
+    def flock(handle, operation):
+        if not calls:
+            path.unlink()
+        calls.append(operation)
+        return real(handle, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    held = try_lock(path)
+    assert not isinstance(held, str)
+    with holding(held):
+        assert os.fstat(held.fileno()).st_ino == path.stat().st_ino
+        assert isinstance(try_lock(path), str)  # the file at path is the one held

@@ -131,8 +131,12 @@ def prepare_lock(folder: str | os.PathLike) -> Iterator[None]:
     The kernel drops the lock when its holder dies, so a killed prepare never blocks the next
     one (the :data:`UNFINISHED_FILE` it left says the folder needs preparing again). flock on NFS
     is emulated with POSIX locks by Linux (2.6.12 and later), so it also holds across nodes.
+    A prepare that fails takes back what the lock made: the lock file, if it was new, and the
+    folder (with the parents made for it), if nothing else was written into it.
     """
     folder = Path(folder)
+    made = _missing_folders(folder)
+    new_lock = not (folder / PREPARE_LOCK_FILE).exists()
     try:
         held = try_lock(folder / PREPARE_LOCK_FILE)
     except OSError:  # no flock here: as busy, the message says what to do
@@ -143,7 +147,34 @@ def prepare_lock(folder: str | os.PathLike) -> Iterator[None]:
             "wait for it to finish or choose another --out"
         )
     with holding(held):
-        yield
+        try:
+            yield
+        except BaseException:
+            # Still holding the lock: a prepare that opened the file meanwhile finds it gone
+            # and locks a new one (try_lock), so removing it here lets no two prepares in.
+            _take_back(folder / PREPARE_LOCK_FILE if new_lock else None, made)
+            raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _take_back(lock: Path | None, made: list[Path]) -> None:
+    """Remove a failed prepare's new lock file, then the folders it made that nothing else fills."""
+    if lock is not None:
+        lock.unlink(missing_ok=True)
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:  # holds what the prepare wrote (kept, marked unfinished) or another's files
+            return
 
 
 def mark_unfinished(folder: str | os.PathLike) -> Path:
@@ -347,7 +378,7 @@ def no_manifests_problem(folder: str | os.PathLike) -> str | None:
     """Why ``folder`` holds no data (``cltm plan`` and ``cltm validate`` refuse it), or None.
 
     A folder without ``prepare.json`` must hold ``<locale>/<subset>.csv`` manifests of one's own,
-    e.g. not only the ``.prepare.lock`` a failed ``cltm prepare`` leaves behind.
+    e.g. not only the ``.prepare.lock`` of a ``cltm prepare`` that was killed before writing.
     """
     folder = Path(folder)
     if (folder / PREPARE_FILE).is_file() or any(folder.glob("*/*.csv")):
