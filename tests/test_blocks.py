@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,38 @@ def test_third_party_yaml_builds_and_trains_a_brain(tiny_hubert: Path, toy: Path
     brain.evaluate(data, test_loader_kwargs={"batch_size": 1})
     assert set(brain.stage_metrics) >= {"macro_f1", "accuracy", "recall"}
     assert (tmp_path / "log.txt").read_text().startswith("epoch: 1 - train loss: ")
+
+
+@pytest.mark.parametrize(
+    ("key", "stage", "add"),
+    [
+        ("train_logger", "fit", "train_logger: !new:speechbrain.utils.train_logger.FileTrainLogger"),
+        ("pooling", "fit", "pooling: !new:cltm_sb.recipe.encoders.MaskedMeanPooling"),
+        ("pooling", "evaluate", "pooling: !new:cltm_sb.recipe.encoders.MaskedMeanPooling"),
+        ("label_classes", "evaluate", "label_classes: [female, male]"),
+    ],
+)
+def test_a_yaml_without_a_key_the_brain_reads_is_named(
+    tiny_hubert: Path, toy: Path, tmp_path: Path, key: str, stage: str, add: str
+) -> None:
+    """A YAML of one's own without train_logger or pooling gave a bare AttributeError
+    ("'types.SimpleNamespace' object has no attribute 'train_logger'")."""
+    from cltm_sb.recipe import RecipeError
+
+    hp = load_hyperpyyaml(THIRD_PARTY_YAML, {"hub": str(tiny_hubert), "train_log": str(tmp_path / "log.txt")})
+    data = make_dataset(read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio"), "gender", ["female", "male"])
+    del hp[key]
+    brain = GenderBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
+                        run_opts={"device": "cpu", "noprogressbar": True})
+    before = hp["head"].linear.weight.detach().clone()
+    with pytest.raises(RecipeError, match="^" + re.escape(f"GenderBrain: the hparams have no '{key}'; add `{add}")) as caught:
+        if stage == "fit":
+            brain.fit(range(1, 2), data, train_loader_kwargs={"batch_size": 2})
+        else:
+            brain.evaluate(data, test_loader_kwargs={"batch_size": 1})
+    assert "\n" not in str(caught.value)
+    # The logger is read once the epoch is trained (a Brain may train without one until then).
+    assert torch.equal(before, hp["head"].linear.weight) == (key != "train_logger")
 
 
 class _NaNEncoder(torch.nn.Module):

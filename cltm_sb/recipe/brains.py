@@ -8,7 +8,9 @@ waveform) and ``label`` (an index in the run's fixed label map).
 
 Hyperparameters read from ``hparams``: ``pooling`` (time pooling), ``pool_layers``,
 ``label_classes`` (names of the label indices), ``train_logger`` (SpeechBrain train logger, one
-line per epoch) and, for speaker embeddings, ``embed_layers``.
+line per epoch) and, for speaker embeddings, ``embed_layers``. Each is read where it is used (a
+Brain built only to embed needs no ``train_logger``); a missing one is a
+:class:`~cltm_sb.recipe.RecipeError` naming the key and the YAML line that gives it.
 
 With a ``checkpointer`` a checkpoint is saved at each epoch end (and SpeechBrain saves one every
 ``ckpt_interval_minutes``); ``fit`` then resumes from the last one (:mod:`cltm_sb.recipe.checkpoints`).
@@ -19,16 +21,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
 
+from cltm_sb.recipe import RecipeError
 from cltm_sb.recipe.encoders import LayerAverage
 from cltm_sb.recipe.run_files import HEARTBEAT
 
 logger = logging.getLogger(__name__)
+
+
+#: The hparams keys the Brains read, each with the YAML that gives it (as the README's "Blocks in
+#: your own recipe" example and the package's hparams files do).
+HPARAM_YAML = {
+    "pooling": "pooling: !new:cltm_sb.recipe.encoders.MaskedMeanPooling",
+    "pool_layers": "pool_layers: 1",
+    "label_classes": "label_classes: [female, male] (the names of the label indices)",
+    "train_logger": "train_logger: !new:speechbrain.utils.train_logger.FileTrainLogger with "
+    "save_file: <output folder>/train_log.txt",
+    "embed_layers": "embed_layers: 4",
+}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -125,6 +141,16 @@ class UtteranceClassifierBrain(sb.Brain):
         self._steps_per_epoch: int | None = None
         self._heartbeat: Heartbeat | None = None
 
+    def _hparam(self, key: str) -> Any:
+        """``hparams[key]``; a missing key raises :class:`RecipeError` saying what to add."""
+        hparams = getattr(self, "hparams", None)  # sb.Brain sets it only when hparams are given
+        if not hasattr(hparams, key):
+            raise RecipeError(
+                f"{type(self).__name__}: the hparams have no '{key}'; add `{HPARAM_YAML[key]}` to "
+                "the YAML (README: Blocks in your own recipe)"
+            )
+        return getattr(hparams, key)
+
     def encode(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -132,14 +158,14 @@ class UtteranceClassifierBrain(sb.Brain):
         return self.modules.encoder(wavs, wav_lens)
 
     def _pool(self, x: torch.Tensor, frame_lens: torch.Tensor) -> torch.Tensor:
-        return self.hparams.pooling(x, frame_lens)
+        return self._hparam("pooling")(x, frame_lens)
 
     def compute_forward(self, batch, stage: sb.Stage) -> torch.Tensor:
         """Logits ``(batch, classes)`` from the pooled mean of the last ``pool_layers`` layers."""
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         layers, frame_lens = self.encode(wavs, wav_lens)
-        stacked = LayerAverage(int(self.hparams.pool_layers), key="pool_layers")(layers)
+        stacked = LayerAverage(int(self._hparam("pool_layers")), key="pool_layers")(layers)
         return self.modules.head(self._pool(stacked, frame_lens))
 
     def make_dataloader(self, dataset, stage: sb.Stage, ckpt_prefix: str | None = "dataloader-", **loader_kwargs):
@@ -179,8 +205,10 @@ class UtteranceClassifierBrain(sb.Brain):
         return loss
 
     def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
-        """Nothing: the model in memory is the trained one (SpeechBrain would load the last
-        checkpoint again, about 1.1 GB for a HuBERT-base encoder with its optimiser state)."""
+        """Only a check of ``label_classes`` (read at the end, after a whole pass): the model in
+        memory is the trained one (SpeechBrain would load the last checkpoint again, about 1.1 GB
+        for a HuBERT-base encoder with its optimiser state)."""
+        self._hparam("label_classes")
 
     def compute_objectives(self, predictions: torch.Tensor, batch, stage: sb.Stage) -> torch.Tensor:
         """Cross-entropy; a non-finite training loss stops the run and names it."""
@@ -215,10 +243,10 @@ class UtteranceClassifierBrain(sb.Brain):
                 self.checkpointer.save_and_keep_only(meta={"train_loss": stage_loss}, num_to_keep=1)
             # Every process calls it: SpeechBrain's loggers write on the main one only and
             # share the result with the others.
-            self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch}, train_stats={"loss": stage_loss})
+            self._hparam("train_logger").log_stats(stats_meta={"epoch": epoch}, train_stats={"loss": stage_loss})
             logger.info("run %s epoch %s: train loss %.4f", self.run_name, epoch, stage_loss)
             return
-        classes = list(self.hparams.label_classes)
+        classes = list(self._hparam("label_classes"))
         self.stage_metrics = classification_metrics(self._targets, self._predictions, classes)
         self.stage_metrics["loss"] = float(stage_loss)
         self.stage_metrics["n_items"] = len(self._targets)
@@ -250,7 +278,7 @@ class SpeakerIDBrain(UtteranceClassifierBrain):
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0], device=self.device)
         layers, frame_lens = self.encode(wavs, wav_lens.to(self.device))
-        stacked = LayerAverage(int(self.hparams.embed_layers), key="embed_layers")(layers)
+        stacked = LayerAverage(int(self._hparam("embed_layers")), key="embed_layers")(layers)
         return F.normalize(self._pool(stacked.float(), frame_lens), dim=-1)
 
     def embed_dataset(self, dataset) -> tuple[list[str], np.ndarray]:
