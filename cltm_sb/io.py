@@ -245,6 +245,17 @@ def holding(handle: IO[str]) -> Iterator[None]:
         handle.close()
 
 
+def tail_text(path: str | os.PathLike, tail_bytes: int = 65536) -> str | None:
+    """The last ``tail_bytes`` of a text file (a log may be large), or None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - tail_bytes))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays and NaN floats into plain JSON values (NaN -> None)."""
     import math

@@ -341,3 +341,52 @@ def test_waiting_ends_for_a_job_that_vanished_without_accounting(tmp_path: Path,
     assert "SLURM job 100_0 ended without a record: squeue no longer lists it" in errors[_ids(plan)[0]]
     assert "SLURM job 100_2 ended without a record" in errors[_ids(plan)[4]]
     assert submitted[0].polls > 3 and all(plan.paths(run_id).record.is_file() for run_id in _ids(plan))
+
+
+OOM_STDERR = """submitit INFO (2024-05-01 10:00:00,000) - Starting with JobEnvironment(job_id=7_0)
+INFO: run 1 (single) on cuda, 8 threads
+slurmstepd: error: Detected 1 oom_kill event in StepId=7_0.batch. Some of the step tasks have been OOM Killed.
+"""
+
+
+class KilledJob(FinishedJob):
+    """A task SLURM killed (out of memory): no result, so submitit's error quotes its whole stderr."""
+
+    def __init__(self, job_id: str, stderr: Path) -> None:
+        super().__init__(job_id, None, "OUT_OF_MEMORY")
+        self.stderr_path = stderr
+
+    def exception(self) -> Exception:
+        from submitit.core.utils import UncompletedJobError
+
+        return UncompletedJobError("\n".join([
+            f"Job {self.job_id} (task: 0) with path {self.stderr_path.parent}/{self.job_id}_result.pkl",
+            f"has not produced any output (state: {self.state})", "Error stream produced:", "-" * 40,
+            self.stderr_path.read_text(),
+        ]))
+
+    @property
+    def paths(self) -> object:
+        return type("Paths", (), {"stderr": self.stderr_path})()
+
+
+def test_a_failed_array_task_is_one_status_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cltm status` printed the whole stderr submitit quotes for a killed task, over several
+    lines; the record's error is now its last line, and the record names the full stderr file."""
+    plan = _plan(tmp_path)
+    stderr = tmp_path / "slurm" / "7_0_0_log.err"
+    stderr.parent.mkdir()
+    stderr.write_text(OOM_STDERR)
+    record = SlurmExecutor._job_failure(plan, plan.runs[0], KilledJob("7_0", stderr))
+    assert "\n" not in record.error and "\\n" not in record.error and len(record.error.replace(str(stderr), "")) <= 400, record.error
+    assert "oom_kill event in StepId=7_0.batch" in record.error and str(stderr) in record.error
+    assert record.extra["slurm_stderr"] == str(stderr)
+    assert main(["status", str(plan.plan_dir)]) == 0
+    (failed,) = [line for line in capsys.readouterr().out.splitlines() if "FAILED" in line]
+    assert failed.startswith(f"  FAILED {plan.runs[0].run_id}: SLURM job 7_0 ended without a record"), failed
+    assert "oom_kill event" in failed
+
+    # a long last line is cut; the file keeps all of it
+    stderr.write_text("x" * 5000 + "\n\n")
+    record = SlurmExecutor._job_failure(plan, plan.runs[0], KilledJob("7_0", stderr))
+    assert "\n" not in record.error and len(record.error.replace(str(stderr), "")) <= 400 and "x" * 100 in record.error

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cltm_sb.io import tail_text
+
 #: A standalone run's record (a grid's records live in the grid folder instead).
 RECORD_FILE = "record.json"
 #: SpeechBrain's copy of the resolved hparams, written when a run starts.
@@ -45,12 +47,8 @@ def scores_file(run_dir: str | Path, locale: str) -> Path:
 
 def last_heartbeat(log: str | Path, tail_bytes: int = 65536) -> str | None:
     """The last heartbeat line of a run's log (``step, loss, elapsed, ETA``), or None."""
-    try:
-        with open(log, "rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(0, handle.tell() - tail_bytes))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
+    text = tail_text(log, tail_bytes)
+    if text is None:
         return None
     lines = [line for line in text.splitlines() if HEARTBEAT in line]
     return lines[-1].split(HEARTBEAT, 1)[1].strip() if lines else None

@@ -33,7 +33,7 @@ from cltm_sb.grid.executors.core import (
 from cltm_sb.grid.executors.local import LocalExecutor
 from cltm_sb.grid.jobs import mark_cancelled, record_submission, runs_in_slurm
 from cltm_sb.grid.plan import Plan, RunSpec, load_plan
-from cltm_sb.io import lock_holder
+from cltm_sb.io import lock_holder, tail_text
 from cltm_sb.results import RecordError, RunRecord, read_record, write_record
 
 logger = logging.getLogger(__name__)
@@ -260,6 +260,21 @@ def _vanished_message(job: Any) -> str:
     )
 
 
+#: Characters of a failed task's stderr line kept in a run's error; the stderr file keeps it all.
+STDERR_LINE_CHARS = 300
+
+
+def _stderr_line(job: Any, said: str) -> str:
+    """One line of why an array task failed: the last non-empty line of its stderr file, else of
+    ``said`` (submitit's text, which quotes the whole stderr), cut to :data:`STDERR_LINE_CHARS`.
+
+    The last line is SLURM's own note (out of memory, time limit) or a traceback's exception.
+    """
+    lines = [line.strip() for line in (tail_text(job.paths.stderr) or said).splitlines() if line.strip()]
+    last = lines[-1] if lines else said.strip()
+    return last if len(last) <= STDERR_LINE_CHARS else last[: STDERR_LINE_CHARS - 3] + "..."
+
+
 #: The files submitit writes into the job folder before sbatch answers (uuid-named).
 _SUBMISSION_FILE = re.compile(r"(\.submission_file_)?[0-9a-f]{32}\.(pkl|sh)")
 
@@ -457,13 +472,19 @@ class SlurmExecutor(Executor):
             with contextlib.suppress(Exception):  # the task's own outcomes, when it returned any
                 if dict(job.result()).get(spec.run_id) == RunBusy.status:
                     return RunBusy(spec.run_id, paths.lock, lock_holder(paths.lock))
+            # One line (`cltm status`, `cltm run`): submitit's text quotes the task's whole stderr,
+            # which stays in its file, named in the error and in the record.
             try:
                 error = job.exception()
-                message = f"SLURM job {job.job_id} ended without a record: {error!r}" if error else (
-                    f"SLURM job {job.job_id} ended without a record (state {job.state})"
-                )
+                message = (
+                    f"SLURM job {job.job_id} ended without a record ({type(error).__name__}): "
+                    f"{_stderr_line(job, str(error))}; full stderr: {job.paths.stderr}"
+                ) if error else f"SLURM job {job.job_id} ended without a record (state {job.state})"
             except Exception as error:  # noqa: BLE001 - the job's own failure text
-                message = f"SLURM job {job.job_id} failed: {type(error).__name__}: {error}"
+                message = (
+                    f"SLURM job {job.job_id} failed: {type(error).__name__}: "
+                    f"{_stderr_line(job, str(error))}; full stderr: {job.paths.stderr}"
+                )
         record = failed_record(plan, spec, message, extra={"slurm_stderr": str(job.paths.stderr)})
         try:
             with run_lock(paths):
