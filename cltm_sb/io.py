@@ -256,6 +256,25 @@ def tail_text(path: str | os.PathLike, tail_bytes: int = 65536) -> str | None:
         return None
 
 
+def yaml_syntax_error(path: str | os.PathLike, error: Exception) -> str:
+    """One line for a ruamel.yaml error of a file: ``<path>, line L, column C: YAML syntax error (...)``.
+
+    ruamel's own text spans several lines and calls the file ``<unicode string>``. The
+    context (an unclosed quote or bracket: where it opened) is kept, with its place.
+    """
+
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    problem = getattr(error, "problem", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    where = f", {at(mark)}" if mark is not None else ""
+    shown = context and context_mark is not None and context_mark is not mark
+    opened = f" {context} at {at(context_mark)}" if shown else ""
+    return f"{path}{where}: YAML syntax error ({problem.strip()}{opened and ','}{opened})"
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays and NaN floats into plain JSON values (NaN -> None)."""
     import math

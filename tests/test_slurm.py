@@ -88,6 +88,33 @@ def test_bad_yaml_values_name_the_file_and_the_key(line: str, said: str, tmp_pat
         read_slurm_config(config)
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("partition: gpu\n  gpus: 1\n", "line 2, column 7: YAML syntax error (mapping values are not allowed here)"),
+        ('partition: gpu\ntime: "4:00:00\ngpus: 1\n',
+         "(found unexpected end of stream, while scanning a quoted scalar at line 2, column 7)"),
+        ("partition: gpu\npartition: cpu\n", 'line 2, column 1: YAML syntax error (found duplicate key "partition"'),
+    ],
+)
+def test_a_yaml_syntax_error_is_one_line_naming_the_place(
+    text: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ruamel's several-line text (naming ``<unicode string>``, not the file) was printed as it was."""
+    config = tmp_path / "slurm.yaml"
+    config.write_text(text)
+    data = make_prepared(tmp_path / "prep", ["en"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en"], [1], runner=RUNNER)
+    plan.save()
+    capsys.readouterr()
+    assert main(["run", str(plan.plan_dir), "--executor", "slurm", "--slurm-config", str(config), "--no-wait"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"cltm run: error: {config}, line "), err
+    assert said in err and err.endswith("; fix it there (a YAML mapping of SLURM options)"), err
+    assert "<unicode string>" not in err
+
+
 def test_a_setup_string_is_one_line(tmp_path: Path) -> None:
     """``setup: module load cuda`` was iterated character by character: one sbatch line per letter."""
     config = tmp_path / "slurm.yaml"

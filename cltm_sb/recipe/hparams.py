@@ -31,6 +31,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from cltm_sb.io import yaml_syntax_error
 from cltm_sb.recipe import RecipeError
 
 logger = logging.getLogger(__name__)
@@ -104,10 +105,7 @@ def file_top_level(path: str | os.PathLike, text: str | None = None) -> dict:
     try:
         data = _yaml().load(text) or {}
     except YAMLError as error:
-        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise RecipeError(f"{path}{line}: YAML syntax error ({problem}); fix the file") from None
+        raise RecipeError(f"{yaml_syntax_error(path, error)}; fix the file") from None
     if not isinstance(data, Mapping):
         raise RecipeError(f"{path}: expected a mapping of keys (key: value lines), got a {type(data).__name__}")
     return dict(data)

@@ -33,7 +33,7 @@ from cltm_sb.grid.executors.core import (
 from cltm_sb.grid.executors.local import LocalExecutor
 from cltm_sb.grid.jobs import mark_cancelled, record_submission, runs_in_slurm
 from cltm_sb.grid.plan import Plan, RunSpec, load_plan
-from cltm_sb.io import lock_holder, tail_text
+from cltm_sb.io import lock_holder, tail_text, yaml_syntax_error
 from cltm_sb.results import RecordError, RunRecord, read_record, write_record
 
 logger = logging.getLogger(__name__)
@@ -188,8 +188,11 @@ def read_slurm_config(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
         data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, YAMLError) as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot read SLURM options ({error})") from error
+    except YAMLError as error:
+        # ruamel's own text spans several lines and names no file.
+        raise ValueError(f"{yaml_syntax_error(path, error)}; fix it there (a YAML mapping of SLURM options)") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of SLURM options")
     try:
