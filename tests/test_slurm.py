@@ -165,18 +165,24 @@ exit 1
 """
 
 
+def _slurm_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sbatch: str | None) -> None:
+    """The only commands on PATH: this ``sbatch`` script and an ``srun`` (none at all without one)."""
+    binaries = tmp_path / "bin"
+    binaries.mkdir()
+    if sbatch is not None:
+        (binaries / "sbatch").write_text(sbatch)
+        (binaries / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it first
+        for binary in binaries.iterdir():
+            binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(binaries))
+
+
 @pytest.mark.parametrize("sbatch", ["failing", "missing"])
 def test_a_refused_submission_is_one_line_and_leaves_no_job_files(
     sbatch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    binaries = tmp_path / "bin"
-    binaries.mkdir()
-    if sbatch == "failing":  # SLURM's client installed, on a host without a SLURM controller
-        (binaries / "sbatch").write_text(FAILING_SBATCH)
-        (binaries / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it first
-        for binary in binaries.iterdir():
-            binary.chmod(0o755)
-    monkeypatch.setenv("PATH", str(binaries))  # "missing": no SLURM at all
+    # "failing": SLURM's client installed, on a host without a SLURM controller; "missing": no SLURM
+    _slurm_client(tmp_path, monkeypatch, FAILING_SBATCH if sbatch == "failing" else None)
     data = make_prepared(tmp_path / "prep", ["en", "es"])
     plan = make_plan(tmp_path / "plan", data, "gr", ["en", "es"], [1], runner=RUNNER)
     plan.save()
@@ -191,6 +197,32 @@ def test_a_refused_submission_is_one_line_and_leaves_no_job_files(
         assert said in err and "nothing was submitted" in err, err
         assert [p for p in (plan.plan_dir / "slurm").rglob("*") if p.is_file()] == []
     assert {s.state for s in plan_status(plan)} == {"pending"}
+
+
+ARRAY_REFUSING_SBATCH = """#!/bin/sh
+echo "sbatch: error: Batch job submission failed: Invalid job array specification" >&2
+exit 1
+"""
+
+
+def test_an_array_over_max_array_size_says_to_raise_runs_per_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SLURM refuses an array larger than its MaxArraySize; only sbatch's words were shown."""
+    _slurm_client(tmp_path, monkeypatch, ARRAY_REFUSING_SBATCH)
+    data = make_prepared(tmp_path / "prep", ["en", "es"])
+    plan = make_plan(tmp_path / "plan", data, "gr", ["en", "es"], [1], runner=RUNNER)
+    plan.save()
+    capsys.readouterr()
+    args = ["run", str(plan.plan_dir), "--executor", "slurm", "--runs-per-task", "2", "--no-wait", "--no-progress"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "(sbatch: error: Batch job submission failed: Invalid job array specification)" in err, err
+    assert "the job array asked for 3 tasks (2 run(s) per task)" in err and "MaxArraySize" in err, err
+    assert err.endswith("raise --runs-per-task (runs_per_task in --slurm-config) so that the array has at most "
+                        "MaxArraySize tasks, e.g. --runs-per-task 4 asks for 2"), err
+    assert [p for p in (plan.plan_dir / "slurm").rglob("*") if p.is_file()] == []
 
 
 # ------------------------------------------------------------------------------ real cluster

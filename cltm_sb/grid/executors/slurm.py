@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import re
 import sys
@@ -245,13 +246,34 @@ class SubmissionError(OSError):
     An :class:`OSError`: the machine, not the user's input (``cltm run`` prints one line, exit 1).
     """
 
-    def __init__(self, plan: Plan, n_runs: int, error: BaseException) -> None:
+    def __init__(self, plan: Plan, chunks: Sequence[Sequence[str]], error: BaseException) -> None:
         said = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        super().__init__(
-            f"{plan.plan_dir}: sbatch did not submit the {n_runs} run(s) ({said or type(error).__name__}); "
-            "nothing was submitted: check that SLURM works on this host (`sinfo`, `sbatch --version`), "
+        n_runs = sum(map(len, chunks))
+        advice = (
+            _array_too_large(n_runs, len(chunks), max(map(len, chunks)))
+            if _ARRAY_REFUSED.search(said) and len(chunks) > 1
+            else "check that SLURM works on this host (`sinfo`, `sbatch --version`), "
             "or run the plan here with --executor local"
         )
+        super().__init__(
+            f"{plan.plan_dir}: sbatch did not submit the {n_runs} run(s) ({said or type(error).__name__}); "
+            f"nothing was submitted: {advice}"
+        )
+
+
+#: sbatch's refusal of an array larger than the cluster's MaxArraySize (SLURM's ESLURM_INVALID_ARRAY).
+_ARRAY_REFUSED = re.compile(r"invalid job array specification", re.IGNORECASE)
+
+
+def _array_too_large(n_runs: int, n_tasks: int, runs_per_task: int) -> str:
+    """What to do when SLURM refused an array of ``n_tasks`` tasks: fewer, fuller tasks."""
+    doubled = 2 * runs_per_task
+    return (
+        f"the job array asked for {n_tasks} tasks ({runs_per_task} run(s) per task), probably more than "
+        "this cluster's MaxArraySize (`scontrol show config | grep MaxArraySize`): raise --runs-per-task "
+        f"(runs_per_task in --slurm-config) so that the array has at most MaxArraySize tasks, e.g. "
+        f"--runs-per-task {doubled} asks for {math.ceil(n_runs / doubled)}"
+    )
 
 
 def _vanished_message(job: Any) -> str:
@@ -366,7 +388,7 @@ class SlurmExecutor(Executor):
         except (RuntimeError, OSError) as error:
             for orphan in _submission_files(plan.layout.slurm_dir) - before:
                 orphan.unlink(missing_ok=True)  # jobs that were never submitted
-            raise SubmissionError(plan, sum(map(len, chunks)), error) from error
+            raise SubmissionError(plan, chunks, error) from error
         sys.stderr.write(said.getvalue())
         return jobs
 
