@@ -219,3 +219,29 @@ def test_cli_geometry_keeps_to_the_chosen_configuration_and_locales(tmp_path):
     assert not per_seed["run_id"].str.endswith("-cfg2").any()
     for row in per_seed.itertuples():
         assert row.euclidean == pytest.approx(planted_distance(row.t, row.s, SPREADS[row.seed]), abs=2e-3)
+
+
+def test_runs_of_several_data_draws_give_one_unit_per_seed(tmp_path):
+    # 3 seeds x 2 draws of l0-l1 were 6 independent runs: mean over 6, SE = SD(6) / sqrt(6). A seed's
+    # runs on two draws are one unit, as in `cltm interval`: its mean over the draws.
+    # the draws differ much more than the seeds: the SE over 6 runs (0.03) is 9 times the seeds' (0.0035)
+    spreads = {(seed, draw): 0.1 * seed + (1.5 if draw else 0.0) for seed in (1, 2, 3) for draw in (0, 1)}
+    records = []
+    for (seed, draw), spread in spreads.items():
+        rec = make_record([("l0", "a"), ("l1", "a")], {"l0": 0.6, "l1": 0.6}, seed, task="sv")
+        rec.run_id, rec.draw = f"{rec.run_id}-d{draw}", draw
+        run_dir = tmp_path / "plan" / "runs" / rec.run_id
+        run_dir.mkdir(parents=True)
+        for loc in ("l0", "l1"):
+            emb = planted_embeddings(loc, spread)
+            np.savez(run_dir / f"embeddings_{loc}.npz", ids=np.array([f"{loc}_{i}" for i in range(len(emb))]),
+                     emb=emb.astype(np.float16))
+        records.append(rec)
+    geo = analyze_geometry(records, plan_dir=tmp_path / "plan")
+    assert len(geo.per_seed) == 6 and sorted(geo.per_seed["draw"]) == [0, 0, 0, 1, 1, 1]
+    (row,) = geo.pairs.itertuples()
+    planted = [np.mean([planted_distance("l0", "l1", spreads[seed, d]) for d in (0, 1)]) for seed in (1, 2, 3)]
+    assert row.n_seeds == 3 and row.euclidean == pytest.approx(np.mean(planted), abs=2e-3)
+    by_seed = geo.per_seed.groupby("seed")["euclidean"].mean()
+    assert row.euclidean_se == pytest.approx(by_seed.std(ddof=1) / math.sqrt(3), rel=1e-9)
+    assert row.euclidean_se < 0.01

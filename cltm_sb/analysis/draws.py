@@ -15,6 +15,8 @@ if the draw effect averaged out over seeds, which it does not.
   the formal tests, donor ranks) widens by the data part without being told how big it is: the
   cluster bootstrap's "resample draws, keep their seeds" in closed form. The price is the degrees
   of freedom: D − 1 for D draws, however many seeds each has.
+- :func:`seed_means`: the units are the seeds (analyses of one seed's noise): each seed's value is
+  its mean over the draws.
 - :func:`variance_components`: per cell, a one-way random-effects ANOVA of the per-seed
   cross-gain d = P(a_t ∪ a_s, t) − P(a_t, t) (diagonal: the self-gain) over draws, which splits its
   variance into the seed part (within draws) and the data part (between draws, above what the
@@ -41,6 +43,16 @@ def table_draws(table: pd.DataFrame) -> list[int]:
     if "draw" not in table.columns or table.empty:
         return [0]
     return sorted(int(d) for d in pd.unique(table["draw"]))
+
+
+def seed_means(table: pd.DataFrame, by: Sequence[str], values: str | Sequence[str]) -> pd.DataFrame:
+    """One row per ``by`` group and seed: ``values`` averaged over that seed's data draws.
+
+    For the analyses whose unit is the seed (`cltm interval`'s curve points, `cltm geometry`'s
+    distances): a seed's runs on several draws are not more seeds, so SDs and SEs count seeds,
+    not runs. With one draw the values are the runs' own.
+    """
+    return table.groupby([*by, "seed"], as_index=False, sort=False)[values].mean()
 
 
 def _nanmean0(x: Array) -> Array:

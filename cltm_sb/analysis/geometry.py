@@ -5,7 +5,8 @@ Each pair run trained on a_t ∪ a_s keeps the embeddings of the test utterances
 t's and s's embeddings come from the same model, so their Euclidean and cosine distances are
 defined; the distance of the pair is the mean of the per-seed distances (seeds train different
 models, whose embedding spaces need not line up, so centroids are never averaged across models),
-with its standard error across seeds.
+with its standard error across seeds. With several data draws a seed's distance is its mean over
+the draws: the seed, not the run, is the unit.
 
 The distances are set beside M[t, s], M[s, t] and their mean, and their association with transfer
 is the Spearman correlation over all pairs. Pairs that share a language are not independent, so
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, spearmanr
 
+from cltm_sb.analysis.draws import seed_means
 from cltm_sb.grid.layout import GridLayout
 from cltm_sb.recipe.run_files import embeddings_file
 from cltm_sb.results import RunRecord
@@ -138,8 +140,8 @@ def pair_distances(
     """Per pair run (two languages, subsets a): the centroid distances of its two languages.
 
     Returns:
-        (table, skipped): the table has columns run_id, t, s (t < s), seed, euclidean, cosine,
-        n_t, n_s; ``skipped`` lists pair runs without embeddings of both languages, with the
+        (table, skipped): the table has columns run_id, t, s (t < s), seed, draw, euclidean,
+        cosine, n_t, n_s; ``skipped`` lists pair runs without embeddings of both languages, with the
         reason (e.g. one run per cell, where each run embeds one language only).
     """
     rows, skipped = [], []
@@ -174,13 +176,14 @@ def pair_distances(
                 "t": t,
                 "s": s,
                 "seed": int(record.seed),
+                "draw": int(record.draw),
                 "euclidean": euclidean_distance(c_t, c_s),
                 "cosine": cosine_distance(c_t, c_s),
                 "n_t": len(embedded[t][0]),
                 "n_s": len(embedded[s][0]),
             }
         )
-    columns = ["run_id", "t", "s", "seed", "euclidean", "cosine", "n_t", "n_s"]
+    columns = ["run_id", "t", "s", "seed", "draw", "euclidean", "cosine", "n_t", "n_s"]
     return pd.DataFrame(rows, columns=columns), skipped
 
 
@@ -195,11 +198,13 @@ def _mean_se(values: pd.Series) -> tuple[float, float]:
 def distance_table(per_seed: pd.DataFrame, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per unordered pair: mean distances with SE across seeds, beside M[t,s], M[s,t], mean.
 
+    The unit is the seed: a seed's runs on several data draws (`cltm plan --draws`) count once,
+    with their mean distance, as `cltm interval` counts them.
     Columns: t, s, n_seeds, euclidean, euclidean_se, cosine, cosine_se, m_ts, m_st, m_mean
     (``m_mean`` is NaN when either entry is), sorted by Euclidean distance.
     """
     rows = []
-    for (t, s), part in per_seed.groupby(["t", "s"]):
+    for (t, s), part in seed_means(per_seed, ["t", "s"], ["euclidean", "cosine"]).groupby(["t", "s"]):
         e, e_se = _mean_se(part["euclidean"])
         c, c_se = _mean_se(part["cosine"])
         row = {

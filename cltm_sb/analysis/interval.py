@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cltm_sb.analysis.draws import seed_means
 from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, self_key, single_key
 from cltm_sb.analysis.uncertainty import contrast_moments
 from cltm_sb.data.manifests import read_prepare_info
@@ -122,7 +123,7 @@ def curve_rows(table: pd.DataFrame, n: int) -> pd.DataFrame:
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     # Runs of several data draws (`cltm plan --draws`) share the seeds: one point per seed, the
     # mean over its draws, so that seed counts, SDs and the unpaired SE count seeds, not runs.
-    return curves.groupby(CURVE_COLUMNS[:5], as_index=False, sort=False)["value"].mean()
+    return seed_means(curves, CURVE_COLUMNS[:4], "value")
 
 
 def _n_from_prepare(data_dir: Path) -> int | None:
