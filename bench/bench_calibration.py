@@ -3,6 +3,7 @@
     python bench/bench_calibration.py --quick            # a few settings, few experiments (~1 min)
     python bench/bench_calibration.py                    # DESIGN.md §9 settings (~10 min on 2 cores)
     python bench/bench_calibration.py --before-only ...  # only the old (bench/legacy_bootstrap.py) intervals
+    python bench/bench_calibration.py --lost-seeds 0.1,0.3  # grids whose runs lost seeds (~3 min)
 
 Each experiment simulates a grid from a known true CLTM (cltm_sb.analysis.simulate) and runs the
 real analysis (cltm_sb.analysis.uncertainty.analyze_uncertainty on the tidy table). "Before" runs
@@ -14,6 +15,10 @@ Judging (DESIGN.md §9): coverage of a 95% interval must be 92-98.5% at 10 seeds
 Diagnostics: one interval per experiment, Wilson MC interval. Cells: pooled over the off-diagonal
 cells of valid unflagged rows, MC interval from the spread of per-experiment rates (cells of one
 grid are correlated); an unbounded Fieller interval counts as covering and its share is printed.
+A cell with no interval at all (its three runs share fewer than two seeds) is left out of the
+coverage and counts as not printed. The self-gain interval is pooled over targets like the cells.
+With --lost-seeds every run of a simulated grid loses each seed independently with that
+probability (simulate.lose_seeds), as failed runs do; the other settings are complete grids.
 The truth of a corrected diagnostic is the true matrix's value on the rows the estimator used
 (unflagged targets); the plug-in's bias is against the full true matrix's value.
 """
@@ -38,7 +43,10 @@ from cltm_sb.analysis.simulate import (
     PROTOCOL_PER_CELL,
     PROTOCOL_SHARED,
     NoiseModel,
+    grid_to_table,
+    lose_seeds,
     make_truth,
+    simulate_grid,
     simulate_table,
 )
 from cltm_sb.analysis.uncertainty import analyze_uncertainty, plug_in_diagnostics
@@ -65,13 +73,16 @@ class Setting:
     z: float = 10.0
     protocol: str = PROTOCOL_SHARED
     experiments: int = 100
+    lost: float = 0.0  # probability that a run lost a given seed
 
     @property
     def label(self) -> str:
         t = "GR-like" if self.truth == "near-agnostic" else "SV-like"
+        # Complete grids keep their label: it seeds their experiments (_seed).
+        lost = f" lost={self.lost:g}" if self.lost else ""
         return (
             f"{t} L={self.n_languages} n={self.n_seeds} ρ={self.rho:g} ρp={self.rho_pair:g} "
-            f"z={self.z:g} {self.protocol}"
+            f"z={self.z:g} {self.protocol}{lost}"
         )
 
     @property
@@ -82,6 +93,7 @@ class Setting:
             and self.rho_pair == 0.5
             and self.z == 10
             and self.protocol == PROTOCOL_SHARED
+            and not self.lost
         )
 
     def noise(self) -> NoiseModel:
@@ -116,6 +128,19 @@ def settings(
     return out
 
 
+def lost_seed_settings(
+    shares: list[float], experiments: int | None = None, languages: tuple[int, ...] = (6, 16)
+) -> list[Setting]:
+    """Headline noise on grids whose runs lost seeds: both truths, 5 and 10 seeds (200 each)."""
+    return [
+        Setting(truth, L, n, lost=share, experiments=experiments or 200)
+        for truth in ("near-agnostic", "structured")
+        for L in languages
+        for n in (5, 10)
+        for share in shares
+    ]
+
+
 def _seed(setting: Setting, rep: int) -> int:
     return zlib.crc32(f"{setting.label}|{rep}".encode())
 
@@ -129,9 +154,10 @@ def run_after(setting: Setting, reps: range) -> list[dict]:
     off = ~np.eye(setting.n_languages, dtype=bool)
     out = []
     for rep in reps:
-        table = simulate_table(
-            truth, setting.n_seeds, noise, setting.protocol, seed=_seed(setting, rep)
-        )
+        grid = simulate_grid(truth, setting.n_seeds, noise, setting.protocol, seed=_seed(setting, rep))
+        if setting.lost:
+            grid = lose_seeds(grid, setting.lost, seed=_seed(setting, rep))
+        table = grid_to_table(grid)
         res = analyze_uncertainty(
             table, locales=truth.locales, families=truth.families, **ANALYSIS_OPTIONS
         )
@@ -151,23 +177,44 @@ def run_after(setting: Setting, reps: range) -> list[dict]:
             }
         for label, mask in (("cells", rows), ("flagged cells", p.flagged)):
             sel = mask[:, None] & off & p.entries
-            if not sel.any():
-                continue
-            lo, hi, tv = res.cell_lower[sel], res.cell_upper[sel], true_m[sel]
-            bounded = res.cell_bounded[sel]
-            o["cells"][label] = {
-                "covered": float(np.mean((lo <= tv) & (tv <= hi))),
-                "bounded": float(np.mean(bounded)),
-                "widths": (hi - lo)[bounded].tolist(),
-                "bias": float(np.mean(p.matrix[sel] - tv)),
-                "n": int(sel.sum()),
-            }
+            o["cells"].update(
+                _coverage(label, sel, res.cell_lower, res.cell_upper, p.matrix, true_m)
+            )
+        gain = grid.profiles["self_gain"]
+        o["cells"].update(
+            _coverage(
+                "self-gain", np.isfinite(p.self_gain), res.gain_lower, res.gain_upper,
+                p.self_gain, gain,
+            )
+        )
         # Verdicts: a helps/hurts whose sign is wrong is a false discovery (no true zero here).
         called = np.isin(res.verdicts, ["helps", "hurts"])
         wrong = called & (np.sign(p.matrix) != np.sign(true_m))
         o["verdicts"] = {"called": int(called.sum()), "wrong": int(wrong.sum())}
         out.append(o)
     return out
+
+
+def _coverage(
+    label: str, sel: np.ndarray, lower: np.ndarray, upper: np.ndarray, point: np.ndarray,
+    truth: np.ndarray,
+) -> dict[str, dict]:
+    """One grid's coverage of ``truth`` by the intervals of the selected entries (an infinite
+    bound covers; an entry without an interval, NaN, is left out and counts as not printed)."""
+    has = sel & ~np.isnan(lower)
+    if not has.any():
+        return {}
+    lo, hi, tv = lower[has], upper[has], truth[has]
+    bounded = np.isfinite(lo) & np.isfinite(hi)
+    return {
+        label: {
+            "covered": float(np.mean((lo <= tv) & (tv <= hi))),
+            "bounded": float(bounded.sum() / sel.sum()),
+            "widths": (hi - lo)[bounded].tolist(),
+            "bias": float(np.mean(point[sel] - truth[sel])),
+            "n": int(has.sum()),
+        }
+    }
 
 
 def run_before(setting: Setting, reps: range, replicates: int) -> list[dict]:
@@ -385,6 +432,17 @@ def main() -> None:
         "--experiments", type=int, default=None, help="override experiments per setting"
     )
     parser.add_argument(
+        "--lost-seeds",
+        default=None,
+        metavar="P[,P...]",
+        help="instead: grids whose runs each lose every seed with probability P (no 'before')",
+    )
+    parser.add_argument(
+        "--languages",
+        default="6,16",
+        help="with --lost-seeds: numbers of languages (default 6,16)",
+    )
+    parser.add_argument(
         "--min-row-z",
         type=float,
         default=None,
@@ -395,8 +453,17 @@ def main() -> None:
     chunk = 50
     jobs = []
     options = {} if args.min_row_z is None else {"min_row_z": args.min_row_z}
+    if args.lost_seeds:
+        chosen = lost_seed_settings(
+            [float(x) for x in args.lost_seeds.split(",")],
+            args.experiments,
+            tuple(int(x) for x in args.languages.split(",")),
+        )
+        args.no_before, args.before_only = True, False
+    else:
+        chosen = settings(args.quick, args.headline_only, args.experiments)
     if not args.before_only:
-        for s in settings(args.quick, args.headline_only, args.experiments):
+        for s in chosen:
             for start in range(0, s.experiments, chunk):
                 jobs.append(
                     (s, "after", range(start, min(start + chunk, s.experiments)), 0, options)

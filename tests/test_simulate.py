@@ -10,6 +10,7 @@ from cltm_sb.analysis.simulate import (
     PROTOCOL_SHARED,
     NoiseModel,
     Truth,
+    lose_seeds,
     make_truth,
     near_agnostic_truth,
     simulate_grid,
@@ -110,3 +111,20 @@ def test_an_interrupted_simulation_leaves_no_grid_and_an_empty_one_is_refused(tm
         simulate.write_simulated_grid(out, truth, n_seeds=3)
     with pytest.raises(ValueError, match="at least 2 languages and 1 data draw"):
         simulate_records(truth, 3, n_draws=0)
+
+
+@pytest.mark.parametrize("protocol", [PROTOCOL_SHARED, PROTOCOL_PER_CELL])
+def test_lost_seeds_are_nan_and_a_shared_pair_run_loses_both_its_cells(protocol):
+    grid = simulate_grid(make_truth("structured", 6), 10, protocol=protocol, seed=1)
+    lost = lose_seeds(grid, 0.3, seed=1)
+    for name in ("single", "self_", "pair"):
+        kept = np.isfinite(getattr(lost, name))
+        assert np.array_equal(getattr(lost, name)[kept], getattr(grid, name)[kept]), name
+    share = np.isnan(lost.single).mean()
+    assert 0.15 < share < 0.45
+    off = ~np.eye(6, dtype=bool)
+    pair_lost = np.isnan(lost.pair) & off
+    symmetric = np.array_equal(pair_lost, np.transpose(pair_lost, (0, 2, 1)))
+    assert symmetric == (protocol == PROTOCOL_SHARED)
+    assert np.array_equal(np.isnan(lose_seeds(grid, 0.3, seed=1).pair), np.isnan(lost.pair))
+    assert not np.isnan(lose_seeds(grid, 0.0).single).any()

@@ -274,6 +274,29 @@ def simulate_grid(
     return SimulatedGrid(truth, seeds, single, self_, pair, protocol, prof)
 
 
+def lose_seeds(grid: SimulatedGrid, share: float, seed: int = 0) -> SimulatedGrid:
+    """``grid`` where every run independently lost each of its seeds with probability ``share``.
+
+    A lost seed is NaN, as a failed or missing run is to the analysis. A shared pair run serves
+    two cells, so it loses a seed in both of them at once; with one run per cell each cell loses
+    its own. For calibrating the cells' statistics on incomplete grids (bench_calibration.py).
+    """
+    if not 0 <= share < 1:
+        raise ValueError(f"share of lost seeds must be in [0, 1), got {share}")
+    rng = np.random.default_rng([seed, 3])
+    n_seeds, n = grid.single.shape
+    single = np.where(rng.uniform(size=(n_seeds, n)) < share, np.nan, grid.single)
+    self_ = np.where(rng.uniform(size=(n_seeds, n)) < share, np.nan, grid.self_)
+    lost = rng.uniform(size=(n_seeds, n, n)) < share
+    if grid.protocol == PROTOCOL_SHARED:
+        upper = np.triu(lost, k=1)
+        lost = upper | np.transpose(upper, (0, 2, 1))
+    pair = np.where(lost, np.nan, grid.pair)
+    return SimulatedGrid(
+        grid.truth, list(grid.seeds), single, self_, pair, grid.protocol, dict(grid.profiles)
+    )
+
+
 def _add_data_effects(
     single: np.ndarray, self_: np.ndarray, pair: np.ndarray, sigma: np.ndarray,
     noise: NoiseModel, entropy: list[int],
