@@ -3,7 +3,7 @@
     python bench/bench_calibration.py --quick            # a few settings, few experiments (~1 min)
     python bench/bench_calibration.py                    # DESIGN.md §9 settings (~10 min on 2 cores)
     python bench/bench_calibration.py --before-only ...  # only the old (bench/legacy_bootstrap.py) intervals
-    python bench/bench_calibration.py --lost-seeds 0.1,0.3  # grids whose runs lost seeds (~3 min)
+    python bench/bench_calibration.py --lost-seeds 0.1,0.3 --experiments 400  # runs lost seeds (~2 min)
 
 Each experiment simulates a grid from a known true CLTM (cltm_sb.analysis.simulate) and runs the
 real analysis (cltm_sb.analysis.uncertainty.analyze_uncertainty on the tidy table). "Before" runs

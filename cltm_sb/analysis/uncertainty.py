@@ -12,7 +12,8 @@ Why these methods (bench/bench_calibration.py measures them; bench/RESULTS.md ha
   g_k = y_tt,k − y_t,k cancel that effect, and their sample (co)variances carry whatever
   correlation is left. M = mean(d) / mean(g) is a ratio of two correlated normal means, for which
   Fieller's interval with a t_{n−1} quantile is exact; it is unbounded when the self-gain is not
-  significant at that level (reported as such, never as a number).
+  significant at that level (reported as such, never as a number). Where runs lost seeds, each
+  run's mean is over its own seeds and the t quantile takes Satterthwaite's degrees of freedom.
 - Verdicts: a paired t-test of mean(d) = 0 per cell, Benjamini–Hochberg q-values over the valid
   cells of unflagged targets; flagged targets get no verdict.
 - RFD and asymmetry: noise inflates a squared norm by the variance of the noisy entries. Each
@@ -44,6 +45,7 @@ Why these methods (bench/bench_calibration.py measures them; bench/RESULTS.md ha
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -295,6 +297,12 @@ class PairedCells:
     s_gg: Array
     s_dg: Array
     n: Array  # paired seeds per cell
+    df: Array | None = None  # t degrees of freedom (None: n − 1, every seed shared)
+
+    @property
+    def dof(self) -> Array:
+        """The t quantile's degrees of freedom: n − 1, or :func:`_variance_df` with missing seeds."""
+        return self.n - 1 if self.df is None else self.df
 
     @property
     def se(self) -> Array:
@@ -322,13 +330,9 @@ def paired_cells(arrays: SeedArrays) -> PairedCells:
         )
 
 
-def _mean_covariance(x: Array, y: Array) -> Array:
-    """Cov(mean of x, mean of y), each mean over its own finite seeds (axis 0).
-
-    With seed sets S_x, S_y and their overlap S_xy, Cov = |S_xy|·c_xy / (|S_x|·|S_y|), c_xy the
-    sample covariance over the overlap (ddof=1; NaN below two shared seeds). With x = y it is
-    var / n; with every seed shared it is c_xy / n, so sums of these are the paired variances.
-    """
+def _overlap_covariance(x: Array, y: Array) -> tuple[Array, Array, Array, Array]:
+    """(c_xy, n_xy, n_x, n_y): the sample covariance over the seeds where both are finite (axis 0;
+    ddof=1, NaN below two), their number, and each one's number of finite seeds."""
     x, y = np.broadcast_arrays(x, y)
     n_x, n_y = np.isfinite(x).sum(axis=0), np.isfinite(y).sum(axis=0)
     both = np.isfinite(x) & np.isfinite(y)
@@ -337,6 +341,18 @@ def _mean_covariance(x: Array, y: Array) -> Array:
         mx = np.where(both, x, 0.0).sum(axis=0) / n_xy
         my = np.where(both, y, 0.0).sum(axis=0) / n_xy
         c = np.where(both, (x - mx) * (y - my), 0.0).sum(axis=0) / np.where(n_xy > 1, n_xy - 1, np.nan)
+    return c, n_xy, n_x, n_y
+
+
+def _mean_covariance(x: Array, y: Array) -> Array:
+    """Cov(mean of x, mean of y), each mean over its own finite seeds (axis 0).
+
+    With seed sets S_x, S_y and their overlap S_xy, Cov = |S_xy|·c_xy / (|S_x|·|S_y|), c_xy the
+    sample covariance over the overlap (ddof=1; NaN below two shared seeds). With x = y it is
+    var / n; with every seed shared it is c_xy / n, so sums of these are the paired variances.
+    """
+    c, n_xy, n_x, n_y = _overlap_covariance(x, y)
+    with np.errstate(invalid="ignore", divide="ignore"):
         return n_xy * c / (n_x * n_y)
 
 
@@ -357,14 +373,55 @@ def contrast_moments(later: Array, earlier: Array, ratio: float = 1.0) -> tuple[
     return mean, var, count
 
 
+def _variance_df(runs: Sequence[Array], weights: Sequence[Array]) -> Array:
+    """Satterthwaite degrees of freedom of the estimated Var(Σ_u w_u·mean(run_u)) (axis 0 = seeds).
+
+    That estimate, Σ_uv w_u·w_v·|S_uv|·c_uv / (|S_u|·|S_v|) (see :func:`_mean_covariance`), is a
+    quadratic form zᵀAz of the per-seed values whose block (u, v) is a_uv times the centring matrix
+    of S_uv, a_uv = w_u·w_v·|S_uv| / (|S_u|·|S_v|·(|S_uv| − 1)). With seeds independent and Gaussian,
+    Var(zᵀAz) = 2·tr((AΣ)²), Σ's blocks being the per-seed covariances c_uv times I, and
+    tr(C_S·C_T) = k − k/|S| − k/|T| + k²/(|S|·|T|) for k = |S ∩ T|; df = 2·E² / Var with the c_uv
+    plugged in. With every seed shared it is exactly n − 1 (the paired t). Runs that lost
+    different seeds leave fewer seeds shared by all than each run has, and n_shared − 1 (what the
+    t quantile used before) made the intervals too wide: 98.7% coverage at 10 seeds when each run
+    lost a seed with probability 0.3 (bench/RESULTS.md, "Cells with missing seeds").
+    """
+    runs = np.broadcast_arrays(*runs)
+    finite = [np.isfinite(r) for r in runs]
+    m = len(runs)
+    coef, cov, count = {}, {}, {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for u in range(m):
+            for v in range(m):
+                c, n_uv, n_u, n_v = _overlap_covariance(runs[u], runs[v])
+                coef[u, v] = weights[u] * weights[v] * n_uv / (n_u * n_v * (n_uv - 1))
+                cov[u, v], count[u, v] = c, n_uv
+        estimate = sum(coef[u, v] * (count[u, v] - 1) * cov[u, v] for u, v in coef)
+        trace2 = 0.0
+        for (u, v), (w, t) in itertools.product(coef, repeat=2):
+            k = (finite[u] & finite[v] & finite[w] & finite[t]).sum(axis=0)
+            tr_cc = k * (1 - 1 / count[u, v] - 1 / count[w, t]) + k**2 / (count[u, v] * count[w, t])
+            trace2 = trace2 + coef[u, v] * coef[w, t] * cov[v, w] * cov[t, u] * tr_cc
+        return estimate**2 / trace2
+
+
+def _clipped_df(df: Array, shared: Array, runs: Sequence[Array]) -> Array:
+    """``df`` kept between n_shared − 1 (the seeds every run has) and n_any − 1 (the seeds some
+    run has): a plug-in covariance far from the truth can push Satterthwaite's value outside."""
+    n_any = np.logical_or.reduce(np.broadcast_arrays(*[np.isfinite(r) for r in runs])).sum(axis=0)
+    df = np.where(np.isfinite(df), df, shared - 1)
+    return np.clip(df, shared - 1, np.maximum(n_any - 1, shared - 1)).astype(float)
+
+
 def cell_statistics(arrays: SeedArrays) -> PairedCells:
     """The cells' ratio statistics over every finished seed, as :class:`PairedCells`.
 
     ``d_mean``/``g_mean`` are P(a_t ∪ a_s) − P(a_t) and P(a_t ∪ b_t) − P(a_t) with each P the
     mean of all its finished seeds, so their ratio is the printed M (build_cltm). ``s_*`` / n are
     the variances and covariance of those two differences, with the covariance of runs through
-    the seeds they share; ``n`` is the number of seeds all three runs share (the t quantile's
-    n − 1). With every seed shared this is exactly :func:`paired_cells`. Over the shared seeds
+    the seeds they share; ``n`` is the number of seeds all three runs share and ``df`` the t
+    quantile's degrees of freedom (:func:`_variance_df`, n − 1 when every seed is shared). With
+    every seed shared this is exactly :func:`paired_cells`. Over the shared seeds
     only, a failed run made the interval and verdict describe another ratio than M: a positive
     M could be printed beside an interval below 0 and the verdict "hurts".
     """
@@ -383,22 +440,29 @@ def cell_statistics(arrays: SeedArrays) -> PairedCells:
     )
     n = (np.isfinite(pair) & np.isfinite(single) & np.isfinite(self_)).sum(axis=0)
     var_g = np.broadcast_to(var_g, d_mean.shape)
+    # One df per cell, that of d − M·g at the printed M, for both the interval and the test so
+    # that they agree; d − M·g = pair − M·self − (1 − M)·single.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = d_mean / g_mean
+    runs = (single, self_, pair)
+    df = _variance_df(runs, (ratio - 1, -ratio, np.ones_like(ratio)))
     # Rounding can leave a zero variance slightly negative.
     return PairedCells(
-        d_mean, g_mean, n * np.maximum(var_d, 0.0), n * np.maximum(var_g, 0.0), n * cov_dg, n
+        d_mean, g_mean, n * np.maximum(var_d, 0.0), n * np.maximum(var_g, 0.0), n * cov_dg, n,
+        _clipped_df(df, n, runs),
     )
 
 
 def fieller_interval(
     cells: PairedCells, level: float = DEFAULT_LEVEL
 ) -> tuple[Array, Array, Array]:
-    """Fieller's interval for mean(d)/mean(g) with a t_{n−1} quantile.
+    """Fieller's interval for mean(d)/mean(g) with a t quantile of ``cells.dof`` (n − 1 paired).
 
     Returns (lower, upper, bounded). Where the self-gain is not significant at the t level the
     confidence set is unbounded: lower = −inf, upper = +inf, bounded False.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
-        q2 = stats.t.ppf(0.5 + level / 2, cells.n - 1) ** 2 / cells.n
+        q2 = stats.t.ppf(0.5 + level / 2, cells.dof) ** 2 / cells.n
         a = cells.g_mean**2 - q2 * cells.s_gg
         b = cells.d_mean * cells.g_mean - q2 * cells.s_dg
         c = cells.d_mean**2 - q2 * cells.s_dd
@@ -417,7 +481,7 @@ def paired_p_values(cells: PairedCells) -> Array:
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(cells.s_dd / cells.n)
         t = cells.d_mean / se
-        p = 2 * stats.t.sf(np.abs(t), cells.n - 1)
+        p = 2 * stats.t.sf(np.abs(t), cells.dof)
     # A zero spread: the difference is exact, p is 0 unless the difference is 0 too.
     exact = np.isfinite(cells.d_mean) & (se == 0)
     p = np.where(exact, np.where(cells.d_mean == 0, 1.0, 0.0), p)
@@ -651,7 +715,8 @@ def plug_in_diagnostics(matrix: Array, families: Sequence[str] | None) -> dict[s
 
 
 def self_gain_interval(arrays: SeedArrays, level: float = DEFAULT_LEVEL) -> tuple[Array, Array]:
-    """t_{n−1} interval of G_self(t) = P(a_t ∪ b_t) − P(a_t), n the seeds both runs share.
+    """t interval of G_self(t) = P(a_t ∪ b_t) − P(a_t): t_{n−1}, n the seeds, when both runs have
+    every seed, else Satterthwaite's degrees of freedom (:func:`_variance_df`).
 
     With every seed shared it is the paired interval of g_k = y_tt,k − y_t,k: the seed effect
     shared by the single and self runs cancels (the naive SE of build_cltm, which adds the two
@@ -660,8 +725,10 @@ def self_gain_interval(arrays: SeedArrays, level: float = DEFAULT_LEVEL) -> tupl
     seeds only, a failed run centred the interval on another gain than the one printed.
     """
     mean, var, count = contrast_moments(arrays.self_, arrays.single)
+    runs = (arrays.single, arrays.self_)
+    df = _clipped_df(_variance_df(runs, (-np.ones(count.shape), np.ones(count.shape))), count, runs)
     with np.errstate(invalid="ignore", divide="ignore"):
-        half = stats.t.ppf(0.5 + level / 2, count - 1) * np.sqrt(np.maximum(var, 0.0))
+        half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(np.maximum(var, 0.0))
     half = np.where(count > 1, half, np.nan)
     return mean - half, mean + half
 
