@@ -266,6 +266,23 @@ def test_donors_csv_has_q_values_and_flagged_targets_get_no_verdict(tmp_path, re
     assert f"n/a: {NO_VERDICT_FLAGGED}" in md
 
 
+def test_donors_say_when_a_pair_run_did_not_finish_every_seed(tmp_path, registry):
+    # The es+fr pair run finished seeds 4 and 5 only: its M and P(best) rest on those two.
+    records = [
+        r for r in grid_records() if not (r.kind == "pair" and r.seed < 4 and
+                                          {e.locale for e in r.evaluations} == {"es", "fr"})
+    ]  # fmt: skip
+    write_report(analyze_grid(write_records(tmp_path / "records", records), registry),
+                 registry, tmp_path / "out", heatmap=False)  # fmt: skip
+    donors = pd.read_csv(tmp_path / "out" / "donors.csv", keep_default_na=False)
+    reason = donors.set_index(["target", "donor"])["reason"]
+    assert reason[("es", "fr")] == reason[("fr", "es")] == "pair run finished 2 of 6 seeds"
+    assert (reason.drop([("es", "fr"), ("fr", "es")]) == "").all()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert md.count("Not every pair run finished every seed (fr: pair run finished 2 of 6 seeds)") == 1
+    assert md.count("Not every pair run finished every seed (es: pair run finished 2 of 6 seeds)") == 1
+
+
 def test_heatmap_cells_say_why_they_are_undefined(tmp_path, registry):
     from cltm_sb.report.document import cell_hover, cell_table
     from cltm_sb.report.render import render_heatmap

@@ -129,6 +129,50 @@ def test_donors_table_has_p_best_ranks_and_the_best_set():
     assert str(table["rank_lower"].dtype) == "Int64"
 
 
+def _arrays_with_a_short_pair_run() -> SeedArrays:
+    """Four languages, ten seeds; target q0's donors by M: q1 (0.76) clearly above q2 (0.54) and q3.
+
+    q3's pair run on q0 finished only seeds 0 and 1, where q1 happened to be low and q2 high:
+    over the seeds every donor finished, q2 led.
+    """
+    rng = np.random.default_rng(0)
+    n, L = 10, 4
+    effect = rng.normal(0, 0.02, size=(n, L))  # each seed's effect on each evaluated language
+    single = 0.5 + effect
+    self_ = 0.6 + effect + rng.normal(0, 0.003, size=(n, L))
+    pair = 0.5 + 0.1 * 0.3 + effect[:, :, None] + rng.normal(0, 0.003, size=(n, L, L))
+    pair[:, 0, 1] = 0.58 + effect[:, 0] + rng.normal(0, 0.003, size=n)
+    pair[:, 0, 2] = 0.55 + effect[:, 0] + rng.normal(0, 0.003, size=n)
+    pair[:2, 0, 1] -= 0.02
+    pair[:2, 0, 2] += 0.02
+    pair[2:, 0, 3] = pair[2:, 3, 0] = np.nan
+    pair[:, np.arange(L), np.arange(L)] = np.nan
+    return SeedArrays([f"q{i}" for i in range(L)], list(range(n)), single, self_, pair)
+
+
+def test_p_best_follows_the_printed_m_when_a_pair_run_missed_seeds():
+    res = analyze_arrays(_arrays_with_a_short_pair_run())
+    m, p_best = res.point.matrix[0], res.donor_ranks.p_best[0]
+    assert m[1] - m[2] > 4 * max(res.se_paired[0, 1], res.se_paired[0, 2])
+    # Over the two seeds every donor finished, q2 won P(best) against the printed order.
+    assert np.nanargmax(p_best) == 1 and p_best[1] > 0.9
+    assert res.donor_ranks.rank_lower[0, 1] == 1 and res.donor_ranks.rank_lower[0, 2] == 2
+    table = res.donors_table().set_index(["target", "donor"])
+    assert table.loc[("q0", "q3"), "reason"] == "pair run finished 2 of 10 seeds"
+    assert table.loc[("q3", "q0"), "reason"] == "pair run finished 2 of 10 seeds"
+    assert table.loc[("q0", "q1"), "reason"] == "" and table.loc[("q1", "q2"), "reason"] == ""
+
+
+def test_a_target_whose_donors_share_too_few_seeds_says_why_it_has_no_p_best():
+    arrays = _arrays_with_a_short_pair_run()
+    arrays.pair[:8, 0, 2] = arrays.pair[:8, 2, 0] = np.nan  # q2 on q0: seeds 8 and 9, q3: 0 and 1
+    res = analyze_arrays(arrays)
+    assert np.isnan(res.donor_ranks.p_best[0]).all()
+    assert not np.isnan(res.donor_ranks.p_best[1, [0, 2, 3]]).any()
+    reason = res.donors_table().set_index(["target", "donor"]).loc[("q0", "q1"), "reason"]
+    assert reason == "no P(best): the pair runs of q2 and q3 on q0 share fewer than 2 seeds"
+
+
 # ---- comparison ---------------------------------------------------------------------------------
 
 

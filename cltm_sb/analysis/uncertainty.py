@@ -39,7 +39,8 @@ Why these methods (bench/bench_calibration.py measures them; bench/RESULTS.md ha
   freedom come from the seed covariance (there are more contrasts than seeds, so no Hotelling
   test); a sign-flip permutation test would be exact but cannot reach p < 0.05 below 6 seeds.
 - Donors: P(best) and rank intervals from an empirical-Bayes posterior of each target's pair
-  means (the only runs that order the donors of a target); the best set is the smallest set of
+  means (the only runs that order the donors of a target), each over its finished seeds as in M,
+  with the covariance of runs through the seeds they share; the best set is the smallest set of
   donors by decreasing P(best) reaching 0.95 (DESIGN.md §9).
 """
 
@@ -1100,6 +1101,7 @@ def formal_tests(
 
 DONOR_DRAWS = 4000
 BEST_SET_MASS = 0.95
+NO_P_BEST = "no P(best)"
 
 
 @dataclass
@@ -1110,6 +1112,9 @@ class DonorRanks:
     rank_lower: Array
     rank_upper: Array
     in_best_set: Array  # bool [t, s]
+    # [t, s] what donors.csv says beside a P(best): the seeds it rests on when not every seed
+    # finished, or why a valid target has none; "" elsewhere.
+    notes: Array = field(default_factory=lambda: np.zeros((0, 0), dtype=object))
 
 
 def best_set(p_best: Array, mass: float = BEST_SET_MASS) -> Array:
@@ -1124,6 +1129,48 @@ def best_set(p_best: Array, mass: float = BEST_SET_MASS) -> Array:
     return chosen
 
 
+def _fewest_shared(values: Array) -> tuple[int, int, int]:
+    """(seeds, a, b): the fewest seeds two columns of ``values`` (a = b: one column) finish together."""
+    finite = np.isfinite(values).astype(int)
+    shared = finite.T @ finite
+    a, b = np.unravel_index(int(np.argmin(shared)), shared.shape)
+    return int(shared[a, b]), int(a), int(b)
+
+
+def _donor_noise(values: Array) -> tuple[Array, Array]:
+    """Means of one target's pair runs over each run's finished seeds, as in the printed M, and
+    the noise variances of those means.
+
+    ``values[k, j]``: seed k of donor j's pair run on the target, NaN where it did not finish;
+    every two donors share at least two seeds. The variances come from the covariance of the
+    means (:func:`_mean_covariance`: runs paired through the seeds they share), centred on the
+    row average, which removes the seed effect common to every run evaluated on the target,
+    × m/(m−1) for the centring. With every seed finished this is the per-seed residual
+    variance / n, as before. Over the seeds where all donors finished only, P(best) could rank
+    the donors against the printed M, from as few as two seeds.
+    """
+    m = values.shape[1]
+    cov = _mean_covariance(values[:, :, None], values[:, None, :])
+    centre = np.eye(m) - 1.0 / m
+    se2 = np.maximum(np.diag(centre @ cov @ centre), 0.0) * m / (m - 1)
+    return _nan_moments(values)[0], se2
+
+
+def _seed_notes(arrays: SeedArrays, t: int, donors: Array) -> list[str]:
+    """Per donor of target t, ``pair run finished 3 of 10 seeds`` where it did not finish all."""
+    n = np.isfinite(arrays.pair[:, t, donors]).sum(axis=0)
+    total, unit = arrays.n_seeds, arrays.unit
+    return [f"pair run finished {k} of {total} {unit}s" if k < total else "" for k in n]
+
+
+def _unshared_note(arrays: SeedArrays, t: int, a: int, b: int) -> str:
+    """Why target t has no P(best): donors a and b's pair runs on t share fewer than two seeds."""
+    code, unit = arrays.locales, arrays.unit
+    if a == b:
+        return f"{NO_P_BEST}: the pair run of {code[a]} on {code[t]} finished fewer than 2 {unit}s"
+    return f"{NO_P_BEST}: the pair runs of {code[a]} and {code[b]} on {code[t]} share fewer than 2 {unit}s"
+
+
 def donor_ranks(
     arrays: SeedArrays,
     point: PointEstimate,
@@ -1135,19 +1182,20 @@ def donor_ranks(
 
     With G_self(t) > 0, M[t, ·] orders the donors as the pair means P(a_t ∪ a_s, t) do: the
     single run and the self-gain shift and scale the row alike. So the ranking needs only the
-    pair runs evaluated on t. Per seed, the row mean over donors is subtracted, which removes
-    the seed's effect on t (common to every run evaluated on t), and each donor's variance is
-    estimated from those residuals (× m/(m−1) for the centring), so that donors may differ in
-    noise. The draws come from the empirical-Bayes posterior of the donors' means (normal prior
-    around their average with a spread estimated by moments, t_{n−1}-scaled errors per donor);
-    P(best) is the share of draws a donor wins, and the rank interval the central ``level``
-    range of its rank (1 = best). Flagged and undefined rows get NaN. Deterministic for a given
-    ``seed``.
+    pair runs evaluated on t, each averaged over its finished seeds as in M; their noise comes
+    from :func:`_donor_noise`, so that donors may differ in noise. The draws come from the
+    empirical-Bayes posterior of the donors' means (normal prior around their average with a
+    spread estimated by moments, t errors per donor with its run's finished seeds − 1 degrees
+    of freedom); P(best) is the share of draws a donor wins, and the rank interval the
+    central ``level`` range of its rank (1 = best). Flagged and undefined rows get NaN, and so
+    do rows where two donors' pair runs share fewer than two seeds (``notes`` says so).
+    Deterministic for a given ``seed``.
     """
     L = len(arrays.locales)
     p_best = np.full((L, L), np.nan)
     lower, upper = np.full((L, L), np.nan), np.full((L, L), np.nan)
     in_set = np.zeros((L, L), dtype=bool)
+    notes = np.full((L, L), "", dtype=object)
     rng = np.random.default_rng(seed)
     rows = point.valid_rows & ~point.flagged
     alpha = (1.0 - level) / 2
@@ -1155,18 +1203,20 @@ def donor_ranks(
         donors = np.flatnonzero(point.entries[t] & (np.arange(L) != t))
         if donors.size == 0:
             continue
-        values = arrays.pair[:, t, donors]
-        values = values[np.all(np.isfinite(values), axis=1)]
-        n, m = values.shape
+        m = donors.size
         if m == 1:
             p_best[t, donors], lower[t, donors], upper[t, donors] = 1.0, 1.0, 1.0
             in_set[t, donors] = True
             continue
+        values = arrays.pair[:, t, donors]
+        n, a, b = _fewest_shared(values)
         if n < 2:
+            notes[t, donors] = _unshared_note(arrays, t, donors[a], donors[b])
             continue
-        resid = values - values.mean(axis=1, keepdims=True)
-        se2 = resid.var(axis=0, ddof=1) * m / (m - 1) / n
-        means = values.mean(axis=0)
+        notes[t, donors] = _seed_notes(arrays, t, donors)
+        means, se2 = _donor_noise(values)
+        # Each donor's t has its own run's finished seeds − 1 degrees of freedom.
+        df = np.isfinite(values).sum(axis=0) - 1
         # Empirical-Bayes shrinkage of the donors' means toward their average (normal prior of
         # spread τ², by moments): without it, near-tied donors give the observed leader too
         # much P(best) (the winner's curse), and the best set missed the true best in 18% of
@@ -1177,7 +1227,7 @@ def donor_ranks(
         shrink = tau2 / (tau2 + se2)
         centre = means.mean()
         post = centre + shrink * (means - centre)
-        draws = post + np.sqrt(shrink * se2) * rng.standard_t(n - 1, size=(n_draws, m))
+        draws = post + np.sqrt(shrink * se2) * rng.standard_t(df, size=(n_draws, m))
         # Rank (1 = best) = 1 + number of donors ahead in the draw; ties have probability 0.
         rank = 1 + (draws[:, None, :] > draws[:, :, None]).sum(axis=2)
         # counts[r, j]: draws where donor j has rank r + 1; quantiles from its cumulative share.
@@ -1188,7 +1238,7 @@ def donor_ranks(
         lower[t, donors] = 1 + (share < alpha - 1e-12).sum(axis=0)
         upper[t, donors] = 1 + (share < 1.0 - alpha - 1e-12).sum(axis=0)
         in_set[t, donors] = best_set(p_best[t, donors])
-    return DonorRanks(p_best, lower, upper, in_set)
+    return DonorRanks(p_best, lower, upper, in_set, notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1265,7 +1315,9 @@ class UncertaintyResult:
         An unbounded Fieller interval (self-gain not significant at the t level) is written as
         empty lower/upper, never as a number. p_best and the rank interval (1 = best) are empty
         for flagged and undefined targets; in_best_set marks the smallest set of donors, by
-        decreasing p_best, whose p_best sums to at least 0.95 (DESIGN.md §9).
+        decreasing p_best, whose p_best sums to at least 0.95 (DESIGN.md §9). ``reason`` also
+        says when a donor's pair run did not finish every seed (its M and P(best) use the seeds
+        it finished) or why a target has no P(best).
         """
         ranks = self.donor_ranks
         rows = []
@@ -1283,7 +1335,7 @@ class UncertaintyResult:
                         "upper": _num(self.cell_upper[i, j]) if bounded else None,
                         "verdict": self.verdicts[i, j],
                         "q_value": _num(self.q_values[i, j]),
-                        "reason": self.verdict_reasons[i, j],
+                        "reason": _joined(self.verdict_reasons[i, j], ranks.notes[i, j] if ranks else ""),
                         "p_best": _num(ranks.p_best[i, j]) if ranks else None,
                         "rank_lower": _rank(ranks.rank_lower[i, j]) if ranks else None,
                         "rank_upper": _rank(ranks.rank_upper[i, j]) if ranks else None,
@@ -1297,6 +1349,11 @@ class UncertaintyResult:
         for name in ("rank_lower", "rank_upper"):
             table[name] = table[name].astype("Int64")
         return table
+
+
+def _joined(*parts: str) -> str:
+    """The non-empty parts, joined by "; "."""
+    return "; ".join(p for p in parts if p)
 
 
 def _rank(x: float) -> int | None:

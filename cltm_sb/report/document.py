@@ -29,6 +29,7 @@ from cltm_sb.analysis.grid_analysis import GridAnalysis
 from cltm_sb.analysis.matrix import reason_matrix
 from cltm_sb.analysis.summary import DELTA_SE_NOTE, format_value
 from cltm_sb.analysis.uncertainty import (
+    NO_P_BEST,
     NO_VERDICT_FLAGGED,
     DiagnosticInterval,
 )
@@ -167,6 +168,25 @@ def _cell_interval(analysis: GridAnalysis, i: int, j: int) -> str:
     if np.isinf(res.cell_lower[i, j]):  # Fieller's set is unbounded: no interval to print
         return f"unbounded (self-gain not significant at the {res.level:.0%} level)"
     return "n/a"
+
+
+def _donor_seed_note(analysis: GridAnalysis, k: int) -> str:
+    """The sentence under target k's donor table when its P(best) rests on pair runs that did not
+    finish every seed, or why it has none; "" otherwise."""
+    ranks = analysis.uncertainty.donor_ranks
+    if ranks is None or not ranks.notes.size:
+        return ""
+    notes = {c: str(ranks.notes[k, j]) for j, c in enumerate(analysis.locales) if ranks.notes[k, j]}
+    if not notes:
+        return ""
+    first = next(iter(notes.values()))
+    if first.startswith(NO_P_BEST):
+        return first[0].upper() + first[1:] + "."
+    runs = "; ".join(f"{c}: {note}" for c, note in notes.items())
+    return (
+        f"Not every pair run finished every seed ({runs}). Each donor's M, interval, P(best) "
+        "and rank interval use the seeds its pair run finished."
+    )
 
 
 def _verdict(verdict: str, reason: str | None) -> str:
@@ -406,6 +426,9 @@ def report_blocks(
         header = ["rank", "donor", "M", f"{unc.level:.0%} interval", "q", "verdict", "P(best)",
                   f"rank {unc.level:.0%} interval"]  # fmt: skip
         blocks.append(Block("table", (header, rows)))
+        note = _donor_seed_note(a, k)
+        if note:
+            blocks.append(Block("text", note))
         image = forests.get(t) if forests else None
         blocks.append(Block("forest", donor_forest(a, t, registry, image)))
     if res.reasons:
