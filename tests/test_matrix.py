@@ -3,7 +3,18 @@
 import numpy as np
 import pytest
 
-from cltm_sb.analysis.matrix import build_cltm, ratio_se
+from cltm_sb.analysis.completion import grid_row_reasons
+from cltm_sb.analysis.matrix import (
+    CellStats,
+    build_cltm,
+    pair_key,
+    ratio_se,
+    row_undefined_reason,
+    self_key,
+    single_key,
+)
+from cltm_sb.analysis.simulate import make_truth, simulate_table
+from cltm_sb.analysis.uncertainty import seed_arrays
 from cltm_sb.results import load_records
 
 from helpers import known_grid, make_record, write_records
@@ -77,3 +88,27 @@ def test_self_gain_within_two_se_is_flagged_not_dropped(tmp_path):
     assert result.gains.loc["en", "self_gain"] > 0
     assert result.flagged_targets == ["en"]
     assert result.matrix.loc["en", "en"] == 1.0
+
+
+def test_grid_row_reasons_and_build_cltm_give_each_undefined_row_one_reason(caplog):
+    truth = make_truth("structured", 6)
+    q = truth.locales
+    table = simulate_table(truth, 4, seed=1)
+    self_runs = table.train_key == self_key(q[2])
+    table.loc[self_runs, "value"] = table.loc[table.train_key == single_key(q[2]), "value"].to_numpy() - 0.01
+    drop = (
+        ((table.train_key == single_key(q[0])) & (table.seed > table.seed.min()))  # one seed
+        | ((table.train_key == self_key(q[1])) & (table.seed > table.seed.min()))
+        | (table.train_key.str.contains(q[4]) & (table.train_key != pair_key(q[3], q[4])))  # budget
+    )
+    table = table[~drop].reset_index(drop=True)
+    caplog.clear()
+    reasons = grid_row_reasons(seed_arrays(table, q))
+    assert caplog.text == ""  # no warning per unmeasured pair of a budgeted grid
+    expected = {r["target"]: r["reason"] for r in build_cltm(table, q).reasons if r["donor"] == "*"}
+    # q4 has no single run at all: seed arrays cannot tell it from one of 0 finished seeds.
+    assert expected.pop(q[4]) == "no finished single (a_t) run"
+    assert reasons.pop(q[4]) == "single (a_t) run has 0 finished seed(s), fewer than min_seeds=2"
+    assert reasons == expected and set(reasons) == {q[0], q[1], q[2]}
+    assert reasons[q[2]].startswith("self-gain G_self = -0.01")
+    assert row_undefined_reason(CellStats(0.5, 0.0, 3), None, 2) == "no finished self (a_t ∪ b_t) run"

@@ -1107,23 +1107,19 @@ def complete_seed_arrays(
 def grid_row_reasons(arrays: Any, min_seeds: int | None = None) -> dict[str, str]:
     """Why each undefined row of a grid's matrix is undefined (the reasons ``cltm matrix`` logs):
     {target: reason} for the rows the completion can neither use nor predict."""
-    from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS
-    from cltm_sb.analysis.uncertainty import point_estimate
+    from cltm_sb.analysis.matrix import DEFAULT_MIN_SEEDS, CellStats, row_undefined_reason
+    from cltm_sb.analysis.uncertainty import _nan_moments
 
     min_seeds = DEFAULT_MIN_SEEDS if min_seeds is None else min_seeds
-    point = point_estimate(arrays, min_seeds)
+    # Each run's seeds as build_cltm counts them; a run without a finished seed says "0 finished
+    # seed(s)" here, since seed arrays cannot tell it from a run never started.
+    runs = [_nan_moments(arrays.single), _nan_moments(arrays.self_)]
+    stats = [[CellStats(float(m), float(v), int(n)) for m, v, n in zip(*run)] for run in runs]
     reasons = {}
-    for i, code in enumerate(arrays.locales):
-        n_single = int(np.isfinite(arrays.single[:, i]).sum())
-        n_self = int(np.isfinite(arrays.self_[:, i]).sum())
-        if point.valid_rows[i]:
-            continue
-        if n_single < min_seeds:
-            reasons[code] = f"single (a_t) run has {n_single} finished seed(s), fewer than min_seeds={min_seeds}"
-        elif n_self < min_seeds:
-            reasons[code] = f"self (a_t ∪ b_t) run has {n_self} finished seed(s), fewer than min_seeds={min_seeds}"
-        else:
-            reasons[code] = f"self-gain G_self = {point.self_gain[i]:.4g} <= 0"
+    for code, single, self_run in zip(arrays.locales, *stats):
+        reason = row_undefined_reason(single, self_run, min_seeds)
+        if reason:
+            reasons[code] = reason
     return reasons
 
 

@@ -139,6 +139,28 @@ def reason_matrix(reasons: Sequence[Mapping[str, str]], codes: Sequence[str]) ->
     return out
 
 
+def usable_run(cell: CellStats | None, min_seeds: int) -> bool:
+    """Whether a run's P(D, t) enters the matrix: at least ``min_seeds`` finished seeds."""
+    return cell is not None and cell.n >= min_seeds and np.isfinite(cell.mean)
+
+
+def describe_run(cell: CellStats | None, what: str, min_seeds: int) -> str:
+    """Why a run's P(D, t) does not enter the matrix (``what``: the run, e.g. ``single (a_t)``)."""
+    if cell is None:
+        return f"no finished {what} run"
+    return f"{what} run has {cell.n} finished seed(s), fewer than min_seeds={min_seeds}"
+
+
+def row_undefined_reason(single: CellStats | None, self_run: CellStats | None, min_seeds: int) -> str:
+    """Why target t's CLTM row is undefined ("" when it is defined), from its single run a_t and
+    self run a_t ∪ b_t evaluated on t (None: no such run): too few seeds, or G_self <= 0."""
+    for cell, what in ((single, "single (a_t)"), (self_run, "self (a_t ∪ b_t)")):
+        if not usable_run(cell, min_seeds):
+            return describe_run(cell, what, min_seeds)
+    g_self = self_run.mean - single.mean  # type: ignore[union-attr]  # both usable above
+    return f"self-gain G_self = {g_self:.4g} <= 0" if g_self <= 0 else ""
+
+
 def build_cltm(
     table: pd.DataFrame,
     locales: Sequence[str] | None = None,
@@ -167,12 +189,7 @@ def build_cltm(
         return stats.get((key, locale))
 
     def usable(cell: CellStats | None) -> bool:
-        return cell is not None and cell.n >= min_seeds and np.isfinite(cell.mean)
-
-    def describe(cell: CellStats | None, what: str) -> str:
-        if cell is None:
-            return f"no finished {what} run"
-        return f"{what} run has {cell.n} finished seed(s), fewer than min_seeds={min_seeds}"
+        return usable_run(cell, min_seeds)
 
     n = len(locales)
     shape = (n, n)
@@ -193,19 +210,14 @@ def build_cltm(
             "p_self_se": np.sqrt(self_run.v) if self_run else np.nan,
             "n_self": self_run.n if self_run else 0,
         }
-        row_reason = None
-        if not usable(single):
-            row_reason = describe(single, "single (a_t)")
-        elif not usable(self_run):
-            row_reason = describe(self_run, "self (a_t ∪ b_t)")
-        g_self = self_run.mean - single.mean if row_reason is None else np.nan
-        g_self_se = np.sqrt(self_run.v + single.v) if row_reason is None else np.nan
+        row_reason = row_undefined_reason(single, self_run, min_seeds) or None
+        measured = usable(single) and usable(self_run)
+        g_self = self_run.mean - single.mean if measured else np.nan
+        g_self_se = np.sqrt(self_run.v + single.v) if measured else np.nan
         row["self_gain"], row["self_gain_se"] = g_self, g_self_se
         row["flagged"] = bool(
-            row_reason is None and np.isfinite(g_self_se) and g_self <= FLAG_SE_MULTIPLE * g_self_se
+            measured and np.isfinite(g_self_se) and g_self <= FLAG_SE_MULTIPLE * g_self_se
         )
-        if row_reason is None and g_self <= 0:
-            row_reason = f"self-gain G_self = {g_self:.4g} <= 0"
         row["valid"] = row_reason is None
         row["reason"] = row_reason or ""
         gain_rows.append(row)
@@ -226,7 +238,7 @@ def build_cltm(
             seeds[i, j] = pair.n if pair else 0
             if not usable(pair) or not usable(single):
                 if row_reason is None:
-                    reason = describe(pair, f"pair ({t} ∪ {s}) evaluated on {t}")
+                    reason = describe_run(pair, f"pair ({t} ∪ {s}) evaluated on {t}", min_seeds)
                     reasons.append({"target": t, "donor": s, "reason": reason})
                     logger.warning("CLTM[%s, %s] is NaN: %s", t, s, reason)
                 continue
