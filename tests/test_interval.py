@@ -17,6 +17,7 @@ from cltm_sb.analysis.interval import (
     parse_source,
     select_interval,
 )
+from cltm_sb.analysis.uncertainty import contrast_moments
 from cltm_sb.cli import main
 from cltm_sb.results import load_records
 
@@ -124,8 +125,12 @@ def test_a_missing_2n_seed_tests_the_printed_gain():
     var = np.var(p_2n, ddof=1) / 2 + np.var(p_n, ddof=1) / 3 - 2 * 2 * shared_cov / (3 * 2)
     assert row.se == pytest.approx(math.sqrt(var))
     assert row.t == pytest.approx(gain / math.sqrt(var)) and row.t > 0
-    assert row.p_value == pytest.approx(stats.t.sf(row.t, 1))
-    assert (row.paired_seeds, row.df, row.seeds_n, row.seeds_2n) == (2, 1, 3, 2)
+    # The t test's df are Satterthwaite's for that all-seed variance, as the matrix cells' (between
+    # the shared seeds − 1 and the seeds any run has − 1), not the 2 shared seeds' 1.
+    df = contrast_moments(np.array(p_2n + [np.nan]), np.array(p_n), 1.0)[3]
+    assert row.df == pytest.approx(float(df)) and 1 < row.df <= 2
+    assert row.p_value == pytest.approx(stats.t.sf(row.t, row.df))
+    assert (row.paired_seeds, row.seeds_n, row.seeds_2n) == (2, 3, 2)
 
 
 # ---- from records -----------------------------------------------------------------------------

@@ -317,23 +317,27 @@ def _paired(values_n: pd.Series, values_2n: pd.Series, ratio: float) -> tuple[fl
 
 def _gain_contrast(
     values_n: pd.Series, values_2n: pd.Series, ratio: float, point: float
-) -> tuple[float, float, int]:
-    """Mean and SE of P(2N) − ratio·P(N), and the count of seeds both runs have.
+) -> tuple[float, float, int, float]:
+    """Mean and SE of P(2N) − ratio·P(N), the count of seeds both runs have and the t test's
+    degrees of freedom.
 
     The mean is ``point``, the contrast of the all-seed means the table prints; the SE adds the
     unshared seeds' variance to the covariance of the shared ones (as the matrix cells do), so
     the gain and its test describe one number. With every seed shared this is the paired test,
-    computed as :func:`_paired` so that complete curves keep their exact values.
+    computed as :func:`_paired` (n − 1 df) so that complete curves keep their exact values;
+    otherwise the df are Satterthwaite's for the all-seed variance, as the matrix cells' (the
+    shared seeds − 1 would make the test too cautious: bench/RESULTS.md, "Cells with missing
+    seeds").
     """
     shared = int((values_n.notna() & values_2n.notna()).sum())
     if shared == values_n.count() == values_2n.count():
-        return _paired(values_n, values_2n, ratio)
-    var = contrast_moments(values_2n.to_numpy(float), values_n.to_numpy(float), ratio)[1]
+        return (*_paired(values_n, values_2n, ratio), float(shared - 1))
+    _, var, _, df = contrast_moments(values_2n.to_numpy(float), values_n.to_numpy(float), ratio)
     se = math.sqrt(max(float(var), 0.0)) if shared >= 2 else float("nan")
-    return point, se, shared
+    return point, se, shared, float(df)
 
 
-def _one_sided(mean: float, se: float, df: int) -> tuple[float, float, float]:
+def _one_sided(mean: float, se: float, df: float) -> tuple[float, float, float]:
     """(t, p, z): one-sided paired t-test of mean > 0 and the normal equivalent of its p-value."""
     if not np.isfinite(mean) or not np.isfinite(se):
         return float("nan"), float("nan"), float("nan")
@@ -356,7 +360,8 @@ def gain_table(
     (SE of the gain, paired through the seeds both runs have: see :func:`_gain_contrast`),
     paired_seeds, df, t, p_value, z,
     se_unpaired, z_unpaired, reason. ``t``, ``p_value`` and ``z`` test P(2N) > (1 +
-    ``min_relative_gain``)·P(N) (one-sided, paired over seeds, t with ``df`` = paired seeds − 1);
+    ``min_relative_gain``)·P(N) (one-sided, paired over seeds, t with ``df`` = paired seeds − 1,
+    or Satterthwaite's where a run lacks seeds the other has);
     ``z`` is the normal equivalent of ``p_value``. A zero spread with a positive contrast gives
     z = inf; fewer than ``min_seeds`` seeds (or paired seeds) give NaN.
     """
@@ -388,14 +393,14 @@ def gain_table(
                 )
         gain = row["p_2n"] - row["p_n"]
         seeds = by_seed.loc[(locale, n)] if not reason else None
-        mean = se = float("nan")
+        mean = se = df = float("nan")
         paired = 0
         if seeds is not None and {"n", "2n"} <= set(seeds.columns):
             point = row["p_2n"] - ratio * row["p_n"]
-            mean, se, paired = _gain_contrast(seeds["n"], seeds["2n"], ratio, point)
+            mean, se, paired, df = _gain_contrast(seeds["n"], seeds["2n"], ratio, point)
         if not reason and paired < min_seeds:
             reason = f"{paired} seed(s) with both runs, fewer than {min_seeds}: nothing to pair"
-        t, p, z = _one_sided(mean, se, paired - 1) if not reason else (np.nan,) * 3
+        t, p, z = _one_sided(mean, se, df) if not reason else (np.nan,) * 3
         if not reason and np.isnan(z):
             reason = "no gain and no seed spread"
         se_unpaired = (
@@ -415,7 +420,7 @@ def gain_table(
             relative_gain=relative,
             se=se_gain,
             paired_seeds=paired,
-            df=paired - 1 if paired else np.nan,
+            df=df if paired else np.nan,
             t=t,
             p_value=p,
             z=z,
@@ -460,7 +465,7 @@ def _failure(row: pd.Series | None, threshold: float) -> str | None:
         return f"gain {row['gain']:.4g} <= 0"
     if not row["z"] >= threshold:
         return (
-            f"z = {row['z']:.2f} < {threshold:g} (paired t = {row['t']:.2f}, {int(row['df'])} df)"
+            f"z = {row['z']:.2f} < {threshold:g} (paired t = {row['t']:.2f}, {row['df']:.3g} df)"
         )
     return None
 

@@ -357,9 +357,12 @@ def _mean_covariance(x: Array, y: Array) -> Array:
         return n_xy * c / (n_x * n_y)
 
 
-def contrast_moments(later: Array, earlier: Array, ratio: float = 1.0) -> tuple[Array, Array, Array]:
+def contrast_moments(
+    later: Array, earlier: Array, ratio: float = 1.0
+) -> tuple[Array, Array, Array, Array]:
     """Mean of ``later`` − ratio·mean of ``earlier``, each over its own finished seeds (axis 0),
-    the variance of that contrast and the number of seeds both share.
+    the variance of that contrast, the number of seeds both share and the degrees of freedom of
+    the variance (Satterthwaite's, :func:`_variance_df`; n − 1 when every seed is shared).
 
     The variance combines each mean's variance with their covariance through the shared seeds
     (:func:`_mean_covariance`), so a seed missing from one run still counts in the other's mean;
@@ -371,7 +374,10 @@ def contrast_moments(later: Array, earlier: Array, ratio: float = 1.0) -> tuple[
         - 2 * ratio * _mean_covariance(later, earlier)
     )
     count = (np.isfinite(later) & np.isfinite(earlier)).sum(axis=0)
-    return mean, var, count
+    runs = (earlier, later)
+    weights = (np.full(np.shape(count), -ratio), np.ones(np.shape(count)))
+    df = _clipped_df(_variance_df(runs, weights), count, runs)
+    return mean, var, count, df
 
 
 def _variance_df(runs: Sequence[Array], weights: Sequence[Array]) -> Array:
@@ -725,9 +731,7 @@ def self_gain_interval(arrays: SeedArrays, level: float = DEFAULT_LEVEL) -> tupl
     seeds, as in the printed G_self, with the covariance of the shared seeds: over the shared
     seeds only, a failed run centred the interval on another gain than the one printed.
     """
-    mean, var, count = contrast_moments(arrays.self_, arrays.single)
-    runs = (arrays.single, arrays.self_)
-    df = _clipped_df(_variance_df(runs, (-np.ones(count.shape), np.ones(count.shape))), count, runs)
+    mean, var, count, df = contrast_moments(arrays.self_, arrays.single)
     with np.errstate(invalid="ignore", divide="ignore"):
         half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(np.maximum(var, 0.0))
     half = np.where(count > 1, half, np.nan)

@@ -117,7 +117,7 @@ def _interval(args: argparse.Namespace) -> int:
             row = gains[(gains["locale"] == locale) & (gains["n"] == choice.n)].iloc[0]
             print(
                 f"  {locale}: gain {row['gain']:.4g} ± {row['se']:.2g} (paired), relative gain "
-                f"{row['relative_gain']:+.1%} (z = {z:.2f}, t = {row['t']:.2f}, {int(row['df'])} df)"
+                f"{row['relative_gain']:+.1%} (z = {z:.2f}, t = {row['t']:.2f}, {row['df']:.3g} df)"
             )
     print(f"wrote {out}", file=sys.stderr)
     return 0
