@@ -19,8 +19,9 @@ A cell with no interval at all (its three runs share fewer than two seeds) is le
 coverage and counts as not printed. The self-gain interval is pooled over targets like the cells.
 With --lost-seeds every run of a simulated grid loses each seed independently with that
 probability (simulate.lose_seeds), as failed runs do; the other settings are complete grids.
-The truth of a corrected diagnostic is the true matrix's value on the rows the estimator used
-(unflagged targets); the plug-in's bias is against the full true matrix's value.
+The truth of a corrected diagnostic is the true matrix's value on the cells the estimator used
+(rows of unflagged targets; a grid whose runs lost seeds can also lack a cell of such a row); the
+plug-in's bias is against the full true matrix's value.
 """
 
 from __future__ import annotations
@@ -163,7 +164,9 @@ def run_after(setting: Setting, reps: range) -> list[dict]:
         )
         p = res.point
         rows = p.valid_rows & ~p.flagged
-        true_used = plug_in_diagnostics(np.where(rows[:, None], true_m, np.nan), truth.families)
+        # The cells the estimator used: a grid whose runs lost seeds can lack a cell of a used row.
+        used = p.entries & rows[:, None]
+        true_used = plug_in_diagnostics(np.where(used, true_m, np.nan), truth.families)
         o: dict = {"diag": {}, "cells": {}}
         for name in DIAGS:
             d = res.diagnostics[name]

@@ -395,3 +395,47 @@ def test_an_undefined_corrected_diagnostic_says_why_as_diagnostics_json_does():
     assert d.point is None and d.plugin is None
     # was "undefined on the used rows"
     assert d.reason == "no positive off-diagonal entry"
+
+
+def _two_languages(pair_lost: list[int], n: int = 5):
+    """Two languages, ``n`` seeds: single 0 and self 1 on both (no seed noise, G = 1), and one
+    shared pair run whose values vary by seed and which lost the seeds ``pair_lost``."""
+    from cltm_sb.analysis.uncertainty import SeedArrays
+
+    pair = np.full((n, 2, 2), np.nan)
+    pair[:, 0, 1] = 0.5 + np.array([0.3, -0.2, 0.1, -0.4, 0.25, 0.05, -0.1, 0.2, -0.3, 0.15])[:n]
+    pair[:, 1, 0] = 0.5 + np.array([-0.1, 0.2, 0.35, -0.25, 0.0, 0.1, -0.2, 0.3, 0.05, -0.15])[:n]
+    pair[pair_lost] = np.nan
+    zeros = np.zeros((n, 2))
+    return SeedArrays(["aa", "bb"], list(range(n)), zeros, zeros + 1.0, pair)
+
+
+def test_corrected_rfd_subtracts_the_noise_of_a_run_on_its_own_seeds():
+    # The pair run finished 4 of 5 seeds: its mean's variance is s²/4. The jackknife over the 5
+    # seeds counted it (n − 1)·m / (n·(m − 1)) = 16/15 times as much (s²·4/15) in the variance
+    # that the corrected RFD subtracts, in its SE too.
+    from cltm_sb.analysis.uncertainty import corrected_diagnostics, point_estimate
+
+    arrays = _two_languages([2])
+    point = point_estimate(arrays)
+    d = corrected_diagnostics(arrays, point)["rfd"]
+    m = point.matrix[[0, 1], [1, 0]]
+    noise = np.nanvar(arrays.pair[:, [0, 1], [1, 0]], axis=0, ddof=1) / 4
+    # RFD² is the mean of (M − 1)² over the 4 entries (the diagonal's are 0).
+    expected = (np.sum((m - 1.0) ** 2) - noise.sum()) / 4
+    assert d.extra["estimate_raw"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_diagnostic_intervals_are_withheld_when_a_used_run_finished_too_few_seeds():
+    from cltm_sb.analysis.uncertainty import corrected_diagnostics, point_estimate
+
+    arrays = _two_languages([0, 1, 2, 3, 4, 5, 6], n=10)  # the pair run finished 3 of 10 seeds
+    out = corrected_diagnostics(arrays, point_estimate(arrays))
+    for name in ("rfd", "asymmetry", "row_cosine"):
+        d = out[name]
+        assert d.point is not None and d.lower is None and d.upper is None, name
+        assert "a used run finished only 3 of the 10 seeds" in d.reason, name
+    arrays = _two_languages([0, 1, 2, 3, 4, 5], n=10)  # 4 of 10: calibrated
+    out = corrected_diagnostics(arrays, point_estimate(arrays))
+    assert "finished only" not in out["rfd"].reason and out["rfd"].lower is not None
+    assert out["row_cosine"].lower is None and "finished 4 of the 10" in out["row_cosine"].reason

@@ -28,6 +28,9 @@ Why these methods (bench/bench_calibration.py measures them; bench/RESULTS.md ha
   estimate ± t_{n−1}·SE, withheld when the weakest used row's self-gain is below
   :data:`MIN_ROW_Z_FOR_DIAGNOSTICS` paired SEs.
 - All corrected diagnostics need :data:`MIN_CORRECTION_SEEDS` seeds; below, only the plug-in.
+  Where runs lost seeds, the jackknife moves each run on its own scale (:func:`jackknife_matrices`);
+  the intervals need every used run to have finished :data:`MIN_CORRECTION_SEEDS` seeds, and row
+  cosine's every seed (bench/RESULTS.md, "Cells with missing seeds").
 - prop+ and reciprocity+ count signs: cells near 0 flip with noise, which biases the count by an
   unknown amount; a percentile seed bootstrap covered 95-96% with strong self-gains but 69% at
   z = 3 (SV-like, 16 languages), and no observable rule separates the two, so they get no interval.
@@ -76,6 +79,12 @@ MIN_CORRECTION_SEEDS = 4
 # 4: 5 of 7 printed at z = 3, 6 languages; with 5, every setting meets its target and z = 10
 # grids still print 88-100% of the time). RFD and asymmetry hold their coverage at z = 3 without it.
 MIN_ROW_Z_FOR_DIAGNOSTICS = 5.0
+# Row cosine's jackknife interval on grids whose runs lost seeds covered 88% (SV-like truth, L = 6,
+# 10 seeds, each run losing a seed with probability 0.1; 91.8% on complete grids): not printed there.
+INCOMPLETE_JACKKNIFE_REASON = (
+    "a used run finished {fewest} of the {n} {unit}s: this jackknife interval is calibrated only when "
+    "every used run finished every {unit} (it covered 88% where runs lost seeds, bench/RESULTS.md)"
+)
 # The paper's Table 1 diagnostics, in the order of the one table (diagnostics.DIAGNOSTICS).
 DIAGNOSTIC_NAMES = tuple(d.key for d in diag.diagnostics_in(diag.TABLE1))
 NO_VERDICT_FLAGGED = "self-gain not above noise"
@@ -257,13 +266,20 @@ def weighted_matrices(arrays: SeedArrays, weights: Array, entries: Array) -> Arr
     A replicate's P is the weighted mean of the seeds it has; a cell that loses all its seeds in a
     replicate is NaN there.
     """
-    y = arrays.stacked()
+    return _matrices_of_means(_weighted_means(arrays.stacked(), weights), len(arrays.locales), entries)
+
+
+def _weighted_means(y: Array, weights: Array) -> Array:
+    """[replicate, column]: each column's weighted mean over its finite seeds (``W @ Y``)."""
     finite = np.isfinite(y)
     sums = weights @ np.where(finite, y, 0.0)
     counts = weights @ finite.astype(float)
-    L = len(arrays.locales)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
+        return sums / counts
+
+
+def _matrices_of_means(means: Array, L: int, entries: Array) -> Array:
+    """M [replicate, t, s] from replicate means of the stacked columns (single, self, pair)."""
     single, self_ = means[:, :L], means[:, L : 2 * L]
     pair = means[:, 2 * L :].reshape(-1, L, L)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -271,6 +287,28 @@ def weighted_matrices(arrays: SeedArrays, weights: Array, entries: Array) -> Arr
     idx = np.arange(L)
     m[:, idx, idx] = 1.0
     return np.where(entries[None], m, np.nan)
+
+
+def jackknife_matrices(arrays: SeedArrays, entries: Array) -> Array:
+    """Leave-one-seed-out M [seed, t, s], each run's mean moved on its own jackknife scale.
+
+    Dropping seed k from a run that has m of the n seeds moves its mean by (ȳ − y_k)/(m − 1), but
+    the jackknife over n seeds multiplies every move by n − 1 (variance) and sums n of them: such a
+    run's noise was counted (n − 1)·m / (n·(m − 1)) times, in the SEs and in the bias corrections
+    alike, and its lone seeds dominated both. Here the move is scaled by √(n·(m − 1) / ((n − 1)·m)),
+    which makes both terms right for every run (exactly the plain jackknife when m = n), and a seed
+    a run lacks leaves it unchanged, as before.
+    """
+    n = arrays.n_seeds
+    y = arrays.stacked()
+    plain = _weighted_means(y, jackknife_weights(n))
+    count = np.isfinite(y).sum(axis=0)
+    mean = _nan_moments(y)[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.sqrt(n * (count - 1) / ((n - 1) * count))
+        moved = mean + scale * (plain - mean)
+    means = np.where(count == n, plain, moved)
+    return _matrices_of_means(means, len(arrays.locales), entries)
 
 
 def jackknife_weights(n_seeds: int) -> Array:
@@ -612,14 +650,18 @@ def jackknife(full: float, leave_out: Array) -> tuple[float, float]:
     return float(pseudo.mean()), float(pseudo.std(ddof=1) / np.sqrt(n))
 
 
-def cell_pseudo_values(arrays: SeedArrays, matrix: Array, entries: Array) -> Array:
+def cell_pseudo_values(
+    arrays: SeedArrays, matrix: Array, entries: Array, m_loo: Array | None = None
+) -> Array:
     """Per-seed linearised cells [seed, t, s]: jackknife pseudo-values of M, centred on M.
 
     Their mean is M and their covariance / n is the jackknife covariance of M over seeds, so the
     pairing of runs through seeds and through shared pair runs is kept in the cross-covariances.
+    ``m_loo``: the leave-one-seed-out matrices (default: the plain jackknife's).
     """
     n = arrays.n_seeds
-    m_loo = weighted_matrices(arrays, jackknife_weights(n), entries)
+    if m_loo is None:
+        m_loo = weighted_matrices(arrays, jackknife_weights(n), entries)
     pseudo = n * matrix[None] - (n - 1) * m_loo
     return np.where(entries[None], matrix[None] + pseudo - pseudo.mean(axis=0), np.nan)
 
@@ -758,6 +800,29 @@ def _interval_reason(se: float, z_min: float, min_row_z: float) -> str:
     return ""
 
 
+def _fewest_run_seeds(arrays: SeedArrays, entries: Array) -> int:
+    """The fewest finished seeds of a run behind the used ``entries`` (single, self and pair runs)."""
+    rows = entries.any(axis=1)
+    off = entries & _off(len(rows))
+    counts = [
+        np.isfinite(arrays.single).sum(axis=0)[rows],
+        np.isfinite(arrays.self_).sum(axis=0)[rows],
+        np.isfinite(arrays.pair).sum(axis=0)[off],
+    ]
+    return min((int(c.min()) for c in counts if c.size), default=arrays.n_seeds)
+
+
+def _fewest_seeds_reason(fewest: int, arrays: SeedArrays) -> str:
+    """Why the diagnostics' intervals are withheld when a used run finished too few seeds ("" if not)."""
+    if fewest >= MIN_CORRECTION_SEEDS:
+        return ""
+    return (
+        f"a used run finished only {fewest} of the {arrays.n_seeds} {arrays.unit}s: the intervals "
+        f"are calibrated when every used run finished at least {MIN_CORRECTION_SEEDS} "
+        "(bench/RESULTS.md, \"Cells with missing seeds\")"
+    )
+
+
 def _undefined_reason(name: str, matrix: Array, families: Sequence[str] | None) -> str:
     """Why a diagnostic is undefined on the used rows' matrix, as diagnostics.json says it (the
     report printed "undefined on the used rows" where diagnostics.json said why)."""
@@ -778,7 +843,9 @@ def corrected_diagnostics(
     an unbiased variance, interval ± t_{n−1}·SE on the squared scale, mapped back by the square
     root. Row cosine and intra-family+: leave-one-seed-out jackknife (bias-corrected estimate,
     ± t_{n−1}·SE). The corrected values use the valid rows of unflagged targets (a flagged row's
-    ratio is too noisy to correct); the plug-in uses every valid row, as the paper does.
+    ratio is too noisy to correct); the plug-in uses every valid row, as the paper does. Where a
+    used run finished fewer than :data:`MIN_CORRECTION_SEEDS` seeds no interval is printed, and
+    row cosine's only where every used run finished every seed (the calibrated patterns).
     """
     # The caller's plug-in values (diagnose() of the same matrix) keep diagnostics.json and
     # intervals.json equal by construction and spare a second pass over the matrix.
@@ -822,9 +889,14 @@ def corrected_diagnostics(
             )
         return out
     q = float(stats.t.ppf(0.5 + level / 2, n - 1))
+    fewest = _fewest_run_seeds(arrays, entries)
+    seeds_reason = _fewest_seeds_reason(fewest, arrays)
     z_min = float(np.nanmin(_row_z(arrays)[rows])) if rows.any() else float("nan")
     matrix = np.where(entries, point.matrix, np.nan)
-    x = cell_pseudo_values(arrays, matrix, entries)
+    # Runs that lost seeds move on their own jackknife scale (jackknife_matrices); the formal tests
+    # keep the plain jackknife until they are calibrated on such grids.
+    m_loo = jackknife_matrices(arrays, entries)
+    x = cell_pseudo_values(arrays, matrix, entries, m_loo)
     x0 = np.where(np.isfinite(x), x, 0.0)
     squared = {
         # Without an off-diagonal entry (one language) the diagonal's zeros are no evidence of M = J.
@@ -847,6 +919,7 @@ def corrected_diagnostics(
         reason = "" if np.isfinite(se) else "no positive variance estimate"
         if not np.all(np.isfinite(x[:, entries])):
             reason = "a seed is the only one of some run: no leave-one-out estimate"
+        reason = reason or seeds_reason
         lower = upper = None
         if not reason:
             lower, upper = math.sqrt(max(est - q * se, 0.0)), math.sqrt(max(est + q * se, 0.0))
@@ -862,7 +935,6 @@ def corrected_diagnostics(
             extra={"se": se, "squared_scale": True, "estimate_raw": est},
         )
     m_full = matrix[None]
-    m_loo = weighted_matrices(arrays, jackknife_weights(n), entries)
     for name, fn, (lo_clip, hi_clip) in _jackknifed_specs(rows, families):
         est, se = jackknife(float(fn(m_full)[0]), fn(m_loo))
         if not np.isfinite(est):
@@ -874,7 +946,9 @@ def corrected_diagnostics(
                 _undefined_reason(name, matrix, families) + used_note,
             )
             continue
-        reason = _interval_reason(se, z_min, min_row_z)
+        reason = _interval_reason(se, z_min, min_row_z) or seeds_reason
+        if not reason and fewest < n:
+            reason = INCOMPLETE_JACKKNIFE_REASON.format(fewest=fewest, n=n, unit=arrays.unit)
         lower = upper = None
         if not reason:
             lower = float(np.clip(est - q * se, lo_clip, hi_clip))
