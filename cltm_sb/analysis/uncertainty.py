@@ -83,7 +83,8 @@ MIN_ROW_Z_FOR_DIAGNOSTICS = 5.0
 # 10 seeds, each run losing a seed with probability 0.1; 91.8% on complete grids): not printed there.
 INCOMPLETE_JACKKNIFE_REASON = (
     "a used run finished {fewest} of the {n} {unit}s: this jackknife interval is calibrated only when "
-    "every used run finished every {unit} (it covered 88% where runs lost seeds, bench/RESULTS.md)"
+    "every used run finished every {unit} (it covered 88% where runs lost seeds, bench/RESULTS.md); "
+    "`cltm run` retries the failed runs"
 )
 # The paper's Table 1 diagnostics, in the order of the one table (diagnostics.DIAGNOSTICS).
 DIAGNOSTIC_NAMES = tuple(d.key for d in diag.diagnostics_in(diag.TABLE1))
@@ -819,7 +820,7 @@ def _fewest_seeds_reason(fewest: int, arrays: SeedArrays) -> str:
     return (
         f"a used run finished only {fewest} of the {arrays.n_seeds} {arrays.unit}s: the intervals "
         f"are calibrated when every used run finished at least {MIN_CORRECTION_SEEDS} "
-        "(bench/RESULTS.md, \"Cells with missing seeds\")"
+        "(bench/RESULTS.md, \"Cells with missing seeds\"); `cltm run` retries the failed runs"
     )
 
 
