@@ -2,6 +2,7 @@
 
     python bench/bench_statistics_ii.py --quick     # few experiments (~1 min)
     python bench/bench_statistics_ii.py             # DESIGN.md §9 budget (~15 min on 2 cores)
+    python bench/bench_statistics_ii.py --lost-seeds 0.3 --experiments 400  # comparison, lost seeds
 
 Every experiment simulates grids from a known truth (cltm_sb.analysis.simulate) and runs the real
 analysis (cltm_sb.analysis.uncertainty, cltm_sb.analysis.compare, cltm_sb.analysis.interval).
@@ -15,7 +16,11 @@ analysis (cltm_sb.analysis.uncertainty, cltm_sb.analysis.compare, cltm_sb.analys
 - Comparison: two independent grids from two different truths of one kind (seeds 0 and 1 of
   the generator); coverage of the true difference of each diagnostic (on the rows each grid's
   estimator used) and of each compared cell (an unbounded cell interval counts as covering; its
-  share is printed), target 92-98.5% at 10 seeds and at least 90% at 5.
+  share is printed), target 92-98.5% at 10 seeds and at least 90% at 5; and the false-positive
+  rate of the cells' Welch test at level 5% between two independent grids of the same truth
+  (every true difference 0; pooled over the cells with a p-value), target at most 6%. With
+  --lost-seeds P (comparison only) every run of each grid loses each seed with probability P
+  (simulate.lose_seeds) on the headline settings (bench_calibration.lost_seed_settings).
 - Interval rule: learning curves with no true gain (or a true relative gain equal to the
   required one), seed effect shared by the N and 2N runs of a seed (share ρ); the share of
   languages that qualify (nominal Φ(−2) = 2.3%, target at most 3.3%), old rule (unpaired SE,
@@ -43,7 +48,7 @@ from multiprocessing import Pool
 
 import numpy as np
 import pandas as pd
-from bench_calibration import Setting, wilson
+from bench_calibration import Setting, lost_seed_settings, wilson
 from scipy import stats
 
 from cltm_sb.analysis import diagnostics as diag
@@ -52,6 +57,7 @@ from cltm_sb.analysis.interval import gain_table
 from cltm_sb.analysis.simulate import (
     PROTOCOL_PER_CELL,
     Truth,
+    lose_seeds,
     make_truth,
     null_truth,
     simulate_grid,
@@ -98,6 +104,8 @@ def _seed(label: str, rep: int) -> int:
 
 def _arrays(truth: Truth, setting: Setting, seed: int) -> SeedArrays:
     grid = simulate_grid(truth, setting.n_seeds, setting.noise(), setting.protocol, seed=seed)
+    if setting.lost:
+        grid = lose_seeds(grid, setting.lost, seed=seed)
     return SeedArrays(truth.locales, grid.seeds, grid.single, grid.self_, grid.pair)
 
 
@@ -205,8 +213,19 @@ def run_compare(setting: Setting, reps: range) -> list[dict]:
                 "bounded": float(bounded.mean()),
                 "width": float(np.median((hi - lo)[bounded])) if bounded.any() else float("nan"),
             }
+        o["null"] = _null_false_positives(truth_a, setting, res[0], rep)
         out.append(o)
     return out
+
+
+def _null_false_positives(truth: Truth, setting: Setting, res_a, rep: int) -> dict:
+    """Share of cells whose Welch p-value is below 5% between ``res_a`` and a second grid of the
+    same truth (every true difference is 0)."""
+    arrays = _arrays(truth, setting, _seed(f"compare A2 {setting.label}", rep))
+    res_b = analyze_arrays(arrays, truth.families, donor_draws=0)
+    p = compare_uncertainty(res_a, res_b).cells["p_value"].to_numpy(dtype=float)
+    p = p[np.isfinite(p)]
+    return {"rate": float(np.mean(p < 0.05)) if p.size else float("nan"), "n": int(p.size)}
 
 
 # ---- learning-curve interval rule -------------------------------------------------------------
@@ -335,6 +354,10 @@ def summarize_compare(results: dict[Setting, list[dict]]) -> str:
         "| setting | difference of | coverage % | MC 95% | met | printed % | median width |",
         "|---|---|---|---|---|---|---|",
     ]
+    null_lines = [
+        "| setting | cells' Welch test: false positives % (level 5%) | MC 95% | met (≤ 6%) | cells with a p-value per grid pair |",
+        "|---|---|---|---|---|",
+    ]
     for setting, outcomes in results.items():
         for name in COMPARED:
             got = [o["diag"][name] for o in outcomes if o["diag"][name][0] is not None]
@@ -353,7 +376,14 @@ def summarize_compare(results: dict[Setting, list[dict]]) -> str:
             f"{coverage_met(setting.n_seeds, lo, hi)} | {pct(np.mean([c['bounded'] for c in cells]))} | "
             f"{np.nanmedian([c['width'] for c in cells]):.3f} |"
         )
-    return "\n".join(lines)
+        nulls = [o["null"] for o in outcomes if o["null"]["n"]]
+        rate, lo, hi = mean_ci([c["rate"] for c in nulls])
+        met = "n/a" if not np.isfinite(lo) else ("yes" if lo <= 0.06 else "NO")
+        null_lines.append(
+            f"| {setting.label} | {pct(rate)} | {pct(lo)}–{pct(hi)} | {met} | "
+            f"{np.mean([c['n'] for c in nulls]):.1f} |"
+        )
+    return "\n".join(lines + [""] + null_lines)
 
 
 def summarize_interval(rows: list[dict]) -> str:
@@ -397,12 +427,23 @@ def main() -> None:
         "--only", choices=("tests", "donors", "compare", "interval"), action="append"
     )
     parser.add_argument("--out", help="also write the Markdown here")
+    parser.add_argument(
+        "--lost-seeds",
+        help="comma-separated shares: the comparison only, on headline grids whose runs lost seeds",
+    )
+    parser.add_argument("--experiments", type=int, help="experiments per --lost-seeds setting")
     args = parser.parse_args()
     kinds = args.only or ["tests", "donors", "compare", "interval"]
+    if args.lost_seeds:
+        kinds = ["compare"]
+        shares = [float(x) for x in args.lost_seeds.split(",")]
+        chosen = lost_seed_settings(shares, args.experiments)
+    else:
+        chosen = settings(args.quick)
     t0 = time.time()
     jobs = []
     chunk = 50
-    for setting in settings(args.quick):
+    for setting in chosen:
         for kind in kinds:
             if kind == "interval":
                 continue

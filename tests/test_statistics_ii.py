@@ -214,6 +214,33 @@ def test_comparison_intervals_cover_the_true_differences():
     assert "Welch" in comparison.to_dict()["cell_method"]  # the cells' method is named beside them
 
 
+def test_comparison_test_of_grids_with_lost_seeds_takes_each_grid_cells_degrees_of_freedom():
+    # With runs that lost seeds a cell's variance uses every finished seed (df ~ Satterthwaite),
+    # and the Welch test used the few seeds all three runs share − 1 instead.
+    from scipy import stats
+
+    from cltm_sb.analysis.simulate import lose_seeds
+
+    truth = make_truth("structured", 6, seed=0)
+    res = []
+    for k in range(2):
+        grid = lose_seeds(simulate_grid(truth, 10, NoiseModel(), seed=40 + k), 0.3, seed=k)
+        arrays = SeedArrays(truth.locales, grid.seeds, grid.single, grid.self_, grid.pair)
+        res.append(analyze_arrays(arrays, truth.families, donor_draws=0))
+    cells = compare_uncertainty(*res).cells.dropna(subset=["p_value"])
+    i = cells["target"].map(truth.locales.index).to_numpy()
+    j = cells["donor"].map(truth.locales.index).to_numpy()
+    dof = [r.cells.dof[i, j] for r in res]
+    assert all((d > r.cells.n[i, j] - 1).any() for d, r in zip(dof, res))
+    var = [r.se_paired[i, j] ** 2 for r in res]
+    df = (var[0] + var[1]) ** 2 / (var[0] ** 2 / dof[0] + var[1] ** 2 / dof[1])
+    z = cells["difference"].to_numpy() / np.sqrt(var[0] + var[1])
+    assert cells["p_value"].to_numpy() == pytest.approx(2 * stats.t.sf(np.abs(z), df))
+    # No p-value where a grid has no interval of its own for the cell.
+    for r in res:
+        assert not np.isnan(r.cell_lower[i, j]).any()
+
+
 # ---- interval rule ------------------------------------------------------------------------------
 
 

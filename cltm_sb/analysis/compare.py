@@ -13,8 +13,9 @@ calibrated analyses.
   interval for the difference (the reason names the grid).
 - Cells M_A[t, s] − M_B[t, s] over the languages both grids hold: MOVER on the two Fieller
   intervals (unbounded when either is), and a Welch test of a zero difference from the paired
-  delta-method SEs with Welch–Satterthwaite degrees of freedom; Benjamini–Hochberg q-values over
-  the cells compared. Flagged targets of either grid are not compared.
+  delta-method SEs with Welch–Satterthwaite degrees of freedom built from each grid's own
+  (``PairedCells.dof``: n − 1, or Satterthwaite's when runs lost seeds, as its Fieller interval
+  uses); Benjamini–Hochberg q-values over the cells compared. Flagged targets of either grid are not compared.
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ def _cell_frame(res: UncertaintyResult, locales: list[str]) -> dict[str, np.ndar
         "upper": res.cell_upper[grid],
         "bounded": res.cell_bounded[grid],
         "se": res.se_paired[grid],
-        "n": res.cells.n[grid],
+        # The t degrees of freedom of the grid's own interval and test (n − 1 with every seed).
+        "dof": res.cells.dof[grid],
+        "interval": ~np.isnan(res.cell_lower[grid]),
         "usable": usable[index][:, None] & np.isfinite(res.point.matrix[grid]),
         "reason": res.verdict_reasons[grid],
     }
@@ -157,9 +160,10 @@ def cell_differences(res_a: UncertaintyResult, res_b: UncertaintyResult) -> pd.D
     with np.errstate(invalid="ignore", divide="ignore"):
         var_a, var_b = a["se"] ** 2, b["se"] ** 2
         se = np.sqrt(var_a + var_b)
-        df = (var_a + var_b) ** 2 / (var_a**2 / (a["n"] - 1) + var_b**2 / (b["n"] - 1))
+        df = (var_a + var_b) ** 2 / (var_a**2 / a["dof"] + var_b**2 / b["dof"])
         p = 2 * stats.t.sf(np.abs(diff / se), df)
-    p = np.where(both & np.isfinite(p), p, np.nan)
+    # A p-value only where both grids have their own interval (and so their own test).
+    p = np.where(both & a["interval"] & b["interval"] & np.isfinite(p), p, np.nan)
     q = bh_q_values(p)
     bounded = a["bounded"] & b["bounded"]
     with np.errstate(invalid="ignore"):
