@@ -15,8 +15,8 @@ Judging (DESIGN.md §9): coverage of a 95% interval must be 92-98.5% at 10 seeds
 Diagnostics: one interval per experiment, Wilson MC interval. Cells: pooled over the off-diagonal
 cells of valid unflagged rows, MC interval from the spread of per-experiment rates (cells of one
 grid are correlated); an unbounded Fieller interval counts as covering and its share is printed.
-A cell with no interval at all (its three runs share fewer than two seeds) is left out of the
-coverage and counts as not printed. The self-gain interval is pooled over targets like the cells.
+A cell with no interval at all is left out of the coverage and counts as not printed; the
+cells whose three runs share fewer than two seeds (only with --lost-seeds) are also shown apart. The self-gain interval is pooled over targets like the cells.
 With --lost-seeds every run of a simulated grid loses each seed independently with that
 probability (simulate.lose_seeds), as failed runs do; the other settings are complete grids.
 The truth of a corrected diagnostic is the true matrix's value on the cells the estimator used
@@ -62,6 +62,7 @@ DIAGS = (
     "prop_positive",
     "reciprocity_positive",
 )
+SHARING_FEW = "cells whose 3 runs share < 2 seeds"
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,11 @@ def run_after(setting: Setting, reps: range) -> list[dict]:
             o["cells"].update(
                 _coverage(label, sel, res.cell_lower, res.cell_upper, p.matrix, true_m)
             )
+        # Runs that lost seeds: the cells whose three runs share fewer than two seeds, apart.
+        sel = rows[:, None] & off & p.entries & (res.cells.n < 2)
+        o["cells"].update(
+            _coverage(SHARING_FEW, sel, res.cell_lower, res.cell_upper, p.matrix, true_m)
+        )
         gain = grid.profiles["self_gain"]
         o["cells"].update(
             _coverage(

@@ -112,12 +112,16 @@ def test_cell_statistics_equal_the_paired_ones_when_every_seed_is_shared():
         assert np.allclose(getattr(full, name)[off], getattr(paired, name)[off]), name
 
 
-def _lost_seed_cells(reps: int, rho: float = 0.3, ratio: float = 0.5):
+def _lost_seed_cells(
+    reps: int, rho: float = 0.3, ratio: float = 0.5, lost=([0, 1, 2], [3, 4], [5, 6, 7]),
+    gain: float = 1.0, seed: int = 7,
+):
     """``reps`` independent cells (target r, one donor) of 10 seeds with a seed effect ``rho``
-    where single lost seeds 0-2, self 3-4 and pair 5-7: the three runs share only seeds 8 and 9."""
+    where single, self and pair lost the seeds ``lost`` (by default 0-2, 3-4 and 5-7: the three
+    runs share only seeds 8 and 9); true self-gain ``gain`` and M ``ratio``."""
     from cltm_sb.analysis.uncertainty import SeedArrays
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     u = np.sqrt(rho) * rng.standard_normal((10, reps))
 
     def run(mean: float, lost: list[int]):
@@ -125,8 +129,8 @@ def _lost_seed_cells(reps: int, rho: float = 0.3, ratio: float = 0.5):
         y[lost] = np.nan
         return y
 
-    single, self_ = run(0.0, [0, 1, 2]), run(1.0, [3, 4])
-    pair = run(ratio, [5, 6, 7])[:, :, None]  # [seed, target, one donor]
+    single, self_ = run(0.0, lost[0]), run(gain, lost[1])
+    pair = run(ratio * gain, lost[2])[:, :, None]  # [seed, target, one donor]
     return SeedArrays([f"t{r}" for r in range(reps)], list(range(10)), single, self_, pair)
 
 
@@ -162,6 +166,24 @@ def test_intervals_take_the_degrees_of_freedom_of_every_finished_seed_when_runs_
     with np.errstate(invalid="ignore"):
         quantile = (upper - lower) / 2 / np.sqrt(v)
     assert np.nanmedian(quantile) == pytest.approx(stats.t.ppf(0.975, target), rel=0.06)
+
+
+@pytest.mark.parametrize("lost", [([0, 1, 2], [3, 4, 5], [6, 7, 8, 9]), ([0, 1, 2], [3, 4, 5], [6, 7, 8])])
+def test_a_cell_whose_three_runs_share_under_two_seeds_has_an_interval_if_each_two_share_two(lost):
+    # No seed (or one) is in all three runs, but each two runs share at least three, so every
+    # (co)variance the cell's variance needs is estimated: it had no interval nor test at all.
+    from cltm_sb.analysis.uncertainty import cell_statistics, fieller_interval, paired_p_values
+
+    cells = cell_statistics(_lost_seed_cells(4000, lost=lost, gain=4.0))
+    assert (cells.n < 2).all()
+    lower, upper, bounded = fieller_interval(cells)
+    assert not np.isnan(lower).any() and bounded.mean() > 0.9
+    assert 0.93 < np.mean((lower <= 0.5) & (upper >= 0.5)) < 0.985
+    null = cell_statistics(_lost_seed_cells(4000, ratio=0.0, lost=lost, gain=4.0, seed=8))
+    assert np.mean(paired_p_values(null) < 0.05) < 0.06
+    # Single and pair sharing one seed leave their covariance unestimated: still none.
+    cells = cell_statistics(_lost_seed_cells(10, lost=([0, 1, 2, 3, 4], [9], [5, 6, 7, 8])))
+    assert np.isnan(fieller_interval(cells)[0]).all() and np.isnan(paired_p_values(cells)).all()
 
 
 def test_corrected_diagnostics_are_unbiased_where_the_plugin_is_not():

@@ -329,7 +329,9 @@ def bootstrap_weights(n_seeds: int, n_resamples: int, rng: np.random.Generator) 
 
 @dataclass
 class PairedCells:
-    """Per-cell paired statistics over the seeds where pair, single and self all exist."""
+    """Per-cell paired statistics over the seeds where pair, single and self all exist
+    (:func:`paired_cells`), or over every finished seed (:func:`cell_statistics`); s_* / scale
+    are the (co)variances of mean(d) and mean(g)."""
 
     d_mean: Array  # mean of d_k = y_ts,k − y_t,k
     g_mean: Array  # mean of g_k = y_tt,k − y_t,k (same seeds)
@@ -345,11 +347,25 @@ class PairedCells:
         return self.n - 1 if self.df is None else self.df
 
     @property
+    def scale(self) -> Array:
+        """s_* / scale are the (co)variances of the two means: n, or 1 where the three runs share
+        no seed (:func:`cell_statistics` estimates them from the seeds each pair of runs shares)."""
+        return np.maximum(self.n, 1)
+
+    @property
+    def estimable(self) -> Array:
+        """Cells with an interval and a test: finite mean and (co)variances, df above 0. Paired,
+        that is n ≥ 2; over every finished seed, each pair of runs sharing at least two seeds."""
+        finite = np.isfinite(self.d_mean) & np.isfinite(self.s_dd) & np.isfinite(self.s_gg)
+        with np.errstate(invalid="ignore"):
+            return finite & np.isfinite(self.s_dg) & (self.dof > 0)
+
+    @property
     def se(self) -> Array:
         """Delta-method SE of mean(d)/mean(g) from the paired (co)variances."""
         with np.errstate(invalid="ignore", divide="ignore"):
             r = self.d_mean / self.g_mean
-            var = (self.s_dd - 2 * r * self.s_dg + r**2 * self.s_gg) / (self.n * self.g_mean**2)
+            var = (self.s_dd - 2 * r * self.s_dg + r**2 * self.s_gg) / (self.scale * self.g_mean**2)
         return np.sqrt(np.maximum(var, 0.0))
 
 
@@ -453,7 +469,8 @@ def _variance_df(runs: Sequence[Array], weights: Sequence[Array]) -> Array:
 
 def _clipped_df(df: Array, shared: Array, runs: Sequence[Array]) -> Array:
     """``df`` kept between n_shared − 1 (the seeds every run has) and n_any − 1 (the seeds some
-    run has): a plug-in covariance far from the truth can push Satterthwaite's value outside."""
+    run has): a plug-in covariance far from the truth can push Satterthwaite's value outside.
+    Below two shared seeds the floor is −1 or 0, i.e. none: Satterthwaite's value stands."""
     n_any = np.logical_or.reduce(np.broadcast_arrays(*[np.isfinite(r) for r in runs])).sum(axis=0)
     df = np.where(np.isfinite(df), df, shared - 1)
     return np.clip(df, shared - 1, np.maximum(n_any - 1, shared - 1)).astype(float)
@@ -467,7 +484,10 @@ def cell_statistics(arrays: SeedArrays) -> PairedCells:
     the variances and covariance of those two differences, with the covariance of runs through
     the seeds they share; ``n`` is the number of seeds all three runs share and ``df`` the t
     quantile's degrees of freedom (:func:`_variance_df`, n − 1 when every seed is shared). With
-    every seed shared this is exactly :func:`paired_cells`. Over the shared seeds
+    every seed shared this is exactly :func:`paired_cells`. A cell whose three runs share fewer
+    than two seeds still has its variance, interval and test when each two of them share at
+    least two (bench/RESULTS.md, "Cells whose three runs share fewer than two seeds": they cover
+    97-99%); with fewer, a covariance is not estimated and the cell has none. Over the shared seeds
     only, a failed run made the interval and verdict describe another ratio than M: a positive
     M could be printed beside an interval below 0 and the verdict "hurts".
     """
@@ -493,9 +513,10 @@ def cell_statistics(arrays: SeedArrays) -> PairedCells:
     runs = (single, self_, pair)
     df = _variance_df(runs, (ratio - 1, -ratio, np.ones_like(ratio)))
     # Rounding can leave a zero variance slightly negative.
+    scale = np.maximum(n, 1)  # PairedCells.scale
     return PairedCells(
-        d_mean, g_mean, n * np.maximum(var_d, 0.0), n * np.maximum(var_g, 0.0), n * cov_dg, n,
-        _clipped_df(df, n, runs),
+        d_mean, g_mean, scale * np.maximum(var_d, 0.0), scale * np.maximum(var_g, 0.0),
+        scale * cov_dg, n, _clipped_df(df, n, runs),
     )
 
 
@@ -505,10 +526,11 @@ def fieller_interval(
     """Fieller's interval for mean(d)/mean(g) with a t quantile of ``cells.dof`` (n − 1 paired).
 
     Returns (lower, upper, bounded). Where the self-gain is not significant at the t level the
-    confidence set is unbounded: lower = −inf, upper = +inf, bounded False.
+    confidence set is unbounded: lower = −inf, upper = +inf, bounded False; NaN where the cell is
+    not :attr:`PairedCells.estimable`.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
-        q2 = stats.t.ppf(0.5 + level / 2, cells.dof) ** 2 / cells.n
+        q2 = stats.t.ppf(0.5 + level / 2, cells.dof) ** 2 / cells.scale
         a = cells.g_mean**2 - q2 * cells.s_gg
         b = cells.d_mean * cells.g_mean - q2 * cells.s_dg
         c = cells.d_mean**2 - q2 * cells.s_dd
@@ -516,7 +538,7 @@ def fieller_interval(
         bounded = np.isfinite(a) & (a > 0)
         lower = np.where(bounded, (b - disc) / a, -np.inf)
         upper = np.where(bounded, (b + disc) / a, np.inf)
-    undefined = ~np.isfinite(cells.d_mean) | ~(cells.n > 1)
+    undefined = ~cells.estimable
     lower[undefined] = np.nan
     upper[undefined] = np.nan
     return lower, upper, bounded & ~undefined
@@ -525,13 +547,13 @@ def fieller_interval(
 def paired_p_values(cells: PairedCells) -> Array:
     """Two-sided p-value of the paired t-test mean(d) = 0 (i.e. M[t, s] = 0) per cell."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = np.sqrt(cells.s_dd / cells.n)
+        se = np.sqrt(cells.s_dd / cells.scale)
         t = cells.d_mean / se
         p = 2 * stats.t.sf(np.abs(t), cells.dof)
     # A zero spread: the difference is exact, p is 0 unless the difference is 0 too.
     exact = np.isfinite(cells.d_mean) & (se == 0)
     p = np.where(exact, np.where(cells.d_mean == 0, 1.0, 0.0), p)
-    return np.where(cells.n > 1, p, np.nan)
+    return np.where(cells.estimable, p, np.nan)
 
 
 def bh_q_values(p: Array) -> Array:
