@@ -461,3 +461,26 @@ def test_diagnostic_intervals_are_withheld_when_a_used_run_finished_too_few_seed
     out = corrected_diagnostics(arrays, point_estimate(arrays))
     assert "finished only" not in out["rfd"].reason and out["rfd"].lower is not None
     assert out["row_cosine"].lower is None and "finished 4 of the 10" in out["row_cosine"].reason
+
+
+def test_a_cell_whose_runs_share_too_few_seeds_says_why_it_has_no_interval():
+    # Target 0's single run lost seeds 0-4 and its pair run with 1 lost 5-8: they share seed 9
+    # only, so the cell has a value but no interval or test. It was printed as a bare "n/a".
+    from types import SimpleNamespace
+
+    from cltm_sb.analysis.uncertainty import NO_SHARED_SEEDS, SeedArrays, analyze_arrays
+    from cltm_sb.report.document import _cell_interval
+
+    rng = np.random.default_rng(3)
+    n, L = 10, 3
+    single = 0.6 + 0.01 * rng.standard_normal((n, L))
+    self_ = 0.7 + 0.01 * rng.standard_normal((n, L))
+    pair = 0.65 + 0.01 * rng.standard_normal((n, L, L))
+    pair[:, np.arange(L), np.arange(L)] = np.nan
+    single[:5, 0] = np.nan
+    pair[5:9, 0, 1] = pair[5:9, 1, 0] = np.nan
+    res = analyze_arrays(SeedArrays(["a", "b", "c"], list(range(n)), single, self_, pair), donor_draws=0)
+    assert np.isfinite(res.point.matrix[0, 1]) and np.isnan(res.cell_lower[0, 1])
+    assert res.verdicts[0, 1] == "n/a" and res.verdict_reasons[0, 1] == NO_SHARED_SEEDS
+    assert res.verdict_reasons[0, 2] == "" and res.cell_bounded[0, 2]
+    assert _cell_interval(SimpleNamespace(uncertainty=res), 0, 1) == f"n/a: {NO_SHARED_SEEDS}"

@@ -89,6 +89,12 @@ INCOMPLETE_JACKKNIFE_REASON = (
 # The paper's Table 1 diagnostics, in the order of the one table (diagnostics.DIAGNOSTICS).
 DIAGNOSTIC_NAMES = tuple(d.key for d in diag.diagnostics_in(diag.TABLE1))
 NO_VERDICT_FLAGGED = "self-gain not above noise"
+# A defined cell two of whose runs share fewer than two seeds: a covariance its variance needs is
+# not estimated (PairedCells.estimable), so it has no interval, test or verdict.
+NO_SHARED_SEEDS = (
+    "no interval or test: two of its runs (single, self, pair) share fewer than 2 seeds; "
+    "`cltm run` retries the failed runs"
+)
 # Which variability the intervals include, and the two sentences that say so (report, README,
 # intervals.json): a paper quoting an interval needs to know what it leaves out.
 VARIABILITY = "seed"
@@ -1485,6 +1491,8 @@ def cell_verdicts(
     reasons[~point.valid_rows[:, None] & _off(L)] = UNDEFINED_ROW
     missing = point.valid_rows[:, None] & ~point.entries & _off(L)
     reasons[missing] = UNDEFINED_CELL
+    tested_rows = (point.valid_rows & ~point.flagged)[:, None]
+    reasons[point.entries & _off(L) & tested_rows & ~cells.estimable] = NO_SHARED_SEEDS
     return p, q, verdicts, reasons
 
 

@@ -167,7 +167,8 @@ def _cell_interval(analysis: GridAnalysis, i: int, j: int) -> str:
         return _interval(float(res.cell_lower[i, j]), float(res.cell_upper[i, j]))
     if np.isinf(res.cell_lower[i, j]):  # Fieller's set is unbounded: no interval to print
         return f"unbounded (self-gain not significant at the {res.level:.0%} level)"
-    return "n/a"
+    reason = str(res.verdict_reasons[i, j])
+    return f"n/a: {reason}" if reason else "n/a"
 
 
 def _donor_seed_note(analysis: GridAnalysis, k: int) -> str:
