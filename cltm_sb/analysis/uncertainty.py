@@ -1158,8 +1158,8 @@ def formal_tests(
 
     ``agnostic`` is exact under Gaussian seed noise (a linear hypothesis). ``symmetric`` and
     ``equal_profiles`` concern ratios and use the seed-linearised cells of the diagnostics, so
-    they need :data:`MIN_CORRECTION_SEEDS` seeds and, like row cosine, a weakest used self-gain of
-    at least ``min_row_z`` paired SEs.
+    they need :data:`MIN_CORRECTION_SEEDS` seeds, like row cosine a weakest used self-gain of
+    at least ``min_row_z`` paired SEs, and, like row cosine's interval, every used run finished.
     """
     n = arrays.n_seeds
     rows = point.valid_rows & ~point.flagged
@@ -1190,6 +1190,14 @@ def formal_tests(
     else:
         z_min = float(np.nanmin(_row_z(arrays)[rows])) if rows.any() else float("nan")
         reason = _interval_reason(0.0, z_min, min_row_z)
+    fewest = _fewest_run_seeds(arrays, entries)
+    if not reason and fewest < n:
+        # Their pseudo-values come from the plain jackknife over the grid's seeds, which counts a
+        # run that lost seeds more than once (see jackknife_matrices); not calibrated there.
+        reason = (
+            f"a used run finished {fewest} of the {n} {arrays.unit}s: this test is calibrated on "
+            "grids whose used runs finished every one; `cltm run` retries the failed runs"
+        )
     if reason:
         for name in ("symmetric", "equal_profiles"):
             out[name] = FormalTest(name, None, None, linear_method, TEST_NULLS[name], reason=reason)
