@@ -252,6 +252,7 @@ def test_yaml_keys_and_the_keys_the_code_reads_match() -> None:
     src = "".join((REPO / "cltm_sb" / "recipe" / f"{m}.py").read_text() for m in ("run", "brains", "data"))
     reads = set(re.findall(r'(?:hp|config)\["(\w+)"\](?!\s*=[^=])', src))
     reads |= set(re.findall(r"self\.hparams\.(\w+)", src)) | set(re.findall(r'(?:hp|config)\.get\("(\w+)"', src))
+    reads |= set(re.findall(r'self\._hparam\("(\w+)"', src))  # a Brain's checked reads
     files = [hparams_dir() / "gender.yaml", hparams_dir() / "speaker.yaml", *sorted(hparams_dir().glob("*/*.yaml"))]
     defined = set().union(*(file_top_level(f) for f in files))
     referenced = set(re.findall(r"<(\w+)", "".join(f.read_text() for f in files)))
