@@ -535,7 +535,9 @@ def fieller_interval(
     confidence set is unbounded: lower = −inf, upper = +inf, bounded False; NaN where the cell is
     not :attr:`PairedCells.estimable`.
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # A df near 0 (runs sharing few seeds) gives a huge t quantile: the set is then unbounded
+    # (a < 0), and the squares that overflow on the way only say so.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         q2 = stats.t.ppf(0.5 + level / 2, cells.dof) ** 2 / cells.scale
         a = cells.g_mean**2 - q2 * cells.s_gg
         b = cells.d_mean * cells.g_mean - q2 * cells.s_dg
