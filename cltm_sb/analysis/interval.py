@@ -45,9 +45,9 @@ from cltm_sb.results import RecordTable, load_records
 
 DEFAULT_Z = 2.0
 # Where one run of a language lacks seeds the other has, the test of its gain mixes the runs' own
-# seeds (see _gain_contrast); below this many seeds its false qualification at z = 2 was 3.0-4.1%
+# seeds (see _gain_contrast); below this many seeds its false qualification at z = 2 was 3.1-4.2%
 # against a nominal 2.3% (3 seeds, each run losing a seed with probability 0.1-0.3; at 5 seeds
-# 1.5-2.6%: bench/RESULTS.md, "Interval rule with missing seeds"), so no z is given there.
+# 2.2-3.1%: bench/RESULTS.md, "Interval rule with missing seeds"), so no z is given there.
 MIN_SEEDS_UNSHARED = 5
 CURVE_COLUMNS = ["locale", "n", "role", "size", "seed", "value"]
 CURVE_KINDS = ("curve", "single", "self")
