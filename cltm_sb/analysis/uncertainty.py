@@ -81,11 +81,18 @@ MIN_CORRECTION_SEEDS = 4
 MIN_ROW_Z_FOR_DIAGNOSTICS = 5.0
 # Row cosine's jackknife interval on grids whose runs lost seeds covered 88% (SV-like truth, L = 6,
 # 10 seeds, each run losing a seed with probability 0.1; 91.8% on complete grids): not printed there.
-INCOMPLETE_JACKKNIFE_REASON = (
-    "a used run finished {fewest} of the {n} {unit}s: this jackknife interval is calibrated only when "
-    "every used run finished every {unit} (it covered 88% where runs lost seeds, bench/RESULTS.md); "
-    "`cltm run` retries the failed runs"
+# The symmetric and equal-profile tests rest on the same plain jackknife: not run there either.
+INCOMPLETE_RUNS_REASON = (
+    "a used run finished {fewest} of the {n} {unit}s: {what} is calibrated only when every used run "
+    "finished every {unit}{evidence}; `cltm run` retries the failed runs"
 )
+
+
+def incomplete_runs_reason(what: str, fewest: int, n: int, unit: str, evidence: str = "") -> str:
+    """Why ``what`` (an interval, a test) is withheld on a grid where a used run lost seeds."""
+    return INCOMPLETE_RUNS_REASON.format(what=what, fewest=fewest, n=n, unit=unit, evidence=evidence)
+
+
 # The paper's Table 1 diagnostics, in the order of the one table (diagnostics.DIAGNOSTICS).
 DIAGNOSTIC_NAMES = tuple(d.key for d in diag.diagnostics_in(diag.TABLE1))
 NO_VERDICT_FLAGGED = "self-gain not above noise"
@@ -358,6 +365,18 @@ class PairedCells:
         no seed (:func:`cell_statistics` estimates them from the seeds each pair of runs shares)."""
         return np.maximum(self.n, 1)
 
+    @classmethod
+    def from_mean_covariances(
+        cls, d_mean: Array, g_mean: Array, var_d: Array, var_g: Array, cov_dg: Array, n: Array, df: Array
+    ) -> PairedCells:
+        """Cells given the (co)variances of the two means themselves, stored times :attr:`scale`."""
+        cells = cls(d_mean, g_mean, var_d, var_g, cov_dg, n, df)
+        # Rounding can leave a zero variance slightly negative.
+        cells.s_dd = cells.scale * np.maximum(var_d, 0.0)
+        cells.s_gg = cells.scale * np.maximum(var_g, 0.0)
+        cells.s_dg = cells.scale * cov_dg
+        return cells
+
     @property
     def estimable(self) -> Array:
         """Cells with an interval and a test: finite mean and (co)variances, df above 0. Paired,
@@ -456,6 +475,12 @@ def _variance_df(runs: Sequence[Array], weights: Sequence[Array]) -> Array:
     """
     runs = np.broadcast_arrays(*runs)
     finite = [np.isfinite(r) for r in runs]
+    n = runs[0].shape[0]
+    counts = [f.sum(axis=0) for f in finite]
+    if all(((c == 0) | (c == n)).all() for c in counts):
+        # No run lost some of its seeds (a complete grid, NaN where a run is absent): n − 1 where
+        # all runs exist (the paired variance, what _clipped_df would make of the loops below).
+        return np.where(np.logical_and.reduce([c == n for c in counts]), n - 1.0, np.nan)
     m = len(runs)
     coef, cov, count = {}, {}, {}
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -518,12 +543,7 @@ def cell_statistics(arrays: SeedArrays) -> PairedCells:
         ratio = d_mean / g_mean
     runs = (single, self_, pair)
     df = _variance_df(runs, (ratio - 1, -ratio, np.ones_like(ratio)))
-    # Rounding can leave a zero variance slightly negative.
-    scale = np.maximum(n, 1)  # PairedCells.scale
-    return PairedCells(
-        d_mean, g_mean, scale * np.maximum(var_d, 0.0), scale * np.maximum(var_g, 0.0),
-        scale * cov_dg, n, _clipped_df(df, n, runs),
-    )
+    return PairedCells.from_mean_covariances(d_mean, g_mean, var_d, var_g, cov_dg, n, _clipped_df(df, n, runs))
 
 
 def fieller_interval(
@@ -979,7 +999,10 @@ def corrected_diagnostics(
             continue
         reason = _interval_reason(se, z_min, min_row_z) or seeds_reason
         if not reason and fewest < n:
-            reason = INCOMPLETE_JACKKNIFE_REASON.format(fewest=fewest, n=n, unit=arrays.unit)
+            reason = incomplete_runs_reason(
+                "this jackknife interval", fewest, n, arrays.unit,
+                " (it covered 88% where runs lost seeds, bench/RESULTS.md)",
+            )
         lower = upper = None
         if not reason:
             lower = float(np.clip(est - q * se, lo_clip, hi_clip))
@@ -1196,10 +1219,7 @@ def formal_tests(
     if not reason and fewest < n:
         # Their pseudo-values come from the plain jackknife over the grid's seeds, which counts a
         # run that lost seeds more than once (see jackknife_matrices); not calibrated there.
-        reason = (
-            f"a used run finished {fewest} of the {n} {arrays.unit}s: this test is calibrated on "
-            "grids whose used runs finished every one; `cltm run` retries the failed runs"
-        )
+        reason = incomplete_runs_reason("this test", fewest, n, arrays.unit)
     if reason:
         for name in ("symmetric", "equal_profiles"):
             out[name] = FormalTest(name, None, None, linear_method, TEST_NULLS[name], reason=reason)
