@@ -386,3 +386,33 @@ def test_seed_replicates_are_the_leave_one_seed_out_matrices():
         weak += int(lost.sum())
         assert np.isfinite(replicate[lost]).all()
     assert weak  # the setting has such rows: the rule above was exercised
+
+
+def test_a_grid_whose_runs_lost_seeds_keeps_the_statistics_modules_cell_intervals_and_jackknife():
+    """With failed seeds the measured cells' intervals are those `cltm matrix` prints (every
+    finished seed, Satterthwaite df), not a paired interval over the seeds all three runs share
+    (another ratio than the printed M); the audit's noise jackknife moves each run on its own
+    scale, so a run with m of the n seeds counts its noise once, not (n−1)·m/(n·(m−1)) times."""
+    from cltm_sb.analysis.simulate import lose_seeds
+    from cltm_sb.analysis.uncertainty import cell_statistics, fieller_interval, point_estimate
+
+    truth = structured_truth(12, seed=0)
+    grid = lose_seeds(simulate_grid(truth, 10, NoiseModel(), seed=0), 0.3, seed=0)
+    arrays = SeedArrays(truth.locales, grid.seeds, grid.single, grid.self_, grid.pair)
+    completion = complete_seed_arrays(arrays, truth.families, seed=0, audit_pairs=[("q00", "q01")])
+    point = point_estimate(arrays)
+    lower, upper, bounded = fieller_interval(cell_statistics(arrays))
+    off = point.entries & ~np.eye(12, dtype=bool) & bounded
+    np.testing.assert_allclose(completion.lower[off], lower[off])
+    np.testing.assert_allclose(completion.upper[off], upper[off])
+    # A pair run with 3 of 10 seeds on noiseless single and self runs: its cell's jackknife
+    # variance is exactly that run's noise over its 3 seeds (the plain jackknife: 9·3/(10·2) = 1.35 times it).
+    rng = np.random.default_rng(1)
+    single, self_ = np.full((10, 12), 0.5), np.full((10, 12), 0.7)
+    pair = 0.6 + 0.02 * rng.standard_normal((10, 12, 12))
+    pair[3:, 0, 1] = np.nan
+    replicates = complete_seed_arrays(SeedArrays(truth.locales, grid.seeds, single, self_, pair), truth.families,
+                                      seed=0, audit_pairs=[("q00", "q01")]).seed_replicates
+    cell = replicates[:, 0, 1]
+    jackknife_var = 9 / 10 * ((cell - cell.mean()) ** 2).sum()
+    assert jackknife_var == pytest.approx(pair[:3, 0, 1].var(ddof=1) / 3 / 0.2**2)

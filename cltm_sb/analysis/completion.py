@@ -1063,15 +1063,16 @@ def complete_seed_arrays(
     design-based intervals need. ``core_pairs``: the design's core pairs, when more pairs were
     measured after it (:func:`~cltm_sb.analysis.completion_audit.audit_intervals`)."""
     from cltm_sb.analysis.uncertainty import (
+        cell_statistics,
         fieller_interval,
-        jackknife_weights,
-        paired_cells,
+        jackknife_matrices,
         point_estimate,
-        weighted_matrices,
     )
 
     point = point_estimate(arrays)
-    cells = paired_cells(arrays)
+    # Every finished seed, as `cltm matrix` prints the cell (paired over the seeds all three runs
+    # share, a run's failed seed made the interval describe another ratio than the point).
+    cells = cell_statistics(arrays)
     lo, hi, bounded = fieller_interval(cells, level)
     # An unbounded Fieller interval (self-gain not significant) is (−inf, inf), never a number.
     lo, hi = np.where(bounded, lo, -np.inf), np.where(bounded, hi, np.inf)
@@ -1095,10 +1096,11 @@ def complete_seed_arrays(
         if core_pairs is not None:
             completion.core = audit_mask(completion.locales, core_pairs, "core pair")
         k = arrays.n_seeds
-        # The statistics module's seed jackknife: a weak row keeps its leave-one-out values (its
-        # noise), even where one seed's absence leaves its self-gain at or below 0.
+        # The statistics module's seed jackknife, each run on its own scale (a run that lost seeds
+        # counts its noise once): a weak row keeps its leave-one-out values (its noise), even where
+        # one seed's absence leaves its self-gain at or below 0.
         completion.seed_replicates = (
-            weighted_matrices(arrays, jackknife_weights(k), point.entries) if k >= MIN_REPLICATE_SEEDS else None
+            jackknife_matrices(arrays, point.entries) if k >= MIN_REPLICATE_SEEDS else None
         )
         completion.extra["seed_units"] = k
     return completion
