@@ -1113,8 +1113,8 @@ def grid_row_reasons(arrays: Any, min_seeds: int | None = None) -> dict[str, str
     from cltm_sb.analysis.uncertainty import _nan_moments
 
     min_seeds = DEFAULT_MIN_SEEDS if min_seeds is None else min_seeds
-    # Each run's seeds as build_cltm counts them; a run without a finished seed says "0 finished
-    # seed(s)" here, since seed arrays cannot tell it from a run never started.
+    # Each run's seeds as build_cltm counts them (a run without a finished seed, absent or failed,
+    # is "no finished" run in both).
     runs = [_nan_moments(arrays.single), _nan_moments(arrays.self_)]
     stats = [[CellStats(float(m), float(v), int(n)) for m, v, n in zip(*run)] for run in runs]
     reasons = {}

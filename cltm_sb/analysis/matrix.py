@@ -146,7 +146,7 @@ def usable_run(cell: CellStats | None, min_seeds: int) -> bool:
 
 def describe_run(cell: CellStats | None, what: str, min_seeds: int) -> str:
     """Why a run's P(D, t) does not enter the matrix (``what``: the run, e.g. ``single (a_t)``)."""
-    if cell is None:
+    if cell is None or cell.n == 0:  # absent, or every seed failed (seed arrays cannot tell)
         return f"no finished {what} run"
     return f"{what} run has {cell.n} finished seed(s), fewer than min_seeds={min_seeds}"
 
