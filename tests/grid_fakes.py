@@ -99,6 +99,16 @@ def run_fake(
     return record
 
 
+def run_fake_hashing(task: str, overrides: dict | None = None, hparams_file: str | None = None,
+                     **kwargs) -> RunRecord:
+    """:func:`run_fake` that records the data hash of the manifests it reads, as the real runner."""
+    from cltm_sb.recipe.data import data_hash_of
+
+    record = run_fake(task, overrides, hparams_file, **kwargs)
+    record.data_hash = data_hash_of([*overrides["train_csv"], *overrides["test_csv"]])
+    return record
+
+
 def run_fake_old_contract(task: str, overrides: dict | None = None, hparams_file: str | None = None,
                           **kwargs) -> None:
     """A runner of the old contract: writes the grid's record itself and returns nothing."""

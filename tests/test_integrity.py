@@ -162,6 +162,58 @@ def test_own_manifests_still_plan(tmp_path: Path) -> None:
     assert make_plan(tmp_path / "plan", data, "gr", ["xa", "xb"], [1], runner=RUNNER).data_hash != plan.data_hash
 
 
+def _own_data(folder: Path, locales: tuple[str, ...] = ("xa", "xb")) -> Path:
+    """A folder of own manifests (no prepare.json): its data hash is its CSVs' content."""
+    import numpy as np
+    import soundfile as sf
+
+    for locale in locales:
+        (folder / locale).mkdir(parents=True)
+        for subset in ("a", "b", "test"):
+            sf.write(folder / f"{locale}{subset}.wav", np.zeros(1600, np.float32), 16000)
+            (folder / locale / f"{subset}.csv").write_text(
+                HEADER + f"{locale}_{subset}1,0.1,$data_root/{locale}{subset}.wav,{locale}{subset},"
+                f"female,{locale},{subset}\n"
+            )
+    return folder
+
+
+def test_data_changed_after_plan_is_refused_not_retrained_forever(tmp_path: Path, capsys) -> None:
+    """Each run records its manifests' data hash; a record of other data never counts as done, so
+    after an edit every `cltm run` trained every run in full again, reporting them finished."""
+    from cltm_sb.cli import main
+
+    data = _own_data(tmp_path / "own")
+    plan = make_plan(tmp_path / "plan", data, "gr", ["xa", "xb"], [1], runner="grid_fakes:run_fake_hashing")
+    plan.save()
+    manifest = data / "xb" / "a.csv"
+    original = manifest.read_text()
+    manifest.write_text(original.replace(",0.1,", ",0.09,"))  # edited after `cltm plan`
+    with pytest.raises(PlanError, match=rf"{data}: its data hash is \w+, not the plan's {plan.data_hash}.*"
+                                        r"changed since `cltm plan`.*nothing was run"):
+        InProcessExecutor().run(plan, progress=False)
+    assert not plan.records_dir.exists()
+    assert main(["run", str(plan.plan_dir), "--executor", "inprocess", "--no-progress"]) == 2
+    assert "--force" in capsys.readouterr().err
+    manifest.write_text(original)  # restored: runs, and every run is done
+    assert InProcessExecutor().run(plan, progress=False).n_ok == plan.n_trainings
+    assert {s.state for s in plan_status(plan)} == {"done"}
+
+
+def test_run_of_other_data_than_the_plan_is_failed_not_ok(tmp_path: Path, monkeypatch) -> None:
+    """Data that changes while a run trains (after the grid's check): a failed record that says so."""
+    from cltm_sb.grid.plan import Plan
+
+    data = _own_data(tmp_path / "own")
+    plan = make_plan(tmp_path / "plan", data, "gr", ["xa", "xb"], [1], runner="grid_fakes:run_fake_hashing")
+    plan.save()
+    (data / "xa" / "b.csv").write_text((data / "xa" / "b.csv").read_text().replace(",0.1,", ",0.09,"))
+    monkeypatch.setattr(Plan, "require_current_data", lambda self: None, raising=False)
+    report = InProcessExecutor().run(plan, progress=False)
+    assert report.n_ok == 0 and len(report.failed) == plan.n_trainings
+    assert f"not the plan's {plan.data_hash}" in report.failed[0].error
+
+
 # ---------------------------------------------------------------------------- the encoder's identity
 def _checkpoint(folder: Path, weights: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)

@@ -501,6 +501,36 @@ class Plan:
         if now != self.config_hash:
             raise PlanError(config_changed(self, now, "the configuration's"))
 
+    def require_current_data(self) -> None:
+        """Refuse to train on data that is no longer the plan's (:class:`PlanError`).
+
+        Every run records the data hash of the manifests it reads, and a record of other data
+        than the plan's never counts as done: without this check each ``cltm run`` would train
+        every run in full again after the manifests changed (own data: any edit of a CSV).
+        """
+        data_dir = Path(self.data_dir)
+        if not data_dir.is_dir():
+            raise PlanError(
+                f"{self.plan_file}: its prepared data folder {data_dir} is gone; restore it, or make "
+                "the plan again on another one (`cltm plan --data ... --force`)"
+            )
+        try:
+            now = prepared_data_hash(data_dir)
+            draws = draw_hashes(data_dir, self.draws, now) if self.draws != [0] else {}
+        except ValueError as error:
+            raise PlanError(f"{self.plan_file}: its data cannot be used: {error}") from error
+        changed = [(0, now, self.data_hash)] if now != self.data_hash else []
+        changed += [(d, h, self.draw_hash(d)) for d, h in draws.items() if d and h != self.draw_hash(d)]
+        if changed:
+            draw, found, planned = changed[0]
+            where = draw_folder(data_dir, draw)
+            raise PlanError(
+                f"{where}: its data hash is {found}, not the plan's {planned}: its manifests (or "
+                f"{PREPARE_FILE}) changed since `cltm plan`, and no run on them would count for "
+                f"{self.plan_file}; nothing was run. Restore them, or make the plan again "
+                "(`cltm plan ... --force`: runs of the new data train again)"
+            )
+
     def require_current_identity(self, n_unfinished: int) -> None:
         """Refuse to run an old plan's unfinished runs: say what keeping and retraining mean.
 

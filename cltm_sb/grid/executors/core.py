@@ -245,6 +245,7 @@ def _call_runner(plan: Plan, spec: RunSpec, device: str, threads: int | None, st
     # Before training: hparams or overrides edited since `cltm plan` (or since `cltm run` looked,
     # e.g. while a SLURM task waited in the queue) fail the run now, not after it has trained.
     plan.require_current_config()
+    plan.require_current_data()
     record = runner(
         plan.runner_task,  # a packaged task's name, or the declaration of one's own
         plan.run_overrides(spec),
@@ -263,6 +264,12 @@ def _call_runner(plan: Plan, spec: RunSpec, device: str, threads: int | None, st
         # Still needed: the files may change while the run trains, or the runner may record a
         # hash its config_hash_for does not give.
         raise RecordError(config_changed(plan, record.config_hash, "the run's"))
+    if record.status == "ok" and record.data_hash and record.data_hash != plan.data_hash:
+        # Recorded as ok, it would never count as done and be trained again by every `cltm run`.
+        raise RecordError(
+            f"the run read data of hash {record.data_hash}, not the plan's {plan.data_hash} "
+            f"({plan.data_dir}); restore the plan's data, or make the plan again (`cltm plan ... --force`)"
+        )
     missing = sorted(set(spec.eval_locales) - {e.locale for e in record.evaluations})
     if record.status == "ok" and missing:
         raise RecordError(f"the runner returned no evaluation on {missing}")
@@ -395,6 +402,7 @@ class Executor(ABC):
             return report
         plan.require_current_identity(len(todo))  # an old plan: the user chooses keep or retrain
         plan.require_current_config()  # once for the grid, before any run trains or is submitted
+        plan.require_current_data()
         with _signals_interrupt(), plan_lock(plan), tqdm(
             total=len(todo), unit="run", desc=f"cltm {plan.task}", disable=not progress,
             dynamic_ncols=True,
