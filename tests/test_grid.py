@@ -200,3 +200,24 @@ def test_cli_plan_time_estimate_says_where_its_time_comes_from(tmp_path: Path, c
     assert "(10.0 s per training subset, given by --time-per-run)" in capsys.readouterr().out
     assert main(args) == 0
     assert "s per training subset, measured on the records in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("broken", ['{"format": "cltm-plan", "version": 1, "task": "g', "null", '{"format": "cltm-plan", "version": 7}'])
+def test_unreadable_plan_names_the_way_out_that_works(tmp_path: Path, capsys: pytest.CaptureFixture[str], broken: str) -> None:
+    # A truncated plan.json said "make it again with `cltm plan`", which refused the same file
+    # again (it reads the plan it would replace); a JSON null was a traceback.
+    from cltm_sb.cli import main
+
+    data = make_prepared(tmp_path / "prep", LOCALES[:2])
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "plan.json").write_text(broken)
+    assert main(["status", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--force" in err and str(out) in err
+    args = ["plan", "--data", str(data), "--task", "gr", "--locales", ",".join(LOCALES[:2]), "-o", str(out),
+            "--runner", RUNNER]
+    assert main(args) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0  # the way out it names works
+    assert main(["status", str(out)]) == 0

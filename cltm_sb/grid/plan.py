@@ -452,7 +452,7 @@ class Plan:
         if data.get("version") != PLAN_VERSION:
             raise PlanError(
                 f"{plan_dir}: plan version {data.get('version')} (this cltm reads {PLAN_VERSION}); "
-                "make the plan again with `cltm plan`"
+                f"make the plan again: `cltm plan ... -o {plan_dir} --force` (its records stay)"
             )
         task, chash = str(data["task"]), str(data["config_hash"])
         return cls(
@@ -609,11 +609,17 @@ def load_plan(path: str | os.PathLike) -> Plan:
     plan_file = path if path.is_file() else path / PLAN_FILE
     if not plan_file.is_file():
         raise FileNotFoundError(f"{plan_file}: no plan here; make one with `cltm plan`")
+    # `--force`: without it `cltm plan` reads the plan it would replace, and refuses it again.
+    again = f"make it again: `cltm plan ... -o {plan_file.parent} --force` with its arguments (its records stay)"
     try:
         data = json.loads(plan_file.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
         return Plan.from_dict(data, plan_file.parent)
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise PlanError(f"{plan_file}: not a valid plan ({error}); make it again with `cltm plan`") from error
+    except PlanError:
+        raise
+    except (ValueError, KeyError, TypeError) as error:  # a truncated or hand-edited file
+        raise PlanError(f"{plan_file}: not a valid plan ({type(error).__name__}: {error}); {again}") from error
 
 
 def import_object(path: str) -> Any:
