@@ -200,6 +200,29 @@ def test_data_changed_after_plan_is_refused_not_retrained_forever(tmp_path: Path
     assert {s.state for s in plan_status(plan)} == {"done"}
 
 
+def test_status_says_when_run_would_refuse_the_plan(tmp_path: Path, capsys) -> None:
+    """`cltm status` showed such a plan's runs as merely pending; `cltm run` then refused it."""
+    from cltm_sb.cli import main
+
+    data = _own_data(tmp_path / "own")
+    plan = make_plan(tmp_path / "plan", data, "gr", ["xa", "xb"], [1], runner="grid_fakes:run_fake_hashing")
+    plan.save()
+    assert main(["status", str(plan.plan_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["blocked"] is None
+    manifest = data / "xb" / "a.csv"
+    original = manifest.read_text()
+    manifest.write_text(original.replace(",0.1,", ",0.09,"))
+    assert main(["status", str(plan.plan_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"BLOCKED: `cltm run` will refuse this plan: {data}: its data hash" in out and "--force" in out
+    manifest.write_text(original)
+    raw = json.loads(plan.plan_file.read_text())
+    raw["overrides"]["lr"] = 0.1  # plan.json edited by hand
+    plan.plan_file.write_text(json.dumps(raw))
+    assert main(["status", str(plan.plan_dir), "--json"]) == 0
+    assert "config hash" in json.loads(capsys.readouterr().out)["blocked"]
+
+
 def test_run_of_other_data_than_the_plan_is_failed_not_ok(tmp_path: Path, monkeypatch) -> None:
     """Data that changes while a run trains (after the grid's check): a failed record that says so."""
     from cltm_sb.grid.plan import Plan

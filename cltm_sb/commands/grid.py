@@ -23,6 +23,7 @@ from cltm_sb.grid.plan import (
     trainings_per_seed,
 )
 from cltm_sb.grid.status import estimate_seconds, format_duration, heartbeats, seconds_per_subset
+from cltm_sb.results import IDENTITY_VERSION
 from cltm_sb.tasks import TASK_HELP
 
 
@@ -234,6 +235,7 @@ def _status(args: argparse.Namespace) -> int:
             if s.state == "pending" and s.redo_reason
         ],
         "heartbeats": heartbeats(plan, states),
+        "blocked": _blocked(plan) if left else None,
         **({"budget": plan.budget} if plan.budget is not None else {}),
     }
     if args.json:
@@ -248,6 +250,8 @@ def _status(args: argparse.Namespace) -> int:
           f"{summary['failed']} failed, {in_slurm}{summary['pending']} pending")
     if plan.identity_note():
         print(f"note: {plan.identity_note()}")
+    if summary["blocked"]:
+        print(f"BLOCKED: `cltm run` will refuse this plan: {summary['blocked']}")
     if plan.budget is not None:
         print(budget_line(plan.budget))
     if left:
@@ -259,6 +263,18 @@ def _status(args: argparse.Namespace) -> int:
     for failure in summary["failures"]:
         print(f"  FAILED {failure['run_id']}: {failure['error']}\n         log: {failure['log']}")
     return 0
+
+
+def _blocked(plan: Plan) -> str | None:
+    """Why `cltm run` would refuse the plan's unfinished runs (data or configuration changed since
+    `cltm plan`), else None: without it the runs only read as pending."""
+    try:
+        plan.require_current_data()
+        if plan.identity_version >= IDENTITY_VERSION:  # an old plan: its note says what to do
+            plan.require_current_config()
+    except (ValueError, OSError) as error:  # PlanError, or a configuration that no longer loads
+        return str(error)
+    return None
 
 
 def _cancel(args: argparse.Namespace) -> int:
