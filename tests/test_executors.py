@@ -111,6 +111,18 @@ def test_a_killed_worker_is_a_failure_and_reruns(tmp_path: Path) -> None:
     _assert_complete(plan)
 
 
+def test_worker_that_cannot_write_its_run_says_why(tmp_path: Path) -> None:
+    # A run folder or log that cannot be written (a full or read-only disk) failed every run with
+    # "worker process exited with code 1" alone; the reason was in no log and no record.
+    plan = _plan(tmp_path)
+    plan.layout.logs_dir.write_text("not a folder")  # the log cannot be opened
+    report = LocalExecutor(workers=1, preload=["grid_fakes"]).run(plan, [plan.runs[0].run_id], progress=False)
+    assert len(report.failed) == 1
+    assert f"before writing its record: FileExistsError: [Errno 17] File exists: '{plan.layout.logs_dir}'" in (
+        report.failed[0].error
+    )
+
+
 def test_interrupted_grid_resumes_to_the_same_matrix(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "killed", fake_sleep=0.4)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}

@@ -107,11 +107,13 @@ def _die_with_grid() -> None:
         ).start()
 
 
-def _worker_main(plan: Plan, spec: RunSpec, device: str, threads: int) -> None:
+def _worker_main(plan: Plan, spec: RunSpec, device: str, threads: int, errors: Any = None) -> None:
     """Body of a worker process: its own process group, SIGINT left to the grid, logs redirected.
 
     It dies with the grid (:func:`_die_with_grid`); a run whose lock is held by another live
-    process exits with :data:`RUN_BUSY_EXIT` without touching the run.
+    process exits with :data:`RUN_BUSY_EXIT` without touching the run. An error outside the
+    runner (the run's folder, log or record cannot be written: a full or read-only disk) is sent
+    through ``errors`` (a pipe) too: it is in no log, and the grid puts it in the failed record.
     """
     os.setpgid(0, 0)
     _die_with_grid()
@@ -125,6 +127,21 @@ def _worker_main(plan: Plan, spec: RunSpec, device: str, threads: int) -> None:
         execute_run(plan, spec, device, threads, redirect_output=True)
     except RunBusy:
         sys.exit(RUN_BUSY_EXIT)
+    except Exception as error:
+        if errors is not None:
+            with contextlib.suppress(OSError):
+                errors.send(f"{type(error).__name__}: {error}")
+        raise
+
+
+def _received(errors: Any) -> str | None:
+    """The error a worker sent before it ended (None: it sent none), and the pipe closed."""
+    try:
+        return str(errors.recv()) if errors.poll() else None
+    except (EOFError, OSError):
+        return None
+    finally:
+        errors.close()
 
 
 @dataclass
@@ -190,7 +207,7 @@ class LocalExecutor(Executor):
         ctx = self._context(plan)
         queue = deque(runs)
         slots = [_Slot(d) for d in self.devices]
-        running: dict[int, tuple[Any, RunSpec, _Slot, float]] = {}
+        running: dict[int, tuple[Any, RunSpec, _Slot, float, Any]] = {}
         starting: Any = None  # a worker being started, not yet in `running`
         with _signals_interrupt():
             try:
@@ -198,28 +215,37 @@ class LocalExecutor(Executor):
                     for slot in slots:
                         if queue and not slot.busy:
                             spec = queue.popleft()
+                            errors, sender = ctx.Pipe(duplex=False)
                             starting = ctx.Process(
                                 target=_worker_main,
-                                args=(plan, spec, slot.device, self.threads),
+                                args=(plan, spec, slot.device, self.threads, sender),
                                 name=f"cltm-{spec.run_id}",
                             )
-                            starting.start()
+                            try:
+                                starting.start()
+                            finally:
+                                sender.close()  # the worker's copy is its own: EOF when it ends
                             slot.busy = True
-                            running[starting.sentinel] = (starting, spec, slot, time.perf_counter())
+                            running[starting.sentinel] = (starting, spec, slot, time.perf_counter(), errors)
                             starting = None
                     for sentinel in multiprocessing.connection.wait(list(running), timeout=1.0):
-                        proc, spec, slot, start = running.pop(sentinel)  # type: ignore[index]
+                        proc, spec, slot, start, errors = running.pop(sentinel)  # type: ignore[index]
                         proc.join()
                         slot.busy = False
-                        on_done(self._collect(plan, spec, proc.exitcode, slot, start))
+                        said = _received(errors)
+                        on_done(self._collect(plan, spec, proc.exitcode, slot, start, said))
             except BaseException:
+                for entry in running.values():
+                    entry[4].close()
                 procs = [entry[0] for entry in running.values()]
                 if starting is not None and starting.pid is not None:
                     procs.append(starting)
                 self._stop(procs)
                 raise
 
-    def _collect(self, plan: Plan, spec: RunSpec, exitcode: int | None, slot: _Slot, start: float) -> RunOutcome:
+    def _collect(
+        self, plan: Plan, spec: RunSpec, exitcode: int | None, slot: _Slot, start: float, said: str | None = None
+    ) -> RunOutcome:
         """The record a worker wrote, or a failed record if it died without writing one.
 
         A worker that found the run locked by another live process left no record, and none is
@@ -244,7 +270,7 @@ class LocalExecutor(Executor):
         record = failed_record(
             plan,
             spec,
-            f"worker process {how} before writing its record",
+            f"worker process {how} before writing its record" + (f": {said}" if said else ""),
             threads=self.threads,
             device=slot.device,
             wall_time_s=round(time.perf_counter() - start, 3),
