@@ -124,7 +124,10 @@ def test_a_setup_string_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "minutes"), [(30, 30), ("45", 45), ("02:00:00", 120), ("1-00:00:00", 1440), ("00:30:30", 31)]
+    ("value", "minutes"),
+    [(30, 30), ("45", 45), ("02:00:00", 120), ("1-00:00:00", 1440), ("00:30:30", 31), ("30:15", 31),
+     # SLURM's days-hours forms: "1-12" was read as 1 day 12 minutes, "0-12:30" as 12 min 30 s.
+     ("1-12", 2160), ("0-12:30", 750), ("2-1:00", 2940)],
 )
 def test_parse_minutes(value: object, minutes: int) -> None:
     assert parse_minutes(value) == minutes

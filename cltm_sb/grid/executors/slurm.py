@@ -106,18 +106,20 @@ def parse_minutes(value: Any) -> int:
         minutes = int(value)
     else:
         text = str(value).strip()
-        days = 0
-        if "-" in text:
-            day_text, text = text.split("-", 1)
-            days = int(day_text)
+        days, with_days = 0, "-" in text
         try:
+            if with_days:
+                day_text, text = text.split("-", 1)
+                days = int(day_text)
             parts = [int(p) for p in text.split(":")]
         except ValueError:
             raise ValueError(f"SLURM time {value!r}: expected minutes, HH:MM:SS or D-HH:MM:SS") from None
+        # After "D-" SLURM reads hours first ("1-12" is 36 h, "0-12:30" 12.5 h); without it
+        # minutes ("30", "30:15").
         if len(parts) == 1:
-            minutes = parts[0]
+            minutes = parts[0] * 60 if with_days else parts[0]
         elif len(parts) == 2:
-            minutes = parts[0] * 60 + parts[1] if days else parts[0] + (parts[1] > 0)
+            minutes = parts[0] * 60 + parts[1] if with_days else parts[0] + (parts[1] > 0)
         elif len(parts) == 3:
             minutes = parts[0] * 60 + parts[1] + (parts[2] > 0)
         else:
