@@ -55,3 +55,17 @@ def test_a_closed_pipe_ends_quietly() -> None:
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() in {"0", "141"}, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+@pytest.mark.parametrize("option", ["--threads", "--runs-per-gpu"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_run_refuses_threads_and_runs_per_gpu_below_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # --threads -1 failed every run of the grid (torch wants a positive count), --threads 0 was
+    # the default in silence: refused before the plan is read, naming the option.
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", str(tmp_path / "no-plan"), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "a whole number >= 1" in err
