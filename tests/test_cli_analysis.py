@@ -202,3 +202,20 @@ def test_an_empty_folder_is_said_to_hold_no_runs(tmp_path, capsys):
     assert main(["power", str(empty), "--languages", "8", "--seeds", "5"]) == 2
     err = capsys.readouterr().err
     assert "no finished runs (0 records" in err and "pass --task" not in err
+
+
+def test_heatmap_reads_codes_as_analyze_does(tmp_path, capsys):
+    """ISO 639-3 and upper-case codes, which `cltm analyze` maps to Common Voice codes, were
+    refused by `cltm heatmap` as unknown languages; --locales is mapped the same way."""
+    lines = EXAMPLE.read_text().splitlines()
+    renamed = {"en": "ENG", "de": "deu", "zh-CN": "ZH-CN"}
+    cells = [line.split(",") for line in lines]
+    cells[0] = [renamed.get(c, c) for c in cells[0]]
+    for row in cells[1:]:
+        row[0] = renamed.get(row[0], row[0])
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join(",".join(row) for row in cells) + "\n")
+    assert main(["analyze", str(path)]) == 0
+    out = tmp_path / "h.png"
+    assert main(["heatmap", str(path), "-o", str(out), "--locales", "eng,de,zh-cn"]) == 0, capsys.readouterr().err
+    assert out.is_file() and out.with_suffix(".pdf").is_file()

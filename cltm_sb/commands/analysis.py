@@ -21,7 +21,7 @@ from cltm_sb.analysis.simulate import (
 from cltm_sb.analysis.summary import format_value
 from cltm_sb.commands import at_least, name_list, positive
 from cltm_sb.io import to_jsonable
-from cltm_sb.languages import load_registry, parse_code_map
+from cltm_sb.languages import code_mapper, load_registry, parse_code_map
 from cltm_sb.tasks import TASK_HELP
 
 
@@ -100,13 +100,20 @@ def _heatmap(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".png", ".pdf"):
         raise ValueError(f"-o {args.out}: name a .png file (its PDF is written beside it)")
 
-    matrix = read_matrix_csv(args.matrix, square=False)
+    from cltm_sb.analysis.external import rename_codes
+
+    # The codes are read as `cltm analyze` reads them (ISO codes, any case, --map), so that a
+    # matrix it analyses draws too, and --locales names them the same way.
+    registry = load_registry(args.families)
+    mapper = code_mapper(parse_code_map(args.map))
+    matrix = rename_codes(read_matrix_csv(args.matrix, square=False), mapper, registry, args.matrix)
     se = None
     if args.se:
-        se = standard_errors_for(matrix, read_matrix_csv(args.se, square=False, unit_diagonal=False), args.se)
-    registry = load_registry(args.families)
+        se_raw = read_matrix_csv(args.se, square=False, unit_diagonal=False)
+        se = standard_errors_for(matrix, rename_codes(se_raw, mapper, registry, args.se), args.se)
     registry.check([str(c) for c in [*matrix.index, *matrix.columns]])
-    locales = name_list(args.locales) or None
+    given = name_list(args.locales)
+    locales = mapper.map_codes(given, registry, " (--locales)") if given else None
     for path in plot_heatmap(matrix, registry, args.out, locales=locales, title=args.title, se=se):
         print(path)
     return 0
@@ -251,6 +258,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--families", help=families_help)
     p.add_argument("--locales", help="comma-separated subset, e.g. the paper's 16 languages")
     p.add_argument("--se", help="CSV of standard errors to print under each value")
+    p.add_argument("--map", action="append", metavar="CODE=CV", help=MAP_HELP)
     p.add_argument("--title", help="figure title")
     p.set_defaults(func=_heatmap)
 
