@@ -486,3 +486,23 @@ def test_a_cell_whose_runs_share_too_few_seeds_says_why_it_has_no_interval():
     assert res.verdicts[0, 1] == "n/a" and res.verdict_reasons[0, 1] == NO_SHARED_SEEDS
     assert res.verdict_reasons[0, 2] == "" and res.cell_bounded[0, 2]
     assert _cell_interval(SimpleNamespace(uncertainty=res), 0, 1) == f"n/a: {NO_SHARED_SEEDS}"
+
+
+def test_a_cells_interval_holds_its_estimate_when_runs_lost_different_seeds():
+    # Each (co)variance comes from the seeds two runs share; with lost seeds they could imply
+    # |corr(d, g)| > 1, and Fieller's set collapsed to a point beside M (q02 <- q07 here:
+    # M = -0.71, interval [-0.15, -0.15], verdict "hurts") with an SE of 0.
+    from cltm_sb.analysis.simulate import grid_to_table, lose_seeds, simulate_grid
+    from cltm_sb.analysis.uncertainty import cell_statistics
+
+    for rep in range(3):
+        truth = make_truth("structured", 8, seed=rep + 1)
+        grid = lose_seeds(simulate_grid(truth, 5, NoiseModel(z_self=10), seed=rep + 1), 0.2, seed=rep + 2)
+        cells = cell_statistics(seed_arrays(grid_to_table(grid), truth.locales))
+        lower, upper, bounded = fieller_interval(cells)
+        m = cells.d_mean / cells.g_mean
+        off = ~np.eye(8, dtype=bool) & bounded
+        tol = 1e-9 * np.abs(m)
+        assert ((lower - tol <= m) & (m <= upper + tol))[off].all()
+        assert (cells.s_dg**2 <= cells.s_dd * cells.s_gg * (1 + 1e-12))[off].all()
+        assert (cells.se[off] > 0).all()
