@@ -222,3 +222,17 @@ def test_a_families_file_that_misses_a_locale_refuses_the_plan(tmp_path, capsys)
     assert main(plan) == 2
     assert "unknown language code(s) qab" in capsys.readouterr().err
     assert not (tmp_path / "grid" / "plan.json").exists()
+
+
+def test_donors_csv_says_why_a_cell_of_a_matrix_has_no_value_or_interval(tmp_path) -> None:
+    # An empty cell of the matrix, or of the SE file beside a value, was an empty row in
+    # donors.csv with no reason (a grid's donors.csv gives one).
+    m, se = tmp_path / "m.csv", tmp_path / "se.csv"
+    m.write_text(",en,de,fr\nen,1,0.5,\nde,0.4,1,-0.1\nfr,0.3,0.2,1\n")
+    se.write_text(",en,de,fr\nen,0,0.1,0.1\nde,,0,0.2\nfr,0.1,0.1,0\n")
+    out = tmp_path / "rep"
+    assert main(["report", "--matrix", str(m), "--se", str(se), "-o", str(out), "--no-heatmap"]) == 0
+    donors = pd.read_csv(out / "donors.csv", keep_default_na=False).set_index(["target", "donor"])
+    assert "no value" in donors.loc[("en", "fr"), "reason"]
+    assert "no interval" in donors.loc[("de", "en"), "reason"] and donors.loc[("de", "en"), "lower"] == ""
+    assert donors.loc[("fr", "en"), "reason"] == ""

@@ -99,7 +99,8 @@ class MatrixAnalysis:
 
     @cached_property
     def donors(self) -> pd.DataFrame:
-        """donors.csv: per target, the other donors ranked by M (NaN last), with SE and interval."""
+        """donors.csv: per target, the other donors ranked by M (NaN last), with SE and interval,
+        and the reason where a cell has no value or no interval."""
         lower, upper = self.cell_bounds()
         rows = []
         for t in self.targets:
@@ -125,6 +126,13 @@ class MatrixAnalysis:
         table = table.drop(columns="_t").reset_index(drop=True)
         table.insert(0, "rank", table.groupby("target", sort=False).cumcount() + 1)
         table["interval"] = SUPPLIED_SE_LABEL if self.has_intervals else ""
+        # An undefined cell says why, as a grid's donors.csv does.
+        no_value = ~np.isfinite(table["value"].to_numpy(dtype=float))
+        no_se = self.has_intervals & ~np.isfinite(table["se"].to_numpy(dtype=float))
+        table["reason"] = np.where(
+            no_value, "no value: the matrix cell is empty or NaN",
+            np.where(no_se, "no interval: the SE file's cell is empty or NaN", ""),
+        )
         return table
 
     def to_intervals_json(self) -> dict[str, Any]:
