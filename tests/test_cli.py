@@ -69,3 +69,16 @@ def test_run_refuses_threads_and_runs_per_gpu_below_one(
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and "a whole number >= 1" in err
+
+
+def test_a_matrix_in_percent_gives_one_warning_that_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Every diagonal entry 100 gave one warning line per language, none naming the likely cause.
+    matrix = tmp_path / "m.csv"
+    matrix.write_text(",en,es,fr\nen,100,50,20\nes,40,100,-10\nfr,30,20,100\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main(["analyze", str(matrix)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(lines) == 1
+    assert "diagonal entries of 3 targets are not 1 (en 100, es 100, fr 100)" in lines[0]
+    assert "percent? divide it by 100" in lines[0]

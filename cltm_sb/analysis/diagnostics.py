@@ -531,16 +531,32 @@ def read_matrix_csv(
     if not rows or not cols:
         raise ValueError(f"{path}: the matrix has no {'rows' if not rows else 'columns'}")
     col_of = {c: j for j, c in enumerate(cols)}
-    for i, target in enumerate(rows):
-        j = col_of.get(target)
-        if j is None or not unit_diagonal:
-            continue
-        if np.isfinite(values[i, j]) and not np.isclose(values[i, j], 1.0):
-            warnings.warn(
-                f"{path}: diagonal entry of {target!r} is {values[i, j]:g}, not 1 "
-                "(a CLTM row is normalised by its self-gain)",
-                stacklevel=2,
-            )
+    off_one = {
+        target: values[i, col_of[target]]
+        for i, target in enumerate(rows)
+        if unit_diagonal and target in col_of
+        and np.isfinite(values[i, col_of[target]]) and not np.isclose(values[i, col_of[target]], 1.0)
+    }
+    if len(off_one) == 1:
+        ((target, value),) = off_one.items()
+        warnings.warn(
+            f"{path}: diagonal entry of {target!r} is {value:g}, not 1 "
+            "(a CLTM row is normalised by its self-gain)",
+            stacklevel=2,
+        )
+    elif off_one:
+        # One warning for the whole file: a matrix in percent gave one line per language.
+        shown = ", ".join(f"{t} {v:g}" for t, v in list(off_one.items())[:5])
+        more = f", ... ({len(off_one) - 5} more)" if len(off_one) > 5 else ""
+        percent = (
+            "; all are 100: a matrix in percent? divide it by 100"
+            if np.allclose(list(off_one.values()), 100.0) else ""
+        )
+        warnings.warn(
+            f"{path}: the diagonal entries of {len(off_one)} targets are not 1 ({shown}{more}); "
+            f"a CLTM row is normalised by its self-gain{percent}",
+            stacklevel=2,
+        )
     frame.index.name, frame.columns.name = "target", "donor"
     return frame
 
