@@ -242,6 +242,14 @@ def test_bad_pairs_csv_is_named(tmp_path):
         plan_runs("gr", ["q00", "q01"], [42], "hash", pairs=[("q00", "zz")])
 
 
+def test_a_pairs_file_with_other_languages_than_the_plan_is_named(tmp_path):
+    # The plan's error named the pair but not the file (with several --pairs, which one?).
+    path = tmp_path / "other.csv"
+    path.write_text("lang1,lang2\nq00,q01\nq00,zz\n")
+    with pytest.raises(ValueError, match=r"other.csv: language\(s\) zz \(e.g. pair q00,zz\) are not among --locales"):
+        plan_pairs(["q00", "q01"], False, pairs_csv=path)
+
+
 # --------------------------------------------------------------------------------------------
 # The commands
 

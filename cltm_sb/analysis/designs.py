@@ -307,6 +307,15 @@ def plan_pairs(
     out: list[tuple[str, str]] = []
     for path in files:
         pairs, ordered = read_pairs_csv(path)
+        # Named here, where the file is known: the plan's own check could not say which file.
+        unknown = sorted({c for pair in pairs for c in pair} - set(locales))
+        if unknown:
+            first = next(p for p in pairs if set(p) & set(unknown))
+            raise ValueError(
+                f"{path}: language(s) {', '.join(unknown)} (e.g. pair {first[0]},{first[1]}) are not "
+                f"among --locales ({', '.join(locales)}); add them to --locales or use a pairs file "
+                "designed for these languages (`cltm design --locales ...`)"
+            )
         if one_run_per_cell and not ordered:
             pairs = [cell for a, b in pairs for cell in ((a, b), (b, a))]
         out += [p for p in pairs if p not in out]
