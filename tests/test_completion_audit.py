@@ -416,3 +416,21 @@ def test_a_grid_whose_runs_lost_seeds_keeps_the_statistics_modules_cell_interval
     cell = replicates[:, 0, 1]
     jackknife_var = 9 / 10 * ((cell - cell.mean()) ** 2).sum()
     assert jackknife_var == pytest.approx(pair[:3, 0, 1].var(ddof=1) / 3 / 0.2**2)
+
+
+def test_complete_names_the_design_file_whose_pair_is_not_in_the_matrix(tmp_path, capsys):
+    # The error said "core pair en,xx: 'xx' is not a language of the completed matrix", not which file.
+    truth = structured_truth(12, seed=5)
+    observed = truth.matrix.copy()
+    observed[0, 1] = observed[1, 0] = np.nan
+    matrix = tmp_path / "partial.csv"
+    pd.DataFrame(observed, index=truth.locales, columns=truth.locales).to_csv(matrix)
+    families = tmp_path / "families.csv"
+    pd.DataFrame({"code": truth.locales, "name": truth.locales, "family": truth.families}).to_csv(families, index=False)
+    a, b, c = truth.locales[:3]
+    design = tmp_path / "design.csv"
+    design.write_text(f"lang1,lang2,role\n{a},{c},core\n{b},{c},audit\n{a},xx,audit\n")
+    assert main(["complete", str(matrix), "--design", str(design), "--families", str(families),
+                 "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"design.csv: audit pair {a},xx: 'xx' is not a language of the completed matrix" in err

@@ -1248,8 +1248,9 @@ def complete_source(
         completion = complete_matrix(frame, families=families, se=se, level=level, seed=seed,
                                      distances=distances)
         if audit_pairs is not None:
-            completion.audit = audit_mask(completion.locales, audit_pairs)
-            completion.core = audit_mask(completion.locales, core_pairs, "core pair")
+            # Only --design gives a matrix CSV its audit: errors name that file.
+            completion.audit = audit_mask(completion.locales, audit_pairs, f"{design_csv}: audit pair")
+            completion.core = audit_mask(completion.locales, core_pairs, f"{design_csv}: core pair")
         n_seeds = None
     diagnostics = completed_diagnostics(completion, families, n_draws=n_draws, seed=seed) if n_draws else {}
     return CompletionRun(completion, diagnostics, str(path), n_seeds, families, design,

@@ -189,7 +189,7 @@ def audit_mask(locales: Sequence[str], pairs: Sequence[tuple[str, str]], what: s
     for a, b in pairs:
         for code in (a, b):
             if code not in index:
-                raise ValueError(f"{what} {a},{b}: {code!r} is not a language of the completed matrix")
+                raise ValueError(f"{what} {a},{b}: {code!r} is not a language of the completed matrix; pass the design made for its languages")
         mask[index[a], index[b]] = mask[index[b], index[a]] = True
     return mask
 
