@@ -219,3 +219,10 @@ def test_heatmap_reads_codes_as_analyze_does(tmp_path, capsys):
     out = tmp_path / "h.png"
     assert main(["heatmap", str(path), "-o", str(out), "--locales", "eng,de,zh-cn"]) == 0, capsys.readouterr().err
     assert out.is_file() and out.with_suffix(".pdf").is_file()
+
+
+def test_heatmap_locales_paper_is_the_papers_subset(tmp_path, capsys):
+    # The help offered "the paper's 16 languages" but 'paper' was read as a language code.
+    out = tmp_path / "h.png"
+    assert main(["heatmap", str(EXAMPLE), "-o", str(out), "--locales", "paper"]) == 0, capsys.readouterr().err
+    assert out.is_file()

@@ -21,7 +21,7 @@ from cltm_sb.analysis.simulate import (
 from cltm_sb.analysis.summary import format_value
 from cltm_sb.commands import at_least, name_list, positive
 from cltm_sb.io import to_jsonable
-from cltm_sb.languages import code_mapper, load_registry, parse_code_map
+from cltm_sb.languages import PAPER_SUBSET, code_mapper, load_registry, parse_code_map
 from cltm_sb.tasks import TASK_HELP
 
 
@@ -112,7 +112,8 @@ def _heatmap(args: argparse.Namespace) -> int:
         se_raw = read_matrix_csv(args.se, square=False, unit_diagonal=False)
         se = standard_errors_for(matrix, rename_codes(se_raw, mapper, registry, args.se), args.se)
     registry.check([str(c) for c in [*matrix.index, *matrix.columns]])
-    given = name_list(args.locales)
+    # 'paper', as cltm report --subset takes it: the paper's 16 languages.
+    given = list(PAPER_SUBSET) if args.locales == "paper" else name_list(args.locales)
     locales = mapper.map_codes(given, registry, " (--locales)") if given else None
     for path in plot_heatmap(matrix, registry, args.out, locales=locales, title=args.title, se=se):
         print(path)
@@ -256,7 +257,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("matrix", help="CLTM CSV")
     p.add_argument("-o", "--out", required=True, help="output file, e.g. fig.png (a PDF is written beside it)")
     p.add_argument("--families", help=families_help)
-    p.add_argument("--locales", help="comma-separated subset, e.g. the paper's 16 languages")
+    p.add_argument("--locales", help="comma-separated subset, or 'paper' for the paper's 16 languages")
     p.add_argument("--se", help="CSV of standard errors to print under each value")
     p.add_argument("--map", action="append", metavar="CODE=CV", help=MAP_HELP)
     p.add_argument("--title", help="figure title")
