@@ -236,3 +236,13 @@ def test_donors_csv_says_why_a_cell_of_a_matrix_has_no_value_or_interval(tmp_pat
     assert "no value" in donors.loc[("en", "fr"), "reason"]
     assert "no interval" in donors.loc[("de", "en"), "reason"] and donors.loc[("de", "en"), "lower"] == ""
     assert donors.loc[("fr", "en"), "reason"] == ""
+
+
+def test_se_of_entries_leaves_out_the_se_of_a_cell_without_value(tmp_path, capsys) -> None:
+    # The median / mean SE "of entries" counted the SE file's value for a cell the matrix lacks.
+    m, se = tmp_path / "m.csv", tmp_path / "se.csv"
+    m.write_text(",en,de,fr\nen,1,0.5,\nde,0.4,1,-0.1\nfr,0.3,0.2,1\n")
+    se.write_text(",en,de,fr\nen,0,0.1,9\nde,0.1,0,0.1\nfr,0.1,0.1,0\n")
+    assert main(["analyze", str(m), "--se", str(se), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["se_median"] == pytest.approx(0.1) and report["se_mean"] == pytest.approx(0.1)

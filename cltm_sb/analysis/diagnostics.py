@@ -412,8 +412,9 @@ def diagnose(
         "reciprocity_positive": reciprocity_positive(matrix),
         "intra_family_positive": intra_family_positive(matrix, families) if families else float("nan"),
         "rms_offdiag": rms_offdiag(matrix),
-        "se_median": _nan_stat(se_values[off], np.median),
-        "se_mean": _nan_stat(se_values[off], np.mean),
+        # SEs of the entries only: a supplied SE file may hold one for a cell the matrix lacks.
+        "se_median": _nan_stat(se_values[off & finite], np.median),
+        "se_mean": _nan_stat(se_values[off & finite], np.mean),
         "n_valid_entries": int(finite.sum()),
         "n_valid_offdiag": int((finite & off).sum()),
         "excluded": {"rows": empty_rows, "entries": missing_entries},
