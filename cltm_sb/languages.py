@@ -67,9 +67,20 @@ class LanguageRegistry:
         """Raise an :class:`UnknownLanguageError` naming every code the registry lacks."""
         unknown = list(dict.fromkeys(c for c in codes if c not in self._languages))  # each named once
         if unknown:
+            # A user's families file is the registry already: the fix is in that file.
+            source = Path(self.source)
+            builtin = source.name == "languages.csv" and source.parent.name == "resources"
+            fix = (
+                f"add them to {self.source} (columns code,name,family)"
+                if source.is_file() and not builtin
+                else "pass --families FILE.csv with columns code,name,family that lists them"
+            )
+            lower = {code.lower(): code for code in self._languages}
+            other_case = [f"{c} as {lower[c.lower()]}" for c in unknown if c.lower() in lower]
+            if other_case:
+                fix += f"; the registry spells {', '.join(other_case)}: codes must match in case"
             raise UnknownLanguageError(
-                f"unknown language code(s) {', '.join(unknown)} (registry: {self.source}); "
-                "pass --families FILE.csv with columns code,name,family that lists them"
+                f"unknown language code(s) {', '.join(unknown)} (registry: {self.source}); {fix}"
             )
 
     def get(self, code: str) -> Language:

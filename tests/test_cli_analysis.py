@@ -226,3 +226,16 @@ def test_heatmap_locales_paper_is_the_papers_subset(tmp_path, capsys):
     out = tmp_path / "h.png"
     assert main(["heatmap", str(EXAMPLE), "-o", str(out), "--locales", "paper"]) == 0, capsys.readouterr().err
     assert out.is_file()
+
+
+def test_an_unknown_code_error_points_at_the_families_file_given(tmp_path, capsys):
+    # With --families given, the error told the user to "pass --families FILE.csv ... that lists
+    # them", and said nothing of a code spelt in another case (EN in the file, en in the matrix).
+    matrix = tmp_path / "m.csv"
+    matrix.write_text(",en,de\nen,1,0.5\nde,0.2,1\n")
+    families = tmp_path / "fam.csv"
+    families.write_text("code,name,family\nEN,English,Germanic\n")
+    assert main(["analyze", str(matrix), "--families", str(families)]) == 2
+    err = capsys.readouterr().err
+    assert f"unknown language code(s) en, de (registry: {families}); add them to {families}" in err
+    assert "spells en as EN: codes must match in case" in err and "pass --families" not in err
