@@ -34,3 +34,15 @@ def test_compare_three_task_grids_side_by_side(tmp_path: Path, capsys) -> None:
     for pair in ("GR_vs_SV", "GR_vs_AGE", "SV_vs_AGE"):
         assert (out / pair / "compare.md").is_file() and (out / pair / "difference.csv").is_file()
         assert f"]({pair}/compare.md)" in page
+
+
+def test_three_way_compare_with_a_matrix_csv_says_what_it_takes(tmp_path: Path, capsys) -> None:
+    # A matrix CSV among three was read as a grid: "m.csv: no such folder of run records".
+    grids = [
+        write_records(tmp_path / task / "records", grid_records(n_seeds=4, task=task)) for task in ("gr", "sv")
+    ]
+    matrix = tmp_path / "m.csv"
+    matrix.write_text(",en,es\nen,1,0.5\nes,0.2,1\n")
+    assert main(["compare", *map(str, grids), str(matrix), "-o", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err
+    assert "m.csv: a matrix CSV is compared with one other grid or matrix" in err

@@ -354,6 +354,12 @@ def _compare_several(args: argparse.Namespace) -> int:
     from cltm_sb.report.side_by_side import write_side_by_side
 
     grids = [args.grid_a, args.grid_b, *args.more]
+    files = [g for g in grids if Path(g).is_file()]
+    if files:
+        raise ValueError(
+            f"{', '.join(files)}: a matrix CSV is compared with one other grid or matrix "
+            "(`cltm compare A B`); three or more side by side are grid folders only"
+        )
     labels = _codes(args.labels) if args.labels != "A,B" else [chr(ord("A") + i) for i in range(len(grids))]
     analysed = [_analysis(args, grid, None) for grid in grids]  # each grid's task from its plan
     written = write_side_by_side([a for a, _ in analysed], analysed[0][1], args.out, labels)
