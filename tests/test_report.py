@@ -677,3 +677,15 @@ def test_a_helper_without_a_bounded_interval_is_not_listed_as_a_significant_help
     for row in unbounded_helpers.itertuples():
         assert f"{row.donor} {row.value:.3f} n/a" not in table
     assert "q ≤ 0.05 but an unbounded interval" in table
+
+
+def test_the_sentence_on_left_out_entries_names_them():
+    # It said "2 NaN entries" without which: the reader had to open diagnostics.json.
+    from cltm_sb.report.document import MAX_NAMED_ENTRIES, excluded_blocks
+
+    few = excluded_blocks({"excluded": {"rows": ["ca"], "entries": [["en", "de"], ["de", "fr"]]}})
+    assert few[0].content == "Left out of the diagnostics: rows ca; 2 NaN entries: en←de, de←fr."
+    many = [["en", f"x{i:02d}"] for i in range(MAX_NAMED_ENTRIES + 3)]
+    text = excluded_blocks({"excluded": {"rows": [], "entries": many}}, " (reasons below)")[0].content
+    assert text.endswith("en←x11 and 3 more (diagnostics.json lists them) (reasons below).")
+    assert excluded_blocks({"excluded": {"rows": [], "entries": []}}) == []

@@ -79,16 +79,24 @@ def _rank_interval(row: Any) -> str:
     return str(int(lo)) if int(lo) == int(hi) else f"{int(lo)}–{int(hi)}"
 
 
+# NaN entries named in the report's sentence (target←donor); diagnostics.json lists them all.
+MAX_NAMED_ENTRIES = 12
+
+
 def excluded_blocks(diagnostics: dict[str, Any], note: str = "") -> list[Block]:
     """The sentence naming the rows and NaN entries left out of the diagnostics (none if none)."""
     excluded = diagnostics.get("excluded", {})
     if not (excluded.get("rows") or excluded.get("entries")):
         return []
+    entries = [f"{target}←{donor}" for target, donor in excluded.get("entries", [])]
+    named = ", ".join(entries[:MAX_NAMED_ENTRIES])
+    if len(entries) > MAX_NAMED_ENTRIES:
+        named += f" and {len(entries) - MAX_NAMED_ENTRIES} more (diagnostics.json lists them)"
     return [
         Block(
             "text",
             f"Left out of the diagnostics: rows {', '.join(excluded['rows']) or '-'}; "
-            f"{len(excluded['entries'])} NaN entries{note}.",
+            f"{len(entries)} NaN entries{': ' + named if entries else ''}{note}.",
         )
     ]
 
