@@ -390,3 +390,32 @@ def test_a_failed_array_task_is_one_status_line(tmp_path: Path, capsys: pytest.C
     stderr.write_text("x" * 5000 + "\n\n")
     record = SlurmExecutor._job_failure(plan, plan.runs[0], KilledJob("7_0", stderr))
     assert "\n" not in record.error and len(record.error.replace(str(stderr), "")) <= 400 and "x" * 100 in record.error
+
+
+def test_a_record_names_the_slurm_task_that_wrote_it_so_no_clock_decides(
+    tmp_path: Path, slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Freshness was the record's mtime (the file server's clock) against the submission time (the
+    # login node's): with clocks 2 s or more apart a run that finished in its running task stayed
+    # "running", and a record of another task could pass as this one's.
+    plan = _plan(tmp_path)
+    ids = _ids(plan)
+    FakeSubmitExecutor(slurm).run(plan, progress=False)
+    slurm.states["100_0"] = "RUNNING"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "100")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    execute_run(plan, plan.runs[0])  # inside task 100_0
+    record = plan.paths(ids[0]).record
+    assert json.loads(record.read_text())["extra"]["slurm_task"] == "100_0"
+    hour_ago = time.time() - 3600
+    os.utime(record, (hour_ago, hour_ago))  # a file server whose clock is an hour behind
+    assert ids[0] not in runs_in_slurm(plan) and ids[1] in runs_in_slurm(plan)
+    since = read_jobs(plan.layout)[0].submitted_unix
+    assert jobs.record_from_task(record, "100_0", since) is not None
+    assert jobs.record_from_task(record, "101_0", since) is None  # written in another task
+    # Outside SLURM no task is named, and the time decides as before.
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    execute_run(plan, plan.runs[1])
+    assert "slurm_task" not in json.loads(plan.paths(ids[1]).record.read_text())["extra"]
+    assert ids[1] not in runs_in_slurm(plan)

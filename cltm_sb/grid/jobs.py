@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from cltm_sb.grid.layout import GridLayout, PlanError
 from cltm_sb.grid.plan import Plan
 from cltm_sb.grid.status import RunState, plan_status
 from cltm_sb.io import atomic_write_json
+from cltm_sb.results import RecordError, RunRecord, read_record
 
 JOBS_FORMAT = "cltm-slurm-jobs"
 JOBS_VERSION = 1
@@ -279,12 +281,33 @@ class InSlurm:
         return {"run_id": self.run_id, "state": self.state, "job_id": self.task_id, "slurm_state": self.slurm_state}
 
 
-def _record_since(plan: Plan, run_id: str, since: float) -> bool:
-    """Whether the run wrote its record after ``since`` (it finished inside that job)."""
+# A record written inside a SLURM task names the task (its ``extra``): whether a run finished in
+# the task it was submitted in then needs no clock. Records without it (written outside SLURM, or
+# by an older cltm) are judged by their time, within this slack between the submitting node's
+# clock and the file server's.
+RECORD_TASK_KEY = "slurm_task"
+CLOCK_SLACK_S = 2.0
+
+
+def slurm_task_here() -> str | None:
+    """The SLURM task this process runs in ("123_4" in an array, else the job id), None outside."""
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and index:
+        return f"{array}_{index}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def record_from_task(path: os.PathLike[str] | str, task_id: str, since: float) -> RunRecord | None:
+    """The record at ``path`` if it was written in SLURM task ``task_id`` (submitted at ``since``),
+    else None: the task it names, or, naming none, written since ``since`` (± CLOCK_SLACK_S)."""
     try:
-        return plan.paths(run_id).record.stat().st_mtime >= since
-    except FileNotFoundError:
-        return False
+        record = read_record(path)
+        written_in = record.extra.get(RECORD_TASK_KEY)
+        if written_in is not None:
+            return record if str(written_in) == task_id else None
+        return record if os.stat(path).st_mtime >= since - CLOCK_SLACK_S else None
+    except (FileNotFoundError, RecordError):
+        return None
 
 
 def runs_in_slurm(plan: Plan, query: JobQuery | None = None, remember_ended: bool = False) -> dict[str, InSlurm]:
@@ -317,7 +340,7 @@ def _runs_in(plan: Plan, submissions: Sequence[Submission], live: dict[str, str]
                 continue
             state = "queued" if slurm_state in QUEUED_STATES else "running"
             for run_id in task.run_ids:
-                if not _record_since(plan, run_id, since):
+                if record_from_task(plan.paths(run_id).record, task.task_id, since) is None:
                     found[run_id] = InSlurm(run_id, state, task.task_id, slurm_state)
     return found
 

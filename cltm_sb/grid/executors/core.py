@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from cltm_sb.grid.jobs import InSlurm, runs_in_slurm
+from cltm_sb.grid.jobs import RECORD_TASK_KEY, InSlurm, runs_in_slurm, slurm_task_here
 from cltm_sb.grid.layout import PlanError, RunPaths
 from cltm_sb.grid.plan import Plan, RunSpec, config_changed, import_object
 from cltm_sb.grid.status import plan_status, run_state
@@ -233,6 +233,9 @@ def execute_run(
                 device=device,
                 wall_time_s=round(time.perf_counter() - start, 3),
             )
+        task = slurm_task_here()
+        if task is not None:  # which SLURM task finished the run, for `cltm status` and the wait
+            record.extra[RECORD_TASK_KEY] = task
         write_record(record, paths.record)
         logger.info("run %s: %s in %.1f s", spec.run_id, record.status, record.wall_time_s or 0.0)
     return record

@@ -35,7 +35,7 @@ from cltm_sb.grid.executors.local import LocalExecutor
 from cltm_sb.grid.jobs import mark_cancelled, record_submission, runs_in_slurm
 from cltm_sb.grid.plan import Plan, RunSpec, load_plan
 from cltm_sb.io import lock_holder, tail_text, yaml_syntax_error
-from cltm_sb.results import RecordError, RunRecord, read_record, write_record
+from cltm_sb.results import RunRecord, read_record, write_record
 
 logger = logging.getLogger(__name__)
 
@@ -429,13 +429,13 @@ class SlurmExecutor(Executor):
                 while pending:
                     vanished = self._vanished(pending.values()) if self.cluster == "slurm" else set()
                     for run_id, job in list(pending.items()):
-                        record = self._fresh_record(plan, run_id, submitted_at)
+                        record = self._fresh_record(plan, run_id, job, submitted_at)
                         if record is None and job.job_id in vanished:
-                            record = self._fresh_record(plan, run_id, submitted_at) or self._job_failure(
+                            record = self._fresh_record(plan, run_id, job, submitted_at) or self._job_failure(
                                 plan, by_id[run_id], job, _vanished_message(job)
                             )
                         elif record is None and job.done():
-                            record = self._fresh_record(plan, run_id, submitted_at) or self._job_failure(
+                            record = self._fresh_record(plan, run_id, job, submitted_at) or self._job_failure(
                                 plan, by_id[run_id], job
                             )
                         if record is not None:
@@ -453,14 +453,9 @@ class SlurmExecutor(Executor):
         return False
 
     @staticmethod
-    def _fresh_record(plan: Plan, run_id: str, since: float) -> RunRecord | None:
-        path = plan.paths(run_id).record
-        try:
-            if path.stat().st_mtime < since - 2.0:
-                return None
-            return read_record(path)
-        except (FileNotFoundError, RecordError):
-            return None
+    def _fresh_record(plan: Plan, run_id: str, job: Any, since: float) -> RunRecord | None:
+        """The run's record if ``job`` (its array task) wrote it, else None."""
+        return slurm_jobs.record_from_task(plan.paths(run_id).record, str(job.job_id), since)
 
     @staticmethod
     def _vanished(jobs: Any) -> set[str]:
