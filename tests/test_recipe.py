@@ -212,6 +212,28 @@ def test_command_line_main(prepared: Path, tiny_folder: str, tmp_path: Path) -> 
     assert (tmp_path / "cli" / "hyperparams.yaml").is_file()
 
 
+def test_run_options_that_are_yaml_keys_are_checked_hashed_and_recorded(
+    prepared: Path, tiny_folder: str, tmp_path: Path
+) -> None:
+    """SpeechBrain parses --max_grad_norm / --precision as run options, which its Brain prefers to
+    the hparams: the run trained with them while checks, record and hash kept the YAML's value."""
+    argv = [
+        str(hparams_dir() / "gender.yaml"),
+        f"--train_csv=[{prepared / 'xa' / 'a.csv'}]", f"--test_csv=[{prepared / 'xa' / 'test.csv'}]",
+        "--seed=3", "--encoder=tiny_hubert", "--preset=toy", f"--tiny_hubert_folder={tiny_folder}",
+        "--number_of_epochs=1", "--device=cpu",
+    ]  # fmt: skip
+    with pytest.raises(RecipeError, match="max_grad_norm"):  # would reverse the gradients
+        main("gr", [*argv, f"--output_folder={tmp_path / 'neg'}", "--max_grad_norm=-1"])
+    assert not (tmp_path / "neg").exists()
+    record = main("gr", [*argv, f"--output_folder={tmp_path / 'half'}", "--max_grad_norm=0.5"])
+    assert record.extra["max_grad_norm"] == 0.5
+    assert "max_grad_norm: 0.5" in (tmp_path / "half" / "hyperparams.yaml").read_text()
+    planned = {"encoder": "tiny_hubert", "preset": "toy", "tiny_hubert_folder": tiny_folder, "number_of_epochs": 1}
+    assert record.config_hash == config_hash_for("gr", {**planned, "max_grad_norm": 0.5})
+    assert record.config_hash != config_hash_for("gr", planned)
+
+
 # ------------------------------------------------------------------- YAML composition, resume, DDP
 REPO = Path(__file__).resolve().parent.parent
 

@@ -71,7 +71,14 @@ from cltm_sb.recipe.run_files import (
     has_checkpoint,
     scores_file,
 )
-from cltm_sb.results import PER_RUN_KEYS, Evaluation, RunRecord, config_hash, write_record
+from cltm_sb.results import (
+    OPERATIONAL_KEYS,
+    PER_RUN_KEYS,
+    Evaluation,
+    RunRecord,
+    config_hash,
+    write_record,
+)
 from cltm_sb.tasks import Task, TaskError, get_task
 
 logger = logging.getLogger(__name__)
@@ -356,6 +363,7 @@ def run_recipe(
 
     start = time.perf_counter()
     spec, overrides, text, path = _compose(task, overrides, hparams_file)
+    run_opts, overrides = _yaml_run_options(run_opts, overrides, text)
     config = resolve_plain(text, overrides)
     check_metric(spec)
     _check_config(config, text, overrides, path, plan_time=False, embeds=spec.trials)
@@ -468,6 +476,23 @@ def run_recipe(
         if not in_grid:  # in a grid the executor is the one writer of the record
             write_record(result, record_file)
         return result
+
+
+def _yaml_run_options(
+    run_opts: Mapping[str, Any] | None, overrides: Mapping[str, Any], text: str
+) -> tuple[dict, dict[str, Any]]:
+    """Run options that are also keys of the YAML (``--max_grad_norm``, ``--precision``) as overrides.
+
+    SpeechBrain parses them as run options, which its Brain prefers to the hparams: the run then
+    trained with the option while its checks, hyperparams.yaml, record and configuration hash kept
+    the YAML's value (``--max_grad_norm=-1`` even reversed the gradients unchecked). As overrides
+    they are checked, hashed and recorded like ``--lr``; an explicit override wins. Operational
+    keys (``ckpt_interval_minutes``) stay run options: they change no result.
+    """
+    opts = dict(run_opts or {})
+    keys = set(plain_defaults(text)) - OPERATIONAL_KEYS
+    moved = {key: opts.pop(key) for key in list(opts) if key in keys}
+    return opts, {**moved, **overrides}
 
 
 #: Hparams copied into a record's ``extra`` (where the YAML has them) for reading records alone.
