@@ -324,3 +324,51 @@ def test_the_readme_blocks_example_runs(tiny_hubert: Path, toy: Path, tmp_path: 
     assert 0.0 <= float(printed.getvalue().strip().splitlines()[-1]) <= 1.0
     assert (tmp_path / "mine" / "train_log.txt").read_text().count("epoch: ") == 2
     assert any((tmp_path / "mine" / "save").glob("CKPT+*"))
+
+
+class _MeanEncoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, wavs, lens):
+        return [wavs[:, :, None] * self.w], lens
+
+
+class _OrderBrain(GenderBrain):
+    """Records the IDs of each training batch, by epoch."""
+
+    def fit_batch(self, batch):
+        self.order.setdefault(self._epoch, []).append(tuple(batch.id))
+        return super().fit_batch(batch)
+
+
+def test_dynamic_batches_change_each_epoch_and_a_resumed_run_draws_them_again(toy: Path) -> None:
+    """SpeechBrain sets the epoch of its own samplers only: with dynamic batching every epoch
+    after the first had one order, and a run resumed at epoch 2 trained on epoch 1's."""
+    from cltm_sb.recipe.run import train_loader_options
+
+    rows = read_manifests([toy / "xa" / "a.csv", toy / "xa" / "b.csv"], toy.parent / "audio")
+    data = make_dataset(rows, "gender", ["female", "male"])
+    hp = {"label_classes": ["female", "male"], "pool_layers": 1, "pooling": MaskedMeanPooling(),
+          "train_logger": _NoLogger(), "seed": 3, "dynamic_batching": True,
+          "train_dataloader_opts": {"batch_size": 1, "shuffle": True},
+          "dynamic_batch_sampler": {"max_batch_length": 1.3, "num_buckets": 2, "shuffle": True,
+                                    "batch_ordering": "random"}}  # fmt: skip
+
+    def orders(epochs: range) -> dict:
+        brain = _OrderBrain(modules={"encoder": _MeanEncoder(), "head": LinearHead(1, 2)},
+                            opt_class=lambda p: torch.optim.SGD(p, lr=1e-3), hparams=hp,
+                            run_opts={"device": "cpu", "noprogressbar": True})  # fmt: skip
+        brain.order = {}
+        brain.fit(epochs, data, train_loader_kwargs=train_loader_options(hp, data))
+        return brain.order
+
+    whole = orders(range(1, 4))
+    assert whole[1] != whole[2] != whole[3] != whole[1]
+    assert orders(range(2, 4)) == {2: whole[2], 3: whole[3]}
+
+
+class _NoLogger:
+    def log_stats(self, **kwargs) -> None:
+        pass

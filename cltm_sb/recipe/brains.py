@@ -140,6 +140,7 @@ class UtteranceClassifierBrain(sb.Brain):
         self._predictions: list[int] = []
         self._steps_per_epoch: int | None = None
         self._heartbeat: Heartbeat | None = None
+        self._batch_sampler = None
 
     def _hparam(self, key: str) -> Any:
         """``hparams[key]``; a missing key raises :class:`RecipeError` saying what to add."""
@@ -172,6 +173,7 @@ class UtteranceClassifierBrain(sb.Brain):
         """SpeechBrain's loader; the training one's length sets the heartbeat's step count."""
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
         if stage == sb.Stage.TRAIN:
+            self._batch_sampler = loader_kwargs.get("batch_sampler")
             try:
                 self._steps_per_epoch = len(loader)
             except TypeError:  # a loader without a length: the heartbeat shows no total
@@ -226,8 +228,13 @@ class UtteranceClassifierBrain(sb.Brain):
         return loss
 
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
-        """Reset the collected predictions."""
+        """Reset the collected predictions; a training epoch's batch sampler gets its epoch."""
         self._epoch = epoch or 0
+        if stage == sb.Stage.TRAIN and epoch and self.train_sampler is None and hasattr(self._batch_sampler, "set_epoch"):
+            # SpeechBrain sets the epoch of its own samplers only: a DynamicBatchSampler (dynamic
+            # batching) gave every epoch after the first one order, and a resumed run the first
+            # epoch's. Epoch 1 keeps the order it always had (the sampler starts at epoch 0).
+            self._batch_sampler.set_epoch(epoch - 1)
         self._targets, self._predictions = [], []
 
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
