@@ -372,3 +372,30 @@ def test_dynamic_batches_change_each_epoch_and_a_resumed_run_draws_them_again(to
 class _NoLogger:
     def log_stats(self, **kwargs) -> None:
         pass
+
+
+def test_a_ddp_run_shuffles_with_its_seed(toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SpeechBrain's DDP sampler shuffled with torch's default seed 0, whatever the run's seed."""
+    import socket
+
+    import speechbrain as sb
+    import torch.distributed as dist
+
+    data = make_dataset(read_manifests([toy / "xa" / "a.csv"], toy.parent / "audio"), "gender", ["female", "male"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        seeds = []
+        for seed in (3, 4):
+            monkeypatch.setenv("SB_GLOBAL_SEED", str(seed))  # what seed_everything(seed) sets
+            brain = GenderBrain(modules={"encoder": _MeanEncoder(), "head": LinearHead(1, 2)}, hparams={},
+                                run_opts={"device": "cpu", "noprogressbar": True})  # fmt: skip
+            brain.distributed_launch, brain.rank = True, 0  # as under torchrun
+            brain.make_dataloader(data, sb.Stage.TRAIN, None, batch_size=2, shuffle=True)
+            assert isinstance(brain.train_sampler, torch.utils.data.DistributedSampler)
+            seeds.append(brain.train_sampler.seed)
+        assert seeds == [3, 4]
+    finally:
+        dist.destroy_process_group()

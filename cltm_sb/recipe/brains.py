@@ -19,6 +19,7 @@ With a ``checkpointer`` a checkpoint is saved at each epoch end (and SpeechBrain
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -174,6 +175,10 @@ class UtteranceClassifierBrain(sb.Brain):
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
         if stage == sb.Stage.TRAIN:
             self._batch_sampler = loader_kwargs.get("batch_sampler")
+            if isinstance(self.train_sampler, torch.utils.data.DistributedSampler):
+                # SpeechBrain's DDP sampler shuffles with torch's default seed 0: every seed of a
+                # DDP run saw one data order. The run's seed, as its single-process sampler has.
+                self.train_sampler.seed = int(os.environ.get("SB_GLOBAL_SEED", self.train_sampler.seed))
             try:
                 self._steps_per_epoch = len(loader)
             except TypeError:  # a loader without a length: the heartbeat shows no total
