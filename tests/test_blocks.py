@@ -399,3 +399,29 @@ def test_a_ddp_run_shuffles_with_its_seed(toy: Path, monkeypatch: pytest.MonkeyP
         assert seeds == [3, 4]
     finally:
         dist.destroy_process_group()
+
+
+def _build_on_rank(rank: int, port: int, folder: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        if rank == 1:
+            build_tiny_hubert(folder)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_ddp_worker_of_rank_1_builds_a_whole_tiny_hubert(tiny_hubert: Path, tmp_path: Path) -> None:
+    """transformers saves on rank 0 only: rank 1 of a torchrun built a folder of
+    preprocessor_config.json alone, which broke the cache and the run."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(_build_on_rank, args=(port, str(tmp_path / "tiny")), nprocs=2, start_method="fork")
+    assert sha256_file(tmp_path / "tiny" / "model.safetensors") == sha256_file(tiny_hubert / "model.safetensors")
+    assert (tmp_path / "tiny" / "config.json").is_file()

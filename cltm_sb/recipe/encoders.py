@@ -361,6 +361,9 @@ def build_tiny_hubert(folder: str | os.PathLike | None = None) -> Path:
             conv = model.feature_extractor.conv_layers[0].conv
             with torch.no_grad():
                 conv.weight.copy_(gabor_filterbank(conv.out_channels, conv.kernel_size[0]))
+        # transformers writes a model's files on rank 0 of a process group only: a torchrun
+        # worker of another rank renamed a folder without weights into place (a broken cache).
+        model.should_save_on_this_rank = lambda is_main_process: True
         model.save_pretrained(tmp, safe_serialization=True)
         Wav2Vec2FeatureExtractor(
             feature_size=1, sampling_rate=16000, do_normalize=False, return_attention_mask=False
