@@ -212,6 +212,20 @@ def test_command_line_main(prepared: Path, tiny_folder: str, tmp_path: Path) -> 
     assert (tmp_path / "cli" / "hyperparams.yaml").is_file()
 
 
+def test_yaml_values_of_run_options_parse_on_the_command_line() -> None:
+    """SpeechBrain's parser owns --max_grad_norm and --precision and refused null and auto."""
+    from cltm_sb.recipe.run import parse_command_line
+
+    _, run_opts, overrides = parse_command_line(
+        ["h.yaml", "--max_grad_norm=null", "--precision", "auto", "--lr=1e-4", "--device=cpu"]
+    )
+    assert overrides == {"lr": 1e-4, "max_grad_norm": None, "precision": "auto"}
+    assert run_opts == {"device": "cpu"}
+    assert parse_command_line(["h.yaml", "--max_grad_norm", "0.5"])[2] == {"max_grad_norm": 0.5}
+    with pytest.raises(RecipeError, match="--precision needs a value"):
+        parse_command_line(["h.yaml", "--precision"])
+
+
 def test_run_options_that_are_yaml_keys_are_checked_hashed_and_recorded(
     prepared: Path, tiny_folder: str, tmp_path: Path
 ) -> None:

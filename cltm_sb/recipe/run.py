@@ -795,8 +795,34 @@ def parse_command_line(argv: Sequence[str] | None = None) -> tuple[str, dict, di
     """
     from speechbrain.utils.run_opts import RunOptions
 
-    argv = list(argv if argv is not None else sys.argv[1:])
+    argv, taken = _take_yaml_run_options(list(argv if argv is not None else sys.argv[1:]))
     hparams_file, run_opts, overrides_text = RunOptions.from_command_line_args(argv)
     overrides = parse_override_text(overrides_text) if overrides_text else {}
     explicit = {k: run_opts[k] for k in run_opts.overridden_args}
-    return hparams_file, explicit, overrides
+    return hparams_file, explicit, {**overrides, **taken}
+
+
+#: SpeechBrain run options that the task YAMLs hold as hparams. SpeechBrain's parser refused their
+#: documented YAML values (``--max_grad_norm=null``: "invalid float value", ``--precision=auto``):
+#: they are read as overrides instead, typed as every other ``--key=value``.
+YAML_RUN_OPTIONS = ("max_grad_norm", "precision")
+
+
+def _take_yaml_run_options(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """``argv`` without the :data:`YAML_RUN_OPTIONS` (``--key=value`` or ``--key value``), and those."""
+    from cltm_sb.recipe.overrides import parse_override
+
+    rest: list[str] = []
+    taken: dict[str, Any] = {}
+    args = iter(argv)
+    for arg in args:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if key not in YAML_RUN_OPTIONS:
+            rest.append(arg)
+            continue
+        if not sep:
+            value = next(args, None)
+            if value is None:
+                raise RecipeError(f"--{key} needs a value (--{key}=VALUE)")
+        taken[key] = parse_override(key, value)
+    return rest, taken
