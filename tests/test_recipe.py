@@ -226,6 +226,15 @@ def test_yaml_values_of_run_options_parse_on_the_command_line() -> None:
         parse_command_line(["h.yaml", "--precision"])
 
 
+def test_fp16_on_cpu_is_a_user_error() -> None:
+    """SpeechBrain refuses fp16 on CPU with a ValueError: a traceback, not the recipe's error line."""
+    from cltm_sb.recipe.run import resolve_precision
+
+    with pytest.raises(RecipeError, match="fp16 does not run on CPU"):
+        resolve_precision("fp16", "cpu")
+    assert resolve_precision("bf16", "cpu") == "bf16" and resolve_precision("auto", "cpu") == "fp32"
+
+
 def test_run_options_that_are_yaml_keys_are_checked_hashed_and_recorded(
     prepared: Path, tiny_folder: str, tmp_path: Path
 ) -> None:

@@ -107,8 +107,11 @@ def _choice(name: str, value: Any, valid: Sequence[str]) -> str:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` becomes bf16/fp16 on CUDA (where supported) and fp32 elsewhere."""
+    """``auto`` becomes bf16/fp16 on CUDA (where supported) and fp32 elsewhere; fp16 not on CPU."""
     _choice("precision", precision, PRECISIONS)
+    if precision == "fp16" and str(device).startswith("cpu"):
+        # Else SpeechBrain's ValueError, a traceback once the output folder is made.
+        raise RecipeError("precision=fp16 does not run on CPU (SpeechBrain refuses it); use bf16, fp32 or auto")
     if precision != "auto":
         return precision
     if str(device).startswith("cuda") and torch.cuda.is_available():
