@@ -255,6 +255,10 @@ def test_run_options_that_are_yaml_keys_are_checked_hashed_and_recorded(
     planned = {"encoder": "tiny_hubert", "preset": "toy", "tiny_hubert_folder": tiny_folder, "number_of_epochs": 1}
     assert record.config_hash == config_hash_for("gr", {**planned, "max_grad_norm": 0.5})
     assert record.config_hash != config_hash_for("gr", planned)
+    # A run option that changes the training (here the effective batch) is another configuration.
+    accumulated = main("gr", [*argv, f"--output_folder={tmp_path / 'acc'}", "--grad_accumulation_factor=2"])
+    assert accumulated.extra["grad_accumulation_factor"] == 2
+    assert accumulated.config_hash != config_hash_for("gr", planned)
 
 
 # ------------------------------------------------------------------- YAML composition, resume, DDP

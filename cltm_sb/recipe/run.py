@@ -431,8 +431,11 @@ def run_recipe(
             # After loading: a hub checkpoint fetched now is in the cache the identity reads.
             identity = encoder_identity_of(hp)
             world_size = _world_size()
-            # The effective batch is batch_size x world_size: another configuration.
-            cfg_hash = config_hash({**config, "world_size": world_size} if world_size > 1 else config, identity)
+            # The effective batch is batch_size x world_size: another configuration; so are the
+            # SpeechBrain run options that change the training (given ones only: old hashes stay).
+            training_opts = {k: v for k, v in (run_opts or {}).items() if k in TRAINING_RUN_OPTIONS}
+            hashed = {**config, **training_opts, **({"world_size": world_size} if world_size > 1 else {})}
+            cfg_hash = config_hash(hashed, identity)
             record = _train_and_evaluate(
                 spec, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts, data_root
             )
@@ -451,6 +454,7 @@ def run_recipe(
             "n_classes": len(hp["label_classes"]),
             "output_folder": str(output_folder),
             "world_size": world_size,
+            **training_opts,
             "resumed": state == "resumable",
         }
         for key in RECORDED_KEYS:
@@ -496,6 +500,13 @@ def _yaml_run_options(
     keys = set(plain_defaults(text)) - OPERATIONAL_KEYS
     moved = {key: opts.pop(key) for key in list(opts) if key in keys}
     return opts, {**moved, **overrides}
+
+
+#: SpeechBrain run options (``--grad_accumulation_factor=4``) that change what a run trains: hashed
+#: and recorded when given, else such a run shared the configuration of one trained without them.
+TRAINING_RUN_OPTIONS = (
+    "grad_accumulation_factor", "optimizer_step_limit", "remove_vector_weight_decay", "skip_nonfinite_grads",
+)
 
 
 #: Hparams copied into a record's ``extra`` (where the YAML has them) for reading records alone.
