@@ -226,6 +226,20 @@ def test_yaml_values_of_run_options_parse_on_the_command_line() -> None:
         parse_command_line(["h.yaml", "--precision"])
 
 
+def test_a_finished_ddp_run_is_reported_by_the_main_process_only(
+    prepared: Path, tiny_folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rerunning a finished run under torchrun printed its record once per process."""
+    import speechbrain.utils.distributed as distributed
+
+    ov = _overrides(prepared, "gr", tmp_path / "done", tiny_folder, number_of_epochs=1)
+    ov["test_csv"] = ov["test_csv"][:1]
+    assert run_recipe("gr", ov, run_opts={"device": "cpu"}) is not None
+    assert run_recipe("gr", ov, run_opts={"device": "cpu"}) is not None  # the main process
+    monkeypatch.setattr(distributed, "if_main_process", lambda: False)  # another rank
+    assert run_recipe("gr", ov, run_opts={"device": "cpu"}) is None
+
+
 def test_fp16_on_cpu_is_a_user_error() -> None:
     """SpeechBrain refuses fp16 on CPU with a ValueError: a traceback, not the recipe's error line."""
     from cltm_sb.recipe.run import resolve_precision

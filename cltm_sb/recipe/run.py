@@ -407,6 +407,8 @@ def run_recipe(
         if state == "finished":
             from cltm_sb.results import read_record
 
+            if not if_main_process():  # under torchrun every process printed the record
+                return None
             logger.info("%s: this run finished before; its record is %s (--overwrite to redo it)", output_folder, record_file)
             return read_record(record_file)
         ddp_barrier()  # every process has looked at the folder before the main one writes
