@@ -117,6 +117,8 @@ def test_a_tag_in_an_override_is_refused(text: str, prepared: Path, tiny: Path, 
         ("max_grad_norm=-1", ["max_grad_norm=-1", "or null (no clipping)"]),
         ("pool_layers=9", ["pool_layers=9", "3 hidden states", "at most 3"]),
         ("encoder_dim=64", ["encoder_dim=64", "hidden_size 48", "encoder_dim=48"]),
+        # SpeechBrain's DynamicBatchSampler failed with an IndexError at the run's start.
+        ("dynamic_batching=true", ["max_batch_seconds=0", "with dynamic_batching true", "must be > 0"]),
     ],
 )
 def test_bad_values_are_refused_at_plan_time(

@@ -150,3 +150,13 @@ def check_hparams(
         if rule is None or _is_tagged(value) or rule.check(value):
             continue
         raise RecipeError(f"{key}={_shown(value)} ({origin(key)}): {key} must be {rule.expected}")
+    if config.get("dynamic_batching") is True:
+        # The paper and toy presets set both to 0: SpeechBrain's DynamicBatchSampler then failed
+        # with an IndexError once the run had started.
+        for key in ("max_batch_seconds", "num_buckets"):
+            value = config.get(key)
+            if _is_number(value) and value <= 0:
+                raise RecipeError(
+                    f"{key}={_shown(value)} ({origin(key)}): with dynamic_batching true, {key} must be > 0 "
+                    "(the fast preset's: max_batch_seconds 60.0, num_buckets 10)"
+                )
