@@ -240,6 +240,20 @@ def test_a_finished_ddp_run_is_reported_by_the_main_process_only(
     assert run_recipe("gr", ov, run_opts={"device": "cpu"}) is None
 
 
+def test_test_only_is_refused_before_anything_is_written(prepared: Path, tiny_folder: str, tmp_path: Path) -> None:
+    """SpeechBrain's --test_only skips fit (and its checkpoint recovery): the untrained model was
+    evaluated and recorded as the run, and a started run's checkpoint deleted."""
+    argv = [
+        str(hparams_dir() / "gender.yaml"),
+        f"--train_csv=[{prepared / 'xa' / 'a.csv'}]", f"--test_csv=[{prepared / 'xa' / 'test.csv'}]",
+        "--seed=3", "--encoder=tiny_hubert", "--preset=toy", f"--tiny_hubert_folder={tiny_folder}",
+        "--number_of_epochs=1", "--device=cpu", f"--output_folder={tmp_path / 'eval'}", "--test_only",
+    ]  # fmt: skip
+    with pytest.raises(RecipeError, match="--test_only is not supported"):
+        main("gr", argv)
+    assert not (tmp_path / "eval").exists()
+
+
 def test_fp16_on_cpu_is_a_user_error() -> None:
     """SpeechBrain refuses fp16 on CPU with a ValueError: a traceback, not the recipe's error line."""
     from cltm_sb.recipe.run import resolve_precision

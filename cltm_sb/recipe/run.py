@@ -365,6 +365,13 @@ def run_recipe(
     from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
     start = time.perf_counter()
+    if (run_opts or {}).get("test_only"):
+        # SpeechBrain's fit then returns at once, without recovering a checkpoint: the untrained
+        # model was evaluated and recorded as the run, and a resumable run's checkpoint pruned.
+        raise RecipeError(
+            "--test_only is not supported: a run trains, then evaluates. Rerun the command without it: "
+            "a finished run prints its record, a started one resumes from its checkpoint"
+        )
     spec, overrides, text, path = _compose(task, overrides, hparams_file)
     run_opts, overrides = _yaml_run_options(run_opts, overrides, text)
     config = resolve_plain(text, overrides)
