@@ -287,6 +287,10 @@ def test_run_options_that_are_yaml_keys_are_checked_hashed_and_recorded(
     accumulated = main("gr", [*argv, f"--output_folder={tmp_path / 'acc'}", "--grad_accumulation_factor=2"])
     assert accumulated.extra["grad_accumulation_factor"] == 2
     assert accumulated.config_hash != config_hash_for("gr", planned)
+    # Its folder holds another configuration's run for the same command without the option.
+    with pytest.raises(RecipeError, match="another configuration"):
+        main("gr", [*argv, f"--output_folder={tmp_path / 'acc'}"])
+    assert main("gr", [*argv, f"--output_folder={tmp_path / 'acc'}", "--grad_accumulation_factor=2"]) == accumulated
 
 
 # ------------------------------------------------------------------- YAML composition, resume, DDP

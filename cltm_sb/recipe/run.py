@@ -406,7 +406,12 @@ def run_recipe(
     if config["label_classes"] is None:  # e.g. speakers: sorted training labels
         derived["label_classes"] = sorted({str(row[label_key]) for row in train_rows.values()})
     final_overrides = {**overrides, **derived}
-    hparams_text = resolved_text(text, final_overrides)
+    world_size = _world_size()
+    # The effective batch is batch_size x world_size: another configuration; so are the
+    # SpeechBrain run options that change the training (given ones only: old hashes stay).
+    training_opts = {k: v for k, v in (run_opts or {}).items() if k in TRAINING_RUN_OPTIONS}
+    setup = {**training_opts, **({"world_size": world_size} if world_size > 1 else {})}
+    hparams_text = _with_setup(resolved_text(text, final_overrides), setup)
 
     # Held until the record is written: the grid's executor holds the run's own lock instead.
     with contextlib.nullcontext() if in_grid else _folder_lock(output_folder):
@@ -439,12 +444,7 @@ def run_recipe(
             hp = load_hyperpyyaml(text, final_overrides)  # seeds every random source first
             # After loading: a hub checkpoint fetched now is in the cache the identity reads.
             identity = encoder_identity_of(hp)
-            world_size = _world_size()
-            # The effective batch is batch_size x world_size: another configuration; so are the
-            # SpeechBrain run options that change the training (given ones only: old hashes stay).
-            training_opts = {k: v for k, v in (run_opts or {}).items() if k in TRAINING_RUN_OPTIONS}
-            hashed = {**config, **training_opts, **({"world_size": world_size} if world_size > 1 else {})}
-            cfg_hash = config_hash(hashed, identity)
+            cfg_hash = config_hash({**config, **setup}, identity)
             record = _train_and_evaluate(
                 spec, hp, run_id, train_rows, test_csv, trials_csv, output_folder, run_opts, data_root
             )
@@ -603,11 +603,29 @@ def _prepare_folder(output_folder: Path, record_file: Path, hparams_text: str, *
     return state
 
 
+#: Starts the comment line of hyperparams.yaml that holds what else the configuration hash covers
+#: (world size, training run options), so that reusing a folder compares it too: a started DDP
+#: run resumed by one process (or a finished one reported) passed as this command's configuration.
+SETUP_MARK = "# cltm run setup: "
+
+
+def _with_setup(hparams_text: str, setup: Mapping[str, Any]) -> str:
+    """``hparams_text`` with its :data:`SETUP_MARK` line when ``setup`` holds anything."""
+    if not setup:
+        return hparams_text
+    body = hparams_text.rstrip("\n")
+    return f"{body}\n{SETUP_MARK}{json.dumps(dict(setup), sort_keys=True)}\n"
+
+
+def _setup_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.startswith(SETUP_MARK)), "")
+
+
 def _hparams_differ(earlier: str, now: str) -> bool:
-    """Whether two resolved hparams texts differ (comments aside)."""
+    """Whether two resolved hparams texts differ (comments aside, but for the run setup line)."""
     from cltm_sb.recipe.hparams import plain_defaults
 
-    return plain_defaults(earlier) != plain_defaults(now)
+    return plain_defaults(earlier) != plain_defaults(now) or _setup_line(earlier) != _setup_line(now)
 
 
 def train_loader_options(hp: Mapping[str, Any], dataset) -> dict:
