@@ -41,9 +41,10 @@ class UnknownLanguageError(ValueError):
 class LanguageRegistry:
     """A read-only mapping of locale codes to :class:`Language` entries."""
 
-    def __init__(self, languages: Iterable[Language], source: str = "<memory>") -> None:
+    def __init__(self, languages: Iterable[Language], source: str = "<memory>", builtin: bool = False) -> None:
         self._languages: dict[str, Language] = {}
         self.source = source
+        self.builtin = builtin  # the package's own registry, not a user's families file
         for language in languages:
             if language.code in self._languages:
                 raise ValueError(f"{source}: language code {language.code!r} is listed twice")
@@ -68,11 +69,9 @@ class LanguageRegistry:
         unknown = list(dict.fromkeys(c for c in codes if c not in self._languages))  # each named once
         if unknown:
             # A user's families file is the registry already: the fix is in that file.
-            source = Path(self.source)
-            builtin = source.name == "languages.csv" and source.parent.name == "resources"
             fix = (
                 f"add them to {self.source} (columns code,name,family)"
-                if source.is_file() and not builtin
+                if Path(self.source).is_file() and not self.builtin
                 else "pass --families FILE.csv with columns code,name,family that lists them"
             )
             lower = {code.lower(): code for code in self._languages}
@@ -135,7 +134,9 @@ def default_registry() -> LanguageRegistry:
     """The built-in registry shipped with the package."""
     resource = resources.files("cltm_sb").joinpath("resources/languages.csv")
     with resources.as_file(resource) as path:
-        return read_registry_csv(path)
+        registry = read_registry_csv(path)
+    registry.builtin = True
+    return registry
 
 
 def load_registry(families_csv: str | os.PathLike | None = None) -> LanguageRegistry:
