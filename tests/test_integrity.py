@@ -143,18 +143,7 @@ def test_hand_added_manifest_is_not_certified(toy_corpus: Path, tmp_path: Path) 
 
 
 def test_own_manifests_still_plan(tmp_path: Path) -> None:
-    import numpy as np
-    import soundfile as sf
-
-    data = tmp_path / "own"
-    for locale in ("xa", "xb"):
-        (data / locale).mkdir(parents=True)
-        for subset in ("a", "b", "test"):
-            sf.write(data / f"{locale}{subset}.wav", np.zeros(1600, np.float32), 16000)
-            (data / locale / f"{subset}.csv").write_text(
-                HEADER + f"{locale}_{subset}1,0.1,$data_root/{locale}{subset}.wav,{locale}{subset},"
-                f"female,{locale},{subset}\n"
-            )
+    data = _own_data(tmp_path / "own")
     plan = make_plan(tmp_path / "plan", data, "gr", ["xa", "xb"], [1], runner=RUNNER)
     assert plan.data_root == str(data.resolve())
     manifest = data / "xa" / "a.csv"

@@ -371,10 +371,7 @@ class PairedCells:
     ) -> PairedCells:
         """Cells given the (co)variances of the two means themselves, stored times :attr:`scale`."""
         cells = cls(d_mean, g_mean, var_d, var_g, cov_dg, n, df)
-        # Rounding can leave a zero variance slightly negative.
-        cells.s_dd = cells.scale * np.maximum(var_d, 0.0)
-        cells.s_gg = cells.scale * np.maximum(var_g, 0.0)
-        cells.s_dg = cells.scale * cov_dg
+        cells.s_dd, cells.s_gg, cells.s_dg = cells.scale * var_d, cells.scale * var_g, cells.scale * cov_dg
         return cells
 
     @property
